@@ -1,0 +1,164 @@
+"""The feature contract: every extractor maps images to a :class:`FeatureMap`.
+
+Everything downstream (matching, evaluation, video, segmentation) is written once against this
+contract, whatever the model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..geometry import ImageGeometry, ResizeMode, resize_onto_canvas
+from ..images import ImageInput, load_image
+
+Precision = Literal["fp32", "bf16", "fp16"]
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class FeatureMap:
+    """Dense features of a batch of images, and how their grid maps to the images' pixels.
+
+    Attributes:
+        features: (B, C, h, w) float32, L2-normalised over C.
+        geometries: one :class:`ImageGeometry` per image, mapping grid cells to original pixels.
+        model: the name of the extractor that produced the features.
+        random_weights: True when the extractor had random weights (features carry no meaning).
+    """
+
+    features: Tensor
+    geometries: tuple[ImageGeometry, ...]
+    model: str
+    random_weights: bool = False
+
+    def __post_init__(self) -> None:
+        if self.features.ndim != 4:
+            raise ValueError(f"features must be (B, C, h, w), got shape {tuple(self.features.shape)}")
+        if len(self.geometries) != self.features.shape[0]:
+            raise ValueError(f"{len(self.geometries)} geometries for a batch of {self.features.shape[0]}")
+
+    def __len__(self) -> int:
+        return self.features.shape[0]
+
+    def __getitem__(self, index: int | slice) -> "FeatureMap":
+        """The feature map of one image (kept as a batch of 1) or of a slice of the batch."""
+        index = slice(index, index + 1 if index != -1 else None) if isinstance(index, int) else index
+        return FeatureMap(self.features[index], self.geometries[index], self.model, self.random_weights)
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """(h, w) of the feature grid."""
+        return (self.features.shape[2], self.features.shape[3])
+
+    @property
+    def channels(self) -> int:
+        return self.features.shape[1]
+
+    def upsample(self, size: int | tuple[int, int] | None) -> "FeatureMap":
+        """Bilinearly upsample (or downsample) to an (h, w) grid and re-normalise; geometry is kept.
+
+        ``None`` or the current size returns ``self``.
+        """
+        if size is None:
+            return self
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        if size == self.grid_size:
+            return self
+        resized = F.interpolate(self.features, size=size, mode="bilinear", align_corners=False)
+        return FeatureMap(F.normalize(resized, dim=1), self.geometries, self.model, self.random_weights)
+
+    def valid_cells(self) -> Tensor:
+        """(B, h, w) bool: cells whose centres lie on the image rather than on letterbox padding."""
+        return torch.stack([g.valid_cells(self.grid_size) for g in self.geometries]).to(self.features.device)
+
+
+@dataclass(frozen=True)
+class ExtractorConfig:
+    """Settings every extractor shares.
+
+    Attributes:
+        input_size: side of the square input canvas in pixels.
+        resize_mode: ``square`` (stretch, the papers' protocol) or ``letterbox`` (keep aspect ratio).
+        precision: ``fp32``, or ``bf16`` / ``fp16`` autocast.
+    """
+
+    input_size: int = 434
+    resize_mode: ResizeMode = "square"
+    precision: Precision = "fp32"
+
+
+class Extractor(nn.Module):
+    """Base class: images in, :class:`FeatureMap` out.
+
+    Subclasses set ``name`` and ``config`` and implement :meth:`forward`, which maps a batch of
+    input canvases (B, 3, S, S) in [0, 1] to raw features (B, C, h, w). Normalisation, resizing,
+    geometry, precision and ``torch.inference_mode`` are handled here, once.
+    """
+
+    name: str = "extractor"
+    config: ExtractorConfig
+    random_weights: bool = False
+    stride: int = 14  # input pixels per feature cell
+
+    def forward(self, pixels: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        tensor = next(self.parameters(), None)
+        if tensor is None:
+            tensor = next(self.buffers(), None)
+        return tensor.device if tensor is not None else torch.device("cpu")
+
+    def grid_size(self, input_size: int | None = None) -> tuple[int, int]:
+        """(h, w) of the feature grid for a square input canvas (default: the configured size).
+
+        The default assumes one cell per ``self.stride`` input pixels; extractors whose grid
+        follows another rule override this.
+        """
+        side = input_size or self.config.input_size
+        return (side // self.stride, side // self.stride)
+
+    def preprocess(self, images: Sequence[ImageInput]) -> tuple[Tensor, tuple[ImageGeometry, ...]]:
+        """Load images and resize them onto input canvases.
+
+        Returns:
+            (B, 3, S, S) float32 in [0, 1] on the extractor's device, and one geometry per image.
+        """
+        canvases, geometries = [], []
+        for image in images:
+            pixels = load_image(image)
+            geometry = ImageGeometry.fit(tuple(pixels.shape[-2:]), self.config.input_size, self.config.resize_mode)
+            canvases.append(resize_onto_canvas(pixels, geometry))
+            geometries.append(geometry)
+        return torch.stack(canvases).to(self.device), tuple(geometries)
+
+    def extract(self, images: ImageInput | Sequence[ImageInput], *, grad: bool = False) -> FeatureMap:
+        """Features of one image or a batch of images.
+
+        Args:
+            images: a path, PIL image, (3, H, W) tensor, or a list of them.
+            grad: keep the autograd graph (for training); by default runs under ``torch.inference_mode``.
+        Returns:
+            a :class:`FeatureMap` with (B, C, h, w) features.
+        """
+        batch = [images] if not isinstance(images, (list, tuple)) else list(images)
+        if not batch:
+            raise ValueError("extract() needs at least one image")
+        pixels, geometries = self.preprocess(batch)
+        with (contextlib.nullcontext() if grad else torch.inference_mode()), self._autocast():
+            features = self(pixels)
+        features = F.normalize(features.float(), dim=1)
+        return FeatureMap(features, geometries, self.name, self.random_weights)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        precision = self.config.precision
+        if precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=_AUTOCAST_DTYPES[precision])

@@ -1,0 +1,150 @@
+"""DINOv2 patch features through transformers (``Dinov2Model`` / ``Dinov2WithRegistersModel``).
+
+Weights come from a Hugging Face id (default ``facebook/dinov2-with-registers-base``), a local
+folder saved with ``save_pretrained``, or an official DINOv2 ``.pth`` state dict (keys converted,
+every key accounted for). ``random_weights=True`` builds the same architecture untrained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from torch import Tensor
+
+from ..errors import CheckpointError, InputError
+from ..hub import resolve_pretrained
+from .base import Extractor, ExtractorConfig
+from .dinov2_checkpoint import load_official_checkpoint
+
+if TYPE_CHECKING:  # transformers is imported when a model is built: it takes seconds to import
+    from transformers import Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+
+DinoSize = Literal["s", "b", "l", "g"]
+PATCH_SIZE = 14
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# (hidden size, heads, layers, SwiGLU MLP) of the released DINOv2 ViT-S/B/L/g at patch 14.
+ARCHITECTURES: dict[str, tuple[int, int, int, bool]] = {
+    "s": (384, 6, 12, False),
+    "b": (768, 12, 12, False),
+    "l": (1024, 16, 24, False),
+    "g": (1536, 24, 40, True),
+}
+_HUB_NAMES = {"s": "small", "b": "base", "l": "large", "g": "giant"}
+
+
+def default_hub_id(size: DinoSize, registers: bool) -> str:
+    """The official Hugging Face id, e.g. ``facebook/dinov2-with-registers-base``."""
+    return f"facebook/dinov2-{'with-registers-' if registers else ''}{_HUB_NAMES[size]}"
+
+
+@dataclass(frozen=True)
+class DinoV2Config(ExtractorConfig):
+    """DINOv2 feature settings.
+
+    Attributes:
+        size: ``s``, ``b``, ``l`` or ``g`` (ViT-S/14, B/14, L/14, g/14).
+        registers: the variant trained with 4 register tokens.
+        layer: take the output of this block (1-based), passed through the final layer norm;
+            ``None`` for the last block. Later blocks are dropped, not computed.
+        weights: Hugging Face id, local folder or official ``.pth`` file; ``None`` for the
+            official id of this size and variant.
+    """
+
+    size: DinoSize = "b"
+    registers: bool = True
+    layer: int | None = None
+    weights: str | None = None
+
+    @property
+    def weights_source(self) -> str:
+        return self.weights or default_hub_id(self.size, self.registers)
+
+
+def hf_config(config: DinoV2Config) -> Dinov2Config | Dinov2WithRegistersConfig:
+    """The transformers config of the released architecture for ``config.size``."""
+    from transformers import Dinov2Config, Dinov2WithRegistersConfig
+
+    if config.size not in ARCHITECTURES:
+        raise InputError(f"DINOv2 size must be one of {sorted(ARCHITECTURES)}, got {config.size!r}")
+    hidden, heads, layers, swiglu = ARCHITECTURES[config.size]
+    settings = dict(hidden_size=hidden, num_attention_heads=heads, num_hidden_layers=layers,
+                    use_swiglu_ffn=swiglu, mlp_ratio=4, patch_size=PATCH_SIZE, image_size=518,
+                    layerscale_value=1.0, layer_norm_eps=1e-6)
+    if config.registers:
+        return Dinov2WithRegistersConfig(num_register_tokens=4, **settings)
+    return Dinov2Config(**settings)
+
+
+def _model_class(config: DinoV2Config) -> type[Dinov2Model] | type[Dinov2WithRegistersModel]:
+    from transformers import Dinov2Model, Dinov2WithRegistersModel
+
+    return Dinov2WithRegistersModel if config.registers else Dinov2Model
+
+
+def build_backbone(config: DinoV2Config, *, random_weights: bool, name: str) -> Dinov2Model | Dinov2WithRegistersModel:
+    """The transformers model with weights loaded (or random), all of its blocks kept."""
+    architecture = hf_config(config)
+    architecture._attn_implementation = "sdpa"
+    model_class = _model_class(config)
+    if random_weights:
+        return model_class(architecture)
+    source = config.weights_source
+    if source.endswith((".pth", ".pt")):
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise InputError(f"{name}: checkpoint {source} does not exist")
+        model = model_class(architecture)
+        load_official_checkpoint(model, path, registers=config.registers)
+        return model
+    folder = resolve_pretrained(
+        source, model=name, allow_patterns=["*.json", "*.safetensors"],
+        how_to_supply="Supply them with --weights PATH (a folder saved by save_pretrained, or an official DINOv2 .pth file).",
+    )
+    model, info = model_class.from_pretrained(folder, config=architecture, output_loading_info=True)
+    problems = {kind: keys for kind, keys in info.items() if keys and kind != "error_msgs"}
+    if problems:
+        raise CheckpointError(f"{name}: {folder} does not fit DINOv2-{config.size.upper()}"
+                              f"{' with registers' if config.registers else ''}: {problems}")
+    return model
+
+
+class DinoV2Extractor(Extractor):
+    """DINOv2 patch tokens as dense features: (B, C, S/14, S/14), e.g. (B, 768, 31, 31) at 434."""
+
+    stride = PATCH_SIZE
+
+    def __init__(self, config: DinoV2Config = DinoV2Config(), *, random_weights: bool = False,
+                 name: str | None = None, backbone: Dinov2Model | Dinov2WithRegistersModel | None = None) -> None:
+        """Build from ``config``; ``backbone`` (a transformers DINOv2 model, e.g. a tiny one in
+        tests) replaces the released architecture and its weights."""
+        super().__init__()
+        if config.input_size % PATCH_SIZE:
+            raise InputError(f"DINOv2 input size must be a multiple of {PATCH_SIZE} (e.g. 434 or 448), "
+                             f"got {config.input_size}")
+        self.name = name or f"dinov2-{config.size}{'-reg' if config.registers else ''}"
+        depth = backbone.config.num_hidden_layers if backbone is not None else hf_config(config).num_hidden_layers
+        if config.layer is not None and not 1 <= config.layer <= depth:
+            raise InputError(f"{self.name} has blocks 1..{depth}, got layer={config.layer}")
+        model = backbone if backbone is not None else build_backbone(config, random_weights=random_weights,
+                                                                     name=self.name)
+        self.config = config
+        self.random_weights = random_weights
+        if config.layer is not None:
+            model.encoder.layer = model.encoder.layer[: config.layer]
+            model.config.num_hidden_layers = config.layer
+        self.model = model.eval().requires_grad_(False)
+        self.num_prefix_tokens = 1 + getattr(model.config, "num_register_tokens", 0)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, pixels: Tensor) -> Tensor:
+        """(B, 3, S, S) in [0, 1] -> (B, C, S/14, S/14) patch tokens (not yet L2-normalised)."""
+        batch, _, height, width = pixels.shape
+        tokens = self.model(pixel_values=(pixels - self.mean) / self.std).last_hidden_state
+        patches = tokens[:, self.num_prefix_tokens:]
+        return patches.transpose(1, 2).reshape(batch, -1, height // PATCH_SIZE, width // PATCH_SIZE)

@@ -1,0 +1,133 @@
+"""Matching on dense features: pure functions on tensors.
+
+Grid coordinates follow :mod:`semcorr.geometry`: ``(x, y)`` with cell centres at integers, so cell
+``(i, j)`` of an ``(h, w)`` grid sits at ``(j, i)``. Similarities are cosine similarities of
+L2-normalised features, in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _check_shape(name: str, tensor: Tensor, ndim: int, layout: str) -> None:
+    if tensor.ndim != ndim:
+        raise ValueError(f"{name} must be {layout}, got shape {tuple(tensor.shape)}")
+
+
+def grid_to_normalized(points: Tensor, grid_size: tuple[int, int]) -> Tensor:
+    """(..., 2) grid coordinates -> (..., 2) ``grid_sample`` coordinates (align_corners=False)."""
+    grid_h, grid_w = grid_size
+    size = torch.tensor((grid_w, grid_h), dtype=points.dtype, device=points.device)
+    return (2.0 * points + 1.0) / size - 1.0
+
+
+def sample_descriptors(features: Tensor, points: Tensor) -> Tensor:
+    """Bilinearly sample features at sub-cell grid positions and re-normalise.
+
+    Args:
+        features: (B, C, h, w) feature maps.
+        points: (B, N, 2) grid coordinates (x, y).
+    Returns:
+        (B, N, C) L2-normalised descriptors.
+    """
+    _check_shape("features", features, 4, "(B, C, h, w)")
+    _check_shape("points", points, 3, "(B, N, 2)")
+    grid = grid_to_normalized(points.to(features.dtype), features.shape[-2:])[:, :, None, :]  # (B, N, 1, 2)
+    sampled = F.grid_sample(features, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.normalize(sampled[..., 0].transpose(1, 2), dim=-1)
+
+
+def similarity_maps(descriptors: Tensor, features: Tensor) -> Tensor:
+    """Cosine similarity of each query descriptor with every cell of a feature map.
+
+    Args:
+        descriptors: (B, N, C) L2-normalised query descriptors.
+        features: (B, C, h, w) L2-normalised feature maps.
+    Returns:
+        (B, N, h, w) similarities.
+    """
+    _check_shape("descriptors", descriptors, 3, "(B, N, C)")
+    _check_shape("features", features, 4, "(B, C, h, w)")
+    return torch.einsum("bnc,bchw->bnhw", descriptors, features)
+
+
+def _mask_invalid(similarity: Tensor, valid: Tensor | None) -> Tensor:
+    """Set cells outside ``valid`` (B, h, w) to -inf."""
+    if valid is None:
+        return similarity
+    return similarity.masked_fill(~valid[:, None].to(similarity.device), float("-inf"))
+
+
+def _flat_to_xy(index: Tensor, width: int) -> Tensor:
+    return torch.stack((index % width, torch.div(index, width, rounding_mode="floor")), dim=-1)
+
+
+def nearest_neighbour(similarity: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The best cell of each similarity map.
+
+    Args:
+        similarity: (B, N, h, w) similarity maps.
+        valid: optional (B, h, w) bool; cells outside it are never chosen.
+    Returns:
+        (B, N, 2) grid coordinates (x, y) of the best cells, and (B, N) their similarities.
+    """
+    _check_shape("similarity", similarity, 4, "(B, N, h, w)")
+    flat = _mask_invalid(similarity, valid).flatten(2)
+    score, index = flat.max(dim=-1)
+    return _flat_to_xy(index, similarity.shape[-1]).to(similarity.dtype), score
+
+
+def window_soft_argmax(similarity: Tensor, window: int = 11, temperature: float = 0.02,
+                       valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Sub-cell position of each map's peak: a softmax-weighted mean over a window around the argmax.
+
+    Args:
+        similarity: (B, N, h, w) similarity maps.
+        window: side of the square window (odd), in cells.
+        temperature: softmax temperature on the similarities (lower is sharper).
+        valid: optional (B, h, w) bool; cells outside it get no weight.
+    Returns:
+        (B, N, 2) grid coordinates (x, y), and (B, N) the similarity at the argmax.
+    """
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"window must be a positive odd number of cells, got {window}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    peak, score = nearest_neighbour(similarity, valid)
+    height, width = similarity.shape[-2:]
+    xs = torch.arange(width, device=similarity.device, dtype=similarity.dtype)
+    ys = torch.arange(height, device=similarity.device, dtype=similarity.dtype)
+    radius = window // 2
+    in_x = (xs[None, None, :] - peak[..., :1]).abs() <= radius  # (B, N, w)
+    in_y = (ys[None, None, :] - peak[..., 1:]).abs() <= radius  # (B, N, h)
+    inside = in_y[..., :, None] & in_x[..., None, :]  # (B, N, h, w)
+    logits = _mask_invalid(similarity, valid).masked_fill(~inside, float("-inf")) / temperature
+    weights = torch.softmax(logits.flatten(2), dim=-1).view_as(similarity)
+    x = (weights.sum(dim=-2) * xs).sum(dim=-1)
+    y = (weights.sum(dim=-1) * ys).sum(dim=-1)
+    return torch.stack((x, y), dim=-1), score
+
+
+def mutual_nearest_neighbours(features_a: Tensor, features_b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Cell pairs that are each other's nearest neighbour.
+
+    Args:
+        features_a: (C, h_a, w_a) L2-normalised features of image A.
+        features_b: (C, h_b, w_b) L2-normalised features of image B.
+    Returns:
+        (M, 2) grid coordinates (x, y) in A, (M, 2) grid coordinates in B, (M,) similarities.
+    """
+    _check_shape("features_a", features_a, 3, "(C, h, w)")
+    _check_shape("features_b", features_b, 3, "(C, h, w)")
+    similarity = features_a.flatten(1).T @ features_b.flatten(1)  # (h_a * w_a, h_b * w_b)
+    best_b = similarity.argmax(dim=1)
+    best_a = similarity.argmax(dim=0)
+    index_a = torch.arange(similarity.shape[0], device=similarity.device)
+    mutual = best_a[best_b] == index_a
+    index_a, index_b = index_a[mutual], best_b[mutual]
+    scores = similarity[index_a, index_b]
+    return (_flat_to_xy(index_a, features_a.shape[-1]).to(features_a.dtype),
+            _flat_to_xy(index_b, features_b.shape[-1]).to(features_b.dtype), scores)
