@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .errors import InputError, SemcorrError
 
@@ -38,30 +38,49 @@ def read_points_file(path: str | Path) -> list[list[float]]:
     return points
 
 
-def _add_model_options(parser: argparse.ArgumentParser, default_model: str) -> None:
+def add_model_options(parser: argparse.ArgumentParser, default_model: str) -> None:
+    """--model, --weights, --random-weights, --device, and the extractor's --input-size,
+    --resize-mode and --precision (left to the preset when not given)."""
     parser.add_argument("--model", default=default_model, help=f"extractor preset (default {default_model}; "
                         "see `semcorr models`)")
     parser.add_argument("--weights", help="Hugging Face id, local folder or checkpoint file for the model")
     parser.add_argument("--random-weights", action="store_true", help="untrained weights (timing and tests)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--input-size", type=int, help="input canvas side in pixels (default: the model's)")
+    parser.add_argument("--resize-mode", choices=["square", "letterbox"], help="default square (the papers')")
+    parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="default fp32")
 
 
-def _extractor_overrides(args: argparse.Namespace) -> dict[str, Any]:
+def add_match_options(parser: argparse.ArgumentParser) -> None:
+    """Options of :class:`~semcorr.matcher.MatchSettings`; read them back with :func:`match_settings`."""
+    parser.add_argument("--grid", type=int, default=60, help="upsample features to this grid; 0: native (default 60)")
+    parser.add_argument("--method", choices=["window_soft_argmax", "nearest"], default="window_soft_argmax")
+    parser.add_argument("--window", type=int, default=11, help="soft-argmax window in cells (default 11)")
+    parser.add_argument("--temperature", type=float, default=0.02, help="soft-argmax temperature (default 0.02)")
+
+
+def match_settings(args: argparse.Namespace):
+    """The :class:`~semcorr.matcher.MatchSettings` of parsed :func:`add_match_options` arguments."""
+    from .matcher import MatchSettings
+
+    return MatchSettings(grid=args.grid or None, method=args.method, window=args.window,
+                         temperature=args.temperature)
+
+
+def extractor_overrides(args: argparse.Namespace) -> dict[str, Any]:
     names = ("input_size", "resize_mode", "precision")
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
 def _match(args: argparse.Namespace) -> int:
-    from .matcher import Matcher, MatchSettings
+    from .matcher import Matcher
     from .viz import plot_matches
 
     if bool(args.points) == bool(args.points_file):
         raise InputError("give the source points with either --points x,y ... or --points-file FILE")
     points = [_parse_point(p) for p in args.points] if args.points else read_points_file(args.points_file)
-    settings = MatchSettings(grid=args.grid or None, method=args.method, window=args.window,
-                             temperature=args.temperature)
     matcher = Matcher(args.model, weights=args.weights, random_weights=args.random_weights, device=args.device,
-                      settings=settings, **_extractor_overrides(args))
+                      settings=match_settings(args), **extractor_overrides(args))
     result = matcher.match(args.image_a, args.image_b, points)
     text = json.dumps(result, indent=2)
     if args.out:
@@ -79,7 +98,8 @@ def _match(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(args.model, out_dir=args.out_dir, device=args.device, random_weights=args.random_weights)
+    run_demo(args.model, out_dir=args.out_dir, device=args.device, random_weights=args.random_weights,
+             weights=args.weights, **extractor_overrides(args))
     return 0
 
 
@@ -92,35 +112,43 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="semcorr", description="Semantic correspondence between images.")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def add_match_command(commands: argparse._SubParsersAction) -> None:
     match = commands.add_parser("match", help="find points of image A in image B")
     match.add_argument("image_a")
     match.add_argument("image_b")
     match.add_argument("--points", nargs="+", metavar="X,Y", help="source points in image A's pixels")
     match.add_argument("--points-file", help="JSON file: [[x, y], ...] or {\"points\": [...]}")
-    _add_model_options(match, DEFAULT_MODEL)
-    match.add_argument("--input-size", type=int, help="input canvas side in pixels (default: the model's)")
-    match.add_argument("--resize-mode", choices=["square", "letterbox"], help="default square (the papers')")
-    match.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="default fp32")
-    match.add_argument("--grid", type=int, default=60, help="upsample features to this grid; 0: native (default 60)")
-    match.add_argument("--method", choices=["window_soft_argmax", "nearest"], default="window_soft_argmax")
-    match.add_argument("--window", type=int, default=11, help="soft-argmax window in cells (default 11)")
-    match.add_argument("--temperature", type=float, default=0.02, help="soft-argmax temperature (default 0.02)")
+    add_model_options(match, DEFAULT_MODEL)
+    add_match_options(match)
     match.add_argument("--out", help="write the JSON here instead of stdout")
     match.add_argument("--show", metavar="PNG", help="also draw the matches side by side into this PNG")
     match.set_defaults(run=_match)
 
+
+def add_demo_command(commands: argparse._SubParsersAction) -> None:
     demo = commands.add_parser("demo", help="match parts between two bundled images; writes JSON and a PNG")
-    _add_model_options(demo, DEFAULT_MODEL)
+    add_model_options(demo, DEFAULT_MODEL)
     demo.add_argument("--out-dir", default="semcorr-demo", help="where to write matches.json and matches.png")
     demo.set_defaults(run=_demo)
 
-    models = commands.add_parser("models", help="list the model presets")
-    models.set_defaults(run=_models)
+
+def add_models_command(commands: argparse._SubParsersAction) -> None:
+    commands.add_parser("models", help="list the model presets").set_defaults(run=_models)
+
+
+# One function per subcommand. Modules that add commands import heavy code (models, data) only
+# inside the function that runs the command, so `semcorr --help` and errors stay fast.
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_match_command, add_demo_command, add_models_command,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="semcorr", description="Semantic correspondence between images.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add_command in COMMANDS:
+        add_command(commands)
     return parser
 
 

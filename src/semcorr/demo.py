@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import WeightsUnavailableError
 from .matcher import Matcher
@@ -27,16 +26,17 @@ def demo_images() -> tuple[Path, Path]:
 
 
 def run_demo(model: str = "dinov2-b-reg", *, out_dir: str | Path = "semcorr-demo", device: str | None = None,
-             random_weights: bool = False, log=print) -> dict[str, Any]:
+             random_weights: bool = False, weights: str | None = None, log: Callable[[str], None] = print,
+             **overrides: Any) -> dict[str, Any]:
     """Match :data:`DEMO_POINTS` between the demo images; write ``matches.json`` and ``matches.png``.
 
     If ``model``'s weights cannot be had, says so and runs the weight-free ``baseline`` instead.
     """
     try:
-        matcher = Matcher(model, device=device, random_weights=random_weights)
+        matcher = Matcher(model, weights=weights, device=device, random_weights=random_weights, **overrides)
     except WeightsUnavailableError as error:
         log(f"{error}\n-> Showing the same job with the weight-free 'baseline' extractor instead.")
-        matcher = Matcher("baseline", device=device)
+        matcher = Matcher("baseline", device=device, **overrides)
     image_a, image_b = demo_images()
     result = matcher.match(image_a, image_b, DEMO_POINTS)
     out = Path(out_dir)
@@ -51,6 +51,3 @@ def run_demo(model: str = "dinov2-b-reg", *, out_dir: str | Path = "semcorr-demo
     log(f"wrote {out / 'matches.json'} and {out / 'matches.png'}")
     return result
 
-
-if __name__ == "__main__":  # pragma: no cover
-    run_demo(log=lambda line: print(line, file=sys.stdout))
