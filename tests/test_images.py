@@ -273,6 +273,11 @@ class TestTensors:
                                              r"found \[0, 255\]"):
             load_image(torch.tensor([0.0, 255.0]).repeat(6).reshape(3, 2, 2))
 
+    def test_round_off_just_outside_unit_range_is_clipped(self):
+        tensor = torch.tensor([-4e-4, 1.0005]).repeat(6).reshape(3, 2, 2)
+        loaded = load_image(tensor)
+        assert loaded.min() == 0.0 and loaded.max() == 1.0
+
     @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
     def test_non_finite(self, bad):
         tensor = torch.zeros(3, 2, 2)

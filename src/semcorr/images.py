@@ -221,6 +221,7 @@ def _from_tensor(tensor: torch.Tensor, name: str) -> torch.Tensor:
     elif tensor.is_floating_point():
         pixels = tensor.cpu().float()
         _check_unit_range(pixels.detach().numpy(), name)
+        pixels = pixels.clamp(0.0, 1.0)
     else:
         raise InputError(f"{name}: dtype {tensor.dtype} not supported; use uint8 or float in [0, 1]")
     pixels = pixels if pixels.ndim == 3 else pixels[None]
@@ -237,19 +238,24 @@ def _from_array(array: np.ndarray, name: str) -> torch.Tensor:
     elif array.dtype.kind == "f":
         hwc = array.astype(np.float32)
         _check_unit_range(hwc, name)
+        hwc = np.clip(hwc, 0.0, 1.0)
     else:
         raise InputError(f"{name}: dtype {array.dtype} not supported; use uint8, uint16 or float in [0, 1]")
     return _finish(hwc if hwc.ndim == 3 else hwc[..., None])
 
 
+# Float pixels this close outside [0, 1] (resampling round-off) are clipped rather than refused.
+UNIT_RANGE_TOLERANCE = 1e-3
+
+
 def _check_unit_range(values: np.ndarray, name: str) -> None:
-    """Refuse float pixel values that are non-finite or outside [0, 1]."""
+    """Refuse float pixel values that are non-finite or outside [0, 1] by more than the tolerance."""
     if values.size == 0:
         return
     if not np.isfinite(values).all():
         raise InputError(f"{name}: pixel values must be finite; found NaN or inf")
     low, high = float(values.min()), float(values.max())
-    if low < 0.0 or high > 1.0:
+    if low < -UNIT_RANGE_TOLERANCE or high > 1.0 + UNIT_RANGE_TOLERANCE:
         raise InputError(f"{name}: float pixel values must lie in [0, 1]; found [{low:g}, {high:g}] "
                          "(use uint8 for 0..255 data)")
 
