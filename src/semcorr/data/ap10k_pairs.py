@@ -1,0 +1,170 @@
+"""GeoAware-SC's AP-10K pair sets, rebuilt from COCO keypoint annotations.
+
+The definition (GeoAware-SC's ``prepare_ap10k`` notebook), step by step, with where we differ:
+
+1. Merge the annotation files (train, test, val split 1) and keep the **first annotation of each
+   image**. Leave out crowd images: GeoAware-SC uses its released ``ap-10k_is_crowd.txt``
+   (``crowd_file``); without that list we leave out every image with more than one annotated
+   animal (our approximation of it).
+2. Keep animals with at least 3 annotated keypoints (``v > 0``).
+3. Per species (folders ``<family>/<species>``), split the animals: the **last 30 are test**, the
+   20 before them validation, the rest training. GeoAware-SC takes them in file-system order
+   (not reproducible across machines); we take them in ascending annotation id.
+4. A pair qualifies when ``sum((v_src / 2) * (v_trg / 2)) >= 3`` over the keypoints (COCO
+   ``v = 2`` for visible, so: at least 3 keypoints visible in both).
+5. **intra-species**: per species, shuffle the split's animals, take every unordered pair
+   (``itertools.combinations``, the earlier one is the source), keep the qualifying ones, all of
+   them for val/test (``50 x`` the species' animals at most for trn), in random order.
+   Category: the species.
+6. **cross-species**: per family with at least two species, for each pair of its species (in
+   sorted order) every (animal of the first, animal of the second) pair; of the qualifying ones
+   sample 900 per family for test (400 for val). Category: the family.
+7. **cross-family**: for each pair of families (sorted), every (animal of the first, animal of
+   the second) pair; sample 30 qualifying pairs per family pair for test (20 for val).
+   Category: ``all``.
+
+Randomness: one ``random.Random(seed)`` (seed 42) per set, families and species in sorted order,
+so a set does not depend on which other sets were built (GeoAware-SC seeds once per notebook
+cell). Animals with different keypoint lists are never paired.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from .ap10k import Instance, make_pair
+from .pairs import Pair
+
+TEST_PER_SPECIES, VAL_PER_SPECIES = 30, 20
+MIN_KEYPOINTS, MIN_SHARED = 3, 3.0
+CROSS_SPECIES_PAIRS = {"test": 900, "val": 400}
+CROSS_FAMILY_PAIRS = {"test": 30, "val": 20}
+TRAIN_PAIRS_PER_ANIMAL = 50
+
+
+def eligible(groups: Sequence[Sequence[Instance]], crowd: set[int] | None) -> list[Instance]:
+    """Steps 1-2: the first animal of each image, crowd images left out, >= 3 keypoints."""
+    kept = []
+    for group in groups:
+        first = group[0]
+        if (crowd is not None and first.id in crowd) or (crowd is None and len(group) > 1):
+            continue
+        if int((first.keypoints[:, 2] > 0).sum()) >= MIN_KEYPOINTS:
+            kept.append(first)
+    return kept
+
+
+def split_species(animals: Sequence[Instance], split: str) -> dict[tuple[str, str], list[Instance]]:
+    """Step 3: ``{(family, species): the split's animals in ascending id}``, sorted by family, species."""
+    species: dict[tuple[str, str], list[Instance]] = {}
+    for animal in animals:
+        species.setdefault((animal.family, animal.species), []).append(animal)
+    result = {}
+    for key in sorted(species):
+        members = sorted(species[key], key=lambda a: a.id)
+        test = min(TEST_PER_SPECIES, len(members))
+        val = min(VAL_PER_SPECIES, len(members) - test)
+        train = len(members) - test - val
+        chosen = {"trn": members[:train], "val": members[train:train + val], "test": members[len(members) - test:]}
+        result[key] = chosen[split]
+    return result
+
+
+def _shared(sources: Sequence[Instance], targets: Sequence[Instance]) -> np.ndarray:
+    """Step 4: (S, T) ``sum((v_s / 2) * (v_t / 2))``; -1 where the keypoint lists differ in length."""
+    shared = np.full((len(sources), len(targets)), -1.0)
+    by_length: dict[int, list[int]] = {}
+    for j, target in enumerate(targets):
+        by_length.setdefault(len(target.keypoints), []).append(j)
+    for length, columns in by_length.items():
+        rows = [i for i, source in enumerate(sources) if len(source.keypoints) == length]
+        if rows:
+            vs = np.stack([sources[i].keypoints[:, 2] / 2 for i in rows])
+            vt = np.stack([targets[j].keypoints[:, 2] / 2 for j in columns])
+            shared[np.ix_(rows, columns)] = vs @ vt.T
+    return shared
+
+
+def _qualifying(candidates: list[tuple[Instance, Instance]], shared: np.ndarray) -> list[tuple[Instance, Instance]]:
+    return [pair for pair, value in zip(candidates, shared) if value >= MIN_SHARED]
+
+
+def intra_species(species: dict[tuple[str, str], list[Instance]], split: str, rng: random.Random) -> list[tuple]:
+    """Step 5: (source, target, category) triples."""
+    triples = []
+    for (_, name), members in species.items():
+        members = list(members)
+        rng.shuffle(members)
+        candidates = list(itertools.combinations(members, 2))
+        if not candidates:
+            continue
+        shared = _shared(members, members)
+        index = {id(m): i for i, m in enumerate(members)}
+        values = np.array([shared[index[id(s)], index[id(t)]] for s, t in candidates])
+        possible = _qualifying(candidates, values)
+        wanted = TRAIN_PAIRS_PER_ANIMAL * len(members) if split == "trn" else len(candidates)
+        triples += [(s, t, name) for s, t in rng.sample(possible, min(wanted, len(possible)))]
+    return triples
+
+
+def _product(first: list[Instance], second: list[Instance]) -> tuple[list[tuple[Instance, Instance]], np.ndarray]:
+    candidates = list(itertools.product(first, second))
+    return candidates, _shared(first, second).reshape(-1) if candidates else np.zeros(0)
+
+
+def cross_species(species: dict[tuple[str, str], list[Instance]], split: str, rng: random.Random) -> list[tuple]:
+    """Step 6: (source, target, family) triples."""
+    families: dict[str, list[list[Instance]]] = {}
+    for (family, _), members in species.items():
+        families.setdefault(family, []).append(members)
+    triples = []
+    for family in sorted(families):
+        if len(families[family]) < 2:
+            continue
+        possible = []
+        for first, second in itertools.combinations(families[family], 2):
+            candidates, shared = _product(first, second)
+            possible += _qualifying(candidates, shared)
+        count = min(CROSS_SPECIES_PAIRS[split], len(possible))
+        triples += [(s, t, family) for s, t in rng.sample(possible, count)]
+    return triples
+
+
+def cross_family(species: dict[tuple[str, str], list[Instance]], split: str, rng: random.Random) -> list[tuple]:
+    """Step 7: (source, target, ``all``) triples."""
+    families: dict[str, list[Instance]] = {}
+    for (family, _), members in species.items():
+        families.setdefault(family, []).extend(members)
+    triples = []
+    for first, second in itertools.combinations(sorted(families), 2):
+        candidates, shared = _product(families[first], families[second])
+        possible = _qualifying(candidates, shared)
+        count = min(CROSS_FAMILY_PAIRS[split], len(possible))
+        triples += [(s, t, "all") for s, t in rng.sample(possible, count)]
+    return triples
+
+
+_BUILDERS = {"intra-species": intra_species, "cross-species": cross_species, "cross-family": cross_family}
+
+
+def build_pairs(groups: Sequence[Sequence[Instance]], split: str, subset: str, *, crowd: set[int] | None = None,
+                seed: int = 42) -> list[Pair]:
+    """One of GeoAware-SC's AP-10K sets from per-image groups of annotated animals.
+
+    Args:
+        groups: the animals of each image, in annotation order (:func:`~semcorr.data.ap10k.read_coco`).
+        split: ``trn``, ``val`` or ``test``.
+        subset: ``intra-species``, ``cross-species`` or ``cross-family``.
+        crowd: annotation ids of crowd images (GeoAware-SC's list); ``None``: multi-animal images.
+        seed: seed of this set's ``random.Random``.
+    """
+    if subset not in _BUILDERS:
+        raise InputError(f"AP-10K subset must be one of {', '.join(_BUILDERS)}, got {subset!r}")
+    species = split_species(eligible(groups, crowd), split)
+    triples = _BUILDERS[subset](species, split, random.Random(seed))
+    return [make_pair(source, target, category, subset) for source, target, category in triples]

@@ -1,0 +1,218 @@
+"""Features of every image of a benchmark, computed once in batches, kept in memory or on disk.
+
+Features are kept as float16 ``(C, h, w)`` on the extractor's native grid in both modes, so a
+result does not depend on where they were kept. On disk each image is one safetensors file
+(``features`` plus its geometry in the metadata) under ``<cache_dir>/<fingerprint>/``, where the
+fingerprint covers the model name and its whole config; a file's name covers the image's path,
+size and modification time. Files are written atomically, so an interrupted run resumes where it
+stopped. Random-weight models never reuse a cache (their weights differ on every build).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections import OrderedDict
+from pathlib import Path
+from typing import Literal, Sequence
+
+import torch
+from torch import Tensor
+
+from ..errors import InputError
+from ..features import Extractor, FeatureMap
+from ..geometry import ImageGeometry
+
+CacheMode = Literal["auto", "memory", "disk"]
+CACHE_MODES: tuple[str, ...] = ("auto", "memory", "disk")
+DEFAULT_MEMORY_LIMIT = 1 << 30  # auto mode keeps at most this many bytes of features in memory
+_LRU_SIZE = 128  # disk mode keeps this many recently used images in memory
+DEFAULT_UPSAMPLED_LIMIT = 512 << 20  # bytes of upsampled maps kept for reuse
+
+
+def fingerprint(extractor: Extractor) -> str:
+    """A short hash of what determines an extractor's features (name and config)."""
+    config = dataclasses.asdict(extractor.config) if dataclasses.is_dataclass(extractor.config) else {}
+    described = {"model": extractor.name, "config": config, "class": type(extractor).__qualname__}
+    if extractor.random_weights:
+        described["random"] = uuid.uuid4().hex
+    text = json.dumps(described, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _image_key(path: Path) -> str:
+    stat = path.stat()
+    text = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class FeatureStore:
+    """Per-image features of one extractor.
+
+    Args:
+        extractor: the model.
+        mode: ``memory``, ``disk`` or ``auto`` (disk when ``cache_dir`` is given or when all
+            images' features would pass ``memory_limit`` bytes, else memory).
+        cache_dir: where disk features live (kept, reused by later runs); ``None`` with disk mode:
+            a temporary folder removed by :meth:`close`.
+        batch_size: images per extractor call.
+        progress: show a progress bar while extracting.
+    """
+
+    def __init__(self, extractor: Extractor, *, mode: CacheMode = "auto", cache_dir: str | Path | None = None,
+                 batch_size: int = 8, progress: bool = True, memory_limit: int = DEFAULT_MEMORY_LIMIT) -> None:
+        if mode not in CACHE_MODES:
+            raise InputError(f"feature cache must be one of {CACHE_MODES}, got {mode!r}")
+        if batch_size < 1:
+            raise InputError(f"batch size must be at least 1, got {batch_size}")
+        self.extractor, self.batch_size, self.progress = extractor, batch_size, progress
+        self.memory_limit = memory_limit
+        self.mode: str = "disk" if (mode == "disk" or (mode == "auto" and cache_dir is not None)) else mode
+        self._cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._folder: Path | None = None
+        self._temporary: Path | None = None
+        self._memory: dict[Path, tuple[Tensor, ImageGeometry]] = {}
+        self._recent: OrderedDict[Path, tuple[Tensor, ImageGeometry]] = OrderedDict()
+        self.computed = 0  # images whose features this store computed (the rest came from disk)
+        self.upsampled_limit = DEFAULT_UPSAMPLED_LIMIT
+        self._upsampled: OrderedDict[tuple[Path, int | None], tuple[Tensor, ImageGeometry]] = OrderedDict()
+        self._upsampled_bytes = 0
+
+    # --- disk layout -----------------------------------------------------------------------
+
+    @property
+    def folder(self) -> Path | None:
+        """The disk cache folder in use (``None`` in memory mode)."""
+        return self._folder
+
+    def _open_folder(self) -> Path:
+        if self._folder is None:
+            if self._cache_dir is None:
+                self._temporary = Path(tempfile.mkdtemp(prefix="semcorr-features-"))
+                base = self._temporary
+            else:
+                base = self._cache_dir
+            self._folder = base / fingerprint(self.extractor)
+            try:
+                self._folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise InputError(f"{self._folder}: cannot create the feature cache ({error})") from None
+        return self._folder
+
+    def _file(self, image: Path) -> Path:
+        return self._open_folder() / f"{_image_key(image)}.safetensors"
+
+    def _write(self, image: Path, features: Tensor, geometry: ImageGeometry) -> None:
+        from safetensors.torch import save_file
+
+        path = self._file(image)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        metadata = {"geometry": json.dumps(dataclasses.asdict(geometry)), "image": str(image)}
+        save_file({"features": features.contiguous()}, str(partial), metadata=metadata)
+        os.replace(partial, path)
+
+    def _read(self, image: Path) -> tuple[Tensor, ImageGeometry]:
+        from safetensors import safe_open
+
+        path = self._file(image)
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                features = handle.get_tensor("features")
+                fields = json.loads(handle.metadata()["geometry"])
+        except Exception as error:  # a damaged file: say which, and how to recover
+            raise InputError(f"{path}: unreadable feature cache file for {image} ({error}); delete it and rerun") from None
+        geometry = ImageGeometry(**{k: tuple(v) for k, v in fields.items()})
+        return features, geometry
+
+    # --- public API ------------------------------------------------------------------------
+
+    def _has(self, image: Path) -> bool:
+        return image in self._memory if self.mode == "memory" else self._file(image).is_file()
+
+    def compute(self, images: Sequence[Path]) -> None:
+        """Extract (batched) the features of every image not stored yet."""
+        from tqdm import tqdm
+
+        images = list(dict.fromkeys(Path(i) for i in images))
+        missing = [image for image in images if self.mode == "auto" or not self._has(image)]
+        with tqdm(total=len(missing), desc="features", unit="img", disable=not self.progress) as bar:
+            for start in range(0, len(missing), self.batch_size):
+                chunk = missing[start:start + self.batch_size]
+                fmap = self.extractor.extract(chunk)
+                features = fmap.features.to("cpu", torch.float16)
+                if self.mode == "auto":  # decide from the size of the first batch
+                    per_image = features[0].numel() * features.element_size()
+                    self.mode = "disk" if per_image * len(images) > self.memory_limit else "memory"
+                for image, feature, geometry in zip(chunk, features, fmap.geometries):
+                    if self.mode == "memory":
+                        self._memory[image] = (feature.clone(), geometry)
+                    else:
+                        self._write(image, feature, geometry)
+                self.computed += len(chunk)
+                bar.update(len(chunk))
+
+    def get(self, image: Path) -> tuple[Tensor, ImageGeometry]:
+        """(C, h, w) float16 features and the geometry of one image."""
+        image = Path(image)
+        if self.mode == "memory":
+            if image not in self._memory:
+                raise KeyError(f"no features computed for {image}")
+            return self._memory[image]
+        if image in self._recent:
+            self._recent.move_to_end(image)
+            return self._recent[image]
+        entry = self._read(image)
+        self._recent[image] = entry
+        if len(self._recent) > _LRU_SIZE:
+            self._recent.popitem(last=False)
+        return entry
+
+    def _one(self, image: Path, grid: int | None) -> tuple[Tensor, ImageGeometry]:
+        """(C, h, w) float32 L2-normalised features on the device, upsampled to ``grid`` (cached)."""
+        key = (image, grid)
+        if key in self._upsampled:
+            self._upsampled.move_to_end(key)
+            return self._upsampled[key]
+        features, geometry = self.get(image)
+        features = torch.nn.functional.normalize(features.to(self.extractor.device, torch.float32), dim=0)
+        fmap = FeatureMap(features[None], (geometry,), self.extractor.name, self.extractor.random_weights)
+        entry = (fmap.upsample(grid).features[0], geometry)
+        self._upsampled[key] = entry
+        self._upsampled_bytes += entry[0].numel() * entry[0].element_size()
+        while self._upsampled_bytes > self.upsampled_limit and len(self._upsampled) > 1:
+            _, (dropped, _) = self._upsampled.popitem(last=False)
+            self._upsampled_bytes -= dropped.numel() * dropped.element_size()
+        return entry
+
+    def feature_map(self, images: Sequence[Path], grid: int | None = None) -> FeatureMap:
+        """The :class:`FeatureMap` (float32, L2-normalised, on the extractor's device) of stored
+        images, upsampled to a ``grid`` x ``grid`` grid as :meth:`FeatureMap.upsample` does.
+
+        Upsampled maps of recently used images are kept (up to ``upsampled_limit`` bytes), so an
+        image that appears in many pairs is upsampled once.
+        """
+        entries = [self._one(Path(image), grid) for image in images]
+        return FeatureMap(torch.stack([f for f, _ in entries]), tuple(g for _, g in entries), self.extractor.name,
+                          self.extractor.random_weights)
+
+    def close(self) -> None:
+        """Drop memory features; remove a temporary disk cache."""
+        self._memory.clear()
+        self._recent.clear()
+        self._upsampled.clear()
+        self._upsampled_bytes = 0
+        if self._temporary is not None:
+            shutil.rmtree(self._temporary, ignore_errors=True)
+            self._temporary = None
+            self._folder = None
+
+    def __enter__(self) -> "FeatureStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

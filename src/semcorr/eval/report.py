@@ -1,0 +1,49 @@
+"""The per-category table ``semcorr eval`` prints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _cell(value: float | None) -> str:
+    return "    -" if value is None else f"{value:5.1f}"
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A plain-text table of an :func:`~semcorr.eval.evaluate` result: one row per category, then
+    the overall figures (per keypoint, per image, category mean) and the random-guess level."""
+    keys = list(result["pck"])
+    average = result["settings"]["pck"]["average"]
+    names = list(result["per_category"])
+    labels = ["all, per keypoint", "all, per image", "category mean", "random guess in box"]
+    width = max(len(n) for n in names + labels + ["category"])
+    header = f"{'category':<{width}}  {'pairs':>6}  {'kpts':>7}  " + "  ".join(f"@{k:>4}" for k in keys)
+    model = result["model"] + (" (random weights)" if result["random_weights"] else "")
+    lines = [
+        f"{result['title']} {result['split']}: {result['n_pairs']} pairs, {result['n_keypoints']} keypoints, "
+        f"model {model}",
+        result["protocol"],
+        "",
+        header,
+        "-" * len(header),
+    ]
+
+    def row(label: str, pairs: Any, keypoints: Any, values: dict[str, float | None]) -> str:
+        return (f"{label:<{width}}  {pairs!s:>6}  {keypoints!s:>7}  "
+                + "  ".join(_cell(values.get(k)) for k in keys))
+
+    for name in names:
+        entry = result["per_category"][name]
+        lines.append(row(name, entry["n_pairs"], entry["n_keypoints"], entry["pck"]))
+    lines.append("-" * len(header))
+    lines.append(row(labels[0], result["n_pairs"], result["n_keypoints"], result["pck_per_keypoint"]))
+    lines.append(row(labels[1], result["n_pairs_scored"], "", result["pck_per_image"]))
+    lines.append(row(labels[2], len(names), "", result["pck_category_mean"]))
+    lines.append(row(labels[3], "", "", result["chance"]["pck"]))
+    timing = result["timing"]
+    lines += ["", f"category rows and category mean: per {average}; wall time {result['wall_time_s']:.1f} s "
+                  f"(features {timing['features_s']:.1f} s for {timing['images_computed']} images, "
+                  f"matching {timing['matching_s']:.1f} s)"]
+    if result.get("warning"):
+        lines.append(f"warning: {result['warning']}")
+    return "\n".join(lines)

@@ -1,0 +1,239 @@
+"""Run a benchmark: load pairs, extract features once per image, transfer keypoints, score PCK.
+
+    from semcorr.eval import evaluate
+    result = evaluate("pf-willow", "data/PF-WILLOW", model="baseline")
+    result["pck"]            # {"0.05": ..., "0.1": ..., "0.15": ...} in percent
+    result["per_category"]   # {"car": {"n_pairs": 270, "pck": {...}, ...}, ...}
+
+The default protocol is DistillDIFT's: images stretched to 434 x 434, features upsampled to
+60 x 60, 11 x 11 window soft-argmax, PCK of the target box's longer side (the image's for
+PF-PASCAL) averaged per keypoint, a keypoint correct when its distance is <= alpha * L. PCK is
+measured in original target-image pixels, where the annotations live (the benchmarks' own
+definition). DistillDIFT's and GeoAware-SC's scripts measure in the resized frame instead, with
+the threshold scaled by one axis' factor; for a non-square image stretched to a square that frame
+is anisotropic, so their figures can differ slightly from these.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..data import Pair
+from ..errors import InputError
+from ..features import Extractor, build_extractor
+from ..matcher import MatchSettings, transfer_points
+from .benchmarks import get_benchmark, load_benchmark
+from .feature_store import CacheMode, FeatureStore
+from .pck import (AVERAGES, THRESHOLD_KINDS, Average, ThresholdKind, correct_keypoints, random_guess_correct,
+                  summarize, threshold_length)
+
+DEFAULT_MODEL = "dinov2-b-reg"
+CHANCE_SAMPLES = 100
+
+
+@dataclass(frozen=True)
+class PCKSettings:
+    """How predictions are scored.
+
+    Attributes:
+        alphas: PCK thresholds; ``None``: the benchmark's (0.1, 0.05, 0.01; PF-PASCAL and
+            PF-WILLOW 0.05, 0.1, 0.15).
+        threshold: ``bbox`` or ``image`` length ``L``; ``None``: the benchmark's.
+        average: which average the headline ``pck`` reports, ``keypoint`` or ``image`` (both
+            are always in the result).
+        inclusive: correct when ``d <= alpha * L`` (True, DistillDIFT) or ``d < alpha * L``.
+    """
+
+    alphas: tuple[float, ...] | None = None
+    threshold: ThresholdKind | None = None
+    average: Average = "keypoint"
+    inclusive: bool = True
+
+
+def _protocol(pck: PCKSettings, alphas: tuple[float, ...], threshold: str) -> str:
+    length = "the target box's longer side" if threshold == "bbox" else "the target image's longer side"
+    return (f"PCK@{'/'.join(format(a, 'g') for a in alphas)} of {length}, averaged per {pck.average}, "
+            f"correct if distance {'<=' if pck.inclusive else '<'} alpha * L, in original target-image pixels")
+
+
+def predict(store: FeatureStore, pairs: Sequence[Pair], settings: MatchSettings, batch_size: int = 8,
+            progress: bool = True) -> list[np.ndarray]:
+    """Transfer each pair's counted source keypoints into its target image.
+
+    Returns:
+        one (M_i, 2) float64 array of predicted target points (x, y) per pair.
+    """
+    from tqdm import tqdm
+
+    found: list[np.ndarray] = []
+    with tqdm(total=len(pairs), desc="matching", unit="pair", disable=not progress) as bar:
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start:start + batch_size]
+            sources = [pair.counted_points()[0] for pair in chunk]
+            longest = max(len(points) for points in sources)
+            if longest:
+                points = torch.zeros(len(chunk), longest, 2)  # padded with (0, 0); padding is dropped below
+                for i, source in enumerate(sources):
+                    points[i, :len(source)] = torch.from_numpy(source)
+                with torch.inference_mode():
+                    transfer = transfer_points(store.feature_map([p.source_image for p in chunk], settings.grid),
+                                               store.feature_map([p.target_image for p in chunk], settings.grid),
+                                               points, settings)
+                result = transfer.points.cpu().numpy().astype(np.float64)
+            found += [result[i, :len(source)] if len(source) else np.zeros((0, 2)) for i, source in enumerate(sources)]
+            bar.update(len(chunk))
+    return found
+
+
+def score_predictions(pairs: Sequence[Pair], found: Sequence[np.ndarray], alphas: Sequence[float],
+                      threshold: ThresholdKind, pck: PCKSettings = PCKSettings(), *,
+                      predictions: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """PCK of predicted target points, overall and per category, and the random-guess level.
+
+    Args:
+        pairs: the evaluated pairs.
+        found: per pair, (M_i, 2) predicted target points of its counted keypoints (:func:`predict`).
+        alphas, threshold: the thresholds and the length ``L`` (``bbox`` or ``image``).
+        pck: ``average`` picks the headline figure; ``inclusive`` the comparison.
+        predictions: also return one record per pair (``id, category, pred, gt, threshold_length``).
+    Returns:
+        the scoring part of :func:`evaluate`'s result, and the prediction records (or ``[]``).
+    """
+    correct = np.zeros((len(pairs), len(alphas)))
+    chance = np.zeros((len(pairs), len(alphas)))
+    counts = np.zeros(len(pairs), np.int64)
+    rng = np.random.default_rng(0)
+    records = []
+    for i, (pair, predicted) in enumerate(zip(pairs, found)):
+        _, target = pair.counted_points()
+        length = threshold_length(threshold, pair.target_box, pair.target_size)
+        correct[i] = correct_keypoints(predicted, target, length, alphas, inclusive=pck.inclusive).sum(axis=1)
+        chance[i] = random_guess_correct(target, pair.target_box, length, alphas, inclusive=pck.inclusive,
+                                         samples=CHANCE_SAMPLES, rng=rng)
+        counts[i] = len(target)
+        if predictions:
+            records.append({"id": pair.id, "category": pair.category, "pred": np.asarray(predicted).tolist(),
+                            "gt": target.astype(np.float64).tolist(), "threshold_length": length})
+    categories = [pair.category for pair in pairs]
+    summary = summarize(categories, correct, counts, alphas)
+    expected = summarize(categories, chance, counts, alphas)
+    chosen = f"per_{pck.average}"
+    scores = {
+        "n_pairs": summary["n_pairs"], "n_pairs_scored": summary["n_pairs_scored"],
+        "n_keypoints": summary["n_keypoints"],
+        "pck": summary[chosen], "pck_per_keypoint": summary["per_keypoint"], "pck_per_image": summary["per_image"],
+        "pck_category_mean": summary["category_mean"][chosen], "category_mean": summary["category_mean"],
+        "per_category": {name: {"n_pairs": row["n_pairs"], "n_keypoints": row["n_keypoints"], "pck": row[chosen],
+                                "per_keypoint": row["per_keypoint"], "per_image": row["per_image"]}
+                         for name, row in summary["per_category"].items()},
+        "chance": {"pck": expected[chosen], "per_keypoint": expected["per_keypoint"],
+                   "per_image": expected["per_image"],
+                   "what": f"expected PCK of a uniform random guess inside the target box "
+                           f"({CHANCE_SAMPLES} guesses per keypoint, seed 0)"},
+    }
+    return scores, records
+
+
+def _check(pck: PCKSettings, alphas: tuple[float, ...], threshold: str, limit: int | None, batch_size: int) -> None:
+    if not alphas or any(not (a > 0) for a in alphas):
+        raise InputError(f"PCK thresholds must be positive numbers, got {list(alphas)}")
+    if threshold not in THRESHOLD_KINDS:
+        raise InputError(f"PCK threshold must be one of {THRESHOLD_KINDS}, got {threshold!r}")
+    if pck.average not in AVERAGES:
+        raise InputError(f"PCK average must be one of {AVERAGES}, got {pck.average!r}")
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1, got {limit}")
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be at least 1, got {batch_size}")
+
+
+def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = DEFAULT_MODEL,
+             weights: str | None = None, random_weights: bool = False, device: str | None = None,
+             split: str | None = None, settings: MatchSettings = MatchSettings(), pck: PCKSettings = PCKSettings(),
+             limit: int | None = None, batch_size: int = 8, cache: CacheMode = "auto",
+             cache_dir: str | Path | None = None, loader_options: Mapping[str, Any] | None = None,
+             predictions: bool = False, progress: bool = True, **overrides: Any) -> dict[str, Any]:
+    """Evaluate a model on a benchmark.
+
+    Args:
+        benchmark: ``spair``, ``pf-willow``, ``pf-pascal``, ``cub``, ``ap10k-intra-species``,
+            ``ap10k-cross-species`` or ``ap10k-cross-family`` (see :data:`BENCHMARKS`).
+        data_root: the benchmark's folder in its official layout.
+        model: a preset name or an :class:`Extractor`; ``weights``, ``random_weights``,
+            ``device`` and ``**overrides`` (extractor config fields) build the preset.
+        split: default: the split papers report (``test``).
+        settings: point transfer settings (default: DistillDIFT's protocol).
+        pck: scoring settings (default: the benchmark's thresholds, per keypoint, ``<=``).
+        limit: evaluate only the first ``limit`` pairs.
+        batch_size: images per extractor call and pairs per matching call.
+        cache: ``memory``, ``disk`` or ``auto`` features (see :class:`FeatureStore`).
+        cache_dir: keep disk features here and reuse them in later runs.
+        loader_options: passed to the loader (``layout="small"`` for SPair, ``crowd_file`` for AP-10K...).
+        predictions: also return ``"predictions"``: per pair ``{"id", "category", "pred", "gt",
+            "threshold_length"}`` in target-image pixels, counted keypoints only.
+        progress: show progress bars (stderr).
+    Returns:
+        ``{"benchmark", "split", "model", "random_weights", "n_pairs", "n_keypoints", "pck":
+        {"0.1": percent, ...}, "pck_per_keypoint", "pck_per_image", "pck_category_mean",
+        "per_category": {name: {"n_pairs", "n_keypoints", "pck", "per_keypoint", "per_image"}},
+        "chance", "settings", "protocol", "timing", "wall_time_s", ...}``.
+    """
+    start = time.perf_counter()
+    spec = get_benchmark(benchmark)
+    alphas = tuple(float(a) for a in (pck.alphas if pck.alphas is not None else spec.alphas))
+    threshold = pck.threshold or spec.threshold
+    _check(pck, alphas, threshold, limit, batch_size)
+    split, pairs = load_benchmark(spec, data_root, split, **dict(loader_options or {}))
+    total_pairs = len(pairs)
+    pairs = pairs[:limit] if limit is not None else pairs
+    if not pairs:
+        raise InputError(f"{data_root}: no {spec.title} {split} pairs found")
+    if isinstance(model, Extractor) and (weights is not None or random_weights or overrides):
+        raise InputError("weights, random_weights and extractor settings apply to a preset name, not to an Extractor")
+    extractor = model if isinstance(model, Extractor) else build_extractor(
+        model, weights=weights, random_weights=random_weights, device=device, **overrides)
+    loaded = time.perf_counter()
+    images = list(dict.fromkeys(path for pair in pairs for path in (pair.source_image, pair.target_image)))
+    with FeatureStore(extractor, mode=cache, cache_dir=cache_dir, batch_size=batch_size, progress=progress) as store:
+        store.compute(images)
+        extracted = time.perf_counter()
+        found = predict(store, pairs, settings, batch_size, progress)
+        cache_used, cache_folder, computed = store.mode, store.folder, store.computed
+    matched = time.perf_counter()
+
+    scores, records = score_predictions(pairs, found, alphas, threshold, pck, predictions=predictions)
+    finished = time.perf_counter()
+
+    result: dict[str, Any] = {
+        "benchmark": spec.name, "title": spec.title, "split": split, "data_root": str(data_root),
+        "model": extractor.name, "random_weights": bool(extractor.random_weights),
+        "protocol": _protocol(pck, alphas, threshold),
+        **scores, "n_images": len(images), "n_pairs_in_split": total_pairs,
+        "settings": {
+            "extractor": dataclasses.asdict(extractor.config), "matching": dataclasses.asdict(settings),
+            "pck": {"alphas": list(alphas), "threshold": threshold, "average": pck.average,
+                    "comparison": "<=" if pck.inclusive else "<"},
+            "batch_size": batch_size, "limit": limit, "feature_cache": cache_used,
+            "cache_dir": str(cache_dir) if cache_dir is not None else None,
+            "loader_options": {k: str(v) for k, v in (loader_options or {}).items()},
+            "device": str(extractor.device),
+        },
+        "timing": {"load_s": round(loaded - start, 3), "features_s": round(extracted - loaded, 3),
+                   "matching_s": round(matched - extracted, 3), "scoring_s": round(finished - matched, 3),
+                   "images_computed": computed},
+        "wall_time_s": round(finished - start, 3),
+    }
+    if cache_folder is not None and cache_dir is not None:
+        result["settings"]["cache_folder"] = str(cache_folder)
+    if extractor.random_weights:
+        result["warning"] = "features from random weights: the scores carry no meaning"
+    if predictions:
+        result["predictions"] = records
+    return result
