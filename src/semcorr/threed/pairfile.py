@@ -1,0 +1,336 @@
+"""The 3D pair file: HDF5 written resumably and atomically, and read back for training.
+
+Layout (HDF5, one group per (sequence, target frame)):
+
+    /                      attrs: format "semcorr-3d-pairs", version 1, root (the dataset folder image
+                           paths are relative to), dataset (reader options, JSON), settings (the
+                           PairSettings, JSON; each also as its own attribute), created_by
+    /sequences             (S,) str: every sequence in the file, sorted
+    /index                 (P,) str: every pair as "<sequence>/<target frame>" (sequences sorted, targets in
+                           frame order); its group is /pairs/<sequence>/<target frame>
+    /counts                (P,) int64: the number of correspondences of each pair in /index
+    /pairs/<sequence>      attrs: frames (the selected frames, the first the source), images (their
+                           paths relative to root), sizes ((F, 2) H, W), frame_count (frames in the
+                           sequence), source_frame, source_image
+    /pairs/<sequence>/<target>   datasets source_xy (N, 2) float32, target_xy (N, 2) float32,
+                           depth_error (N,) float32; attrs target_frame, target_image, target_size,
+                           source_size
+
+Sequence names may contain ``/`` (CO3D: ``category/sequence``), which nests their groups.
+Coordinates are continuous pixels (the image covers [0, W] x [0, H]).
+
+Reading: :mod:`semcorr.threed.pairloader`. Writing (:class:`PairWriter`): each finished sequence is first written to its own small file in
+``<out>.parts/`` (to a temporary name, flushed, then renamed: a crash leaves either the whole
+sequence or nothing), and :meth:`PairWriter.finish` merges those and any earlier ``<out>`` into a
+temporary HDF5 that is renamed over ``<out>`` in one step. A run that is killed at any point can be
+started again: it skips the sequences already in ``<out>`` or its parts, and ends with the same
+content as an uninterrupted run. A lock file keeps two runs from writing one output at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .correspondence import Correspondences, PairSettings
+
+FORMAT = "semcorr-3d-pairs"
+VERSION = 1
+ARRAYS = ("source_xy", "target_xy", "depth_error")
+
+
+@dataclass(frozen=True, eq=False)
+class SequenceEntry:
+    """What one sequence contributes to a pair file.
+
+    Attributes:
+        sequence: its name.
+        frames: names of the selected frames; ``frames[0]`` is the source.
+        images: their image paths (relative to the dataset root where they lie below it).
+        sizes: their (H, W).
+        frame_count: how many frames the sequence has.
+        pairs: one :class:`Correspondences` per target, ``frames[1:]`` in order.
+    """
+
+    sequence: str
+    frames: tuple[str, ...]
+    images: tuple[str, ...]
+    sizes: tuple[tuple[int, int], ...]
+    frame_count: int
+    pairs: tuple[Correspondences, ...]
+
+
+def make_header(root: str | Path, dataset: dict[str, Any], settings: PairSettings) -> dict[str, Any]:
+    """The identity of a pair file: runs with another header may not add to it."""
+    return {"format": FORMAT, "version": VERSION, "root": os.path.abspath(root),
+            "dataset": dict(dataset), "settings": asdict(settings)}
+
+
+class PairWriter:
+    """Adds sequences to a pair file, resumably (see the module docstring).
+
+    Args:
+        path: the output ``.h5`` file.
+        header: :func:`make_header` of this run; an existing output or parts folder made with
+            another header is refused (pass ``overwrite=True`` to start afresh).
+        overwrite: delete an existing output and its parts first.
+    """
+
+    def __init__(self, path: str | Path, header: dict[str, Any], *, overwrite: bool = False) -> None:
+        import h5py  # noqa: F401  (fail early when missing)
+
+        self.path = Path(path)
+        self.parts = self.path.with_name(self.path.name + ".parts")
+        self.header = header
+        if self.path.is_dir():
+            raise InputError(f"{self.path}: is a folder; give a file name for the pair file")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = _Lock(self.path.with_name(self.path.name + ".lock"))
+        try:
+            if overwrite:
+                self._remove_all()
+            self.done = self._resume()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __enter__(self) -> "PairWriter":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._lock.release()
+
+    def add(self, entry: SequenceEntry) -> None:
+        """Write one sequence to the parts folder, atomically."""
+        if entry.sequence in self.done:
+            raise ValueError(f"sequence {entry.sequence} is already in {self.path}")
+        meta = {"sequence": entry.sequence, "frames": list(entry.frames), "images": list(entry.images),
+                "sizes": [list(s) for s in entry.sizes], "frame_count": entry.frame_count}
+        arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(meta))}
+        for i, pair in enumerate(entry.pairs):
+            arrays.update({f"{name}_{i}": getattr(pair, name) for name in ARRAYS})
+        target = self.parts / _shard_name(entry.sequence)
+        temporary = target.with_name(target.name + ".tmp")
+        with open(temporary, "wb") as file:
+            np.savez(file, **arrays)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, target)
+        self.done.add(entry.sequence)
+
+    def finish(self) -> int:
+        """Merge the parts (and an earlier output) into the output file; returns its sequence count."""
+        import h5py
+
+        shards = {}
+        for shard in sorted(self.parts.glob("*.npz")) if self.parts.is_dir() else []:
+            shards[_read_shard_meta(shard)["sequence"]] = shard
+        if not shards and self.path.exists():
+            self._remove_parts()
+            return len(self.done)
+        old = h5py.File(self.path, "r") if self.path.exists() else None
+        try:
+            previous = set(strings_of(old["sequences"])) if old is not None else set()
+            temporary = self.path.with_name(self.path.name + ".tmp")
+            with h5py.File(temporary, "w") as new:
+                _write_header(new, self.header)
+                pairs_group = new.create_group("pairs")
+                index: list[tuple[str, int]] = []
+                sequences = sorted(previous | set(shards))
+                for sequence in sequences:
+                    if sequence in previous:
+                        index += _copy_sequence(old, pairs_group, sequence)
+                    else:
+                        index += _write_shard(pairs_group, shards[sequence])
+                text = h5py.string_dtype()
+                new.create_dataset("sequences", data=np.array(sequences, dtype=object), dtype=text)
+                new.create_dataset("index", data=np.array([n for n, _ in index], dtype=object), dtype=text)
+                new.create_dataset("counts", data=np.array([c for _, c in index], dtype=np.int64))
+        finally:
+            if old is not None:
+                old.close()
+        _fsync(temporary)
+        os.replace(temporary, self.path)
+        _fsync(self.path.parent)
+        self._remove_parts()
+        return len(sequences)
+
+    # --- resuming ------------------------------------------------------------------------
+
+    def _resume(self) -> set[str]:
+        """Clean what a crash left behind, check headers, and return the sequences already written."""
+        done: set[str] = set()
+        stale = self.path.with_name(self.path.name + ".tmp")
+        if stale.exists():
+            stale.unlink()  # a merge that did not finish; the parts are still there
+        if self.path.exists():
+            existing = read_header(self.path)
+            _check_same(existing, self.header, self.path)
+            import h5py
+
+            with h5py.File(self.path, "r") as file:
+                done |= set(strings_of(file["sequences"]))
+        header_file = self.parts / "header.json"
+        if self.parts.is_dir() and header_file.exists():
+            _check_same(json.loads(header_file.read_text()), self.header, self.parts)
+        self.parts.mkdir(exist_ok=True)
+        for leftover in self.parts.glob("*.tmp"):
+            leftover.unlink()
+        _atomic_text(header_file, json.dumps(self.header, indent=1))
+        for shard in sorted(self.parts.glob("*.npz")):
+            done.add(_read_shard_meta(shard)["sequence"])
+        return done
+
+    def _remove_parts(self) -> None:
+        if self.parts.is_dir():
+            for child in self.parts.iterdir():
+                child.unlink()
+            self.parts.rmdir()
+
+    def _remove_all(self) -> None:
+        self._remove_parts()
+        for path in (self.path, self.path.with_name(self.path.name + ".tmp")):
+            if path.exists():
+                path.unlink()
+
+
+def read_header(path: str | Path) -> dict[str, Any]:
+    """The header of a pair file; InputError when it is not one."""
+    import h5py
+
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as file:
+            attrs = dict(file.attrs)
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found") from None
+    except OSError as error:
+        raise InputError(f"{path}: not an HDF5 file ({' '.join(str(error).split())})") from None
+    if text_of(attrs.get("format", "")) != FORMAT:
+        raise InputError(f"{path}: not a semcorr 3D pair file (no format={FORMAT!r} attribute)")
+    if int(attrs.get("version", 0)) != VERSION:
+        raise InputError(f"{path}: pair file version {attrs.get('version')}, this semcorr reads {VERSION}")
+    return {"format": FORMAT, "version": VERSION, "root": text_of(attrs["root"]),
+            "dataset": json.loads(text_of(attrs["dataset"])), "settings": json.loads(text_of(attrs["settings"]))}
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _check_same(existing: dict[str, Any], wanted: dict[str, Any], where: Path) -> None:
+    for key in ("root", "dataset", "settings"):
+        if existing.get(key) != wanted.get(key):
+            raise InputError(f"{where}: was made with other {key} ({existing.get(key)} instead of {wanted.get(key)}); "
+                             "choose another output or pass --overwrite")
+
+
+def _write_header(file: Any, header: dict[str, Any]) -> None:
+    from .. import __version__
+
+    file.attrs.update({"format": FORMAT, "version": VERSION, "root": header["root"],
+                       "dataset": json.dumps(header["dataset"], sort_keys=True),
+                       "settings": json.dumps(header["settings"], sort_keys=True),
+                       "created_by": f"semcorr {__version__}"})
+    file.attrs.update(header["settings"])
+
+
+def _write_shard(pairs_group: Any, shard: Path) -> list[tuple[str, int]]:
+    """Write one sequence from its shard; returns its index entries and their point counts."""
+    with np.load(shard, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        group = pairs_group.create_group(meta["sequence"])
+        frames, images = meta["frames"], meta["images"]
+        group.attrs.update({"frames": frames, "images": images, "sizes": np.array(meta["sizes"], dtype=np.int64),
+                            "frame_count": meta["frame_count"], "source_frame": frames[0], "source_image": images[0]})
+        names = []
+        for i, target in enumerate(frames[1:]):
+            pair = group.create_group(target)
+            for key in ARRAYS:
+                pair.create_dataset(key, data=data[f"{key}_{i}"], track_times=False)
+            pair.attrs.update({"target_frame": target, "target_image": images[i + 1],
+                               "target_size": meta["sizes"][i + 1], "source_size": meta["sizes"][0]})
+            names.append((f"{meta['sequence']}/{target}", len(data[f"source_xy_{i}"])))
+    return names
+
+
+def _copy_sequence(old: Any, pairs_group: Any, sequence: str) -> list[tuple[str, int]]:
+    parent, _, leaf = sequence.rpartition("/")
+    destination = pairs_group.require_group(parent) if parent else pairs_group
+    source = old["pairs"][sequence]
+    old.copy(source, destination, name=leaf)
+    frames = [text_of(f) for f in source.attrs["frames"]]
+    return [(f"{sequence}/{target}", source[target]["source_xy"].shape[0]) for target in frames[1:]]
+
+
+def _read_shard_meta(shard: Path) -> dict[str, Any]:
+    try:
+        with np.load(shard, allow_pickle=False) as data:
+            return json.loads(str(data["meta"]))
+    except (OSError, ValueError, KeyError) as error:
+        raise InputError(f"{shard}: unreadable part ({error}); delete it to regenerate its sequence") from None
+
+
+def _shard_name(sequence: str) -> str:
+    return hashlib.sha1(sequence.encode("utf8")).hexdigest()[:20] + ".npz"
+
+
+def strings_of(dataset: Any) -> list[str]:
+    return [text_of(v) for v in dataset[()]]
+
+
+def text_of(value: Any) -> str:
+    return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file (or a folder's entries) to disk; best effort where the system refuses."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+class _Lock:
+    """An exclusive lock file (POSIX ``flock``); elsewhere no locking."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: Any = open(path, "a+")
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return
+        try:
+            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.close()
+            self.file = None
+            raise InputError(f"{path.with_suffix('')}: another run is writing it (lock {path} is held)") from None
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.path.unlink(missing_ok=True)  # while still held: a new run locks a new file
+            self.file.close()
+            self.file = None

@@ -1,0 +1,114 @@
+"""Reading a 3D pair file back: :class:`PairFile`, random access to its pairs (e.g. for training).
+
+    from semcorr.threed import open_3d_pairs
+    with open_3d_pairs("co3d_pairs.h5") as pairs:
+        pair = pairs[0]                      # ViewPair: images, sizes, (N, 2) source_xy / target_xy
+
+The layout is described in :mod:`semcorr.threed.pairfile`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .correspondence import PairSettings
+from .pairfile import ARRAYS, strings_of, text_of, read_header
+
+
+@dataclass(frozen=True, eq=False)
+class ViewPair:
+    """One (source, target) frame pair of a pair file, with its correspondences.
+
+    Attributes:
+        sequence, source_frame, target_frame: names.
+        source_image, target_image: image paths (resolved against the root).
+        source_size, target_size: (H, W).
+        source_xy, target_xy: (N, 2) float32 pixels ``(x, y)``; row i is the same 3D point.
+        depth_error: (N,) float32 relative depth disagreement at the target.
+    """
+
+    sequence: str
+    source_frame: str
+    target_frame: str
+    source_image: Path
+    target_image: Path
+    source_size: tuple[int, int]
+    target_size: tuple[int, int]
+    source_xy: np.ndarray
+    target_xy: np.ndarray
+    depth_error: np.ndarray
+
+
+class PairFile:
+    """Random access to a pair file's pairs, e.g. as a training dataset (``len``, ``[i]``, iteration).
+
+    The HDF5 file is opened on first access in each process, so instances can be handed to
+    data-loader workers.
+
+    Args:
+        path: a file written by ``semcorr make-3d-pairs``.
+        root: resolve image paths against this folder instead of the one stored in the file.
+        min_points: leave out pairs with fewer correspondences (default 1: drop empty pairs).
+    """
+
+    def __init__(self, path: str | Path, *, root: str | Path | None = None, min_points: int = 1) -> None:
+        import h5py
+
+        self.path = Path(path)
+        self.header = read_header(self.path)
+        self.settings = PairSettings(**self.header["settings"])
+        self.root = Path(root) if root is not None else Path(self.header["root"])
+        with h5py.File(self.path, "r") as file:
+            names, counts = strings_of(file["index"]), file["counts"][()]
+        self.names = [name for name, count in zip(names, counts) if count >= min_points]
+        self._file: Any = None
+        self._pid = -1
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __iter__(self) -> Iterator[ViewPair]:
+        return (self[i] for i in range(len(self)))
+
+    def __getitem__(self, index: int) -> ViewPair:
+        name = self.names[index]
+        group = self._handle()["pairs"][name]
+        sequence_group = group.parent
+        sequence, target = name.rsplit("/", 1)
+        return ViewPair(sequence=sequence, source_frame=text_of(sequence_group.attrs["source_frame"]),
+                        target_frame=target, source_image=self.root / text_of(sequence_group.attrs["source_image"]),
+                        target_image=self.root / text_of(group.attrs["target_image"]),
+                        source_size=tuple(int(v) for v in group.attrs["source_size"]),
+                        target_size=tuple(int(v) for v in group.attrs["target_size"]),
+                        **{key: group[key][()] for key in ARRAYS})
+
+    def _handle(self) -> Any:
+        import h5py
+
+        if self._file is None or self._pid != os.getpid():
+            self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
+        return self._file
+
+    def close(self) -> None:
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
+
+    def __enter__(self) -> "PairFile":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_file": None, "_pid": -1}
+
+
+def open_3d_pairs(path: str | Path, *, root: str | Path | None = None, min_points: int = 1) -> PairFile:
+    """Open a pair file for reading (see :class:`PairFile`)."""
+    return PairFile(path, root=root, min_points=min_points)
