@@ -1,0 +1,47 @@
+"""A real distillation process for the resume and multi-process tests (not collected by pytest).
+
+    python tests/distill_worker.py CONFIG.json RUN [--delay SECONDS] [--dump DIR]
+
+Trains the tiny test student (``tiny_backbone()``) with the settings in CONFIG.json; ``--delay``
+sleeps after every step (so a test can kill it mid-run); ``--dump`` writes this rank's LoRA
+weights to DIR/rank{R}.safetensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_dinov2 import tiny_backbone  # noqa: E402
+
+from semcorr.train import DistillConfig, distill  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("config")
+    parser.add_argument("out")
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--dump")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    config = DistillConfig(**json.loads(Path(args.config).read_text()))
+    result = distill(config, args.out, backbone=tiny_backbone(),
+                     on_step=(lambda step, loss: time.sleep(args.delay)) if args.delay else None)
+    if args.dump:
+        rank = int(os.environ.get("RANK", 0))
+        Path(args.dump).mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in result.student.lora_state().items()}
+        save_file(state, str(Path(args.dump) / f"rank{rank}.safetensors"))
+
+
+if __name__ == "__main__":
+    main()
