@@ -11,7 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .cache.command import add_cache_teacher_command
+from .cli_apps import add_bench_command, add_segment_command, add_video_command
 from .errors import InputError, SemcorrError
+from .eval.command import add_eval_command
+from .threed.command import add_make_3d_pairs_command
+from .train.command import add_distill_command
 
 DEFAULT_MODEL = "dinov2-b-reg"
 
@@ -49,6 +54,7 @@ def add_model_options(parser: argparse.ArgumentParser, default_model: str) -> No
     parser.add_argument("--input-size", type=int, help="input canvas side in pixels (default: the model's)")
     parser.add_argument("--resize-mode", choices=["square", "letterbox"], help="default square (the papers')")
     parser.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="default fp32")
+    parser.add_argument("--adapter", help="student only: a LoRA adapter folder (RUN/adapter of `semcorr distill`)")
 
 
 def add_match_options(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +74,7 @@ def match_settings(args: argparse.Namespace):
 
 
 def extractor_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    names = ("input_size", "resize_mode", "precision")
+    names = ("input_size", "resize_mode", "precision", "adapter")
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
@@ -139,7 +145,9 @@ def add_models_command(commands: argparse._SubParsersAction) -> None:
 # One function per subcommand. Modules that add commands import heavy code (models, data) only
 # inside the function that runs the command, so `semcorr --help` and errors stay fast.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    add_match_command, add_demo_command, add_models_command,
+    add_match_command, add_demo_command, add_models_command, add_eval_command, add_cache_teacher_command,
+    add_video_command, add_segment_command, add_bench_command, add_make_3d_pairs_command,
+    add_distill_command,
 ]
 
 

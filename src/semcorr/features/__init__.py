@@ -6,6 +6,9 @@ from .base import Extractor, ExtractorConfig, FeatureMap
 from .baseline import BaselineConfig, DenseSiftExtractor
 from .dinov2 import ARCHITECTURES, DinoV2Config, DinoV2Extractor
 from .registry import PRESETS, Preset, build_extractor, get_preset, register_preset, resolve_device
+from .sdxl import SdxlTurboConfig, SdxlTurboExtractor
+from .student import StudentConfig, StudentExtractor, build_student
+from .teacher import EnsembleTeacher, TeacherConfig
 
 register_preset(Preset(
     "baseline", "weight-free dense SIFT-like gradient-orientation histograms (128-d, stride 14)",
@@ -18,9 +21,22 @@ for _size in ARCHITECTURES:
             _name, f"DINOv2 ViT-{_size.upper()}/14{' with registers' if _registers else ''}, last layer",
             DinoV2Config(size=_size, registers=_registers), DinoV2Extractor,
         ))
+register_preset(Preset(
+    "sdxl-turbo", "SDXL-Turbo UNet features (up_blocks[0] stage 1, mean of 4 timesteps), 980² -> 31x31x1280",
+    SdxlTurboConfig(), SdxlTurboExtractor,
+))
+register_preset(Preset(
+    "teacher", "DistillDIFT teacher: SDXL-Turbo (980²) + DINOv2-B-reg (434²), each L2-normalised, "
+    "concatenated: 31x31x2048", TeacherConfig(), EnsembleTeacher,
+))
+register_preset(Preset(
+    "student", "DistillDIFT student: DINOv2-B-reg + LoRA adapter (--adapter RUN/adapter from `semcorr distill`), "
+    "434² -> 31x31x768; without --adapter it is the plain backbone", StudentConfig(), build_student,
+))
 
 __all__ = [
-    "BaselineConfig", "DenseSiftExtractor", "DinoV2Config", "DinoV2Extractor", "Extractor",
+    "BaselineConfig", "DenseSiftExtractor", "DinoV2Config", "DinoV2Extractor", "EnsembleTeacher", "Extractor",
     "ExtractorConfig", "FeatureMap", "PRESETS", "Preset", "build_extractor", "get_preset",
-    "register_preset", "resolve_device",
+    "register_preset", "resolve_device", "SdxlTurboConfig", "SdxlTurboExtractor", "StudentConfig",
+    "StudentExtractor", "TeacherConfig",
 ]

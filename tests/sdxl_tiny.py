@@ -1,0 +1,102 @@
+"""Tiny SDXL-like parts for tests: the real diffusers / transformers classes at toy sizes.
+
+The tokenizer is a real CLIP BPE tokenizer read from vocab/merges files written here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+from semcorr.features.sdxl_parts import SDXL_SCHEDULE, SdxlComponents, alphas_cumprod
+
+WORDS = ["a", "photo", "of", "cat", "dog", "car", "bike", "duck", "bottle"]
+TEXT_HIDDEN = (16, 24)  # CLIP-L-like, bigG-like
+POOLED = 20
+TIME_DIM = 8
+
+
+def write_tokenizer(folder: Path, pad_token: str = "<|endoftext|>") -> CLIPTokenizer:
+    """A CLIP tokenizer from vocab.json / merges.txt files written into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    letters = sorted(set("".join(WORDS)) | set("!"))
+    vocab = {c: i for i, c in enumerate(letters)}
+    vocab.update({c + "</w>": len(vocab) + i for i, c in enumerate(letters)})
+    merges = []
+    for word in WORDS:  # merge each word left to right into a whole-word token
+        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        while len(pieces) > 1:
+            merges.append(f"{pieces[0]} {pieces[1]}")
+            pieces = [pieces[0] + pieces[1]] + pieces[2:]
+            vocab.setdefault(pieces[0], len(vocab))
+    vocab.update({"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1})
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(dict.fromkeys(merges)) + "\n")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 16, "pad_token": pad_token,
+                                                              "tokenizer_class": "CLIPTokenizer"}))
+    return CLIPTokenizer.from_pretrained(folder)
+
+
+def tiny_unet(seed: int = 0) -> UNet2DConditionModel:
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(
+        sample_size=16, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(16, 32),
+        transformer_layers_per_block=(1, 2), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), mid_block_type="UNetMidBlock2DCrossAttn",
+        attention_head_dim=(2, 4), cross_attention_dim=sum(TEXT_HIDDEN), use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=TIME_DIM,
+        projection_class_embeddings_input_dim=6 * TIME_DIM + POOLED, norm_num_groups=8,
+    ).eval()
+
+
+def tiny_vae(kind: str = "full", seed: int = 0):
+    torch.manual_seed(seed)
+    if kind == "tiny":
+        return AutoencoderTiny(encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8),
+                               num_encoder_blocks=(1, 1), num_decoder_blocks=(1, 1)).eval()
+    return AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                         up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, norm_num_groups=4,
+                         latent_channels=4, scaling_factor=0.13025).eval()
+
+
+def tiny_text_encoders(vocab_size: int, seed: int = 0):
+    torch.manual_seed(seed)
+    common = dict(vocab_size=vocab_size, max_position_embeddings=16, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=32, bos_token_id=0, eos_token_id=2, pad_token_id=1)
+    one = CLIPTextModel(CLIPTextConfig(hidden_size=TEXT_HIDDEN[0], projection_dim=POOLED, hidden_act="quick_gelu",
+                                       **common)).eval()
+    two = CLIPTextModelWithProjection(CLIPTextConfig(hidden_size=TEXT_HIDDEN[1], projection_dim=POOLED,
+                                                     hidden_act="gelu", **common)).eval()
+    return one, two
+
+
+def tiny_components(folder: Path, vae: str = "full", seed: int = 0) -> SdxlComponents:
+    """Tiny SDXL parts; tokenizer files are written under ``folder``."""
+    tokenizer = write_tokenizer(folder / "tokenizer")
+    tokenizer_2 = write_tokenizer(folder / "tokenizer_2", pad_token="!")
+    one, two = tiny_text_encoders(len(tokenizer), seed)
+    return SdxlComponents(unet=tiny_unet(seed), vae=tiny_vae(vae, seed), text_encoder=one, text_encoder_2=two,
+                          tokenizer=tokenizer, tokenizer_2=tokenizer_2, alphas_cumprod=alphas_cumprod(SDXL_SCHEDULE))
+
+
+def tiny_dino(seed: int = 0):
+    """A tiny DINOv2-with-registers backbone (patch 14)."""
+    from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+
+    torch.manual_seed(seed)
+    return Dinov2WithRegistersModel(Dinov2WithRegistersConfig(
+        hidden_size=24, num_hidden_layers=2, num_attention_heads=2, patch_size=14, image_size=518,
+        num_register_tokens=4, layerscale_value=1.0, layer_norm_eps=1e-6)).eval()
+
+
+def tiny_teacher(folder: Path, vae: str = "full", seed: int = 0, **overrides):
+    """The ensemble teacher with tiny members: SDXL at 32 (grid 8) and DINOv2 at 112 (grid 8)."""
+    from semcorr.features import EnsembleTeacher, TeacherConfig
+
+    config = TeacherConfig(**{"input_size": 112, "sdxl_input_size": 32, **overrides})
+    return EnsembleTeacher(config, random_weights=True, name="tiny-teacher",
+                           sdxl_components=tiny_components(folder, vae, seed), dino_backbone=tiny_dino(seed))
