@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.flops_only:
         return 0
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; random weights; "
-          f"one 640x480 image -> {args.input_size}x{args.input_size} canvas; medians of {args.runs} end-to-end runs (after a warm-up) and of "
+          f"one 640x480 image -> {args.input_size}x{args.input_size} canvas; medians of {args.runs} end-to-end runs "
+          f"(after a warm-up) and of "
           f"{args.component_runs} runs of each part; TAESDXL s/image = full-VAE s/image - VAE encode + TAESDXL encode")
     header = ("| precision | s/image, SDXL VAE | min-max | s/image, TAESDXL | VAE encode s | TAESDXL encode s "
               "| UNet trunk pass s | build s | load avg before/after |")
