@@ -14,7 +14,7 @@ from conftest import REPO, data_path
 from sdxl_tiny import tiny_teacher
 
 from semcorr.cache import TeacherCache, cache_teacher, list_images, rank_of, resolve_rank, teacher_identity
-from semcorr.cache.store import _HOST
+from semcorr.fileio import HOST
 from semcorr.cli import main
 from semcorr.errors import CheckpointError, InputError
 
@@ -100,8 +100,8 @@ class TestStore:
         finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                                   text=True).stdout.strip()
         (tmp_path / "entries" / "ab").mkdir()
-        stale = tmp_path / "entries" / "ab" / f".ab12.safetensors.{_HOST}.{finished}.tmp"
-        live = tmp_path / "entries" / "ab" / f".ab34.safetensors.{_HOST}.{os.getpid()}.tmp"
+        stale = tmp_path / "entries" / "ab" / f".ab12.safetensors.{HOST}.{finished}.tmp"
+        live = tmp_path / "entries" / "ab" / f".ab34.safetensors.{HOST}.{os.getpid()}.tmp"
         stale.write_bytes(b"half")
         live.write_bytes(b"half")
         assert cache.remove_stale_temporary_files() == 1 and not stale.exists() and live.exists()

@@ -10,7 +10,6 @@ import sys
 import av
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage.feature import corner_harris, corner_peaks
 

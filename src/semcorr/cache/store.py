@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import json
 import os
-import socket
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -36,10 +35,10 @@ from safetensors.torch import save as save_bytes
 from torch import Tensor
 
 from ..errors import CheckpointError, InputError
+from ..fileio import HOST, temporary_path, write_atomically
 
 FORMAT = "semcorr-teacher-cache"
 VERSION = 1
-_HOST = socket.gethostname().replace(".", "_") or "host"
 
 
 def entry_name(key: str) -> str:
@@ -69,20 +68,6 @@ def _differences(stored: Any, wanted: Any, prefix: str = "") -> list[str]:
             found += _differences(stored.get(key), wanted.get(key), f"{prefix}{key}.")
         return found
     return [] if stored == wanted else [f"{prefix[:-1] or 'identity'} ({stored!r} -> {wanted!r})"]
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash at any moment leaves the old state or the new one."""
-    temporary = path.with_name(f".{path.name}.{_HOST}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -129,7 +114,7 @@ class TeacherCache:
         config = {"format": FORMAT, "version": VERSION, "dtype": "float16", "identity": identity,
                   "identity_digest": identity_digest(identity),
                   "layout": "entries/<sha1(key)[:2]>/<sha1(key)>.safetensors, tensor 'features' (C, h, w)"}
-        temporary = root / f".config.json.{_HOST}.{os.getpid()}.tmp"
+        temporary = temporary_path(root / "config.json")
         temporary.write_text(json.dumps(config, indent=2) + "\n")
         try:
             os.link(temporary, root / "config.json")  # atomic create-if-absent, also across machines
@@ -221,7 +206,7 @@ class TeacherCache:
         data = save_bytes({"features": features.detach().to("cpu", torch.float16).contiguous()}, metadata=metadata)
         path = self.path(key)
         path.parent.mkdir(exist_ok=True)
-        _write_atomically(path, data)
+        write_atomically(path, data)
         return len(data)
 
     def remove_stale_temporary_files(self) -> int:
@@ -229,7 +214,7 @@ class TeacherCache:
         removed = 0
         for temporary in self.root.glob("entries/*/.*.tmp"):
             host, pid = temporary.name.rsplit(".", 3)[-3:-1]
-            if host == _HOST and pid.isdigit() and not _pid_alive(int(pid)):
+            if host == HOST and pid.isdigit() and not _pid_alive(int(pid)):
                 with contextlib.suppress(FileNotFoundError):
                     temporary.unlink()
                     removed += 1

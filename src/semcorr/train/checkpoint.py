@@ -7,9 +7,7 @@ RNG states (torch, CUDA, numpy, python) and the place in the run (epoch, steps d
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -18,23 +16,10 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, InputError
+from ..fileio import write_atomically
 
 CHECKPOINT_FORMAT = "semcorr-distill-checkpoint"
 CHECKPOINT_VERSION = 1
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash at any moment leaves the old file or the new one."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            temporary.unlink()
 
 
 def rng_state() -> dict[str, Any]:

@@ -33,7 +33,8 @@ from ..errors import InputError
 from ..features.base import Extractor
 from ..features.student import StudentConfig, StudentExtractor
 from . import pairing
-from .checkpoint import check_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state, write_atomically
+from ..fileio import write_atomically
+from .checkpoint import check_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 RUN_FORMAT = "semcorr-distill-run"
 OPERATIONAL = frozenset({"device", "checkpoint_every", "log_every", "progress"})  # may change on resume
