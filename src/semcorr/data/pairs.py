@@ -122,6 +122,21 @@ def read_json(path: Path) -> Any:
         raise InputError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
 
 
+def read_mat(path: Path, field: str) -> dict[str, Any]:
+    """The contents of a MATLAB ``.mat`` file that must hold ``field``; errors name the file and field."""
+    import scipy.io
+
+    try:
+        contents = scipy.io.loadmat(str(path))
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found") from None
+    except Exception as error:  # scipy raises ValueError, TypeError, MatReadError, ... on bad files
+        raise InputError(f"{path}: not a readable MATLAB file ({type(error).__name__}: {error})") from None
+    if field not in contents:
+        raise InputError(f"{path}: missing field '{field}'")
+    return contents
+
+
 def require(data: Any, name: str, path: Path | str) -> Any:
     """``data[name]`` of a parsed annotation; a missing field is an InputError naming file and field."""
     if not isinstance(data, Mapping):

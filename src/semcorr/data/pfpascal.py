@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .pairs import ImageSizes, Pair, box_of_points
+from .pairs import ImageSizes, Pair, box_of_points, read_mat
 
 CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
            "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
@@ -67,16 +67,7 @@ def _coordinates(row: dict[str, str], name: str, csv_path: Path, line: int) -> n
 
 def _read_annotation(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """(K, 2) keypoints (NaN where absent) and the (4,) box (or None) of a PF-PASCAL ``.mat``."""
-    import scipy.io
-
-    try:
-        contents = scipy.io.loadmat(str(path))
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found") from None
-    except Exception as error:  # scipy raises ValueError, TypeError, MatReadError, ... on bad files
-        raise InputError(f"{path}: not a readable MATLAB file ({type(error).__name__}: {error})") from None
-    if "kps" not in contents:
-        raise InputError(f"{path}: missing field 'kps'")
+    contents = read_mat(path, "kps")
     kps = np.asarray(contents["kps"], dtype=np.float64)
     if kps.ndim != 2 or kps.shape[1] != 2:
         raise InputError(f"{path}: field 'kps' must be K x 2, got shape {kps.shape}")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .pairs import ImageSizes, Pair, box_of_points
+from .pairs import ImageSizes, Pair, box_of_points, read_mat
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 NUM_KEYPOINTS = 10
@@ -44,16 +44,7 @@ def find_subclasses(root: str | Path) -> list[Path]:
 
 def read_keypoints(path: Path) -> np.ndarray:
     """(10, 2) ``(x, y)`` from a PF-WILLOW ``.mat`` file's ``pts_coord`` (2 x 10)."""
-    import scipy.io
-
-    try:
-        contents = scipy.io.loadmat(str(path))
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found") from None
-    except Exception as error:  # scipy raises ValueError, TypeError, MatReadError, ... on bad files
-        raise InputError(f"{path}: not a readable MATLAB file ({type(error).__name__}: {error})") from None
-    if "pts_coord" not in contents:
-        raise InputError(f"{path}: missing field 'pts_coord'")
+    contents = read_mat(path, "pts_coord")
     coords = np.asarray(contents["pts_coord"], dtype=np.float64)
     if coords.ndim != 2 or coords.shape[0] != 2 or coords.shape[1] < 1 or not np.isfinite(coords).all():
         raise InputError(f"{path}: field 'pts_coord' must be 2 x N finite coordinates (x row, y row), "
