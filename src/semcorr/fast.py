@@ -1,11 +1,11 @@
 """Choosing the fast settings for the hardware at hand (nothing here runs at import).
 
-Measured on the development CPU (AMD EPYC with AVX-512 BF16, 2 cores), DINOv2-B/14 at 434 px:
-bf16 autocast runs 1.5x the images/s of fp32 at batch 8 and the same at batch 1 (see the README's
-"Speed" section), while casting the weights themselves to bf16 is slower than autocast and
-``torch.compile`` did not pay back its compile time on CPU. Hence, for batched work such as video:
-bf16 autocast where the hardware computes bf16 natively, and fp32 elsewhere (emulated bf16 is
-slower than fp32).
+Measured on the development CPU (AMD EPYC with AVX-512 BF16, 2 cores), DINOv2-B/14 at 434 px,
+quiet machine: bf16 autocast runs 1.56x the images/s of fp32 at batch 1 and 1.69x at batch 8
+(see the README's "Speed" section), while casting the weights themselves to bf16 is slower than
+autocast, and ``torch.compile`` gained 8 % after a first compile of about 100 s (so it is opt-in).
+Hence, for throughput work such as video: bf16 autocast where the hardware computes bf16
+natively, and fp32 elsewhere (emulated bf16 is slower than fp32).
 """
 
 from __future__ import annotations
