@@ -19,6 +19,18 @@ def data_path(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models: one torch thread. Two OpenMP threads on a shared, loaded 2-core machine spin
+    against other processes and make tiny-model tests 10-100x slower. Restored afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(autouse=True)
 def _offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test talks to the Hugging Face hub."""

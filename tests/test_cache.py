@@ -35,13 +35,7 @@ print(json.dumps({{"written": report.written, "already": report.already_cached, 
 """.format(tests=str(TESTS))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread (two spin against other processes on a loaded 2-core machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def image_list(tmp_path: Path, count: int) -> Path:

@@ -31,12 +31,7 @@ from semcorr.train.losses import similarity
 WORKER = REPO / "tests" / "distill_worker.py"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def willow_images() -> tuple[list[Path], list[Path]]:

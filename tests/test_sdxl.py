@@ -21,14 +21,7 @@ from semcorr.features.taesd import load_official, load_taesdxl
 from semcorr.images import load_image
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread. Two OpenMP threads on a shared, loaded 2-core machine spin against
-    other processes and make these tests 10-100x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def psnr(a, b):

@@ -11,13 +11,7 @@ from semcorr.features import EnsembleTeacher, SdxlTurboConfig, TeacherConfig
 from semcorr.geometry import ImageGeometry
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread (two spin against other processes on a loaded 2-core machine)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TestEnsembleTeacher:

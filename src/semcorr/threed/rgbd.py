@@ -29,12 +29,12 @@ Images in the frames' folders that ``cameras.json`` does not list have no camera
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..data.pairs import read_json
 from ..errors import InputError
 from .views import PosedFrame, PosedSequence, check_intrinsics, check_rigid, invert_rigid, k_from_integer_centres
 
@@ -137,12 +137,7 @@ def _unlisted_note(folder: Path, frames: list[PosedFrame]) -> tuple[str, ...]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: not valid JSON ({error})") from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object")
     return data
