@@ -43,6 +43,17 @@ def willow_images() -> tuple[list[Path], list[Path]]:
     return train, held
 
 
+def learning_images() -> tuple[list[Path], list[Path]]:
+    """Training and held-out images for the learning test, all real: PF-WILLOW (train: 8 per
+    subclass, held out: 2 per subclass) and the living-room frames (train: even, held out: odd),
+    plus the SPair-71k mini images, held out only (a dataset the student never saw)."""
+    train, held = willow_images()
+    room = sorted(data_path("rgbd-livingroom").glob("rgb/*.jpg"))
+    spair = sorted(data_path("spair-71k-mini").rglob("JPEGImages/*/*.jpg"))
+    held_spair = spair[: len(spair) // 2 * 2]
+    return train + room[0::2], held + room[1::2][:20] + held_spair
+
+
 def make_teacher(size: int, seed: int = 0, scale: float = 1.0) -> StudentExtractor:
     """The student's backbone plus a known random LoRA change (random B; A as the student's init)."""
     backbone = tiny_backbone()
@@ -61,24 +72,14 @@ def write_list(path: Path, images: list[Path]) -> Path:
     return path
 
 
-def nn_agreement(student, teacher, images: list[Path], margin: float = 0.01) -> tuple[float, float]:
+def nn_agreement(student, teacher, images: list[Path]) -> float:
     """Share of source patches whose nearest target patch is the same for student and teacher, over
-    the pairs (images[0], images[1]), (images[2], images[3]), ...: (counted where the teacher's best
-    match beats its runner-up by more than ``margin`` in cosine, counted over all patches).
-
-    Where the teacher's two best matches tie (white background: PF-WILLOW's 246_0099.png is a
-    bottle on white, most of its patches are identical) the teacher has no nearest neighbour to
-    agree with, and the strict count measures noise.
-    """
+    all patches of the pairs (images[0], images[1]), (images[2], images[3]), ..."""
     def similarities(extractor):
         features = extractor.extract(images).features
         return similarity(features[0::2], features[1::2])
 
-    student_sim, teacher_sim = similarities(student), similarities(teacher)
-    same = student_sim.argmax(-1) == teacher_sim.argmax(-1)
-    best = teacher_sim.topk(2, dim=-1).values
-    decided = best[..., 0] - best[..., 1] > margin
-    return same[decided].float().mean().item(), same.float().mean().item()
+    return (similarities(student).argmax(-1) == similarities(teacher).argmax(-1)).float().mean().item()
 
 
 def fill_cache(root: Path, teacher, images: list[Path], keys: list[str]) -> Path:
@@ -90,21 +91,21 @@ def fill_cache(root: Path, teacher, images: list[Path], keys: list[str]) -> Path
 
 
 def test_distillation_learns_the_teacher(tmp_path):
-    size = 84
-    train, held = willow_images()
+    """140 px (10 x 10 patches): at 84 px (6 x 6) a white-background bottle leaves so few
+    distinct patches that the teacher's own nearest neighbours are near-ties."""
+    size, epochs = 140, 10
+    train, held = learning_images()
     teacher = make_teacher(size)
     plain = StudentExtractor(StudentConfig(input_size=size), backbone=tiny_backbone()).eval()
     before = nn_agreement(plain, teacher, held)
-    config = DistillConfig(images=str(write_list(tmp_path / "train.txt", train)), input_size=size, epochs=5,
-                           lr=1e-2, lr_decay_epoch=4, neighbours=3, progress=False)
+    config = DistillConfig(images=str(write_list(tmp_path / "train.txt", train)), input_size=size, epochs=epochs,
+                           lr=1e-2, lr_decay_epoch=epochs - 1, neighbours=3, progress=False)
     result = distill(config, tmp_path / "run", backbone=tiny_backbone(), teacher=teacher)
     student = StudentExtractor(StudentConfig(input_size=size, adapter=str(result.adapter)), backbone=tiny_backbone())
     after = nn_agreement(student.eval(), teacher, held)
-    assert after[0] >= 0.9, (before, after)
-    assert after[0] >= before[0] + 0.05 and 1 - after[0] <= (1 - before[0]) / 2, (before, after)
-    assert after[1] > before[1] + 0.05, (before, after)
+    assert after >= 0.9 and after >= before + 0.1, (before, after)
     log = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert log[-1]["step"] == result.global_step == 5 * len(train)
+    assert log[-1]["step"] == result.global_step == epochs * len(train)
     assert log[-1]["loss"] < log[0]["loss"]
     assert log[0]["lr"] == 1e-2 and log[-1]["lr"] == pytest.approx(1e-3)
 
