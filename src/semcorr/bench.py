@@ -206,19 +206,19 @@ def memory_method(device: torch.device) -> str:
     return "unavailable on this platform (null)"
 
 
-def _machine(device: torch.device) -> dict[str, Any]:
+def machine_info(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
                             "cpu_count": os.cpu_count(), "platform": platform.platform()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     else:
-        info["cpu"] = _cpu_name()
+        info["cpu"] = cpu_name()
     if hasattr(os, "getloadavg"):
         info["load_average"] = [round(v, 2) for v in os.getloadavg()]
     return info
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
@@ -292,7 +292,7 @@ def run_bench(settings: BenchSettings, *, progress: bool = True) -> dict[str, An
                 row.update(probe.result())
             bar.update(len(pending))
     _add_ratios(rows, reference, explicit_sizes=bool(settings.input_sizes))
-    machine = _machine(device)
+    machine = machine_info(device)
     if load_before is not None:
         machine["load_average_before"] = [round(v, 2) for v in load_before]
     return {

@@ -96,8 +96,6 @@ def time_precision(precision: str, runs: int, component_runs: int, timesteps: in
     row = dict(precision=precision, timesteps=timesteps, end_to_end=end_to_end, full=full,
                tiny=full - encode[0] + encode_tiny[0], encode=encode[0], encode_tiny=encode_tiny[0],
                unet_pass=unet_pass[0], build=built, load=(load_before, os.getloadavg()[0]))
-    del extractor, tiny
-    gc.collect()
     return row
 
 
@@ -130,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + "---|" * (header.count("|") - 1))
     for precision in args.precision:
         row = time_precision(precision, args.runs, args.component_runs, args.timesteps, args.input_size)
+        gc.collect()  # the last precision's 10 GB model, before the next is built
         spread = f"{row['end_to_end'][1]:.1f}-{row['end_to_end'][2]:.1f}" if row["end_to_end"] else "estimated"
         print(f"| {row['precision']} | {row['full']:.1f} | {spread} | {row['tiny']:.1f} | {row['encode']:.2f} | "
               f"{row['encode_tiny']:.2f} | {row['unet_pass']:.1f} | {row['build']:.0f} | "
