@@ -1,6 +1,6 @@
 """Unsupervised distillation of teacher features into the LoRA student, on one or many processes.
 
-Run folder (``RUN``)::
+Run folder (``RUN``; the run itself is :mod:`semcorr.train.engine`'s)::
 
     RUN/config.json                 the DistillConfig (a run refuses to continue under another)
     RUN/checkpoint.pt               latest checkpoint (atomic; see :mod:`semcorr.train.checkpoint`)
@@ -14,8 +14,6 @@ of the epoch, gradients are all-reduced, and only rank 0 writes.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import hashlib
 import json
 import os
@@ -28,16 +26,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..cache.run import ImageItem, list_images, resolve_rank
+from ..cache.run import ImageItem, list_images
 from ..errors import InputError
 from ..features.base import Extractor
 from ..features.student import StudentConfig, StudentExtractor
 from . import pairing
-from ..fileio import write_atomically
-from .checkpoint import check_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .engine import RunContext, TrainResult, config_digest, train_student
+from .losses import distillation_loss
 
 RUN_FORMAT = "semcorr-distill-run"
-OPERATIONAL = frozenset({"device", "checkpoint_every", "log_every", "progress"})  # may change on resume
 
 
 @dataclass(frozen=True)
@@ -111,49 +108,10 @@ class DistillConfig:
 
     def digest(self) -> str:
         """Hash of the settings that change the result (operational ones excluded)."""
-        settings = {k: v for k, v in dataclasses.asdict(self).items() if k not in OPERATIONAL}
-        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+        return config_digest(self)
 
 
-@dataclass(frozen=True)
-class DistillResult:
-    """What :func:`distill` returns: the adapter folder (written by rank 0), this process's
-    trained student (LoRA not merged) and the number of optimiser steps taken in all."""
-
-    adapter: Path
-    student: StudentExtractor
-    global_step: int
-
-
-def _check_run_folder(out: Path, config: DistillConfig, rank: int) -> None:
-    """Refuse a run folder made with another config; rank 0 records the config in a new one."""
-    path = out / "config.json"
-    if path.is_file():
-        try:
-            stored = json.loads(path.read_text())["config"]
-        except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
-            raise InputError(f"{path}: not a semcorr distill config; use another --out folder") from None
-        wanted = dataclasses.asdict(config)
-        changed = sorted(k for k in set(stored) | set(wanted) if k not in OPERATIONAL and stored.get(k) != wanted.get(k))
-        if changed:
-            first = changed[0]
-            raise InputError(f"{out}: run made with another config ({', '.join(changed)}; {first}: "
-                             f"{stored.get(first)!r} -> {wanted.get(first)!r}); use another --out folder")
-    elif rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"format": RUN_FORMAT, "version": 1, "config": dataclasses.asdict(config)}, indent=2)
-        write_atomically(path, (text + "\n").encode())
-
-
-def _resolve_device(config: DistillConfig) -> torch.device:
-    if config.device == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    device = torch.device(config.device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return device
+DistillResult = TrainResult  # what :func:`distill` returns: adapter folder, trained student, steps taken
 
 
 KeyPairs = tuple[tuple[str, str], ...]
@@ -244,12 +202,35 @@ class _Teacher:
         return features
 
 
-def _truncate_log(path: Path, global_step: int) -> None:
-    """Drop metrics lines past the checkpoint (written before a crash, to be written again)."""
-    if path.is_file():
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        kept = [line for line in lines if json.loads(line)["step"] <= global_step]
-        write_atomically(path, "".join(line + "\n" for line in kept).encode())
+class DistillTask:
+    """A distillation step: the student's features of P source and P target images (one forward
+    of 2P images) against the teacher's, by :func:`~semcorr.train.losses.distillation_loss`."""
+
+    def __init__(self, config: DistillConfig, student: StudentExtractor, images: list[ImageItem],
+                 key_pairs: KeyPairs, context: RunContext, teacher: Extractor | None) -> None:
+        rank, world_size = context.rank, context.world_size
+        self.config, self.student, self.rank, self.world_size = config, student, rank, world_size
+        self.items, self.schedule = _schedule(config, student, images, key_pairs, context.out, rank, world_size,
+                                              context.device)
+        self.teacher = _Teacher(config, teacher, self.items, context.device)
+        self.pairs_per_step = config.pairs_per_step
+        self.steps_per_epoch = len(pairing.rank_share(self.schedule.epoch(0), rank, world_size)) // self.pairs_per_step
+        if self.steps_per_epoch == 0:
+            raise InputError(f"{len(self.schedule)} pairs make no step of {self.pairs_per_step} pairs on "
+                             f"{world_size} processes")
+        self._share: tuple[int, list[tuple[int, int]]] | None = None
+
+    def loss(self, forward: Callable[[Tensor], Tensor], epoch: int, step: int) -> Tensor:
+        if self._share is None or self._share[0] != epoch:
+            self._share = (epoch, pairing.rank_share(self.schedule.epoch(epoch), self.rank, self.world_size))
+        count = self.pairs_per_step
+        batch = self._share[1][step * count:(step + 1) * count]
+        images = [self.items[a] for a, _ in batch] + [self.items[b] for _, b in batch]
+        pixels, _ = self.student.preprocess([item.path for item in images])
+        features = forward(pixels)
+        target = self.teacher(images, tuple(features.shape[-2:]))
+        return distillation_loss(features[:count], features[count:], target[:count], target[count:],
+                                 self.config.temperature)
 
 
 def distill(config: DistillConfig, out: str | os.PathLike, *, backbone: nn.Module | None = None,
@@ -266,88 +247,16 @@ def distill(config: DistillConfig, out: str | os.PathLike, *, backbone: nn.Modul
     Returns:
         a :class:`DistillResult`; the adapter is ``out/adapter``.
     """
-    out = Path(out)
-    rank, world_size = resolve_rank()
-    started_group = world_size > 1 and not dist.is_initialized()
-    device = _resolve_device(config)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    if started_group:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    try:
-        return _train(config, out, rank, world_size, device, backbone, teacher, on_step)
-    finally:
-        if started_group:
-            dist.destroy_process_group()
+    images, key_pairs = _training_images(config)
 
+    def build_student() -> StudentExtractor:
+        return StudentExtractor(StudentConfig(input_size=config.input_size, weights=config.weights,
+                                              lora_rank=config.lora_rank, lora_alpha=config.lora_alpha,
+                                              lora_dropout=config.lora_dropout),
+                                random_weights=config.random_weights, backbone=backbone)
 
-def _train(config: DistillConfig, out: Path, rank: int, world_size: int, device: torch.device,
-           backbone: nn.Module | None, teacher_extractor: Extractor | None,
-           on_step: Callable[[int, float], None] | None) -> DistillResult:
-    from tqdm import tqdm
+    def make_task(student: StudentExtractor, context: RunContext) -> DistillTask:
+        return DistillTask(config, student, images, key_pairs, context, teacher)
 
-    from .loop import TrainState, make_optimiser, run_epochs
-
-    _check_run_folder(out, config, rank)
-    if world_size > 1:
-        dist.barrier()
-    items, key_pairs = _training_images(config)
-    torch.manual_seed(config.seed)  # the same LoRA init on every rank and in every run
-    student = StudentExtractor(StudentConfig(input_size=config.input_size, weights=config.weights,
-                                             lora_rank=config.lora_rank, lora_alpha=config.lora_alpha,
-                                             lora_dropout=config.lora_dropout),
-                               random_weights=config.random_weights, backbone=backbone).to(device)
-    items, schedule = _schedule(config, student, items, key_pairs, out, rank, world_size, device)
-    teacher = _Teacher(config, teacher_extractor, items, device)
-    steps_per_epoch = len(pairing.rank_share(schedule.epoch(0), rank, world_size)) // config.pairs_per_step
-    if steps_per_epoch == 0:
-        raise InputError(f"{len(schedule)} pairs make no step of {config.pairs_per_step} pairs on {world_size} processes")
-    optimiser, scheduler = make_optimiser(config, student.trainable_parameters(), steps_per_epoch)
-    state = TrainState()
-    checkpoint_path = out / "checkpoint.pt"
-    if checkpoint_path.is_file():
-        content = load_checkpoint(checkpoint_path)
-        check_resumable(content, checkpoint_path, config.digest(), world_size)
-        student.load_lora_state(content["lora"], source=str(checkpoint_path))
-        optimiser.load_state_dict(content["optimizer"])
-        scheduler.load_state_dict(content["scheduler"])
-        set_rng_state(content["rng"][rank])
-        state = TrainState(content["epoch"], content["step"], content["global_step"])
-        if rank == 0:
-            _truncate_log(out / "metrics.jsonl", state.global_step)
-    else:
-        torch.manual_seed(config.seed * 1000 + rank)  # dropout differs across ranks, as in any DDP run
-
-    def save(state: TrainState) -> None:
-        rngs = [None] * world_size
-        if world_size > 1:
-            dist.all_gather_object(rngs, rng_state())
-        else:
-            rngs = [rng_state()]
-        if rank == 0:
-            lora = {k: v.detach().cpu().clone() for k, v in student.lora_state().items()}
-            save_checkpoint(checkpoint_path, config_digest=config.digest(), world_size=world_size,
-                            epoch=state.epoch, step=state.step, global_step=state.global_step, lora=lora,
-                            optimizer=optimiser.state_dict(), scheduler=scheduler.state_dict(), rng=rngs)
-
-    model: nn.Module = student.train()
-    if world_size > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(student, device_ids=[device] if device.type == "cuda" else None)
-    precision = ("bf16" if device.type == "cuda" else "fp32") if config.precision == "auto" else config.precision
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" \
-        else contextlib.nullcontext
-    total = config.epochs * steps_per_epoch
-    with tqdm(total=total, initial=min(state.global_step, total), disable=rank != 0 or not config.progress,
-              desc="distill", unit="step") as bar:
-        run_epochs(config=config, state=state, schedule=schedule, items=items, student=student, model=model,
-                   teacher=teacher, optimiser=optimiser, scheduler=scheduler, autocast=autocast,
-                   steps_per_epoch=steps_per_epoch, rank=rank, world_size=world_size, save=save,
-                   log_path=out / "metrics.jsonl", bar=bar, on_step=on_step)
-    adapter = out / "adapter"
-    if rank == 0:
-        student.save_adapter(adapter)
-    if world_size > 1:
-        dist.barrier()
-    return DistillResult(adapter, student.eval(), state.global_step)
+    return train_student(config, out, command="distill", run_format=RUN_FORMAT, build_student=build_student,
+                         make_task=make_task, on_step=on_step)

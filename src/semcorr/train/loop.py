@@ -1,4 +1,8 @@
-"""The distillation loop: optimiser, schedule, steps, logging and checkpoint points."""
+"""The training loop every run shares: optimiser, schedule, steps, logging and checkpoint points.
+
+What a step computes is the task's (see :class:`semcorr.train.engine.Task`); this module only
+runs the steps in order from wherever a run stands.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,7 @@ from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
-from torch import nn
-
-from .losses import distillation_loss
-from .pairing import rank_share
+from torch import Tensor, nn
 
 
 @dataclass
@@ -25,7 +26,8 @@ class TrainState:
     global_step: int = 0
 
 
-def make_optimiser(config, parameters: list[nn.Parameter], steps_per_epoch: int):
+def make_optimiser(config: Any, parameters: list[nn.Parameter], steps_per_epoch: int) -> tuple[
+        torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW, and an lr multiplied by ``config.lr_decay`` from epoch ``config.lr_decay_epoch`` on
     (stepped once per optimiser step)."""
     optimiser = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
@@ -43,30 +45,21 @@ def _mean_across_ranks(value: float, world_size: int, device: torch.device) -> f
     return float(tensor.item()) / world_size
 
 
-def run_epochs(*, config, state: TrainState, schedule, items, student, model: nn.Module, teacher, optimiser,
-               scheduler, autocast: Callable, steps_per_epoch: int, rank: int, world_size: int,
+def run_epochs(*, config: Any, state: TrainState, task: Any, forward: Callable[[Tensor], Tensor],
+               optimiser: torch.optim.Optimizer, scheduler: Any, rank: int, world_size: int, device: torch.device,
                save: Callable[[TrainState], None], log_path: Path, bar: Any,
                on_step: Callable[[int, float], None] | None) -> None:
     """Train from ``state`` to the end of ``config.epochs``; ``state`` is updated in place.
 
-    Each step: the student's features of the P source and P target images (one forward of 2P
-    images), the teacher's, the loss, backward (DDP all-reduces the gradients), AdamW, scheduler.
+    Each step: the task's loss (its forward passes go through ``forward``: DDP all-reduces the
+    gradients in backward), AdamW, scheduler; a metrics line every ``config.log_every`` steps and
+    at each epoch's end; a checkpoint every ``config.checkpoint_every`` steps and at each epoch's end.
     """
-    pairs_per_step = config.pairs_per_step
+    steps_per_epoch, pairs_per_step = task.steps_per_epoch, task.pairs_per_step
     window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
     for epoch in range(state.epoch, config.epochs):
-        share = rank_share(schedule.epoch(epoch), rank, world_size)
         for step in range(state.step, steps_per_epoch):
-            batch = share[step * pairs_per_step:(step + 1) * pairs_per_step]
-            images = [items[a] for a, _ in batch] + [items[b] for _, b in batch]
-            pixels, _ = student.preprocess([item.path for item in images])
-            with autocast():
-                features = model(pixels)
-            features = features.float()
-            grid = tuple(features.shape[-2:])
-            target = teacher(images, grid)
-            loss = distillation_loss(features[:pairs_per_step], features[pairs_per_step:],
-                                     target[:pairs_per_step], target[pairs_per_step:], config.temperature)
+            loss = task.loss(forward, epoch, step)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -78,7 +71,7 @@ def run_epochs(*, config, state: TrainState, schedule, items, student, model: nn
             bar.update(1)
             if state.global_step % config.log_every == 0 or step + 1 == steps_per_epoch:
                 seconds = time.perf_counter() - window_start
-                mean = _mean_across_ranks(window_loss / window_steps, world_size, pixels.device)
+                mean = _mean_across_ranks(window_loss / window_steps, world_size, device)
                 record = {"epoch": epoch, "step": state.global_step, "loss": mean,
                           "lr": lr,
                           "pairs_per_s": window_steps * pairs_per_step * world_size / max(seconds, 1e-9),

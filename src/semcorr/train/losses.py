@@ -1,6 +1,7 @@
-"""The distillation loss: the student's patch-to-patch similarity distribution should match the
-teacher's.
+"""The training losses: distillation (the student's patch-to-patch similarity distribution should
+match the teacher's) and refinement on known correspondences (soft-argmax, distance).
 
+Distillation.
 For a pair (A, B) with patches i of A and j of B, and L2-normalised features f:
 
     S[i, j]  = <f_A[i], f_B[j]>                        cosine similarities, (N_A, N_B)
@@ -9,6 +10,14 @@ For a pair (A, B) with patches i of A and j of B, and L2-normalised features f:
 
 The softmax is applied once per row, over the target axis (the official code applied it twice
 and over the wrong axis, which its T = 0.001 compensated for; we use T = 0.01).
+
+Refinement (``semcorr finetune-3d``), for a source point p with known target point q, both in grid
+coordinates (cell centres at integers, :mod:`semcorr.geometry`):
+
+    d        = student descriptor of A at p (bilinear, L2-normalised)
+    w[j]     = softmax_j(beta * <d, f_B[j]>)               over all of B's cells j, beta ~ 1000
+    q_hat    = sum_j w[j] * xy(j)                           soft-argmax: the expected cell position
+    loss     = mean over points of || (q_hat - q) * scale ||   (Euclidean, in the units ``scale`` sets)
 """
 
 from __future__ import annotations
@@ -17,7 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..matching import sample_descriptors, similarity_maps
+
 DEFAULT_TEMPERATURE = 0.01
+DEFAULT_BETA = 1000.0
 
 
 def _tokens(features: Tensor, name: str) -> Tensor:
@@ -72,3 +84,73 @@ def distillation_loss(student_source: Tensor, student_target: Tensor, teacher_so
     target = torch.softmax(teacher / temperature, dim=-1)
     log_prediction = torch.log_softmax(student / temperature, dim=-1)
     return -(target * log_prediction).sum(dim=-1).mean()
+
+
+def soft_argmax(similarity: Tensor, beta: float = DEFAULT_BETA) -> Tensor:
+    """Expected cell position under ``softmax(beta * similarity)`` over every cell of each map.
+
+    Unlike :func:`~semcorr.matching.window_soft_argmax` there is no window: the whole map weighs
+    in, so the result is differentiable everywhere (the refinement loss needs that).
+
+    Args:
+        similarity: (B, N, h, w) similarity maps.
+        beta: inverse temperature (about 1000 for cosine similarities: nearly an argmax).
+    Returns:
+        (B, N, 2) grid coordinates (x, y), cell centres at integers.
+
+    Example:
+        >>> soft_argmax(torch.tensor([[[[0.0, 1.0], [0.0, 0.0]]]]))   # the peak is cell (row 0, column 1)
+        tensor([[[1., 0.]]])
+    """
+    if similarity.ndim != 4:
+        raise ValueError(f"similarity must be (B, N, h, w), got shape {tuple(similarity.shape)}")
+    if not beta > 0:
+        raise ValueError(f"beta must be positive, got {beta}")
+    height, width = similarity.shape[-2:]
+    weights = torch.softmax(beta * similarity.flatten(2), dim=-1).view_as(similarity)
+    xs = torch.arange(width, device=similarity.device, dtype=similarity.dtype)
+    ys = torch.arange(height, device=similarity.device, dtype=similarity.dtype)
+    x = (weights.sum(dim=-2) * xs).sum(dim=-1)
+    y = (weights.sum(dim=-1) * ys).sum(dim=-1)
+    return torch.stack((x, y), dim=-1)
+
+
+def refinement_loss(source_features: Tensor, target_features: Tensor, source_points: Tensor, target_points: Tensor,
+                    *, beta: float = DEFAULT_BETA, scale: Tensor | None = None,
+                    valid: Tensor | None = None) -> Tensor:
+    """Mean distance between the soft-argmax match of each source point and its true target point.
+
+    Args:
+        source_features: (B, C, h, w) features of the source images (L2-normalised here).
+        target_features: (B, C, h', w') features of the target images.
+        source_points: (B, N, 2) source points in grid coordinates of the source grid.
+        target_points: (B, N, 2) their true positions in grid coordinates of the target grid.
+        beta: inverse temperature of the soft-argmax.
+        scale: (B, 2) units per grid cell along x and y in which distances are measured (e.g.
+            target-image pixels per cell divided by its longer side); ``None``: grid cells.
+        valid: (B, N) bool, False for padding rows; ``None``: every row counts.
+    Returns:
+        scalar: the Euclidean distances averaged over the valid points of the batch (0 if none).
+
+    Example:
+        >>> f = torch.nn.functional.one_hot(torch.arange(4)).T.reshape(1, 4, 2, 2).float()   # 4 distinct cells
+        >>> p = torch.tensor([[[1.0, 0.0]]])
+        >>> refinement_loss(f, f, p, p)   # every cell is its own best match: no error
+        tensor(0.)
+    """
+    if source_features.ndim != 4 or target_features.ndim != 4:
+        raise ValueError(f"features must be (B, C, h, w), got {tuple(source_features.shape)} and "
+                         f"{tuple(target_features.shape)}")
+    if source_points.ndim != 3 or source_points.shape[-1] != 2 or source_points.shape != target_points.shape:
+        raise ValueError(f"source_points and target_points must both be (B, N, 2), got {tuple(source_points.shape)} "
+                         f"and {tuple(target_points.shape)}")
+    descriptors = sample_descriptors(F.normalize(source_features.float(), dim=1), source_points.float())
+    similarity = similarity_maps(descriptors, F.normalize(target_features.float(), dim=1))
+    error = soft_argmax(similarity, beta) - target_points.float()
+    if scale is not None:
+        error = error * scale.to(error)[:, None, :]
+    distance = torch.linalg.vector_norm(error, dim=-1)  # (B, N)
+    if valid is None:
+        return distance.mean()
+    mask = valid.to(distance.device, torch.bool)
+    return (distance * mask).sum() / mask.sum().clamp(min=1)

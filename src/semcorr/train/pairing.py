@@ -18,13 +18,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 import torch
 from torch import Tensor
 
 from ..cache.run import ImageItem
 from ..errors import InputError
+
+T = TypeVar("T")
 
 
 def nearest_neighbours(embeddings: Tensor, k: int, *, chunk: int = 1024) -> Tensor:
@@ -103,8 +105,9 @@ class ListedPairs:
         return [self.pairs[int(i)] for i in order]
 
 
-def rank_share(pairs: Sequence[tuple[int, int]], rank: int, world_size: int) -> list[tuple[int, int]]:
-    """This rank's pairs: every ``world_size``-th from ``rank``, cut so all ranks take as many steps."""
+def rank_share(pairs: Sequence[T], rank: int, world_size: int) -> list[T]:
+    """This rank's pairs (or any items): every ``world_size``-th from ``rank``, cut so all ranks
+    take as many steps."""
     usable = len(pairs) // world_size * world_size
     if usable == 0:
         raise InputError(f"{len(pairs)} pairs cannot be shared among {world_size} processes")

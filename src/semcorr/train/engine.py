@@ -1,0 +1,257 @@
+"""The training engine every student run shares (``semcorr distill``, ``semcorr finetune-3d``).
+
+A run is a config (a frozen dataclass with the fields of :class:`TrainSettings`), a run folder, a
+LoRA student and a :class:`Task`: the data and the loss of one step. The engine does the rest,
+once for every kind of run::
+
+    RUN/config.json      {"format": <the run's format>, "version": 1, "config": {...}}; a rerun
+                         with other settings (operational ones aside) is refused
+    RUN/checkpoint.pt    LoRA weights, optimiser, scheduler, every rank's RNG states, place in the epoch
+    RUN/metrics.jsonl    one JSON line per logged step: epoch, step, loss, lr, pairs_per_s, time
+    RUN/adapter/         the trained adapter: `semcorr match --model student --adapter RUN/adapter`
+
+It picks the device, starts the process group under ``torchrun`` (NCCL on GPU, gloo on CPU),
+wraps the student in DDP, resumes exactly from ``RUN/checkpoint.pt`` (same weights, RNG states
+and place in the epoch as an uninterrupted run), autocasts to bf16 when asked, shows a progress
+bar, and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from ..cache.run import resolve_rank
+from ..errors import InputError
+from ..features.student import StudentExtractor
+from ..fileio import write_atomically
+from .checkpoint import check_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .loop import TrainState, make_optimiser, run_epochs
+
+RUN_VERSION = 1
+OPERATIONAL = frozenset({"device", "checkpoint_every", "log_every", "progress"})  # may change on resume
+
+
+class TrainSettings(Protocol):
+    """What the engine reads from a run's config (``DistillConfig``, ``FinetuneConfig``)."""
+
+    epochs: int
+    lr: float
+    weight_decay: float
+    lr_decay_epoch: int
+    lr_decay: float
+    seed: int
+    precision: str
+    device: str
+    checkpoint_every: int
+    log_every: int
+    progress: bool
+
+    def digest(self) -> str: ...
+
+
+class Task(Protocol):
+    """One kind of training: its data and its loss.
+
+    Attributes:
+        steps_per_epoch: optimiser steps per epoch on every rank (the same on all ranks).
+        pairs_per_step: pairs per step on one rank (for the ``pairs_per_s`` metric).
+    """
+
+    steps_per_epoch: int
+    pairs_per_step: int
+
+    def loss(self, forward: Callable[[Tensor], Tensor], epoch: int, step: int) -> Tensor:
+        """This rank's scalar loss of ``step`` (0-based) of ``epoch``. ``forward`` maps (B, 3, S, S)
+        input canvases in [0, 1] to (B, C, h, w) float32 student features, with gradients (through
+        DDP and autocast as the run needs). Randomness must come from the global RNGs or from
+        generators seeded by (seed, epoch, ...), so that a resumed run repeats it exactly."""
+        ...
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where a task runs: the run folder, this process's rank among ``world_size``, its device."""
+
+    out: Path
+    rank: int
+    world_size: int
+    device: torch.device
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run returns: the adapter folder (written by rank 0), this process's trained
+    student (LoRA not merged, in eval mode) and the number of optimiser steps taken in all."""
+
+    adapter: Path
+    student: StudentExtractor
+    global_step: int
+
+
+def config_digest(config: Any) -> str:
+    """Hash of a config dataclass's settings that change the result (operational ones excluded)."""
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in OPERATIONAL}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_run_folder(out: Path, config: Any, rank: int, run_format: str, command: str) -> None:
+    """Refuse a run folder made with another config or by another command; rank 0 records the
+    config in a new one."""
+    path = out / "config.json"
+    if path.is_file():
+        try:
+            content = json.loads(path.read_text())
+            stored = content["config"]
+        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+            raise InputError(f"{path}: not a semcorr {command} config; use another --out folder") from None
+        if content.get("format", run_format) != run_format:
+            raise InputError(f"{out}: a {content.get('format')} folder, not a {run_format} one; "
+                             "use another --out folder")
+        wanted = dataclasses.asdict(config)
+        changed = sorted(k for k in set(stored) | set(wanted) if k not in OPERATIONAL and stored.get(k) != wanted.get(k))
+        if changed:
+            first = changed[0]
+            raise InputError(f"{out}: run made with another config ({', '.join(changed)}; {first}: "
+                             f"{stored.get(first)!r} -> {wanted.get(first)!r}); use another --out folder")
+    elif rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"format": run_format, "version": RUN_VERSION, "config": dataclasses.asdict(config)},
+                          indent=2)
+        write_atomically(path, (text + "\n").encode())
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU; ``cuda`` without an
+    index also takes ``LOCAL_RANK``."""
+    if name == "auto":
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"--device: {name!r} is not a device (auto, cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return device
+
+
+def truncate_log(path: Path, global_step: int) -> None:
+    """Drop metrics lines past the checkpoint (written before a crash, to be written again)."""
+    if path.is_file():
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        kept = [line for line in lines if json.loads(line)["step"] <= global_step]
+        write_atomically(path, "".join(line + "\n" for line in kept).encode())
+
+
+def train_student(config: TrainSettings, out: str | os.PathLike, *, command: str, run_format: str,
+                  build_student: Callable[[], StudentExtractor],
+                  make_task: Callable[[StudentExtractor, RunContext], Task],
+                  on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Train a student's LoRA adapter on ``make_task``'s loss; resumes from ``out/checkpoint.pt``.
+
+    Args:
+        config: the run's settings (saved as ``out/config.json``).
+        out: the run folder.
+        command: the command's name, for messages and the progress bar (``distill``).
+        run_format: the ``format`` recorded in ``config.json`` (a folder of another format is refused).
+        build_student: builds the student on the CPU; called with the torch seed set to
+            ``config.seed``, so the LoRA initialisation is the same on every rank and in every run.
+        make_task: the task, given the student (on its device) and the :class:`RunContext`.
+        on_step: called as ``on_step(global_step, loss)`` after every optimiser step, on every rank.
+    Returns:
+        a :class:`TrainResult`; the adapter is ``out/adapter``.
+    """
+    out = Path(out)
+    rank, world_size = resolve_rank()
+    started_group = world_size > 1 and not dist.is_initialized()
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if started_group:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        context = RunContext(out, rank, world_size, device)
+        return _train(config, context, command, run_format, build_student, make_task, on_step)
+    finally:
+        if started_group:
+            dist.destroy_process_group()
+
+
+def _train(config: TrainSettings, context: RunContext, command: str, run_format: str,
+           build_student: Callable[[], StudentExtractor], make_task: Callable[[StudentExtractor, RunContext], Task],
+           on_step: Callable[[int, float], None] | None) -> TrainResult:
+    from tqdm import tqdm
+
+    out, rank, world_size, device = context.out, context.rank, context.world_size, context.device
+    check_run_folder(out, config, rank, run_format, command)
+    if world_size > 1:
+        dist.barrier()
+    torch.manual_seed(config.seed)  # the same LoRA init on every rank and in every run
+    student = build_student().to(device)
+    task = make_task(student, context)
+    optimiser, scheduler = make_optimiser(config, student.trainable_parameters(), task.steps_per_epoch)
+    state = TrainState()
+    checkpoint_path = out / "checkpoint.pt"
+    if checkpoint_path.is_file():
+        content = load_checkpoint(checkpoint_path)
+        check_resumable(content, checkpoint_path, config.digest(), world_size)
+        student.load_lora_state(content["lora"], source=str(checkpoint_path))
+        optimiser.load_state_dict(content["optimizer"])
+        scheduler.load_state_dict(content["scheduler"])
+        set_rng_state(content["rng"][rank])
+        state = TrainState(content["epoch"], content["step"], content["global_step"])
+        if rank == 0:
+            truncate_log(out / "metrics.jsonl", state.global_step)
+    else:
+        torch.manual_seed(config.seed * 1000 + rank)  # dropout differs across ranks, as in any DDP run
+
+    def save(state: TrainState) -> None:
+        rngs: list[Any] = [None] * world_size
+        if world_size > 1:
+            dist.all_gather_object(rngs, rng_state())
+        else:
+            rngs = [rng_state()]
+        if rank == 0:
+            lora = {k: v.detach().cpu().clone() for k, v in student.lora_state().items()}
+            save_checkpoint(checkpoint_path, config_digest=config.digest(), world_size=world_size,
+                            epoch=state.epoch, step=state.step, global_step=state.global_step, lora=lora,
+                            optimizer=optimiser.state_dict(), scheduler=scheduler.state_dict(), rng=rngs)
+
+    model: nn.Module = student.train()
+    if world_size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(student, device_ids=[device] if device.type == "cuda" else None)
+    precision = ("bf16" if device.type == "cuda" else "fp32") if config.precision == "auto" else config.precision
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" \
+        else contextlib.nullcontext
+
+    def forward(pixels: Tensor) -> Tensor:
+        with autocast():
+            features = model(pixels)
+        return features.float()
+
+    total = config.epochs * task.steps_per_epoch
+    with tqdm(total=total, initial=min(state.global_step, total), disable=rank != 0 or not config.progress,
+              desc=command, unit="step") as bar:
+        run_epochs(config=config, state=state, task=task, forward=forward, optimiser=optimiser, scheduler=scheduler,
+                   rank=rank, world_size=world_size, device=device, save=save, log_path=out / "metrics.jsonl",
+                   bar=bar, on_step=on_step)
+    adapter = out / "adapter"
+    if rank == 0:
+        student.save_adapter(adapter)
+    if world_size > 1:
+        dist.barrier()
+    return TrainResult(adapter, student.eval(), state.global_step)
