@@ -14,9 +14,10 @@ import torch
 from torch import Tensor
 
 from .errors import InputError
-from .features import Extractor, FeatureMap, build_extractor
+from .features import DEFAULT_MODEL, Extractor, FeatureMap, build_extractor
 from .images import ImageInput, check_points, image_name, load_image
 from .matching import nearest_neighbour, sample_descriptors, similarity_maps, window_soft_argmax
+from .pose_align import align_sources, flip_image
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class Matcher:
         settings: a :class:`MatchSettings`; keyword ``**overrides`` go to the extractor's config.
     """
 
-    def __init__(self, model: str | Extractor = "dinov2-b-reg", *, weights: str | None = None,
+    def __init__(self, model: str | Extractor = DEFAULT_MODEL, *, weights: str | None = None,
                  random_weights: bool = False, device: str | None = None,
                  settings: MatchSettings = MatchSettings(), **overrides: Any) -> None:
         if isinstance(model, Extractor):
@@ -101,22 +102,32 @@ class Matcher:
         self.settings = settings
 
     def match(self, image_a: ImageInput, image_b: ImageInput, points: Sequence[Sequence[float]] | Tensor,
-              *, return_similarity: bool = False) -> dict[str, Any]:
+              *, return_similarity: bool = False, pose_align: bool = False) -> dict[str, Any]:
         """Find ``points`` of image A in image B.
 
         Args:
             image_a, image_b: paths, PIL images or (3, H, W) tensors.
             points: (N, 2) points (x, y) in image A's pixels.
             return_similarity: also return the (N, h, w) similarity maps over B's grid.
+            pose_align: also extract mirrored A and match from it when its mutual nearest
+                neighbours with B agree better (:mod:`semcorr.pose_align`); ``"source"`` stays in A's
+                own pixels either way.
         Returns:
             ``{"matches": [{"source": [x, y], "target": [x, y], "score": s}, ...], "model": name,
             "random_weights": bool, "image_a": {...}, "image_b": {...}, "settings": {...}}``
-            (+ ``"similarity"`` when asked).
+            (+ ``"similarity"`` when asked; + ``"pose_align": {"flipped": bool, "distance": d,
+            "distance_flipped": d}`` with ``pose_align``).
         """
         pixels_a, pixels_b = load_image(image_a), load_image(image_b)
         source_points = check_points(points, tuple(pixels_a.shape[-2:]), image=f"image A ({image_name(image_a)})")
-        features = self.extractor.extract([pixels_a, pixels_b])
-        transfer = transfer_points(features[0], features[1], source_points[None], self.settings)
+        orientation = None
+        if pose_align:
+            features = self.extractor.extract([pixels_a, flip_image(pixels_a), pixels_b]).upsample(self.settings.grid)
+            source, query, orientation = align_sources(features[0], features[1], features[2], source_points[None])
+            transfer = transfer_points(source, features[2], query, self.settings)
+        else:
+            features = self.extractor.extract([pixels_a, pixels_b])
+            transfer = transfer_points(features[0], features[1], source_points[None], self.settings)
         matches = [{"source": [round(float(v), 3) for v in s], "target": [round(float(v), 3) for v in t],
                     "score": round(float(c), 4)}
                    for s, t, c in zip(source_points, transfer.points[0].cpu(), transfer.scores[0].cpu())]
@@ -130,6 +141,10 @@ class Matcher:
         }
         if self.extractor.random_weights:
             result["warning"] = "features from random weights: the matches carry no meaning"
+        if orientation is not None:
+            result["pose_align"] = {"flipped": bool(orientation.flipped[0]),
+                                    "distance": round(float(orientation.distance[0]), 4),
+                                    "distance_flipped": round(float(orientation.distance_flipped[0]), 4)}
         if return_similarity:
             result["similarity"] = transfer.similarity[0].cpu()
         return result

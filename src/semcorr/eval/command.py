@@ -38,7 +38,8 @@ def run_eval(args: argparse.Namespace) -> int:
         device=args.device, split=args.split, settings=match_settings(args), pck=pck, limit=args.limit,
         batch_size=args.batch_size, cache=args.cache, cache_dir=args.cache_dir,
         loader_options=dict(_loader_option(o) for o in args.loader_option),
-        predictions=bool(args.save_predictions), progress=not args.quiet, **extractor_overrides(args),
+        predictions=bool(args.save_predictions), progress=not args.quiet, pose_align=args.pose_align,
+        **extractor_overrides(args),
     )
     records = result.pop("predictions", None)
     if args.save_predictions:
@@ -72,6 +73,9 @@ def add_eval_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--average", choices=["keypoint", "image"], default="keypoint",
                         help="average of the headline PCK and category rows (default keypoint; both are in --out)")
     parser.add_argument("--strict", action="store_true", help="correct if distance < alpha*L (default <=)")
+    parser.add_argument("--pose-align", action="store_true",
+                        help="weakly supervised setting: also match from each mirrored source image and keep, per "
+                             "pair, the orientation whose mutual nearest neighbours agree best (GeoAware-SC)")
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N pairs (a quick look)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per extractor call (default 8)")
     parser.add_argument("--cache", choices=["auto", "memory", "disk"], default="auto",

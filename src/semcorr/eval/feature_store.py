@@ -6,6 +6,9 @@ result does not depend on where they were kept. On disk each image is one safete
 fingerprint covers the model name and its whole config; a file's name covers the image's path,
 size and modification time. Files are written atomically, so an interrupted run resumes where it
 stopped. Random-weight models never reuse a cache (their weights differ on every build).
+
+An image's mirror image (pose alignment, :mod:`semcorr.pose_align`) is stored as an image of its
+own, ``flipped=True``, in a file of its own (``<key>-hflip.safetensors``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ CACHE_MODES: tuple[str, ...] = ("auto", "memory", "disk")
 DEFAULT_MEMORY_LIMIT = 1 << 30  # auto mode keeps at most this many bytes of features in memory
 _LRU_SIZE = 128  # disk mode keeps this many recently used images in memory
 DEFAULT_UPSAMPLED_LIMIT = 512 << 20  # bytes of upsampled maps kept for reuse
+_Key = tuple[Path, bool]  # (image file, mirrored left to right)
 
 
 def fingerprint(extractor: Extractor) -> str:
@@ -76,11 +80,11 @@ class FeatureStore:
         self._cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._folder: Path | None = None
         self._temporary: Path | None = None
-        self._memory: dict[Path, tuple[Tensor, ImageGeometry]] = {}
-        self._recent: OrderedDict[Path, tuple[Tensor, ImageGeometry]] = OrderedDict()
+        self._memory: dict[_Key, tuple[Tensor, ImageGeometry]] = {}
+        self._recent: OrderedDict[_Key, tuple[Tensor, ImageGeometry]] = OrderedDict()
         self.computed = 0  # images whose features this store computed (the rest came from disk)
         self.upsampled_limit = DEFAULT_UPSAMPLED_LIMIT
-        self._upsampled: OrderedDict[tuple[Path, int | None], tuple[Tensor, ImageGeometry]] = OrderedDict()
+        self._upsampled: OrderedDict[tuple[_Key, int | None], tuple[Tensor, ImageGeometry]] = OrderedDict()
         self._upsampled_bytes = 0
 
     # --- disk layout -----------------------------------------------------------------------
@@ -104,22 +108,24 @@ class FeatureStore:
                 raise InputError(f"{self._folder}: cannot create the feature cache ({error})") from None
         return self._folder
 
-    def _file(self, image: Path) -> Path:
-        return self._open_folder() / f"{_image_key(image)}.safetensors"
+    def _file(self, key: _Key) -> Path:
+        image, flipped = key
+        return self._open_folder() / f"{_image_key(image)}{'-hflip' if flipped else ''}.safetensors"
 
-    def _write(self, image: Path, features: Tensor, geometry: ImageGeometry) -> None:
+    def _write(self, key: _Key, features: Tensor, geometry: ImageGeometry) -> None:
         from safetensors.torch import save_file
 
-        path = self._file(image)
+        path = self._file(key)
         partial = path.with_suffix(f".{os.getpid()}.partial")
-        metadata = {"geometry": json.dumps(dataclasses.asdict(geometry)), "image": str(image)}
+        metadata = {"geometry": json.dumps(dataclasses.asdict(geometry)), "image": str(key[0]),
+                    "flipped": str(key[1])}
         save_file({"features": features.contiguous()}, str(partial), metadata=metadata)
         os.replace(partial, path)
 
-    def _read(self, image: Path) -> tuple[Tensor, ImageGeometry]:
+    def _read(self, key: _Key) -> tuple[Tensor, ImageGeometry]:
         from safetensors import safe_open
 
-        path = self._file(image)
+        path, image = self._file(key), key[0]
         try:
             with safe_open(str(path), framework="pt") as handle:
                 features = handle.get_tensor("features")
@@ -131,54 +137,64 @@ class FeatureStore:
 
     # --- public API ------------------------------------------------------------------------
 
-    def _has(self, image: Path) -> bool:
-        return image in self._memory if self.mode == "memory" else self._file(image).is_file()
+    def _has(self, key: _Key) -> bool:
+        return key in self._memory if self.mode == "memory" else self._file(key).is_file()
 
-    def compute(self, images: Sequence[Path]) -> None:
-        """Extract (batched) the features of every image not stored yet."""
+    def compute(self, images: Sequence[Path], *, flipped: Sequence[Path] = ()) -> None:
+        """Extract (batched) the features of every image not stored yet.
+
+        Args:
+            images: image files.
+            flipped: image files whose mirror images (left to right) are needed too, e.g. the
+                sources of pose-aligned pairs; read back with ``flipped=True``.
+        """
         from tqdm import tqdm
 
-        images = list(dict.fromkeys(Path(i) for i in images))
-        missing = [image for image in images if self.mode == "auto" or not self._has(image)]
+        from ..images import load_image
+        from ..pose_align import flip_image
+
+        keys = list(dict.fromkeys([(Path(i), False) for i in images] + [(Path(i), True) for i in flipped]))
+        missing = [key for key in keys if self.mode == "auto" or not self._has(key)]
         with tqdm(total=len(missing), desc="features", unit="img", disable=not self.progress) as bar:
             for start in range(0, len(missing), self.batch_size):
                 chunk = missing[start:start + self.batch_size]
-                fmap = self.extractor.extract(chunk)
+                fmap = self.extractor.extract([flip_image(load_image(image)) if flip else image
+                                               for image, flip in chunk])
                 features = fmap.features.to("cpu", torch.float16)
                 if self.mode == "auto":  # decide from the size of the first batch
                     per_image = features[0].numel() * features.element_size()
-                    self.mode = "disk" if per_image * len(images) > self.memory_limit else "memory"
-                for image, feature, geometry in zip(chunk, features, fmap.geometries):
+                    self.mode = "disk" if per_image * len(keys) > self.memory_limit else "memory"
+                for key, feature, geometry in zip(chunk, features, fmap.geometries):
                     if self.mode == "memory":
-                        self._memory[image] = (feature.clone(), geometry)
+                        self._memory[key] = (feature.clone(), geometry)
                     else:
-                        self._write(image, feature, geometry)
+                        self._write(key, feature, geometry)
                 self.computed += len(chunk)
                 bar.update(len(chunk))
 
-    def get(self, image: Path) -> tuple[Tensor, ImageGeometry]:
-        """(C, h, w) float16 features and the geometry of one image."""
-        image = Path(image)
+    def get(self, image: Path, *, flipped: bool = False) -> tuple[Tensor, ImageGeometry]:
+        """(C, h, w) float16 features and the geometry of one image (of its mirror image if ``flipped``)."""
+        key = (Path(image), bool(flipped))
         if self.mode == "memory":
-            if image not in self._memory:
-                raise KeyError(f"no features computed for {image}")
-            return self._memory[image]
-        if image in self._recent:
-            self._recent.move_to_end(image)
-            return self._recent[image]
-        entry = self._read(image)
-        self._recent[image] = entry
+            if key not in self._memory:
+                raise KeyError(f"no features computed for {key[0]}{' (flipped)' if flipped else ''}")
+            return self._memory[key]
+        if key in self._recent:
+            self._recent.move_to_end(key)
+            return self._recent[key]
+        entry = self._read(key)
+        self._recent[key] = entry
         if len(self._recent) > _LRU_SIZE:
             self._recent.popitem(last=False)
         return entry
 
-    def _one(self, image: Path, grid: int | None) -> tuple[Tensor, ImageGeometry]:
+    def _one(self, image: _Key, grid: int | None) -> tuple[Tensor, ImageGeometry]:
         """(C, h, w) float32 L2-normalised features on the device, upsampled to ``grid`` (cached)."""
         key = (image, grid)
         if key in self._upsampled:
             self._upsampled.move_to_end(key)
             return self._upsampled[key]
-        features, geometry = self.get(image)
+        features, geometry = self.get(image[0], flipped=image[1])
         features = torch.nn.functional.normalize(features.to(self.extractor.device, torch.float32), dim=0)
         fmap = FeatureMap(features[None], (geometry,), self.extractor.name, self.extractor.random_weights)
         entry = (fmap.upsample(grid).features[0], geometry)
@@ -189,14 +205,15 @@ class FeatureStore:
             self._upsampled_bytes -= dropped.numel() * dropped.element_size()
         return entry
 
-    def feature_map(self, images: Sequence[Path], grid: int | None = None) -> FeatureMap:
+    def feature_map(self, images: Sequence[Path], grid: int | None = None, *, flipped: bool = False) -> FeatureMap:
         """The :class:`FeatureMap` (float32, L2-normalised, on the extractor's device) of stored
-        images, upsampled to a ``grid`` x ``grid`` grid as :meth:`FeatureMap.upsample` does.
+        images (of their mirror images if ``flipped``), upsampled to a ``grid`` x ``grid`` grid as
+        :meth:`FeatureMap.upsample` does.
 
         Upsampled maps of recently used images are kept (up to ``upsampled_limit`` bytes), so an
         image that appears in many pairs is upsampled once.
         """
-        entries = [self._one(Path(image), grid) for image in images]
+        entries = [self._one((Path(image), bool(flipped)), grid) for image in images]
         return FeatureMap(torch.stack([f for f, _ in entries]), tuple(g for _, g in entries), self.extractor.name,
                           self.extractor.random_weights)
 

@@ -44,6 +44,10 @@ def format_table(result: dict[str, Any]) -> str:
     lines += ["", f"category rows and category mean: per {average}; wall time {result['wall_time_s']:.1f} s "
                   f"(features {timing['features_s']:.1f} s for {timing['images_computed']} images, "
                   f"matching {timing['matching_s']:.1f} s)"]
+    alignment = result.get("pose_align") or {}
+    if alignment.get("enabled"):
+        lines.append(f"pose alignment: {alignment['n_flipped']} of {result['n_pairs']} pairs matched from the "
+                     f"mirrored source")
     if result.get("warning"):
         lines.append(f"warning: {result['warning']}")
     return "\n".join(lines)

@@ -27,15 +27,17 @@ import torch
 
 from ..data import Pair
 from ..errors import InputError
-from ..features import Extractor, build_extractor
+from ..features import DEFAULT_MODEL, Extractor, build_extractor
 from ..matcher import MatchSettings, transfer_points
+from ..pose_align import align_sources
 from .benchmarks import get_benchmark, load_benchmark
 from .feature_store import CacheMode, FeatureStore
 from .pck import (AVERAGES, THRESHOLD_KINDS, Average, ThresholdKind, correct_keypoints, random_guess_correct,
                   summarize, threshold_length)
 
-DEFAULT_MODEL = "dinov2-b-reg"
 CHANCE_SAMPLES = 100
+POSE_ALIGN_RULE = ("per pair, the mirrored source where the mean feature distance of its mutual nearest "
+                   "neighbours with the target is lower (GeoAware-SC's adaptive pose alignment, mutual-NN variant)")
 
 
 @dataclass(frozen=True)
@@ -64,15 +66,26 @@ def _protocol(pck: PCKSettings, alphas: tuple[float, ...], threshold: str) -> st
 
 
 def predict(store: FeatureStore, pairs: Sequence[Pair], settings: MatchSettings, batch_size: int = 8,
-            progress: bool = True) -> list[np.ndarray]:
+            progress: bool = True, *, pose_align: bool = False) -> list[np.ndarray]:
     """Transfer each pair's counted source keypoints into its target image.
 
+    Args:
+        pose_align: match each pair from its source or from the mirrored source, whichever agrees
+            better with the target (:mod:`semcorr.pose_align`); the store must hold the sources'
+            mirrored features (``store.compute(..., flipped=sources)``).
     Returns:
         one (M_i, 2) float64 array of predicted target points (x, y) per pair.
     """
+    return _predict(store, pairs, settings, batch_size, progress, pose_align)[0]
+
+
+def _predict(store: FeatureStore, pairs: Sequence[Pair], settings: MatchSettings, batch_size: int, progress: bool,
+             pose_align: bool) -> tuple[list[np.ndarray], list[bool]]:
+    """:func:`predict`, and per pair whether it was matched from the mirrored source."""
     from tqdm import tqdm
 
     found: list[np.ndarray] = []
+    flipped: list[bool] = [False] * len(pairs)
     with tqdm(total=len(pairs), desc="matching", unit="pair", disable=not progress) as bar:
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start:start + batch_size]
@@ -83,13 +96,17 @@ def predict(store: FeatureStore, pairs: Sequence[Pair], settings: MatchSettings,
                 for i, source in enumerate(sources):
                     points[i, :len(source)] = torch.from_numpy(source)
                 with torch.inference_mode():
-                    transfer = transfer_points(store.feature_map([p.source_image for p in chunk], settings.grid),
-                                               store.feature_map([p.target_image for p in chunk], settings.grid),
-                                               points, settings)
+                    source = store.feature_map([p.source_image for p in chunk], settings.grid)
+                    target = store.feature_map([p.target_image for p in chunk], settings.grid)
+                    if pose_align:
+                        mirrored = store.feature_map([p.source_image for p in chunk], settings.grid, flipped=True)
+                        source, points, orientation = align_sources(source, mirrored, target, points)
+                        flipped[start:start + len(chunk)] = orientation.flipped.tolist()
+                    transfer = transfer_points(source, target, points, settings)
                 result = transfer.points.cpu().numpy().astype(np.float64)
             found += [result[i, :len(source)] if len(source) else np.zeros((0, 2)) for i, source in enumerate(sources)]
             bar.update(len(chunk))
-    return found
+    return found, flipped
 
 
 def score_predictions(pairs: Sequence[Pair], found: Sequence[np.ndarray], alphas: Sequence[float],
@@ -159,7 +176,8 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
              split: str | None = None, settings: MatchSettings = MatchSettings(), pck: PCKSettings = PCKSettings(),
              limit: int | None = None, batch_size: int = 8, cache: CacheMode = "auto",
              cache_dir: str | Path | None = None, loader_options: Mapping[str, Any] | None = None,
-             predictions: bool = False, progress: bool = True, **overrides: Any) -> dict[str, Any]:
+             predictions: bool = False, progress: bool = True, pose_align: bool = False,
+             **overrides: Any) -> dict[str, Any]:
     """Evaluate a model on a benchmark.
 
     Args:
@@ -177,13 +195,18 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
         cache_dir: keep disk features here and reuse them in later runs.
         loader_options: passed to the loader (``layout="small"`` for SPair, ``crowd_file`` for AP-10K...).
         predictions: also return ``"predictions"``: per pair ``{"id", "category", "pred", "gt",
-            "threshold_length"}`` in target-image pixels, counted keypoints only.
+            "threshold_length"}`` in target-image pixels, counted keypoints only (+ ``"flipped"``
+            with ``pose_align``).
         progress: show progress bars (stderr).
+        pose_align: the weakly supervised setting of GeoAware-SC: also extract every source image
+            mirrored (once per image) and match each pair from the orientation whose mutual nearest
+            neighbours with the target agree best (:mod:`semcorr.pose_align`).
     Returns:
         ``{"benchmark", "split", "model", "random_weights", "n_pairs", "n_keypoints", "pck":
         {"0.1": percent, ...}, "pck_per_keypoint", "pck_per_image", "pck_category_mean",
         "per_category": {name: {"n_pairs", "n_keypoints", "pck", "per_keypoint", "per_image"}},
-        "chance", "settings", "protocol", "timing", "wall_time_s", ...}``.
+        "chance", "pose_align": {"enabled", "n_flipped", ...}, "settings", "protocol", "timing",
+        "wall_time_s", ...}``.
     """
     start = time.perf_counter()
     spec = get_benchmark(benchmark)
@@ -201,14 +224,20 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
         model, weights=weights, random_weights=random_weights, device=device, **overrides)
     loaded = time.perf_counter()
     images = list(dict.fromkeys(path for pair in pairs for path in (pair.source_image, pair.target_image)))
+    mirrored = list(dict.fromkeys(pair.source_image for pair in pairs)) if pose_align else []
     with FeatureStore(extractor, mode=cache, cache_dir=cache_dir, batch_size=batch_size, progress=progress) as store:
-        store.compute(images)
+        store.compute(images, flipped=mirrored)
         extracted = time.perf_counter()
-        found = predict(store, pairs, settings, batch_size, progress)
+        found, flipped = _predict(store, pairs, settings, batch_size, progress, pose_align)
         cache_used, cache_folder, computed = store.mode, store.folder, store.computed
     matched = time.perf_counter()
 
     scores, records = score_predictions(pairs, found, alphas, threshold, pck, predictions=predictions)
+    alignment: dict[str, Any] = {"enabled": pose_align, "n_flipped": sum(flipped) if pose_align else None}
+    if pose_align:
+        alignment.update(n_mirrored_images=len(mirrored), rule=POSE_ALIGN_RULE)
+        for record, flip in zip(records, flipped):
+            record["flipped"] = flip
     finished = time.perf_counter()
 
     result: dict[str, Any] = {
@@ -216,11 +245,12 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
         "model": extractor.name, "random_weights": bool(extractor.random_weights),
         "protocol": _protocol(pck, alphas, threshold),
         **scores, "n_images": len(images), "n_pairs_in_split": total_pairs,
+        "pose_align": alignment,
         "settings": {
             "extractor": dataclasses.asdict(extractor.config), "matching": dataclasses.asdict(settings),
             "pck": {"alphas": list(alphas), "threshold": threshold, "average": pck.average,
                     "comparison": "<=" if pck.inclusive else "<"},
-            "batch_size": batch_size, "limit": limit, "feature_cache": cache_used,
+            "batch_size": batch_size, "limit": limit, "feature_cache": cache_used, "pose_align": pose_align,
             "cache_dir": str(cache_dir) if cache_dir is not None else None,
             "loader_options": {k: str(v) for k, v in (loader_options or {}).items()},
             "device": str(extractor.device),
