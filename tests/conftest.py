@@ -32,6 +32,8 @@ def one_thread():
 
 
 @pytest.fixture(autouse=True)
-def _offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test talks to the Hugging Face hub."""
+def _offline_hub(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test talks to the Hugging Face hub (nor downloads anything else: semcorr takes
+    HF_HUB_OFFLINE as offline), and none sees the user's semcorr cache."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("SEMCORR_CACHE", str(tmp_path_factory.getbasetemp() / "semcorr-cache"))

@@ -77,7 +77,7 @@ class TestMatchCommand:
         result = run("match", *map(str, willow_pair), "--points", "10,10")
         assert result.returncode != 0 and result.stdout == ""
         lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and "dinov2-with-registers-base" in lines[0] and "--weights" in lines[0]
+        assert len(lines) == 1 and "distilldift_us.ckpt" in lines[0] and "--weights" in lines[0]  # the default model
 
     def test_random_weights_are_announced(self, willow_pair):
         result = run("match", *map(str, willow_pair), "--model", "dinov2-s", "--random-weights", "--points", "10,10")
@@ -95,7 +95,7 @@ class TestDemoAndModels:
     def test_demo_falls_back_to_baseline_offline(self, tmp_path):
         result = run("demo", "--out-dir", str(tmp_path / "demo"))
         assert result.returncode == 0, result.stderr
-        assert "not in the Hugging Face cache" in result.stdout and "'baseline'" in result.stdout
+        assert "distilldift-us: weights are not in the cache" in result.stdout and "'baseline'" in result.stdout
         output = json.loads((tmp_path / "demo" / "matches.json").read_text())
         assert output["model"] == "baseline" and len(output["matches"]) == 8
         assert (tmp_path / "demo" / "matches.png").stat().st_size > 10_000

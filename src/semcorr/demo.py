@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import WeightsUnavailableError
+from .features import DEFAULT_MODEL
 from .matcher import Matcher
 from .viz import plot_matches
 
@@ -25,7 +26,7 @@ def demo_images() -> tuple[Path, Path]:
     return folder / DEMO_IMAGES[0], folder / DEMO_IMAGES[1]
 
 
-def run_demo(model: str = "dinov2-b-reg", *, out_dir: str | Path = "semcorr-demo", device: str | None = None,
+def run_demo(model: str = DEFAULT_MODEL, *, out_dir: str | Path = "semcorr-demo", device: str | None = None,
              random_weights: bool = False, weights: str | None = None, log: Callable[[str], None] = print,
              **overrides: Any) -> dict[str, Any]:
     """Match :data:`DEMO_POINTS` between the demo images; write ``matches.json`` and ``matches.png``.

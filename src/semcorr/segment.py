@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import InputError
-from .features import Extractor, FeatureMap, build_extractor
+from .features import DEFAULT_MODEL, Extractor, FeatureMap, build_extractor
 from .geometry import ImageGeometry
 from .images import ImageInput, image_name, load_image
 from .matching import grid_to_normalized
@@ -208,7 +208,7 @@ def masks_of(fmap: FeatureMap, settings: SegmentSettings = SegmentSettings(),
     return masks
 
 
-def segment_images(images: ImageInput | Sequence[ImageInput], *, model: str | Extractor = "dinov2-b-reg",
+def segment_images(images: ImageInput | Sequence[ImageInput], *, model: str | Extractor = DEFAULT_MODEL,
                    settings: SegmentSettings = SegmentSettings(), weights: str | None = None,
                    random_weights: bool = False, device: str | None = None, **overrides: Any) -> list[Tensor]:
     """Zero-shot foreground masks.
@@ -254,7 +254,7 @@ def run_segment(images: Sequence[ImageInput], out_dir: str | os.PathLike, **opti
     """Segment ``images`` and write one PNG mask per image into ``out_dir`` (created)."""
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     paths = mask_paths(images, out_dir)
-    model = options.pop("model", "dinov2-b-reg")
+    model = options.pop("model", DEFAULT_MODEL)
     settings = options.pop("settings", SegmentSettings())
     for mask, path in zip(_iter_masks(list(images), model, settings, **options), paths):
         save_mask(mask, path)

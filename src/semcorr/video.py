@@ -33,7 +33,7 @@ from torch import Tensor
 
 from .errors import InputError
 from .fast import compile_extractor, fast_precision
-from .features import Extractor, FeatureMap, build_extractor, resolve_device
+from .features import DEFAULT_MODEL, Extractor, FeatureMap, build_extractor, resolve_device
 from .images import check_points
 from .matcher import MatchSettings
 from .matching import nearest_neighbour, sample_descriptors, similarity_maps, window_soft_argmax
@@ -175,7 +175,7 @@ def _batches(frames: Iterator[tuple[int, np.ndarray]], size: int) -> Iterator[li
 
 
 def track_points(video: str | os.PathLike, points: Sequence[Sequence[float]] | Tensor, *,
-                 model: str | Extractor = "dinov2-b-reg", settings: TrackSettings = TrackSettings(),
+                 model: str | Extractor = DEFAULT_MODEL, settings: TrackSettings = TrackSettings(),
                  weights: str | None = None, random_weights: bool = False, device: str | None = None,
                  keep_frames: bool = False, **overrides: Any) -> Iterator[FrameTracks]:
     """Track ``points`` given on frame ``settings.source_frame`` through every frame of ``video``.
@@ -245,7 +245,7 @@ def write_tracks(path: str | os.PathLike, rows: list[dict[str, Any]], header: di
 
 
 def run_video(video: str | os.PathLike, points: Sequence[Sequence[float]], *, out: str | os.PathLike | None = None,
-              tracks: str | os.PathLike | None = None, model: str | Extractor = "dinov2-b-reg",
+              tracks: str | os.PathLike | None = None, model: str | Extractor = DEFAULT_MODEL,
               settings: TrackSettings = TrackSettings(), weights: str | None = None, random_weights: bool = False,
               device: str | None = None, compile: bool = False, progress: bool = True, trail: int = 12,
               **overrides: Any) -> dict[str, Any]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from .base import Extractor, ExtractorConfig, FeatureMap
 from .baseline import BaselineConfig, DenseSiftExtractor
 from .dinov2 import ARCHITECTURES, DinoV2Config, DinoV2Extractor
-from .registry import PRESETS, Preset, build_extractor, get_preset, register_preset, resolve_device
+from .distilldift import VARIANTS, DistillDiftConfig, build_distilldift, convert_checkpoint
+from .registry import DEFAULT_MODEL, PRESETS, Preset, build_extractor, get_preset, register_preset, resolve_device
 from .sdxl import SdxlTurboConfig, SdxlTurboExtractor
 from .student import StudentConfig, StudentExtractor, build_student
 from .teacher import EnsembleTeacher, TeacherConfig
@@ -33,10 +34,18 @@ register_preset(Preset(
     "student", "DistillDIFT student: DINOv2-B-reg + LoRA adapter (--adapter RUN/adapter from `semcorr distill`), "
     "434² -> 31x31x768; without --adapter it is the plain backbone", StudentConfig(), build_student,
 ))
+for _name, _variant in VARIANTS.items():
+    register_preset(Preset(
+        _name, f"DistillDIFT student released by the authors ({_variant} training), DINOv2-B-reg + LoRA, 434² -> "
+        f"31x31x768; {'downloaded on first use' if _name == 'distilldift-us' else '--weights FILE.ckpt'}"
+        f"{' (default model)' if _name == DEFAULT_MODEL else ''}",
+        DistillDiftConfig(), build_distilldift,
+    ))
 
 __all__ = [
-    "BaselineConfig", "DenseSiftExtractor", "DinoV2Config", "DinoV2Extractor", "EnsembleTeacher", "Extractor",
+    "BaselineConfig", "DEFAULT_MODEL", "DenseSiftExtractor", "DinoV2Config", "DinoV2Extractor", "DistillDiftConfig",
+    "EnsembleTeacher", "Extractor",
     "ExtractorConfig", "FeatureMap", "PRESETS", "Preset", "build_extractor", "get_preset",
     "register_preset", "resolve_device", "SdxlTurboConfig", "SdxlTurboExtractor", "StudentConfig",
-    "StudentExtractor", "TeacherConfig",
+    "StudentExtractor", "TeacherConfig", "convert_checkpoint",
 ]

@@ -15,6 +15,10 @@ import torch
 from ..errors import InputError
 from .base import Extractor, ExtractorConfig
 
+# The model of `semcorr match`, `demo`, `video`, `segment` and `eval` when none is named: the
+# authors' released DistillDIFT student (downloaded on first use; see features/distilldift.py).
+DEFAULT_MODEL = "distilldift-us"
+
 
 @dataclass(frozen=True)
 class Preset:
