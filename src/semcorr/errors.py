@@ -22,3 +22,7 @@ class WeightsUnavailableError(SemcorrError):
 
 class CheckpointError(SemcorrError):
     """A checkpoint file does not fit the model it is loaded into."""
+
+
+class ExportError(SemcorrError):
+    """A model could not be exported, or the exported model does not reproduce PyTorch's output."""
