@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .cache.command import add_cache_teacher_command
+from .checkpoint_command import add_convert_checkpoint_command
 from .cli_apps import add_bench_command, add_segment_command, add_video_command
 from .errors import InputError, SemcorrError
 from .eval.command import add_eval_command
+from .export.command import add_export_onnx_command
+from .features.registry import DEFAULT_MODEL
 from .threed.command import add_make_3d_pairs_command
-from .train.command import add_distill_command
-
-DEFAULT_MODEL = "dinov2-b-reg"
+from .train.command import add_distill_command, add_finetune_command
 
 
 def _parse_point(text: str) -> list[float]:
@@ -87,7 +88,7 @@ def _match(args: argparse.Namespace) -> int:
     points = [_parse_point(p) for p in args.points] if args.points else read_points_file(args.points_file)
     matcher = Matcher(args.model, weights=args.weights, random_weights=args.random_weights, device=args.device,
                       settings=match_settings(args), **extractor_overrides(args))
-    result = matcher.match(args.image_a, args.image_b, points)
+    result = matcher.match(args.image_a, args.image_b, points, pose_align=args.pose_align)
     text = json.dumps(result, indent=2)
     if args.out:
         Path(args.out).write_text(text + "\n")
@@ -126,6 +127,8 @@ def add_match_command(commands: argparse._SubParsersAction) -> None:
     match.add_argument("--points-file", help="JSON file: [[x, y], ...] or {\"points\": [...]}")
     add_model_options(match, DEFAULT_MODEL)
     add_match_options(match)
+    match.add_argument("--pose-align", action="store_true",
+                       help="also match from mirrored image A if it agrees better with image B (GeoAware-SC)")
     match.add_argument("--out", help="write the JSON here instead of stdout")
     match.add_argument("--show", metavar="PNG", help="also draw the matches side by side into this PNG")
     match.set_defaults(run=_match)
@@ -147,7 +150,7 @@ def add_models_command(commands: argparse._SubParsersAction) -> None:
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_match_command, add_demo_command, add_models_command, add_eval_command, add_cache_teacher_command,
     add_video_command, add_segment_command, add_bench_command, add_make_3d_pairs_command,
-    add_distill_command,
+    add_distill_command, add_finetune_command, add_export_onnx_command, add_convert_checkpoint_command,
 ]
 
 
