@@ -12,7 +12,8 @@ from PIL import Image
 from conftest import data_path
 from semcorr import FeatureMap, ImageGeometry, Matcher, build_extractor, load_image
 from semcorr.cli import main
-from semcorr.data import load_pf_willow
+from semcorr.data import load_pf_willow, load_spair
+from semcorr.data.symmetry import AP10K_MIRROR_PAIRS, SPAIR_MIRROR_PAIRS, mirror_partner_rows
 from semcorr.eval import FeatureStore
 from semcorr.eval.runner import _predict, predict
 from semcorr.matcher import MatchSettings
@@ -198,3 +199,57 @@ class TestEvaluation:
         result = json.loads(out.read_text())
         assert result["pose_align"]["flipped"]
         assert result["matches"][0]["target"] == pytest.approx([pair.source_size[1] - x, y], abs=6)
+
+
+class TestMirrorPartners:
+    """Left/right partners (semcorr.data.symmetry): a flipped source looks up each keypoint at its
+    partner's mirrored position, as DistillDIFT does on SPair-71k."""
+
+    def test_rows_swap_only_where_both_partners_are_counted(self, willow):
+        cat = dataclasses.replace(willow[0], benchmark="spair", category="cat",
+                                  keypoint_ids=np.array([0, 1, 8, 2, 5, 4, 7, 6, 9, 3]),
+                                  target_visible=np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 0], bool))
+        # counted ids 0 1 8 2 5 4 7 6 9 (3 hidden in the target): 0-1, 4-5 and 6-7 swap; 2's partner 3 is not counted
+        assert mirror_partner_rows(cat).tolist() == [1, 0, 2, 3, 5, 4, 7, 6, 8]
+        assert mirror_partner_rows(willow[0]).tolist() == list(range(10))  # PF-WILLOW: no left/right
+
+    def test_ap10k_pairs_follow_the_keypoint_names(self):
+        names = json.loads(data_path("ap10k-samples", "ap10k", "test_ap10k.json").read_text())["categories"][0]["keypoints"]
+        assert len(names) == 17
+        for left, right in AP10K_MIRROR_PAIRS:
+            assert names[left].startswith("left_") and names[right] == names[left].replace("left_", "right_")
+        unpaired = set(range(17)) - {i for pair in AP10K_MIRROR_PAIRS for i in pair}
+        assert not any(names[i].startswith(("left", "right")) for i in unpaired)
+
+    def test_spair_tables_are_symmetric_involutions(self):
+        for category, pairs in SPAIR_MIRROR_PAIRS.items():
+            ids = [i for pair in pairs for i in pair]
+            assert len(ids) == len(set(ids)), category  # each keypoint has at most one partner
+            assert all(0 <= i < 31 for i in ids), category
+
+    def test_flipped_pair_is_matched_through_the_partner(self, tmp_path):
+        """A real SPair-71k image A and its mirror image B, annotated the way SPair annotates B:
+        B's 'left eye' is the mirror image of A's right eye. Matching from mirrored A must look each
+        keypoint up at its partner's mirrored position to land on B's annotation."""
+        pairs = load_spair(data_path("spair-71k-mini", "SPair-71k"), split="test")
+        pair = next(p for p in pairs if p.id.startswith("007560-"))  # a dog: 4 of 9 keypoints have partners
+        rows = mirror_partner_rows(pair)
+        source, _ = pair.counted_points()
+        swapped = rows != np.arange(len(rows))
+        assert swapped.sum() == 4 and np.abs(source - source[rows]).max() > 40
+        width = pair.source_size[1]
+        target = source[rows].copy()
+        target[:, 0] = width - target[:, 0]
+        counted = pair.visible
+        mirrored = dataclasses.replace(
+            pair, source_points=pair.source_points[counted], source_visible=np.ones(len(rows), bool),
+            keypoint_ids=pair.keypoint_ids[counted], target_points=target, target_visible=np.ones(len(rows), bool),
+            target_image=mirror_file(pair.source_image, tmp_path), target_size=pair.source_size)
+        with FeatureStore(build_extractor("baseline"), mode="memory", progress=False) as store:
+            store.compute([mirrored.source_image, mirrored.target_image], flipped=[mirrored.source_image])
+            found, flipped = _predict(store, [mirrored], MatchSettings(), 1, False, True)
+        assert flipped == [True]
+        assert np.abs(found[0] - target).max() < 6
+        mirrored_without_partner = source.copy()
+        mirrored_without_partner[:, 0] = width - source[:, 0]
+        assert np.abs(found[0] - mirrored_without_partner)[swapped].max() > 20  # the swap mattered

@@ -122,7 +122,7 @@ class Matcher:
         source_points = check_points(points, tuple(pixels_a.shape[-2:]), image=f"image A ({image_name(image_a)})")
         orientation = None
         if pose_align:
-            features = self.extractor.extract([pixels_a, flip_image(pixels_a), pixels_b]).upsample(self.settings.grid)
+            features = self.extractor.extract([pixels_a, flip_image(pixels_a), pixels_b])  # decided on the native grid
             source, query, orientation = align_sources(features[0], features[1], features[2], source_points[None])
             transfer = transfer_points(source, features[2], query, self.settings)
         else:

@@ -16,11 +16,13 @@ Source points are then looked up in the flipped source at their mirrored positio
 (continuous pixel coordinates, :mod:`semcorr.geometry`); the predictions are target points, so
 nothing needs mapping back.
 
-Differences from the reference code: cells on letterbox padding are left out of the comparison
-(the reference uses every cell of its square canvas), and a point keeps its own identity when the
-source is flipped. The reference also swaps left/right keypoint labels on SPair-71k and AP-10K
-(a flipped "left eye" is queried at the mirrored *right* eye) using per-category symmetry tables;
-semcorr has no such tables, so its pose-aligned figures on those benchmarks are not the paper's.
+The decision is made on the features' native grid (31x31 for the student at 434), as in
+DistillDIFT; matching then upsamples as usual. In evaluation, a keypoint with a left/right partner
+(:mod:`semcorr.data.symmetry`: SPair-71k, AP-10K, CUB) is looked up at its partner's mirrored
+position, as DistillDIFT and GeoAware-SC do: in the mirror image the part that looks like a left
+eye is the original's right eye. Points given to :meth:`semcorr.Matcher.match` have no labels and
+keep their own positions. One difference from the reference code: cells on letterbox padding are
+left out of the comparison (the reference uses every cell of its square canvas).
 """
 
 from __future__ import annotations
@@ -136,15 +138,18 @@ def choose_orientation(source: FeatureMap, flipped: FeatureMap, target: FeatureM
     return Orientation(distances[1] < distances[0], distances[0], distances[1])
 
 
-def align_sources(source: FeatureMap, flipped: FeatureMap, target: FeatureMap,
-                  points: Tensor) -> tuple[FeatureMap, Tensor, Orientation]:
+def align_sources(source: FeatureMap, flipped: FeatureMap, target: FeatureMap, points: Tensor,
+                  partners: Tensor | None = None) -> tuple[FeatureMap, Tensor, Orientation]:
     """Replace each source by its mirror image where that agrees better with the target.
 
     Args:
-        source: features of B source images, on the grid used for matching.
+        source: features of B source images, on their native grid (DistillDIFT decides on it).
         flipped: features of the same B images mirrored, on the same grid.
         target: features of B target images.
         points: (B, N, 2) source points in source-image pixels (x, y).
+        partners: optional (B, N) int64: where pair b is flipped, point n is looked up at the
+            mirrored position of point ``partners[b, n]`` (its left/right partner,
+            :func:`semcorr.data.symmetry.mirror_partner_rows`); ``None``: each point its own.
     Returns:
         the source features to match from (original or mirrored per pair), (B, N, 2) the points to
         look up in them (mirrored, ``(W - x, y)``, where flipped), and the :class:`Orientation`.
@@ -152,6 +157,8 @@ def align_sources(source: FeatureMap, flipped: FeatureMap, target: FeatureMap,
     """
     if points.ndim != 3 or points.shape[0] != len(source) or points.shape[-1] != 2:
         raise ValueError(f"points must be (B, N, 2) with B = {len(source)}, got shape {tuple(points.shape)}")
+    if partners is not None and tuple(partners.shape) != tuple(points.shape[:2]):
+        raise ValueError(f"partners must be {tuple(points.shape[:2])}, got shape {tuple(partners.shape)}")
     orientation = choose_orientation(source, flipped, target)
     chosen = orientation.flipped.to(source.features.device)
     features = torch.where(chosen[:, None, None, None], flipped.features, source.features)
@@ -159,6 +166,7 @@ def align_sources(source: FeatureMap, flipped: FeatureMap, target: FeatureMap,
                                                               orientation.flipped.tolist()))
     widths = torch.tensor([float(g.original_size[1]) for g in source.geometries], dtype=points.dtype,
                           device=points.device)
-    mirrored = flip_points(points, widths[:, None])
+    swapped = points if partners is None else torch.gather(points, 1, partners.to(points.device)[..., None].expand(-1, -1, 2))
+    mirrored = flip_points(swapped, widths[:, None])
     query = torch.where(orientation.flipped.to(points.device)[:, None, None], mirrored, points)
     return FeatureMap(features, geometries, source.model, source.random_weights), query, orientation

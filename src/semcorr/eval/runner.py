@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..data import Pair
+from ..data.symmetry import mirror_partner_rows
 from ..errors import InputError
 from ..features import DEFAULT_MODEL, Extractor, build_extractor
 from ..matcher import MatchSettings, transfer_points
@@ -37,7 +38,8 @@ from .pck import (AVERAGES, THRESHOLD_KINDS, Average, ThresholdKind, correct_key
 
 CHANCE_SAMPLES = 100
 POSE_ALIGN_RULE = ("per pair, the mirrored source where the mean feature distance of its mutual nearest "
-                   "neighbours with the target is lower (GeoAware-SC's adaptive pose alignment, mutual-NN variant)")
+                   "neighbours with the target (native grid) is lower, keypoints looked up at their left/right "
+                   "partner's mirrored position (GeoAware-SC's adaptive pose alignment, mutual-NN variant)")
 
 
 @dataclass(frozen=True)
@@ -96,17 +98,30 @@ def _predict(store: FeatureStore, pairs: Sequence[Pair], settings: MatchSettings
                 for i, source in enumerate(sources):
                     points[i, :len(source)] = torch.from_numpy(source)
                 with torch.inference_mode():
-                    source = store.feature_map([p.source_image for p in chunk], settings.grid)
-                    target = store.feature_map([p.target_image for p in chunk], settings.grid)
-                    if pose_align:
-                        mirrored = store.feature_map([p.source_image for p in chunk], settings.grid, flipped=True)
-                        source, points, orientation = align_sources(source, mirrored, target, points)
+                    source_images, target_images = [p.source_image for p in chunk], [p.target_image for p in chunk]
+                    if pose_align:  # decided on the native grid, as DistillDIFT; transfer_points upsamples
+                        target = store.feature_map(target_images)
+                        source, points, orientation = align_sources(
+                            store.feature_map(source_images), store.feature_map(source_images, flipped=True),
+                            target, points, _partner_rows(chunk, longest))
                         flipped[start:start + len(chunk)] = orientation.flipped.tolist()
+                    else:
+                        source = store.feature_map(source_images, settings.grid)
+                        target = store.feature_map(target_images, settings.grid)
                     transfer = transfer_points(source, target, points, settings)
                 result = transfer.points.cpu().numpy().astype(np.float64)
             found += [result[i, :len(source)] if len(source) else np.zeros((0, 2)) for i, source in enumerate(sources)]
             bar.update(len(chunk))
     return found, flipped
+
+
+def _partner_rows(pairs: Sequence[Pair], length: int) -> torch.Tensor:
+    """(B, length) int64: each counted keypoint's left/right partner row (padding rows: their own)."""
+    rows = torch.arange(length).repeat(len(pairs), 1)
+    for i, pair in enumerate(pairs):
+        partners = mirror_partner_rows(pair)
+        rows[i, :len(partners)] = torch.from_numpy(partners)
+    return rows
 
 
 def score_predictions(pairs: Sequence[Pair], found: Sequence[np.ndarray], alphas: Sequence[float],
