@@ -104,9 +104,16 @@ def tiny_small(monkeypatch):
 
 @pytest.mark.usefixtures("tiny_small")
 class TestPreset:
-    def test_without_adapter_warns(self):
+    def test_without_adapter_warns_and_drops_the_zero_lora(self):
         with pytest.warns(NoAdapterWarning, match="plain DINOv2 backbone"):
-            build_extractor("student", random_weights=True, size="s", input_size=SIZE, device="cpu")
+            torch.manual_seed(0)
+            student = build_extractor("student", random_weights=True, size="s", input_size=SIZE, device="cpu")
+        assert student.merged and not any("lora" in name for name, _ in student.named_parameters())
+        torch.manual_seed(0)
+        backbone = build_extractor("dinov2-s-reg", random_weights=True, input_size=SIZE, device="cpu")
+        pixels = torch.rand(1, 3, SIZE, SIZE)
+        with torch.no_grad():
+            torch.testing.assert_close(student(pixels), backbone(pixels), rtol=0, atol=1e-5)
 
     def test_adapter_option_loads_and_merges(self, tmp_path):
         torch.manual_seed(0)

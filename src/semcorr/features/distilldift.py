@@ -188,7 +188,8 @@ def build_distilldift(config: DistillDiftConfig, *, random_weights: bool = False
     if (config.size, config.registers) != ("b", True):
         raise InputError(f"{name} is a ViT-B/14 with registers; drop the size / registers settings")
     if random_weights:
-        return StudentExtractor(replace(config, weights=None), random_weights=True, name=name)
+        student = StudentExtractor(replace(config, weights=None), random_weights=True, name=name)
+        return student.merge() if config.merge else student
     source = Path(config.weights).expanduser() if config.weights else None
     if source is not None and source.is_file():
         student = student_from(read_distilldift_checkpoint(source), config, name=name)

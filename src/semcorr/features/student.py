@@ -222,8 +222,11 @@ class StudentExtractor(DinoV2Extractor):
 
 
 def build_student(config: StudentConfig, *, random_weights: bool = False, name: str = "student") -> StudentExtractor:
-    """The ``student`` preset's constructor: warns when no adapter is given (the plain backbone)."""
+    """The ``student`` preset's constructor: warns when no adapter is given (the plain backbone);
+    with ``config.merge`` the LoRA layers are folded away even then, so inference costs what the
+    backbone costs."""
     if not config.adapter:
         warnings.warn("student: no --adapter given; this is the plain DINOv2 backbone (untrained LoRA). "
                       "Pass --adapter RUN/adapter from `semcorr distill`", NoAdapterWarning, stacklevel=3)
-    return StudentExtractor(config, random_weights=random_weights, name=name)
+    student = StudentExtractor(config, random_weights=random_weights, name=name)
+    return student.merge() if config.merge else student
