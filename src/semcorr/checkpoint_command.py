@@ -12,7 +12,8 @@ def _convert(args: argparse.Namespace) -> int:
     from .features.distilldift import convert_checkpoint
 
     folder = convert_checkpoint(args.checkpoint, args.out)
-    print(f"wrote {folder}; use it with --model distilldift-us --weights {folder}")
+    print(f"wrote {folder}; use it with --model distilldift-us --weights {folder} "
+          "(distilldift-ws or distilldift-s for those files)")
     return 0
 
 
