@@ -1,6 +1,6 @@
 """Point transfer between feature maps, and the :class:`Matcher` API around it.
 
-    matcher = Matcher(model="dinov2-b-reg")
+    matcher = Matcher()                     # the default model, distilldift-us
     out = matcher.match("cat.jpg", "dog.jpg", [[120, 80], [200, 95]])
     out["matches"][0]  # {"source": [120.0, 80.0], "target": [..., ...], "score": 0.71}
 """
