@@ -35,7 +35,7 @@ from safetensors.torch import save as save_bytes
 from torch import Tensor
 
 from ..errors import CheckpointError, InputError
-from ..fileio import HOST, temporary_path, write_atomically
+from ..fileio import HOST, read_versioned_json, temporary_path, write_atomically
 
 FORMAT = "semcorr-teacher-cache"
 VERSION = 1
@@ -95,12 +95,7 @@ class TeacherCache:
         if not config_file.is_file():
             raise InputError(f"{self.root}: not a teacher cache (no config.json); "
                              "fill one with `semcorr cache-teacher`")
-        try:
-            self.config: dict[str, Any] = json.loads(config_file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise CheckpointError(f"{config_file}: not valid JSON ({error})") from None
-        if self.config.get("format") != FORMAT or self.config.get("version") != VERSION:
-            raise CheckpointError(f"{config_file}: not a {FORMAT} version {VERSION} cache")
+        self.config: dict[str, Any] = read_versioned_json(config_file, FORMAT, VERSION, "cache")
         self.identity: dict[str, Any] = self.config["identity"]
         self.digest: str = self.config["identity_digest"]
 

@@ -48,6 +48,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, InputError
+from ..fileio import read_versioned_json
 from .dinov2 import DinoV2Config, hf_config
 from .dinov2_checkpoint import convert_official_state_dict, read_state_dict
 from .student import StudentConfig, StudentExtractor
@@ -223,10 +224,4 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"{folder}: not a converted DistillDIFT folder (no {MANIFEST}); pass the authors' .ckpt "
                          "file, or convert it with `semcorr convert-checkpoint FILE --out FOLDER`")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{path}: not valid JSON ({error})") from None
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        raise CheckpointError(f"{path}: not a {FORMAT} version {VERSION} manifest")
-    return manifest
+    return read_versioned_json(path, FORMAT, VERSION, "manifest")

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, InputError
+from ..fileio import read_versioned_json
 from .dinov2 import DinoV2Config, DinoV2Extractor
 
 ADAPTER_FORMAT = "semcorr-student-adapter"
@@ -110,13 +111,7 @@ def _adapter_files(path: str | os.PathLike) -> tuple[Path, Path]:
 def read_adapter_config(path: str | os.PathLike) -> dict[str, Any]:
     """The JSON config of an adapter folder (checked to be a semcorr student adapter)."""
     _, config_file = _adapter_files(path)
-    try:
-        config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"{config_file}: not valid JSON ({error})") from None
-    if config.get("format") != ADAPTER_FORMAT or config.get("version") != ADAPTER_VERSION:
-        raise CheckpointError(f"{config_file}: not a {ADAPTER_FORMAT} version {ADAPTER_VERSION} config")
-    return config
+    return read_versioned_json(config_file, ADAPTER_FORMAT, ADAPTER_VERSION, "config")
 
 
 class StudentExtractor(DinoV2Extractor):

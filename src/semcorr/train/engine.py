@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from ..cache.run import resolve_rank
 from ..errors import InputError
+from ..features.registry import resolve_device as resolve_extractor_device
 from ..features.student import StudentExtractor
 from ..fileio import write_atomically
 from .checkpoint import check_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -132,16 +133,9 @@ def check_run_folder(out: Path, config: Any, rank: int, run_format: str, command
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto``: ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU; ``cuda`` without an
-    index also takes ``LOCAL_RANK``."""
-    if name == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"--device: {name!r} is not a device (auto, cpu, cuda, cuda:1, ...)") from None
+    """:func:`semcorr.features.resolve_device`, where ``cuda`` without an index (``auto`` on a
+    CUDA machine too) means this process's ``cuda:LOCAL_RANK``."""
+    device = resolve_extractor_device(name)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return device
