@@ -10,7 +10,7 @@ import torch
 
 from semcorr.bench import BenchSettings, default_reference, format_table, measure, run_bench
 from semcorr.errors import InputError
-from semcorr.fast import fast_precision, native_bf16
+from semcorr.runtime import fast_precision, native_bf16
 from semcorr.features import PRESETS, DinoV2Config, DinoV2Extractor, build_extractor
 
 ROW_FIELDS = {"model", "input_size", "batch_size", "precision", "compile", "device", "random_weights", "params",
@@ -67,7 +67,7 @@ class TestBenchAPI:
         assert default_reference() == ("student" if "student" in PRESETS else "dinov2-b-reg")
 
     def test_adapter_goes_only_to_models_that_take_one(self):
-        from semcorr.bench import _extra
+        from semcorr.bench.extract import _extra
 
         settings = BenchSettings(adapter="run/adapter")
         assert _extra("dinov2-b-reg", settings) == {} and _extra("baseline", settings) == {}

@@ -13,7 +13,9 @@ import torch
 from conftest import REPO, data_path
 from sdxl_tiny import tiny_teacher
 
-from semcorr.cache import TeacherCache, cache_teacher, list_images, rank_of, resolve_rank, teacher_identity
+from semcorr.cache import TeacherCache, cache_teacher, rank_of, teacher_identity
+from semcorr.images import list_images
+from semcorr.runtime import resolve_rank
 from semcorr.fileio import HOST
 from semcorr.cli import main
 from semcorr.errors import CheckpointError, InputError
@@ -27,7 +29,9 @@ torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
 from pathlib import Path
 from sdxl_tiny import tiny_teacher
-from semcorr.cache import cache_teacher, list_images, resolve_rank
+from semcorr.cache import cache_teacher
+from semcorr.images import list_images
+from semcorr.runtime import resolve_rank
 rank, world_size = resolve_rank()
 report = cache_teacher(tiny_teacher(Path(sys.argv[1])), list_images(sys.argv[2]), sys.argv[3], rank=rank,
                        world_size=world_size, progress=False)

@@ -15,7 +15,7 @@ import torch
 from distilldift_official import official_forward, official_state_dict
 
 from semcorr.cli import build_parser, main
-from semcorr.download import download_file
+from semcorr.features.download import download_file
 from semcorr.errors import CheckpointError, WeightsUnavailableError
 from semcorr.features import DEFAULT_MODEL, build_extractor
 from semcorr.features.dinov2_checkpoint import read_state_dict

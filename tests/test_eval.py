@@ -16,7 +16,7 @@ from semcorr.errors import InputError
 from semcorr.eval import FeatureStore, PCKSettings, evaluate
 from semcorr.eval.runner import predict, score_predictions
 from semcorr.features import build_extractor
-from semcorr.matcher import MatchSettings
+from semcorr.matching import MatchSettings
 
 
 def run(*args):

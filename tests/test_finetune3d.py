@@ -27,7 +27,7 @@ from semcorr.errors import InputError
 from semcorr.features.student import StudentConfig, StudentExtractor, lora_parameters
 from semcorr.threed import make_3d_pairs
 from semcorr.train import FinetuneConfig, evaluate_refinement, finetune, open_point_pairs, refinement_loss, soft_argmax
-from semcorr.train.finetune import refine_student
+from semcorr.train.refinement import refine_student
 
 WORKER = REPO / "tests" / "distill_worker.py"
 
@@ -116,9 +116,9 @@ def living_room_pairs(tmp_path_factory) -> Path:
 
 
 def test_refinement_lowers_the_loss_on_generated_pairs(living_room_pairs, tmp_path):
-    config = FinetuneConfig(pairs=str(living_room_pairs), input_size=112, epochs=20, lr=1e-2, log_every=3,
+    config = FinetuneConfig(pair_file=str(living_room_pairs), input_size=112, epochs=20, lr=1e-2, log_every=3,
                             progress=False)
-    pairs = open_point_pairs(config.pairs)
+    pairs = open_point_pairs(config.pair_file)
     before = evaluate_refinement(refine_student(config, tiny_backbone()), pairs, beta=config.beta)
     result = finetune(config, tmp_path / "run", backbone=tiny_backbone())
     after = evaluate_refinement(result.student, pairs, beta=config.beta)
@@ -135,7 +135,7 @@ def test_supervised_keypoint_pairs_through_the_benchmark_loader(tmp_path):
     root = data_path("spair-71k-mini")  # only its test split exists: the trn path is the same code
     pairs = open_point_pairs("spair", str(root), "test")
     assert len(pairs) == 12 and all(len(p.source_xy) == len(p.target_xy) > 0 for p in pairs)
-    config = FinetuneConfig(pairs="spair", data_root=str(root), split="test", input_size=56, epochs=1,
+    config = FinetuneConfig(benchmark="spair", data_root=str(root), split="test", input_size=56, epochs=1,
                             pairs_per_step=4, points_per_pair=5, progress=False)
     seen = []
     result = finetune(config, tmp_path / "run", backbone=tiny_backbone(),
@@ -153,7 +153,7 @@ def test_starting_adapter_run_folder_and_bad_input(living_room_pairs, tmp_path):
         for parameter in lora_parameters(trained.model).values():
             parameter.add_(torch.randn_like(parameter) * 0.1)
     adapter = trained.save_adapter(tmp_path / "distilled")
-    config = FinetuneConfig(pairs=str(living_room_pairs), adapter=str(adapter), input_size=56, epochs=1,
+    config = FinetuneConfig(pair_file=str(living_room_pairs), adapter=str(adapter), input_size=56, epochs=1,
                             progress=False)
     start = refine_student(config, tiny_backbone())
     assert not start.merged and start.trainable_parameters()
@@ -171,11 +171,11 @@ def test_starting_adapter_run_folder_and_bad_input(living_room_pairs, tmp_path):
     with pytest.raises(InputError, match="--data-root"):
         open_point_pairs("spair")
     with pytest.raises(InputError, match="--jitter"):
-        FinetuneConfig(pairs="spair", jitter=-0.1)
+        FinetuneConfig(benchmark="spair", jitter=-0.1)
 
 
 def _resume_config(tmp_path: Path, pairs: Path, **overrides) -> Path:
-    settings = dict(pairs=str(pairs), input_size=56, epochs=4, lr=1e-3, checkpoint_every=2, log_every=1,
+    settings = dict(pair_file=str(pairs), input_size=56, epochs=4, lr=1e-3, checkpoint_every=2, log_every=1,
                     progress=False)
     config = FinetuneConfig(**{**settings, **overrides})
     path = tmp_path / "config.json"
@@ -236,11 +236,11 @@ def test_two_processes_refine_one_student(living_room_pairs, tmp_path):
 
 
 def test_command_line_options():
-    args = build_parser().parse_args(["finetune-3d", "--pairs", "spair", "--data-root", "data", "--out", "run",
+    args = build_parser().parse_args(["finetune-3d", "--benchmark", "spair", "--data-root", "data", "--out", "run",
                                       "--beta", "500", "--jitter", "0", "--adapter", "d/adapter", "--no-progress"])
     config = FinetuneConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneConfig)})
-    assert config == FinetuneConfig(pairs="spair", data_root="data", beta=500.0, jitter=0.0, adapter="d/adapter",
+    assert config == FinetuneConfig(benchmark="spair", data_root="data", beta=500.0, jitter=0.0, adapter="d/adapter",
                                     progress=False)
     assert (config.split, config.lr, config.points_per_pair) == ("trn", 1e-4, 512)
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["finetune-3d", "--out", "run"])  # --pairs is required
+        build_parser().parse_args(["finetune-3d", "--out", "run"])  # --pair-file or --benchmark is required

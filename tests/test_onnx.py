@@ -98,7 +98,7 @@ class TestExportOnnx:
         assert sorted(p.name for p in tmp_path.iterdir()) == ["old.onnx"]
 
     def test_weights_beside_the_graph_above_the_size_limit(self, tmp_path, monkeypatch):
-        from semcorr.export import onnx_export
+        from semcorr.export import onnx as onnx_export
 
         monkeypatch.setattr(onnx_export, "_EXTERNAL_DATA_BYTES", 0)  # as for a model over protobuf's 2 GB
         report = export_onnx(_student(), tmp_path / "big.onnx", size=SIZE, runs=0)

@@ -6,10 +6,10 @@ import pytest
 import torch
 from conftest import data_path
 
-from semcorr.cache.run import ImageItem
+from semcorr.images import ImageItem
 from semcorr.errors import InputError
 from semcorr.train.pairing import (ListedPairs, RetrievalPairs, index_pairs, nearest_neighbours, rank_share,
-                                   read_pair_list, spair_training_pairs)
+                                   read_pair_list, benchmark_pairs)
 
 
 class TestNearestNeighbours:
@@ -68,6 +68,6 @@ class TestListedPairs:
 
     def test_spair_pairs_are_image_keys(self):
         root = data_path("spair-71k-mini", "SPair-71k")
-        images, pairs = spair_training_pairs(root, split="test")  # the mini copy holds test pairs only
+        images, pairs = benchmark_pairs("spair", root, split="test")  # the mini copy holds test pairs only
         assert len(pairs) == 12
         assert all((images / key).is_file() for pair in pairs for key in pair)

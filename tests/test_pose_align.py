@@ -16,7 +16,7 @@ from semcorr.data import load_pf_willow, load_spair
 from semcorr.data.symmetry import AP10K_MIRROR_PAIRS, SPAIR_MIRROR_PAIRS, mirror_partner_rows
 from semcorr.eval import FeatureStore
 from semcorr.eval.runner import _predict, predict
-from semcorr.matcher import MatchSettings
+from semcorr.matching import MatchSettings
 from semcorr.pose_align import align_sources, choose_orientation, flip_image, flip_points, mutual_nn_distance
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -13,7 +13,7 @@ from conftest import data_path
 from semcorr import build_extractor
 from semcorr.errors import InputError
 from semcorr.segment import SegmentSettings, enclosed_background, kmeans, segment_images
-from semcorr.segment_refine import refine_mask
+from semcorr.segment.refine import refine_mask
 
 W, H = 320, 240
 # The baseline's default descriptor spans 64 input px (tuned for matching); segmentation wants local

@@ -133,7 +133,8 @@ class TestPreset:
             torch.testing.assert_close(student(pixels), expected, rtol=0, atol=1e-4)
 
     def test_cli_has_the_adapter_option(self):
-        from semcorr.cli import build_parser, extractor_overrides
+        from semcorr.cli import build_parser
+        from semcorr.cli.options import extractor_overrides
 
         args = build_parser().parse_args(["match", "a.png", "b.png", "--points", "1,1", "--model", "student",
                                           "--adapter", "run/adapter"])

@@ -16,7 +16,7 @@ from skimage.feature import corner_harris, corner_peaks
 from conftest import data_path
 from semcorr.errors import InputError
 from semcorr.video import TrackSettings, run_video, track_points
-from semcorr.video_io import VideoWriter, iter_frames, read_frame, video_info
+from semcorr.video.io import VideoWriter, iter_frames, read_frame, video_info
 
 WIDTH, HEIGHT, FRAMES, FPS = 192, 144, 24, 12
 

@@ -1,16 +1,22 @@
-"""semcorr: semantic correspondence with DINOv2, diffusion teachers and their distilled student."""
+"""semcorr: semantic correspondence with DINOv2, diffusion teachers and their distilled student.
+
+    from semcorr import Matcher
+    Matcher().match("cat.jpg", "dog.jpg", [[120, 80]])
+
+Names load on first use, so ``import semcorr`` is instant (:mod:`semcorr._lazy`).
+"""
 
 from __future__ import annotations
 
-from .errors import CheckpointError, InputError, SemcorrError, WeightsUnavailableError
-from .features import FeatureMap, build_extractor
-from .geometry import ImageGeometry
-from .images import load_image
-from .matcher import Matcher, MatchSettings, transfer_points
+from ._lazy import lazy_namespace
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CheckpointError", "FeatureMap", "ImageGeometry", "InputError", "MatchSettings", "Matcher",
-    "SemcorrError", "WeightsUnavailableError", "build_extractor", "load_image", "transfer_points",
-]
+_EXPORTS = {
+    "CheckpointError": "errors", "InputError": "errors", "SemcorrError": "errors", "SettingError": "errors",
+    "WeightsUnavailableError": "errors",
+    "FeatureMap": "features.base", "build_extractor": "features.registry", "ImageGeometry": "geometry",
+    "load_image": "images", "MatchSettings": "matching", "transfer_points": "matching", "Matcher": "matcher",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
 from .errors import WeightsUnavailableError
-from .features import DEFAULT_MODEL
-from .matcher import Matcher
-from .viz import plot_matches
+from .features.config import DEFAULT_MODEL
+from .features.registry import build_extractor
+from .matcher import match_images
 
 # A stereo pair of a motorcycle (scikit-image's data folder, from the Middlebury 2014 set).
 DEMO_IMAGES = ("motorcycle_left.png", "motorcycle_right.png")
@@ -34,17 +33,15 @@ def run_demo(model: str = DEFAULT_MODEL, *, out_dir: str | Path = "semcorr-demo"
     If ``model``'s weights cannot be had, says so and runs the weight-free ``baseline`` instead.
     """
     try:
-        matcher = Matcher(model, weights=weights, device=device, random_weights=random_weights, **overrides)
+        extractor = build_extractor(model, weights=weights, device=device, random_weights=random_weights, **overrides)
     except WeightsUnavailableError as error:
         log(f"{error}\n-> Showing the same job with the weight-free 'baseline' extractor instead.")
-        matcher = Matcher("baseline", device=device, **overrides)
-    image_a, image_b = demo_images()
-    result = matcher.match(image_a, image_b, DEMO_POINTS)
+        extractor = build_extractor("baseline", device=device, **overrides)
+    label = extractor.name + (" (random weights)" if extractor.random_weights else "")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "matches.json").write_text(json.dumps(result, indent=2))
-    label = result["model"] + (" (random weights)" if result["random_weights"] else "")
-    plot_matches(image_a, image_b, result["matches"], out / "matches.png", title=f"semcorr demo: {label}")
+    result = match_images(*demo_images(), DEMO_POINTS, model=extractor, out=out / "matches.json",
+                          show=out / "matches.png", title=f"semcorr demo: {label}")
     log(f"model: {label}")
     for match in result["matches"]:
         (xa, ya), (xb, yb) = match["source"], match["target"]

@@ -1,11 +1,13 @@
 """Errors that semcorr raises at its boundaries.
 
-Every error a user can cause (a bad file, a point outside an image, missing weights) is a
-:class:`SemcorrError` whose message names the culprit and says what to do. The CLI prints such
-errors as one line; anything else is a bug and keeps its traceback.
+Every error a user can cause (a bad file, a point outside an image, missing weights, a setting out
+of range) is a :class:`SemcorrError` whose message names the culprit and says what to do. The CLI
+prints such errors as one line; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class SemcorrError(Exception):
@@ -14,6 +16,22 @@ class SemcorrError(Exception):
 
 class InputError(SemcorrError, ValueError):
     """An input (image, point, file, option) is missing, malformed or out of range."""
+
+
+class SettingError(InputError):
+    """A field of a settings or config dataclass was given a value it may not hold.
+
+    Attributes:
+        owner: the dataclass's name, e.g. ``MatchSettings``.
+        field: the field, e.g. ``window``.
+        option: the command-line option that sets it, e.g. ``--window``.
+        value: the value given.
+        requirement: what is allowed, e.g. ``must be an odd integer >= 1``.
+    """
+
+    def __init__(self, owner: str, field: str, option: str, value: Any, requirement: str) -> None:
+        self.owner, self.field, self.option, self.value, self.requirement = owner, field, option, value, requirement
+        super().__init__(f"{option} {value!r} ({owner}.{field}): {requirement}")
 
 
 class WeightsUnavailableError(SemcorrError):

@@ -14,13 +14,11 @@ for any grid size, so features upsampled bilinearly (``align_corners=False``) ke
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import Tensor
 
-ResizeMode = Literal["square", "letterbox"]
-RESIZE_MODES: tuple[str, ...] = ("square", "letterbox")
+from .settings import RESIZE_MODES, ResizeMode
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Loading images and checking keypoints, with one-line errors that name the culprit.
+"""Loading images, listing image folders and checking keypoints, with one-line errors that name the culprit.
 
 Every image that enters semcorr goes through :func:`load_image`, which turns a path, a PIL image,
 a tensor or a numpy array into a (3, H, W) float32 RGB tensor in [0, 1]. Conversions:
@@ -23,6 +23,7 @@ import re
 import struct
 import warnings
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Union
 
@@ -38,6 +39,7 @@ DEFAULT_MAX_PIXELS: int = 100_000_000  # refuse larger images (decompression bom
 # What Pillow raises when the bytes of an identified image cannot be decoded.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 
 
 def image_name(source: ImageInput) -> str:
@@ -110,6 +112,42 @@ def check_points(points: Any, image_size: tuple[int, int], *, image: str = "imag
         if not (0 <= x <= width and 0 <= y <= height):
             raise InputError(f"{where} lies outside {image} ({width}x{height} pixels)")
     return torch.from_numpy(array.astype(np.float32))
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One image of a collection: its key (the name caches and outputs use), its file, its category."""
+
+    key: str
+    path: Path
+    category: str | None = None
+
+
+def list_images(source: str | os.PathLike, *, category_from_folder: bool = False) -> list[ImageItem]:
+    """The images under a folder (recursively; keys are paths relative to it, with ``/``), or those
+    listed in a text file (one path per line, relative to the file's folder; keys as written;
+    ``#`` starts a comment line).
+
+    ``category_from_folder`` takes each image's parent folder name as its category (for prompts).
+    """
+    source = Path(source)
+    if source.is_dir():
+        paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        entries = [(p.relative_to(source).as_posix(), p) for p in paths]
+    elif source.is_file():
+        try:
+            lines = [line.strip() for line in source.read_text().splitlines()]
+        except UnicodeDecodeError:
+            raise InputError(f"{source}: expected a folder of images or a text file listing them") from None
+        entries = [(line, source.parent / line) for line in lines if line and not line.startswith("#")]
+    else:
+        raise InputError(f"{source}: no such folder or list file")
+    if not entries:
+        raise InputError(f"{source}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    keys = [key for key, _ in entries]
+    if len(set(keys)) != len(keys):
+        raise InputError(f"{source}: lists an image more than once")
+    return [ImageItem(key, path, path.parent.name if category_from_folder else None) for key, path in entries]
 
 
 # --- files and PIL images -------------------------------------------------------------------

@@ -1,83 +1,28 @@
-"""Point transfer between feature maps, and the :class:`Matcher` API around it.
+"""The :class:`Matcher` API: match points between two images with any extractor.
 
     matcher = Matcher()                     # the default model, distilldift-us
     out = matcher.match("cat.jpg", "dog.jpg", [[120, 80], [200, 95]])
     out["matches"][0]  # {"source": [120.0, 80.0], "target": [..., ...], "score": 0.71}
+
+:func:`match_images` is ``semcorr match``: the same, plus the JSON file and the picture.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Literal, Sequence
+import os
+from dataclasses import asdict
+from typing import Any, Sequence
 
-import torch
 from torch import Tensor
 
-from .errors import InputError
-from .features import DEFAULT_MODEL, Extractor, FeatureMap, build_extractor
+from .features.base import Extractor
+from .features.config import DEFAULT_MODEL
+from .features.registry import build_extractor
+from .fileio import write_json
 from .images import ImageInput, check_points, image_name, load_image
-from .matching import nearest_neighbour, sample_descriptors, similarity_maps, window_soft_argmax
+from .matching import MatchSettings, transfer_points
 from .pose_align import align_sources, flip_image
-
-
-@dataclass(frozen=True)
-class MatchSettings:
-    """How points are transferred (defaults: the DistillDIFT evaluation protocol).
-
-    Attributes:
-        grid: upsample both feature maps to this square grid first (``None``: native grid).
-        method: ``window_soft_argmax`` (sub-cell) or ``nearest`` (best cell).
-        window: soft-argmax window side in cells of the upsampled grid (odd).
-        temperature: soft-argmax temperature on cosine similarities.
-    """
-
-    grid: int | None = 60
-    method: Literal["window_soft_argmax", "nearest"] = "window_soft_argmax"
-    window: int = 11
-    temperature: float = 0.02
-
-
-@dataclass(frozen=True)
-class Transfer:
-    """Result of :func:`transfer_points` for a batch of B image pairs with N points each.
-
-    Attributes:
-        points: (B, N, 2) predicted target points in target-image pixels (x, y).
-        scores: (B, N) cosine similarity at the best target cell.
-        similarity: (B, N, h, w) similarity maps on the (upsampled) target grid.
-    """
-
-    points: Tensor
-    scores: Tensor
-    similarity: Tensor
-
-
-def transfer_points(source: FeatureMap, target: FeatureMap, points: Tensor,
-                    settings: MatchSettings = MatchSettings()) -> Transfer:
-    """Find source points in the target images.
-
-    Args:
-        source: features of B source images.
-        target: features of B target images.
-        points: (B, N, 2) source points in source-image pixels (x, y).
-    """
-    if len(source) != len(target) or points.ndim != 3 or points.shape[0] != len(source):
-        raise ValueError(f"need B source maps, B target maps and (B, N, 2) points; got {len(source)}, "
-                         f"{len(target)} and {tuple(points.shape)}")
-    source, target = source.upsample(settings.grid), target.upsample(settings.grid)
-    points = points.to(source.features.device, torch.float32)
-    grid_points = torch.stack([g.to_grid(p, source.grid_size) for g, p in zip(source.geometries, points)])
-    descriptors = sample_descriptors(source.features, grid_points)
-    similarity = similarity_maps(descriptors, target.features)
-    valid = target.valid_cells()
-    if settings.method == "nearest":
-        found, scores = nearest_neighbour(similarity, valid)
-    elif settings.method == "window_soft_argmax":
-        found, scores = window_soft_argmax(similarity, settings.window, settings.temperature, valid)
-    else:
-        raise InputError(f"unknown matching method {settings.method!r}; use window_soft_argmax or nearest")
-    found = torch.stack([g.from_grid(p, target.grid_size) for g, p in zip(target.geometries, found)])
-    return Transfer(found, scores, similarity)
+from .viz import plot_matches
 
 
 class Matcher:
@@ -152,3 +97,25 @@ class Matcher:
 
 def _describe(source: ImageInput, pixels: Tensor) -> dict[str, Any]:
     return {"name": image_name(source), "width": int(pixels.shape[-1]), "height": int(pixels.shape[-2])}
+
+
+def match_images(image_a: ImageInput, image_b: ImageInput, points: Sequence[Sequence[float]] | Tensor, *,
+                 model: str | Extractor = DEFAULT_MODEL, settings: MatchSettings = MatchSettings(),
+                 pose_align: bool = False, out: str | os.PathLike | None = None,
+                 show: str | os.PathLike | None = None, title: str | None = None, weights: str | None = None,
+                 random_weights: bool = False, device: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """``semcorr match``: find ``points`` of image A in image B with :class:`Matcher`, write the
+    result as JSON to ``out`` (atomically) and draw the matches side by side into the PNG ``show``.
+
+    Returns:
+        :meth:`Matcher.match`'s result.
+    """
+    matcher = Matcher(model, weights=weights, random_weights=random_weights, device=device, settings=settings,
+                      **overrides)
+    result = matcher.match(image_a, image_b, points, pose_align=pose_align)
+    if out is not None:
+        write_json(out, result)
+    if show is not None:
+        label = result["model"] + (" (random weights)" if result["random_weights"] else "")
+        plot_matches(image_a, image_b, result["matches"], show, title=title or label)
+    return result

@@ -1,15 +1,26 @@
-"""Matching on dense features: pure functions on tensors.
+"""Matching on dense features: pure functions on tensors, and point transfer between feature maps.
 
 Grid coordinates follow :mod:`semcorr.geometry`: ``(x, y)`` with cell centres at integers, so cell
 ``(i, j)`` of an ``(h, w)`` grid sits at ``(j, i)``. Similarities are cosine similarities of
 L2-normalised features, in [-1, 1].
+
+    transfer = transfer_points(source_map, target_map, points, MatchSettings(window=11))
+    transfer.points     # (B, N, 2) target-image pixels
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .features.base import FeatureMap
+from .settings import check_choice, check_int, check_number
+
+MATCH_METHODS: tuple[str, ...] = ("window_soft_argmax", "nearest")
 
 
 def _check_shape(name: str, tensor: Tensor, ndim: int, layout: str) -> None:
@@ -131,3 +142,78 @@ def mutual_nearest_neighbours(features_a: Tensor, features_b: Tensor) -> tuple[T
     scores = similarity[index_a, index_b]
     return (_flat_to_xy(index_a, features_a.shape[-1]).to(features_a.dtype),
             _flat_to_xy(index_b, features_b.shape[-1]).to(features_b.dtype), scores)
+
+
+@dataclass(frozen=True)
+class MatchSettings:
+    """How points are transferred (defaults: the DistillDIFT evaluation protocol).
+
+    Attributes:
+        grid: upsample both feature maps to this square grid first (``None``: native grid).
+        method: ``window_soft_argmax`` (sub-cell) or ``nearest`` (best cell).
+        window: soft-argmax window side in cells of the upsampled grid (odd).
+        temperature: soft-argmax temperature on cosine similarities.
+    """
+
+    grid: int | None = 60
+    method: Literal["window_soft_argmax", "nearest"] = "window_soft_argmax"
+    window: int = 11
+    temperature: float = 0.02
+
+    def __post_init__(self) -> None:
+        check_int(self, "grid", minimum=1, maximum=1024, optional=True, none_means="(0 on the command line) for "
+                  "the native grid")
+        check_choice(self, "method", MATCH_METHODS)
+        check_int(self, "window", minimum=1, odd=True)
+        check_number(self, "temperature", above=0)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """Result of :func:`transfer_points` for a batch of B image pairs with N points each.
+
+    Attributes:
+        points: (B, N, 2) predicted target points in target-image pixels (x, y).
+        scores: (B, N) cosine similarity at the best target cell.
+        similarity: (B, N, h, w) similarity maps on the (upsampled) target grid.
+    """
+
+    points: Tensor
+    scores: Tensor
+    similarity: Tensor
+
+
+def transfer_points(source: FeatureMap, target: FeatureMap, points: Tensor,
+                    settings: MatchSettings = MatchSettings()) -> Transfer:
+    """Find source points in the target images.
+
+    Args:
+        source: features of B source images.
+        target: features of B target images.
+        points: (B, N, 2) source points in source-image pixels (x, y).
+    """
+    if len(source) != len(target) or points.ndim != 3 or points.shape[0] != len(source):
+        raise ValueError(f"need B source maps, B target maps and (B, N, 2) points; got {len(source)}, "
+                         f"{len(target)} and {tuple(points.shape)}")
+    source, target = source.upsample(settings.grid), target.upsample(settings.grid)
+    points = points.to(source.features.device, torch.float32)
+    grid_points = torch.stack([g.to_grid(p, source.grid_size) for g, p in zip(source.geometries, points)])
+    descriptors = sample_descriptors(source.features, grid_points)
+    similarity = similarity_maps(descriptors, target.features)
+    found, scores = locate(similarity, settings, target.valid_cells())
+    found = torch.stack([g.from_grid(p, target.grid_size) for g, p in zip(target.geometries, found)])
+    return Transfer(found, scores, similarity)
+
+
+def locate(similarity: Tensor, settings: MatchSettings, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Where each similarity map peaks, by ``settings.method``.
+
+    Args:
+        similarity: (B, N, h, w) similarity maps.
+        valid: optional (B, h, w) bool; cells outside it are never chosen.
+    Returns:
+        (B, N, 2) grid coordinates (x, y), and (B, N) the similarity at the best cell.
+    """
+    if settings.method == "nearest":
+        return nearest_neighbour(similarity, valid)
+    return window_soft_argmax(similarity, settings.window, settings.temperature, valid)

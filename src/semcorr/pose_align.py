@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .features import FeatureMap
+from .features.base import FeatureMap
 from .matching import mutual_nearest_neighbours
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -10,6 +11,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .fileio import write_atomically
 from .images import ImageInput, load_image
 
 
@@ -24,7 +26,7 @@ def plot_matches(image_a: ImageInput, image_b: ImageInput, matches: Sequence[dic
     Args:
         matches: ``[{"source": [x, y], "target": [x, y], "score": s}, ...]`` as returned by
             :meth:`semcorr.Matcher.match` (pixels of the original images).
-        path: where to save a PNG (optional).
+        path: where to save a PNG (optional; written atomically).
     Returns:
         the matplotlib figure.
     """
@@ -49,5 +51,12 @@ def plot_matches(image_a: ImageInput, image_b: ImageInput, matches: Sequence[dic
     if title:
         figure.suptitle(title, fontsize=10)
     if path is not None:
-        figure.savefig(path, dpi=dpi)
+        save_png(figure, path, dpi=dpi)
     return figure
+
+
+def save_png(figure: Figure, path: str | Path, *, dpi: int = 100) -> None:
+    """Render ``figure`` as a PNG and write it to ``path`` atomically."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    write_atomically(path, buffer.getvalue())

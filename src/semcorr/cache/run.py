@@ -15,24 +15,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Iterable, Sequence
+
+from tqdm import tqdm
 
 from ..errors import InputError
 from ..features.base import Extractor
-from ..images import load_image
+from ..images import ImageItem, load_image
+from ..settings import ON_ERROR, OnError
 from .store import TeacherCache, rank_of
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
-OnError = Literal["skip", "stop"]
-
-
-@dataclass(frozen=True)
-class ImageItem:
-    """One image to cache: its key (the name the reader asks for), its file, and its category."""
-
-    key: str
-    path: Path
-    category: str | None = None
 
 
 @dataclass
@@ -60,46 +51,6 @@ class CacheReport:
                 f"{self.other_ranks} left to other ranks")
 
 
-def list_images(source: str | os.PathLike, *, category_from_folder: bool = False) -> list[ImageItem]:
-    """The images under a folder (recursively; keys are paths relative to it, with ``/``), or those
-    listed in a text file (one path per line, relative to the file's folder; keys as written).
-
-    ``category_from_folder`` takes each image's parent folder name as its category (for prompts).
-    """
-    source = Path(source)
-    if source.is_dir():
-        paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        entries = [(p.relative_to(source).as_posix(), p) for p in paths]
-    elif source.is_file():
-        try:
-            lines = [line.strip() for line in source.read_text().splitlines()]
-        except UnicodeDecodeError:
-            raise InputError(f"{source}: expected a folder of images or a text file listing them") from None
-        entries = [(line, source.parent / line) for line in lines if line and not line.startswith("#")]
-    else:
-        raise InputError(f"{source}: no such folder or list file")
-    if not entries:
-        raise InputError(f"{source}: no images found ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    keys = [key for key, _ in entries]
-    if len(set(keys)) != len(keys):
-        raise InputError(f"{source}: lists an image more than once")
-    return [ImageItem(key, path, path.parent.name if category_from_folder else None) for key, path in entries]
-
-
-def resolve_rank(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
-    """(rank, world size) from the arguments, else from ``RANK`` / ``WORLD_SIZE`` (torchrun,
-    accelerate), else (0, 1)."""
-    try:
-        rank = int(os.environ.get("RANK", 0)) if rank is None else rank
-        world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
-    except ValueError:
-        raise InputError(f"RANK / WORLD_SIZE must be integers, got {os.environ.get('RANK')!r} / "
-                         f"{os.environ.get('WORLD_SIZE')!r}") from None
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise InputError(f"rank {rank} is not in [0, world size {world_size})")
-    return rank, world_size
-
-
 def teacher_identity(extractor: Extractor) -> dict[str, Any]:
     """What makes two runs' features comparable: the extractor's name, class, full config and
     whether its weights are random. Stored in the cache's config.json."""
@@ -123,15 +74,13 @@ def cache_teacher(extractor: Extractor, images: Sequence[ImageItem], out: str | 
 
     Args:
         extractor: the teacher (any :class:`Extractor`); features are stored as (C, h, w) float16.
-        images: from :func:`list_images`.
-        rank, world_size: this process's share (see :func:`resolve_rank`).
+        images: from :func:`semcorr.images.list_images`.
+        rank, world_size: this process's share (see :func:`semcorr.runtime.resolve_rank`).
         batch_size: images per forward pass.
         on_error: an unreadable image is reported and skipped (``skip``) or stops the run (``stop``).
         progress: show a tqdm progress bar on stderr.
     """
-    from tqdm import tqdm
-
-    if on_error not in ("skip", "stop"):
+    if on_error not in ON_ERROR:
         raise InputError(f"on_error must be 'skip' or 'stop', got {on_error!r}")
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")

@@ -35,7 +35,7 @@ from safetensors.torch import save as save_bytes
 from torch import Tensor
 
 from ..errors import CheckpointError, InputError
-from ..fileio import HOST, read_versioned_json, temporary_path, write_atomically
+from ..fileio import read_versioned_json, remove_stale_temporaries, temporary_path, write_atomically
 
 FORMAT = "semcorr-teacher-cache"
 VERSION = 1
@@ -68,16 +68,6 @@ def _differences(stored: Any, wanted: Any, prefix: str = "") -> list[str]:
             found += _differences(stored.get(key), wanted.get(key), f"{prefix}{key}.")
         return found
     return [] if stored == wanted else [f"{prefix[:-1] or 'identity'} ({stored!r} -> {wanted!r})"]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class TeacherCache:
@@ -206,11 +196,4 @@ class TeacherCache:
 
     def remove_stale_temporary_files(self) -> int:
         """Delete temporary files left by killed processes of this machine; returns how many."""
-        removed = 0
-        for temporary in self.root.glob("entries/*/.*.tmp"):
-            host, pid = temporary.name.rsplit(".", 3)[-3:-1]
-            if host == HOST and pid.isdigit() and not _pid_alive(int(pid)):
-                with contextlib.suppress(FileNotFoundError):
-                    temporary.unlink()
-                    removed += 1
-        return removed
+        return remove_stale_temporaries(self.root.glob("entries/*/.*.tmp"))

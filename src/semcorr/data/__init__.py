@@ -1,17 +1,16 @@
-"""Benchmark loaders: each yields :class:`Pair` records read from the benchmark's official layout.
+"""Benchmark loaders: every benchmark yields the same :class:`Pair` record.
 
     from semcorr.data import load_spair
-    pairs = load_spair("data/SPair-71k", "test")       # 12,234 Pair records
-    pairs[0].source_points, pairs[0].target_box         # (N, 2) and (4,) numpy arrays
+    pairs = load_spair("data/SPair-71k", "test")
+
+Names load on first use (:mod:`semcorr._lazy`).
 """
 
 from __future__ import annotations
 
-from .ap10k import load_ap10k
-from .cub import load_cub
-from .pairs import Pair
-from .pfpascal import load_pf_pascal
-from .pfwillow import load_pf_willow
-from .spair import load_spair
+from .._lazy import lazy_namespace
 
-__all__ = ["Pair", "load_ap10k", "load_cub", "load_pf_pascal", "load_pf_willow", "load_spair"]
+_EXPORTS = {"Pair": "pairs", "load_spair": "spair", "load_pf_willow": "pfwillow", "load_pf_pascal": "pfpascal",
+            "load_cub": "cub", "load_ap10k": "ap10k_pairs"}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

@@ -1,18 +1,13 @@
-"""AP-10K (Yu et al., NeurIPS 2021 Datasets) as GeoAware-SC's correspondence benchmark.
+"""AP-10K (Yu et al., NeurIPS 2021 Datasets) annotations: the animals of GeoAware-SC's benchmark.
 
-GeoAware-SC (Zhang et al., CVPR 2024) turned AP-10K's animal keypoints into three pair sets:
-**intra-species** (both animals of one species; a category per species), **cross-species** (two
-species of one family; a category per family) and **cross-family** (two families; one category,
-``all``). Two layouts are read:
+GeoAware-SC (Zhang et al., CVPR 2024) turned AP-10K's animal keypoints into three pair sets
+(:mod:`semcorr.data.ap10k_pairs` reads or rebuilds them). This module reads the annotated animals
+they are made of, from either layout:
 
-* **GeoAware-SC's prepared layout** (what their released benchmark holds): ``ImageAnnotation/
-  <family>/<species>/<id>.json``, ``JPEGImages/<family>/<species>/<id>.jpg`` and
-  ``PairAnnotation/<split>[_cross_species|_cross_family]/<src>-<trg>:<category>.json`` with
-  ``src_json_path`` / ``trg_json_path``. The listed pairs are used as they are: the paper's sets.
+* **GeoAware-SC's prepared layout**: ``ImageAnnotation/<family>/<species>/<id>.json`` with
+  ``JPEGImages/<family>/<species>/<id>.jpg`` (:func:`prepared_instance`).
 * **COCO-style keypoint json** (the official ``annotations/ap10k-{train,test,val}-split1.json``
-  with images in ``data/``, or any COCO keypoint json with its images beside it). The sets are
-  then built by :mod:`semcorr.data.ap10k_pairs`, which reproduces GeoAware-SC's definition; see
-  there for the exact rules and where they cannot be reproduced bit for bit.
+  with images in ``data/``, or any COCO keypoint json with its images beside it; :func:`read_coco`).
 
 Keypoints are COCO ``[x, y, v]`` triplets used as given; a keypoint is visible when ``v > 0`` and
 counts when visible in both images. Boxes are COCO ``[x, y, w, h]`` as ``(x, y, x + w, y + h)``;
@@ -28,10 +23,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from .pairs import Pair, read_json, require
+from ..fileio import read_json
+from .pairs import Pair, require
 
-SUBSETS = ("intra-species", "cross-species", "cross-family")
-_FOLDER_SUFFIX = {"intra-species": "", "cross-species": "_cross_species", "cross-family": "_cross_family"}
 _OFFICIAL = ("ap10k-train-split1.json", "ap10k-test-split1.json", "ap10k-val-split1.json")
 _IMAGE_FOLDERS = ("data", ".", "images", "JPEGImages")
 
@@ -147,7 +141,7 @@ def make_pair(source: Instance, target: Instance, category: str, subset: str, pa
     )
 
 
-def _prepared_instance(path: Path, root: Path, cache: dict[Path, Instance]) -> Instance:
+def prepared_instance(path: Path, root: Path, cache: dict[Path, Instance]) -> Instance:
     """An instance of GeoAware-SC's ``ImageAnnotation/<family>/<species>/<id>.json``."""
     if path not in cache:
         data = read_json(path)
@@ -157,76 +151,3 @@ def _prepared_instance(path: Path, root: Path, cache: dict[Path, Instance]) -> I
                     "supercategory": data.get("supercategory") or relative.parent.parent.name}
         cache[path] = parse_instance(data, data, category, path, image)
     return cache[path]
-
-
-def _annotation_path(value: Any, root: Path, pair_file: Path, name: str) -> Path:
-    """A pair file's ``src_json_path`` / ``trg_json_path``, re-rooted at ``root/ImageAnnotation``."""
-    if not isinstance(value, str) or not value:
-        raise InputError(f"{pair_file}: field '{name}' must be a path")
-    parts = Path(value).parts
-    if "ImageAnnotation" in parts:
-        return root.joinpath("ImageAnnotation", *parts[parts.index("ImageAnnotation") + 1:])
-    return root / value
-
-
-def load_prepared(root: Path, split: str, subset: str) -> list[Pair]:
-    """The pairs GeoAware-SC's ``PairAnnotation/<split><suffix>/`` lists, in sorted file order."""
-    folder = root / "PairAnnotation" / f"{split}{_FOLDER_SUFFIX[subset]}"
-    if not folder.is_dir():
-        raise InputError(f"{folder}: not found (GeoAware-SC's AP-10K layout has PairAnnotation/<split>"
-                         "[_cross_species|_cross_family])")
-    cache: dict[Path, Instance] = {}
-    pairs = []
-    for pair_file in sorted(folder.glob("*.json")):
-        data = read_json(pair_file)
-        source, target = (_prepared_instance(_annotation_path(require(data, name, pair_file), root, pair_file, name),
-                                             root, cache) for name in ("src_json_path", "trg_json_path"))
-        category = pair_file.stem.rsplit(":", 1)[-1]
-        pairs.append(make_pair(source, target, category, subset, pair_id=pair_file.stem))
-    return pairs
-
-
-def load_ap10k(root: str | Path, split: str = "test", *, subset: str = "intra-species",
-               crowd_file: str | Path | None = None, seed: int = 42) -> list[Pair]:
-    """AP-10K pairs of one of GeoAware-SC's sets.
-
-    Args:
-        root: GeoAware-SC's prepared ``ap-10k`` folder, the official AP-10K folder, a folder with
-            a COCO keypoint json, or such a json file.
-        split: ``test``, ``val`` or ``trn`` (``trn`` only for intra-species).
-        subset: ``intra-species``, ``cross-species`` or ``cross-family``.
-        crowd_file: GeoAware-SC's ``ap-10k_is_crowd.txt`` (annotation ids to leave out) when building
-            the sets from COCO json; without it, images with more than one animal are left out.
-        seed: seed of the pair sampling when building the sets from COCO json.
-    """
-    from .ap10k_pairs import build_pairs
-
-    if subset not in SUBSETS:
-        raise InputError(f"AP-10K subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
-    split = {"train": "trn"}.get(split, split)
-    if split not in ("trn", "val", "test") or (split == "trn" and subset != "intra-species"):
-        raise InputError(f"AP-10K {subset} has splits {'trn, ' if subset == 'intra-species' else ''}val and test, "
-                         f"got {split!r}")
-    root = Path(root)
-    if not root.exists():
-        raise InputError(f"{root}: not found; expected an AP-10K folder or COCO keypoint json")
-    if (root / "PairAnnotation").is_dir():
-        return load_prepared(root, split, subset)
-    paths, image_root = coco_files(root)
-    crowd = _read_crowd_file(Path(crowd_file)) if crowd_file is not None else None
-    return build_pairs(read_coco(paths, image_root), split, subset, crowd=crowd, seed=seed)
-
-
-def _read_crowd_file(path: Path) -> set[int]:
-    """Annotation ids, one a line (zero-padded as in GeoAware-SC's list)."""
-    if not path.is_file():
-        raise InputError(f"{path}: not found")
-    ids = set()
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        text = line.strip().removesuffix(".json")
-        if text:
-            try:
-                ids.add(int(text))
-            except ValueError:
-                raise InputError(f"{path}: line {number}: {text!r} is not an annotation id") from None
-    return ids

@@ -1,4 +1,8 @@
-"""GeoAware-SC's AP-10K pair sets, rebuilt from COCO keypoint annotations.
+"""GeoAware-SC's AP-10K pair sets: **intra-species** (both animals of one species; a category per
+species), **cross-species** (two species of one family; a category per family) and
+**cross-family** (two families; one category, ``all``), read from GeoAware-SC's prepared folder
+(``PairAnnotation/<split>[_cross_species|_cross_family]/<src>-<trg>:<category>.json``: the paper's
+sets, used as they are) or rebuilt from COCO keypoint annotations (:mod:`semcorr.data.ap10k`).
 
 The definition (GeoAware-SC's ``prepare_ap10k`` notebook), step by step, with where we differ:
 
@@ -32,13 +36,18 @@ from __future__ import annotations
 
 import itertools
 import random
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..errors import InputError
-from .ap10k import Instance, make_pair
-from .pairs import Pair
+from ..fileio import read_json
+from .ap10k import Instance, coco_files, make_pair, prepared_instance, read_coco
+from .pairs import Pair, require
+
+SUBSETS = ("intra-species", "cross-species", "cross-family")
+_FOLDER_SUFFIX = {"intra-species": "", "cross-species": "_cross_species", "cross-family": "_cross_family"}
 
 TEST_PER_SPECIES, VAL_PER_SPECIES = 30, 20
 MIN_KEYPOINTS, MIN_SHARED = 3, 3.0
@@ -168,3 +177,74 @@ def build_pairs(groups: Sequence[Sequence[Instance]], split: str, subset: str, *
     species = split_species(eligible(groups, crowd), split)
     triples = _BUILDERS[subset](species, split, random.Random(seed))
     return [make_pair(source, target, category, subset) for source, target, category in triples]
+
+
+def _annotation_path(value: Any, root: Path, pair_file: Path, name: str) -> Path:
+    """A pair file's ``src_json_path`` / ``trg_json_path``, re-rooted at ``root/ImageAnnotation``."""
+    if not isinstance(value, str) or not value:
+        raise InputError(f"{pair_file}: field '{name}' must be a path")
+    parts = Path(value).parts
+    if "ImageAnnotation" in parts:
+        return root.joinpath("ImageAnnotation", *parts[parts.index("ImageAnnotation") + 1:])
+    return root / value
+
+
+def load_prepared(root: Path, split: str, subset: str) -> list[Pair]:
+    """The pairs GeoAware-SC's ``PairAnnotation/<split><suffix>/`` lists, in sorted file order."""
+    folder = root / "PairAnnotation" / f"{split}{_FOLDER_SUFFIX[subset]}"
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not found (GeoAware-SC's AP-10K layout has PairAnnotation/<split>"
+                         "[_cross_species|_cross_family])")
+    cache: dict[Path, Instance] = {}
+    pairs = []
+    for pair_file in sorted(folder.glob("*.json")):
+        data = read_json(pair_file)
+        source, target = (prepared_instance(_annotation_path(require(data, name, pair_file), root, pair_file, name),
+                                             root, cache) for name in ("src_json_path", "trg_json_path"))
+        category = pair_file.stem.rsplit(":", 1)[-1]
+        pairs.append(make_pair(source, target, category, subset, pair_id=pair_file.stem))
+    return pairs
+
+
+def load_ap10k(root: str | Path, split: str = "test", *, subset: str = "intra-species",
+               crowd_file: str | Path | None = None, seed: int = 42) -> list[Pair]:
+    """AP-10K pairs of one of GeoAware-SC's sets.
+
+    Args:
+        root: GeoAware-SC's prepared ``ap-10k`` folder, the official AP-10K folder, a folder with
+            a COCO keypoint json, or such a json file.
+        split: ``test``, ``val`` or ``trn`` (``trn`` only for intra-species).
+        subset: ``intra-species``, ``cross-species`` or ``cross-family``.
+        crowd_file: GeoAware-SC's ``ap-10k_is_crowd.txt`` (annotation ids to leave out) when building
+            the sets from COCO json; without it, images with more than one animal are left out.
+        seed: seed of the pair sampling when building the sets from COCO json.
+    """
+    if subset not in SUBSETS:
+        raise InputError(f"AP-10K subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
+    split = {"train": "trn"}.get(split, split)
+    if split not in ("trn", "val", "test") or (split == "trn" and subset != "intra-species"):
+        raise InputError(f"AP-10K {subset} has splits {'trn, ' if subset == 'intra-species' else ''}val and test, "
+                         f"got {split!r}")
+    root = Path(root)
+    if not root.exists():
+        raise InputError(f"{root}: not found; expected an AP-10K folder or COCO keypoint json")
+    if (root / "PairAnnotation").is_dir():
+        return load_prepared(root, split, subset)
+    paths, image_root = coco_files(root)
+    crowd = _read_crowd_file(Path(crowd_file)) if crowd_file is not None else None
+    return build_pairs(read_coco(paths, image_root), split, subset, crowd=crowd, seed=seed)
+
+
+def _read_crowd_file(path: Path) -> set[int]:
+    """Annotation ids, one a line (zero-padded as in GeoAware-SC's list)."""
+    if not path.is_file():
+        raise InputError(f"{path}: not found")
+    ids = set()
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        text = line.strip().removesuffix(".json")
+        if text:
+            try:
+                ids.add(int(text))
+            except ValueError:
+                raise InputError(f"{path}: line {number}: {text!r} is not an annotation id") from None
+    return ids

@@ -7,7 +7,6 @@ annotation files give them (the reference evaluation scripts do the same; see
 
 from __future__ import annotations
 
-import json
 import types
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -106,20 +105,6 @@ class Pair:
 
 
 # --- helpers for loaders -------------------------------------------------------------------
-
-
-def read_json(path: Path) -> Any:
-    """Parse a JSON file; a missing or malformed file is an InputError naming it."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot be read ({error})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
 
 
 def read_mat(path: Path, field: str) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .pairs import ImageSizes, Pair, as_box, as_points, check_image, read_json, require
+from ..fileio import read_json
+from .pairs import ImageSizes, Pair, as_box, as_points, check_image, require
 
 SPLITS = ("trn", "val", "test")
 LAYOUTS = ("large", "small")

@@ -7,7 +7,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from ..data import Pair, load_ap10k, load_cub, load_pf_pascal, load_pf_willow, load_spair
+from ..data.ap10k_pairs import load_ap10k
+from ..data.cub import load_cub
+from ..data.pairs import Pair
+from ..data.pfpascal import load_pf_pascal
+from ..data.pfwillow import load_pf_willow
+from ..data.spair import load_spair
 from ..errors import InputError
 from .pck import ThresholdKind
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import uuid
@@ -25,11 +24,17 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
+from tqdm import tqdm
 
 from ..errors import InputError
-from ..features import Extractor, FeatureMap
+from ..features.base import Extractor, FeatureMap
+from ..fileio import write_atomically
 from ..geometry import ImageGeometry
+from ..images import load_image
+from ..pose_align import flip_image
 
 CacheMode = Literal["auto", "memory", "disk"]
 CACHE_MODES: tuple[str, ...] = ("auto", "memory", "disk")
@@ -113,18 +118,11 @@ class FeatureStore:
         return self._open_folder() / f"{_image_key(image)}{'-hflip' if flipped else ''}.safetensors"
 
     def _write(self, key: _Key, features: Tensor, geometry: ImageGeometry) -> None:
-        from safetensors.torch import save_file
-
-        path = self._file(key)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
         metadata = {"geometry": json.dumps(dataclasses.asdict(geometry)), "image": str(key[0]),
                     "flipped": str(key[1])}
-        save_file({"features": features.contiguous()}, str(partial), metadata=metadata)
-        os.replace(partial, path)
+        write_atomically(self._file(key), safetensors_bytes({"features": features.contiguous()}, metadata=metadata))
 
     def _read(self, key: _Key) -> tuple[Tensor, ImageGeometry]:
-        from safetensors import safe_open
-
         path, image = self._file(key), key[0]
         try:
             with safe_open(str(path), framework="pt") as handle:
@@ -148,11 +146,6 @@ class FeatureStore:
             flipped: image files whose mirror images (left to right) are needed too, e.g. the
                 sources of pose-aligned pairs; read back with ``flipped=True``.
         """
-        from tqdm import tqdm
-
-        from ..images import load_image
-        from ..pose_align import flip_image
-
         keys = list(dict.fromkeys([(Path(i), False) for i in images] + [(Path(i), True) for i in flipped]))
         missing = [key for key in keys if self.mode == "auto" or not self._has(key)]
         with tqdm(total=len(missing), desc="features", unit="img", disable=not self.progress) as bar:

@@ -27,14 +27,45 @@ and PF-WILLOW.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal, Sequence
 
 import numpy as np
+
+from ..settings import check_bool, check_choice, check_numbers
 
 ThresholdKind = Literal["bbox", "image"]
 Average = Literal["keypoint", "image"]
 THRESHOLD_KINDS: tuple[str, ...] = ("bbox", "image")
 AVERAGES: tuple[str, ...] = ("keypoint", "image")
+
+
+@dataclass(frozen=True)
+class PCKSettings:
+    """How predictions are scored.
+
+    Attributes:
+        alphas: PCK thresholds; ``None``: the benchmark's (0.1, 0.05, 0.01; PF-PASCAL and
+            PF-WILLOW 0.05, 0.1, 0.15).
+        threshold: ``bbox`` or ``image`` length ``L``; ``None``: the benchmark's.
+        average: which average the headline ``pck`` reports, ``keypoint`` or ``image`` (both
+            are always in the result).
+        inclusive: correct when ``d <= alpha * L`` (True, DistillDIFT) or ``d < alpha * L``.
+    """
+
+    OPTIONS: ClassVar[dict[str, str]] = {"alphas": "--alpha", "inclusive": "--strict"}
+
+    alphas: tuple[float, ...] | None = None
+    threshold: ThresholdKind | None = None
+    average: Average = "keypoint"
+    inclusive: bool = True
+
+    def __post_init__(self) -> None:
+        if self.alphas is not None:
+            check_numbers(self, "alphas", above=0)
+        check_choice(self, "threshold", THRESHOLD_KINDS, optional=True)
+        check_choice(self, "average", AVERAGES)
+        check_bool(self, "inclusive")
 
 
 def alpha_key(alpha: float) -> str:

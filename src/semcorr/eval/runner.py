@@ -18,47 +18,29 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from ..data import Pair
+from ..data.pairs import Pair
 from ..data.symmetry import mirror_partner_rows
 from ..errors import InputError
-from ..features import DEFAULT_MODEL, Extractor, build_extractor
-from ..matcher import MatchSettings, transfer_points
+from ..features.base import Extractor
+from ..features.config import DEFAULT_MODEL
+from ..features.registry import build_extractor
+from ..matching import MatchSettings, transfer_points
 from ..pose_align import align_sources
 from .benchmarks import get_benchmark, load_benchmark
 from .feature_store import CacheMode, FeatureStore
-from .pck import (AVERAGES, THRESHOLD_KINDS, Average, ThresholdKind, correct_keypoints, random_guess_correct,
-                  summarize, threshold_length)
+from .pck import PCKSettings, ThresholdKind, correct_keypoints, random_guess_correct, summarize, threshold_length
 
 CHANCE_SAMPLES = 100
 POSE_ALIGN_RULE = ("per pair, the mirrored source where the mean feature distance of its mutual nearest "
                    "neighbours with the target (native grid) is lower, keypoints looked up at their left/right "
                    "partner's mirrored position (GeoAware-SC's adaptive pose alignment, mutual-NN variant)")
-
-
-@dataclass(frozen=True)
-class PCKSettings:
-    """How predictions are scored.
-
-    Attributes:
-        alphas: PCK thresholds; ``None``: the benchmark's (0.1, 0.05, 0.01; PF-PASCAL and
-            PF-WILLOW 0.05, 0.1, 0.15).
-        threshold: ``bbox`` or ``image`` length ``L``; ``None``: the benchmark's.
-        average: which average the headline ``pck`` reports, ``keypoint`` or ``image`` (both
-            are always in the result).
-        inclusive: correct when ``d <= alpha * L`` (True, DistillDIFT) or ``d < alpha * L``.
-    """
-
-    alphas: tuple[float, ...] | None = None
-    threshold: ThresholdKind | None = None
-    average: Average = "keypoint"
-    inclusive: bool = True
 
 
 def _protocol(pck: PCKSettings, alphas: tuple[float, ...], threshold: str) -> str:
@@ -84,8 +66,6 @@ def predict(store: FeatureStore, pairs: Sequence[Pair], settings: MatchSettings,
 def _predict(store: FeatureStore, pairs: Sequence[Pair], settings: MatchSettings, batch_size: int, progress: bool,
              pose_align: bool) -> tuple[list[np.ndarray], list[bool]]:
     """:func:`predict`, and per pair whether it was matched from the mirrored source."""
-    from tqdm import tqdm
-
     found: list[np.ndarray] = []
     flipped: list[bool] = [False] * len(pairs)
     with tqdm(total=len(pairs), desc="matching", unit="pair", disable=not progress) as bar:
@@ -173,13 +153,7 @@ def score_predictions(pairs: Sequence[Pair], found: Sequence[np.ndarray], alphas
     return scores, records
 
 
-def _check(pck: PCKSettings, alphas: tuple[float, ...], threshold: str, limit: int | None, batch_size: int) -> None:
-    if not alphas or any(not (a > 0) for a in alphas):
-        raise InputError(f"PCK thresholds must be positive numbers, got {list(alphas)}")
-    if threshold not in THRESHOLD_KINDS:
-        raise InputError(f"PCK threshold must be one of {THRESHOLD_KINDS}, got {threshold!r}")
-    if pck.average not in AVERAGES:
-        raise InputError(f"PCK average must be one of {AVERAGES}, got {pck.average!r}")
+def _check(limit: int | None, batch_size: int) -> None:
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1, got {limit}")
     if batch_size < 1:
@@ -227,7 +201,7 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
     spec = get_benchmark(benchmark)
     alphas = tuple(float(a) for a in (pck.alphas if pck.alphas is not None else spec.alphas))
     threshold = pck.threshold or spec.threshold
-    _check(pck, alphas, threshold, limit, batch_size)
+    _check(limit, batch_size)
     split, pairs = load_benchmark(spec, data_root, split, **dict(loader_options or {}))
     total_pairs = len(pairs)
     pairs = pairs[:limit] if limit is not None else pairs

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..geometry import ImageGeometry, ResizeMode, resize_onto_canvas
+from ..geometry import ImageGeometry, resize_onto_canvas
 from ..images import ImageInput, load_image
+from .config import ExtractorConfig
 
-Precision = Literal["fp32", "bf16", "fp16"]
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -76,21 +76,6 @@ class FeatureMap:
     def valid_cells(self) -> Tensor:
         """(B, h, w) bool: cells whose centres lie on the image rather than on letterbox padding."""
         return torch.stack([g.valid_cells(self.grid_size) for g in self.geometries]).to(self.features.device)
-
-
-@dataclass(frozen=True)
-class ExtractorConfig:
-    """Settings every extractor shares.
-
-    Attributes:
-        input_size: side of the square input canvas in pixels.
-        resize_mode: ``square`` (stretch, the papers' protocol) or ``letterbox`` (keep aspect ratio).
-        precision: ``fp32``, or ``bf16`` / ``fp16`` autocast.
-    """
-
-    input_size: int = 434
-    resize_mode: ResizeMode = "square"
-    precision: Precision = "fp32"
 
 
 class Extractor(nn.Module):

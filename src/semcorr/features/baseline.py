@@ -9,41 +9,15 @@ at every weight tried, so there are none.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import Extractor, ExtractorConfig
+from .base import Extractor
+from .config import BaselineConfig
 
 _LUMA = (0.299, 0.587, 0.114)
-
-
-@dataclass(frozen=True)
-class BaselineConfig(ExtractorConfig):
-    """Settings of the dense SIFT baseline (all lengths in input-canvas pixels).
-
-    Attributes:
-        stride: input pixels per feature cell (434 -> 31 x 31, the grid of DINOv2-B/14).
-        cell_size: side of one spatial bin; the descriptor covers ``spatial_bins * cell_size``
-            (64 px by default: on affine-warped PF-WILLOW images at 434 px, PCK@0.05 rose from
-            0.75 at 8 px to 0.91 at 12 px and 0.92 at 16 px, so 16 is the default).
-        spatial_bins: spatial bins per side (4 -> 4 x 4 bins).
-        orientation_bins: orientation bins over the full circle (signed gradients, as in SIFT).
-        smoothing: sigma of the Gaussian blur applied to the grayscale image before gradients.
-        clip: SIFT's clipping threshold applied between the two L2 normalisations.
-        floor: constant added to every histogram entry before normalisation, in gradient units
-            (intensity in [0, 1] per pixel); flat regions get a uniform, not a zero, descriptor.
-    """
-
-    stride: int = 14
-    cell_size: int = 16
-    spatial_bins: int = 4
-    orientation_bins: int = 8
-    smoothing: float = 1.0
-    clip: float = 0.2
-    floor: float = 1e-4
 
 
 def _gaussian(sigma: float) -> Tensor:
@@ -80,10 +54,11 @@ class DenseSiftExtractor(Extractor):
     concatenated (B, spatial_bins**2 * O, h, w) -> L2 normalise, clip, renormalise.
     """
 
-    name = "baseline"
-
-    def __init__(self, config: BaselineConfig = BaselineConfig()) -> None:
+    def __init__(self, config: BaselineConfig = BaselineConfig(), *, random_weights: bool = False,
+                 name: str | None = None) -> None:
+        """``random_weights`` changes nothing (there are no weights); ``name`` defaults to ``baseline``."""
         super().__init__()
+        self.name = name or "baseline"
         self.config = config
         self.stride = config.stride
         self.random_weights = False

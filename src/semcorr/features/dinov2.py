@@ -7,70 +7,29 @@ every key accounted for). ``random_weights=True`` builds the same architecture u
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
 from ..errors import CheckpointError, InputError
-from ..hub import resolve_pretrained
-from .base import Extractor, ExtractorConfig
+from .base import Extractor
+from .config import ARCHITECTURES, PATCH_SIZE, DinoV2Config
 from .dinov2_checkpoint import load_official_checkpoint
+from .hub import resolve_pretrained
 
 if TYPE_CHECKING:  # transformers is imported when a model is built: it takes seconds to import
     from transformers import Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel
 
-DinoSize = Literal["s", "b", "l", "g"]
-PATCH_SIZE = 14
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-# (hidden size, heads, layers, SwiGLU MLP) of the released DINOv2 ViT-S/B/L/g at patch 14.
-ARCHITECTURES: dict[str, tuple[int, int, int, bool]] = {
-    "s": (384, 6, 12, False),
-    "b": (768, 12, 12, False),
-    "l": (1024, 16, 24, False),
-    "g": (1536, 24, 40, True),
-}
-_HUB_NAMES = {"s": "small", "b": "base", "l": "large", "g": "giant"}
-
-
-def default_hub_id(size: DinoSize, registers: bool) -> str:
-    """The official Hugging Face id, e.g. ``facebook/dinov2-with-registers-base``."""
-    return f"facebook/dinov2-{'with-registers-' if registers else ''}{_HUB_NAMES[size]}"
-
-
-@dataclass(frozen=True)
-class DinoV2Config(ExtractorConfig):
-    """DINOv2 feature settings.
-
-    Attributes:
-        size: ``s``, ``b``, ``l`` or ``g`` (ViT-S/14, B/14, L/14, g/14).
-        registers: the variant trained with 4 register tokens.
-        layer: take the output of this block (1-based), passed through the final layer norm;
-            ``None`` for the last block. Later blocks are dropped, not computed.
-        weights: Hugging Face id, local folder or official ``.pth`` file; ``None`` for the
-            official id of this size and variant.
-    """
-
-    size: DinoSize = "b"
-    registers: bool = True
-    layer: int | None = None
-    weights: str | None = None
-
-    @property
-    def weights_source(self) -> str:
-        return self.weights or default_hub_id(self.size, self.registers)
 
 
 def hf_config(config: DinoV2Config) -> Dinov2Config | Dinov2WithRegistersConfig:
     """The transformers config of the released architecture for ``config.size``."""
     from transformers import Dinov2Config, Dinov2WithRegistersConfig
 
-    if config.size not in ARCHITECTURES:
-        raise InputError(f"DINOv2 size must be one of {sorted(ARCHITECTURES)}, got {config.size!r}")
     hidden, heads, layers, swiglu = ARCHITECTURES[config.size]
     settings = dict(hidden_size=hidden, num_attention_heads=heads, num_hidden_layers=layers,
                     use_swiglu_ffn=swiglu, mlp_ratio=4, patch_size=PATCH_SIZE, image_size=518,
@@ -123,9 +82,6 @@ class DinoV2Extractor(Extractor):
         """Build from ``config``; ``backbone`` (a transformers DINOv2 model, e.g. a tiny one in
         tests) replaces the released architecture and its weights."""
         super().__init__()
-        if config.input_size % PATCH_SIZE:
-            raise InputError(f"DINOv2 input size must be a multiple of {PATCH_SIZE} (e.g. 434 or 448), "
-                             f"got {config.input_size}")
         self.name = name or f"dinov2-{config.size}{'-reg' if config.registers else ''}"
         depth = backbone.config.num_hidden_layers if backbone is not None else hf_config(config).num_hidden_layers
         if config.layer is not None and not 1 <= config.layer <= depth:

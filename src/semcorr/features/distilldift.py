@@ -30,38 +30,22 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 
 from ..errors import CheckpointError, InputError, WeightsUnavailableError
-from ..fileio import temporary_path
+from ..fileio import file_lock, temporary_path
+from .config import DistillDiftConfig
 from .distilldift_checkpoint import (ADAPTER_DIR, BACKBONE_DIR, MANIFEST, read_distilldift_checkpoint, read_manifest,
                                      save_converted, student_from)
-from .student import StudentConfig, StudentExtractor
+from .download import download_file, unreachable_reason
+from .student import StudentExtractor
 
 OFFICIAL_URLS = {"distilldift-us": "https://ommer-lab.com/files/distilldift/distilldift_us.ckpt"}
 URL_VARIABLE = "SEMCORR_DISTILLDIFT_URL"
 CACHE_VARIABLE = "SEMCORR_CACHE"
 VARIANTS = {"distilldift-us": "unsupervised", "distilldift-ws": "weakly supervised", "distilldift-s": "supervised"}
-
-
-@dataclass(frozen=True)
-class DistillDiftConfig(StudentConfig):
-    """A released DistillDIFT student: the student's settings plus where its weights come from.
-
-    Attributes:
-        url: download address of the authors' ``.ckpt``; ``None``: the preset's (``$SEMCORR_DISTILLDIFT_URL``,
-            else :data:`OFFICIAL_URLS`; none for ``ws`` and ``s``).
-        weights: the authors' ``.ckpt`` file or a converted folder instead of the cache / download.
-        merge: fold the LoRA into the q / v weights (inference; default).
-    """
-
-    url: str | None = None
-
-    @property
-    def weights_source(self) -> str:
-        return self.weights or self.url or "cache"
 
 
 def cache_root() -> Path:
@@ -141,8 +125,6 @@ def ensure_cached(name: str, url: str | None, *, progress: bool = True) -> Path:
     Raises:
         WeightsUnavailableError: not cached, and offline, without address, or the download failed.
     """
-    from ..download import download_file, file_lock, unreachable_reason
-
     folder = cached_folder(name)
     if (folder / MANIFEST).is_file():
         return folder
@@ -170,7 +152,6 @@ def ensure_cached(name: str, url: str | None, *, progress: bool = True) -> Path:
             raise CheckpointError(f"{error} (downloaded from {url}; the file was deleted)") from None
         _write_folder(lambda tmp: save_converted(converted, tmp, source=url), folder)
         raw.unlink()
-        lock.unlink(missing_ok=True)
     return folder
 
 

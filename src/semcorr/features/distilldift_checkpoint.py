@@ -37,7 +37,6 @@ A converted student is a folder that the student machinery loads as it is::
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, replace
@@ -45,13 +44,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, InputError
-from ..fileio import read_versioned_json
-from .dinov2 import DinoV2Config, hf_config
+from ..fileio import read_versioned_json, write_atomically, write_json
+from .config import DinoV2Config, StudentConfig
+from .dinov2 import hf_config
 from .dinov2_checkpoint import convert_official_state_dict, read_state_dict
-from .student import StudentConfig, StudentExtractor
+from .student import StudentExtractor
 
 PREFIX = "model."
 MANIFEST = "distilldift.json"
@@ -202,19 +203,18 @@ def student_from(converted: ConvertedStudent, config: StudentConfig = StudentCon
 
 def save_converted(converted: ConvertedStudent, folder: str | os.PathLike, *, source: str) -> Path:
     """Write ``converted`` into ``folder`` (created; see the module for the layout). Returns ``folder``."""
-    from safetensors.torch import save_file
-
     folder = Path(folder)
     backbone = folder / BACKBONE_DIR
     backbone.mkdir(parents=True, exist_ok=True)
     hf_config(DinoV2Config()).save_pretrained(backbone)
-    save_file({k: v.contiguous() for k, v in converted.backbone.items()}, str(backbone / "model.safetensors"),
-              metadata={"format": "pt"})
+    write_atomically(backbone / "model.safetensors",
+                     safetensors_bytes({k: v.contiguous() for k, v in converted.backbone.items()},
+                                       metadata={"format": "pt"}))
     student_from(converted).save_adapter(folder / ADAPTER_DIR)
     manifest = {"format": FORMAT, "version": VERSION, "source": source, "rank": converted.rank,
                 "alpha": converted.rank, "official_keys": converted.official_keys,
                 "backbone": BACKBONE_DIR, "adapter": ADAPTER_DIR}
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    write_json(folder / MANIFEST, manifest)
     return folder
 
 

@@ -1,7 +1,8 @@
 """Named extractor presets: ``build_extractor("dinov2-b-reg", layer=11)``.
 
-A preset is a default typed config plus a constructor; keyword overrides replace config fields
-(unknown names are refused). Later modules add their presets with :func:`register_preset`.
+A preset is a default typed config (:mod:`semcorr.features.config`) plus the constructor of its
+extractor; keyword overrides replace config fields (unknown names are refused, and the config
+checks its values). Every built-in preset is declared here; :func:`register_preset` adds more.
 """
 
 from __future__ import annotations
@@ -13,18 +14,26 @@ from typing import Any, Callable
 import torch
 
 from ..errors import InputError
-from .base import Extractor, ExtractorConfig
+from ..runtime import resolve_device
+from .base import Extractor
+from .baseline import DenseSiftExtractor
+from .config import (ARCHITECTURES, DEFAULT_MODEL, BaselineConfig, DinoV2Config, DistillDiftConfig, ExtractorConfig,
+                     SdxlTurboConfig, StudentConfig, TeacherConfig)
+from .dinov2 import DinoV2Extractor
+from .distilldift import VARIANTS, build_distilldift
+from .sdxl import SdxlTurboExtractor
+from .student import build_student
+from .teacher import EnsembleTeacher
 
-# The model of `semcorr match`, `demo`, `video`, `segment` and `eval` when none is named: the
-# authors' released DistillDIFT student (downloaded on first use; see features/distilldift.py).
-DEFAULT_MODEL = "distilldift-us"
+__all__ = ["DEFAULT_MODEL", "PRESETS", "Preset", "build_extractor", "get_preset", "make_config", "register_preset"]
 
 
 @dataclass(frozen=True)
 class Preset:
     """A named extractor: its default config, constructor and a one-line description.
 
-    ``build(config, random_weights=..., name=...)`` returns the extractor.
+    ``build(config, random_weights=..., name=...)`` returns the extractor; ``has_weights`` is
+    False for weight-free extractors (``random_weights`` then changes nothing).
     """
 
     name: str
@@ -48,19 +57,6 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise InputError(f"unknown model {name!r}; choose one of: {', '.join(PRESETS)}")
     return PRESETS[name]
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` or ``"auto"``: CUDA when available, else CPU."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        raise InputError(f"device {device!r} is not a torch device ({error})") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} asked for, but CUDA is not available on this machine")
-    return resolved
 
 
 def make_config(preset: Preset, weights: str | None = None, **overrides: Any) -> ExtractorConfig:
@@ -89,5 +85,38 @@ def build_extractor(name: str, *, weights: str | None = None, random_weights: bo
     """
     preset = get_preset(name)
     config = make_config(preset, weights, **overrides)
+    target = resolve_device(device)
     extractor = preset.build(config, random_weights=random_weights and preset.has_weights, name=name)
-    return extractor.to(resolve_device(device))
+    return extractor.to(target)
+
+
+register_preset(Preset(
+    "baseline", "weight-free dense SIFT-like gradient-orientation histograms (128-d, stride 14)",
+    BaselineConfig(), DenseSiftExtractor, has_weights=False,
+))
+for _size in ARCHITECTURES:
+    for _registers in (True, False):
+        register_preset(Preset(
+            f"dinov2-{_size}{'-reg' if _registers else ''}",
+            f"DINOv2 ViT-{_size.upper()}/14{' with registers' if _registers else ''}, last layer",
+            DinoV2Config(size=_size, registers=_registers), DinoV2Extractor,
+        ))
+register_preset(Preset(
+    "sdxl-turbo", "SDXL-Turbo UNet features (up_blocks[0] stage 1, mean of 4 timesteps), 980² -> 31x31x1280",
+    SdxlTurboConfig(), SdxlTurboExtractor,
+))
+register_preset(Preset(
+    "teacher", "DistillDIFT teacher: SDXL-Turbo (980²) + DINOv2-B-reg (434²), each L2-normalised, "
+    "concatenated: 31x31x2048", TeacherConfig(), EnsembleTeacher,
+))
+register_preset(Preset(
+    "student", "DistillDIFT student: DINOv2-B-reg + LoRA adapter (--adapter RUN/adapter from `semcorr distill`), "
+    "434² -> 31x31x768; without --adapter it is the plain backbone", StudentConfig(), build_student,
+))
+for _name, _variant in VARIANTS.items():
+    register_preset(Preset(
+        _name, f"DistillDIFT student released by the authors ({_variant} training), DINOv2-B-reg + LoRA, 434² -> "
+        f"31x31x768; {'downloaded on first use' if _name == 'distilldift-us' else '--weights FILE.ckpt'}"
+        f"{' (default model)' if _name == DEFAULT_MODEL else ''}",
+        DistillDiftConfig(), build_distilldift,
+    ))

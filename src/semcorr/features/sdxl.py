@@ -16,51 +16,23 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
 from torch import Tensor
 
 from ..errors import InputError
 from ..images import ImageInput
-from .base import Extractor, ExtractorConfig, FeatureMap
+from .base import Extractor, FeatureMap
+from .config import SdxlTurboConfig
 from .sdxl_parts import SDXL_TURBO_ID, SdxlComponents, load_components, random_components
 from .sdxl_unet import UnetTrunk, describe_grid, vae_downsamplings
+from .taesd import load_taesdxl
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL, AutoencoderTiny
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@dataclass(frozen=True)
-class SdxlTurboConfig(ExtractorConfig):
-    """SDXL-Turbo feature settings.
-
-    Attributes:
-        input_size: canvas side; 980 gives a 31x31 grid (the student's at 434).
-        timesteps: one UNet pass per timestep, features averaged.
-        seed: seed of the noise generator (re-seeded every call); ``None`` for fresh random noise.
-        prompt: prompt for a known category (``{category}`` is replaced).
-        neutral_prompt: prompt when no category is given.
-        time_ids: SDXL's size conditioning (original h, w, crop top, left, target h, w);
-            ``None``: (S, S, 0, 0, S, S) for the canvas side S, as the SDXL pipeline does.
-        vae: ``full`` (the SDXL VAE) or ``tiny`` (TAESDXL, much faster to encode).
-        weights: Hugging Face id or local diffusers folder (default ``stabilityai/sdxl-turbo``).
-        tiny_vae_weights: TAESDXL weights for ``vae="tiny"``: official ``taesdxl_encoder.safetensors``,
-            a diffusers folder, or a hub id (default ``madebyollin/taesdxl``).
-    """
-
-    input_size: int = 980
-    timesteps: tuple[int, ...] = (51, 101, 151, 201)
-    seed: int | None = 0
-    prompt: str = "a photo of a {category}"
-    neutral_prompt: str = ""
-    time_ids: tuple[int, int, int, int, int, int] | None = None
-    vae: Literal["full", "tiny"] = "full"
-    weights: str | None = None
-    tiny_vae_weights: str | None = None
 
 
 def build_components(config: SdxlTurboConfig, *, random_weights: bool, name: str) -> SdxlComponents:
@@ -69,11 +41,7 @@ def build_components(config: SdxlTurboConfig, *, random_weights: bool, name: str
     if random_weights:
         components = random_components(config.vae)
     else:
-        tiny = None
-        if config.vae == "tiny":
-            from .taesd import load_taesdxl
-
-            tiny = load_taesdxl(config.tiny_vae_weights, model=name)
+        tiny = load_taesdxl(config.tiny_vae_weights, model=name) if config.vae == "tiny" else None
         vae_dtype = torch.float32 if config.precision == "fp16" else dtype
         components = load_components(config.weights or SDXL_TURBO_ID, vae=config.vae, model_name=name,
                                      dtype=dtype, vae_dtype=vae_dtype, tiny_vae=tiny)
@@ -103,10 +71,6 @@ class SdxlTurboExtractor(Extractor):
         self.name = name or "sdxl-turbo"
         self.config = config
         self.random_weights = random_weights
-        if not config.timesteps:
-            raise InputError(f"{self.name}: give at least one timestep")
-        if config.time_ids is not None and len(config.time_ids) != 6:
-            raise InputError(f"{self.name}: time_ids needs 6 numbers (orig h, w, crop top, left, target h, w)")
         parts = components or build_components(config, random_weights=random_weights, name=self.name)
         steps = len(parts.alphas_cumprod)
         if not all(0 <= t < steps for t in config.timesteps):

@@ -8,7 +8,6 @@ a missing, unexpected or mis-shaped key is a :class:`~semcorr.errors.CheckpointE
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -17,7 +16,8 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError
-from ..hub import resolve_pretrained
+from ..fileio import read_json
+from .hub import resolve_pretrained
 
 if TYPE_CHECKING:  # diffusers and transformers take seconds to import: only when a model is built
     from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
@@ -195,7 +195,7 @@ def load_components(source: str, *, vae: VaeKind, model_name: str, dtype: torch.
         return model
 
     schedule_file = folder / "scheduler" / "scheduler_config.json"
-    schedule = json.loads(schedule_file.read_text()) if schedule_file.is_file() else SDXL_SCHEDULE
+    schedule = read_json(schedule_file, expect=dict) if schedule_file.is_file() else SDXL_SCHEDULE
     if vae == "tiny" and tiny_vae is None:
         raise ValueError("vae='tiny' needs the loaded TAESDXL model (tiny_vae=...)")
     for part in ("tokenizer", "tokenizer_2"):

@@ -5,7 +5,7 @@ DistillDIFT's SDXL features are the output of the first stage (resnet 0, then at
 embeddings, ``conv_in``, the down blocks, the mid block, that one resnet and attention) and drops
 the rest: the other two stages of ``up_blocks[0]`` and its upsampler, ``up_blocks[1:]`` and the
 output head. For the released SDXL UNet it keeps 1.64B of its 2.57B parameters, and skips most
-of the up path's compute (``python -m semcorr.features.sdxl_bench --flops`` counts it).
+of the up path's compute (``semcorr bench-sdxl --flops-only`` counts it).
 """
 
 from __future__ import annotations

@@ -15,19 +15,22 @@ removes the LoRA layers and their cost.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, InputError
-from ..fileio import read_versioned_json
-from .dinov2 import DinoV2Config, DinoV2Extractor
+from ..fileio import read_versioned_json, write_atomically, write_json
+from .config import StudentConfig
+from .dinov2 import DinoV2Extractor
 
 ADAPTER_FORMAT = "semcorr-student-adapter"
 ADAPTER_VERSION = 1
@@ -39,26 +42,6 @@ _ADAPTER_NAME = "default"
 
 class NoAdapterWarning(UserWarning):
     """The ``student`` preset was built without an adapter: it is the plain DINOv2 backbone."""
-
-
-@dataclass(frozen=True)
-class StudentConfig(DinoV2Config):
-    """Student settings: the DINOv2 backbone's (``weights`` etc.) plus the LoRA adapter's.
-
-    Attributes:
-        adapter: folder (or its ``adapter_model.safetensors``) of a trained adapter; ``None``: an
-            untrained adapter (B = 0), i.e. the plain backbone.
-        lora_rank: LoRA rank r of a new adapter (a loaded adapter brings its own).
-        lora_alpha: LoRA alpha of a new adapter; the update is scaled by alpha / r.
-        lora_dropout: dropout on the LoRA branch's input while training.
-        merge: fold a loaded adapter into the backbone's weights (inference; no LoRA layers left).
-    """
-
-    adapter: str | None = None
-    lora_rank: int = 8
-    lora_alpha: float = 8.0
-    lora_dropout: float = 0.05
-    merge: bool = True
 
 
 def lora_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -74,8 +57,6 @@ def add_lora(model: nn.Module, rank: int, alpha: float, dropout: float) -> nn.Mo
     in place; only the LoRA weights require grad. Returns ``model``."""
     from peft import LoraConfig, inject_adapter_in_model
 
-    if rank < 1 or alpha <= 0 or not 0 <= dropout < 1:
-        raise InputError(f"LoRA needs rank >= 1, alpha > 0 and dropout in [0, 1); got {rank}, {alpha}, {dropout}")
     model.requires_grad_(False)
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(TARGET_MODULES),
                         bias="none", init_lora_weights=True)
@@ -109,9 +90,16 @@ def _adapter_files(path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def read_adapter_config(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON config of an adapter folder (checked to be a semcorr student adapter)."""
+    """The JSON config of an adapter folder (checked to be a semcorr student adapter whose LoRA
+    rank, alpha and dropout a student can take)."""
     _, config_file = _adapter_files(path)
-    return read_versioned_json(config_file, ADAPTER_FORMAT, ADAPTER_VERSION, "config")
+    content = read_versioned_json(config_file, ADAPTER_FORMAT, ADAPTER_VERSION, "config")
+    try:
+        StudentConfig(lora_rank=content.get("rank"), lora_alpha=content.get("alpha"),
+                      lora_dropout=content.get("dropout"))
+    except InputError as error:
+        raise CheckpointError(f"{config_file}: {error}") from None
+    return content
 
 
 class StudentExtractor(DinoV2Extractor):
@@ -126,14 +114,14 @@ class StudentExtractor(DinoV2Extractor):
                  name: str | None = None, backbone: nn.Module | None = None) -> None:
         """Build the backbone (as :class:`DinoV2Extractor`; ``backbone`` replaces it, e.g. a tiny
         one in tests), add LoRA, load ``config.adapter`` if given and merge it if ``config.merge``."""
-        rank, alpha, dropout = config.lora_rank, config.lora_alpha, config.lora_dropout
-        adapter_config = read_adapter_config(config.adapter) if config.adapter else None
-        if adapter_config is not None:
-            rank, alpha, dropout = adapter_config["rank"], adapter_config["alpha"], adapter_config["dropout"]
+        if config.adapter:  # a loaded adapter brings its own LoRA settings
+            adapter = read_adapter_config(config.adapter)
+            config = dataclasses.replace(config, lora_rank=adapter["rank"], lora_alpha=adapter["alpha"],
+                                         lora_dropout=adapter["dropout"])
         super().__init__(config, random_weights=random_weights, name=name or "student", backbone=backbone)
-        add_lora(self.model, rank, alpha, dropout)
+        add_lora(self.model, config.lora_rank, config.lora_alpha, config.lora_dropout)
         self.eval()  # peft's new layers start in training mode (dropout on); training calls .train()
-        self.lora = {"rank": rank, "alpha": alpha, "dropout": dropout}
+        self.lora = {"rank": config.lora_rank, "alpha": config.lora_alpha, "dropout": config.lora_dropout}
         self.merged = False
         if config.adapter:
             self.load_adapter(config.adapter)
@@ -180,23 +168,17 @@ class StudentExtractor(DinoV2Extractor):
                 "trainable_parameters": sum(p.numel() for p in lora_parameters(self.model).values())}
 
     def save_adapter(self, folder: str | os.PathLike) -> Path:
-        """Write the adapter (weights as safetensors, config as JSON) into ``folder``; returns it."""
-        from safetensors.torch import save_file
-
+        """Write the adapter (weights as safetensors, config as JSON; each file atomically) into
+        ``folder``; returns it."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         state = {name: t.to("cpu", torch.float32).contiguous() for name, t in self.lora_state().items()}
-        temporary = folder / f".{WEIGHTS_FILE}.{os.getpid()}.tmp"
-        save_file(state, str(temporary), metadata={"format": ADAPTER_FORMAT})
-        os.replace(temporary, folder / WEIGHTS_FILE)
-        (folder / CONFIG_FILE).write_text(json.dumps(self.adapter_config(), indent=2) + "\n")
+        write_atomically(folder / WEIGHTS_FILE, safetensors_bytes(state, metadata={"format": ADAPTER_FORMAT}))
+        write_json(folder / CONFIG_FILE, self.adapter_config())
         return folder
 
     def load_adapter(self, path: str | os.PathLike) -> None:
         """Load an adapter saved by :meth:`save_adapter` (its rank must equal this student's)."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         weights, _ = _adapter_files(path)
         config = read_adapter_config(path)
         if config["rank"] != self.lora["rank"] or config["alpha"] != self.lora["alpha"]:

@@ -18,7 +18,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..errors import CheckpointError, InputError
-from ..hub import resolve_pretrained
+from .hub import resolve_pretrained
+from .sdxl_parts import build_vae
 
 if TYPE_CHECKING:
     from diffusers import AutoencoderTiny
@@ -81,8 +82,6 @@ def load_taesdxl(source: str | None = None, *, model: str = "sdxl-turbo") -> Aut
         model: the preset name, for messages.
     """
     from diffusers import AutoencoderTiny
-
-    from .sdxl_parts import build_vae
 
     source = source or TAESDXL_ID
     path = Path(source).expanduser()

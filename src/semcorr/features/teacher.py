@@ -12,7 +12,6 @@ cosines weighted by the squared teacher weights.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
 import torch
@@ -22,9 +21,10 @@ from torch import Tensor
 from ..errors import InputError
 from ..geometry import ImageGeometry, resize_onto_canvas
 from ..images import ImageInput, load_image
-from .base import Extractor, ExtractorConfig, FeatureMap
-from .dinov2 import DinoV2Config, DinoV2Extractor
-from .sdxl import SdxlTurboConfig, SdxlTurboExtractor
+from .base import Extractor, FeatureMap
+from .config import TeacherConfig
+from .dinov2 import DinoV2Extractor
+from .sdxl import SdxlTurboExtractor
 
 if TYPE_CHECKING:
     from .sdxl_parts import SdxlComponents
@@ -32,32 +32,6 @@ if TYPE_CHECKING:
 # Largest disagreement, in grid cells, allowed between the members' cell centres on the original
 # image. Square resizing gives 0; letterboxing rounds each canvas's padding to whole pixels.
 GRID_TOLERANCE = 0.25
-
-
-@dataclass(frozen=True)
-class TeacherConfig(ExtractorConfig):
-    """Settings of the ensemble teacher.
-
-    Attributes:
-        input_size: DINOv2's canvas side (434 -> 31x31).
-        sdxl_input_size: SDXL-Turbo's canvas side (980 -> 31x31); the grids must be equal.
-        resize_mode, precision: apply to both members (their own fields are overridden).
-        sdxl: SDXL-Turbo settings (timesteps, prompt, VAE, weights, ...).
-        dino: DINOv2 settings (default ViT-B/14 with registers, last layer).
-        teacher_weights: (SDXL, DINOv2) factors applied to each L2-normalised map before concatenation.
-    """
-
-    input_size: int = 434
-    sdxl_input_size: int = 980
-    sdxl: SdxlTurboConfig = field(default_factory=SdxlTurboConfig)
-    dino: DinoV2Config = field(default_factory=DinoV2Config)
-    teacher_weights: tuple[float, float] = (1.0, 1.0)
-
-    def member_configs(self) -> tuple[SdxlTurboConfig, DinoV2Config]:
-        """The members' configs with this config's canvas sizes, resize mode and precision."""
-        shared = dict(resize_mode=self.resize_mode, precision=self.precision)
-        return (dataclasses.replace(self.sdxl, input_size=self.sdxl_input_size, **shared),
-                dataclasses.replace(self.dino, input_size=self.input_size, **shared))
 
 
 class EnsembleTeacher(Extractor):
@@ -74,9 +48,6 @@ class EnsembleTeacher(Extractor):
         replace the released architectures and their weights."""
         super().__init__()
         self.name = name or "teacher"
-        if len(config.teacher_weights) != 2 or min(config.teacher_weights) < 0 or max(config.teacher_weights) == 0:
-            raise InputError(f"{self.name}: teacher_weights must be two non-negative numbers, not both 0; "
-                             f"got {config.teacher_weights}")
         sdxl_config, dino_config = config.member_configs()
         self.config = dataclasses.replace(config, sdxl=sdxl_config, dino=dino_config)
         self.random_weights = random_weights

@@ -9,21 +9,25 @@
     from semcorr.threed import make_3d_pairs, open_3d_pairs
     make_3d_pairs("data/co3d", "co3d_pairs.h5")       # resumable HDF5 pair file
     dataset = open_3d_pairs("co3d_pairs.h5")          # len(dataset), dataset[i] -> ViewPair
+
+Names load on first use (:mod:`semcorr._lazy`).
 """
 
 from __future__ import annotations
 
-from .co3d import CO3D, co3d_camera
-from .correspondence import Correspondences, PairSettings, lift, make_pairs, project, select_frames, thin
-from .generate import make_3d_pairs, open_views, sequence_entry
-from .pairfile import PairWriter, SequenceEntry, make_header, read_header
-from .pairloader import PairFile, ViewPair, open_3d_pairs
-from .rgbd import RGBDFolders, read_rgbd_sequence
-from .views import PosedFrame, PosedSequence, PosedView, ViewDataset, k_from_integer_centres
+from .._lazy import lazy_namespace
 
-__all__ = [
-    "CO3D", "Correspondences", "PairFile", "PairSettings", "PairWriter", "PosedFrame", "PosedSequence", "PosedView",
-    "RGBDFolders", "SequenceEntry", "ViewDataset", "ViewPair", "co3d_camera", "k_from_integer_centres", "lift",
-    "make_3d_pairs", "make_header", "make_pairs", "open_3d_pairs", "open_views", "project", "read_header", "read_rgbd_sequence",
-    "select_frames", "sequence_entry", "thin",
-]
+_EXPORTS = {
+    "CO3D": "co3d", "co3d_camera": "co3d",
+    "Correspondences": "correspondence", "PairSettings": "correspondence", "lift": "correspondence",
+    "make_pairs": "correspondence", "project": "correspondence", "select_frames": "correspondence",
+    "thin": "correspondence",
+    "make_3d_pairs": "generate", "open_views": "generate", "sequence_entry": "generate",
+    "PairWriter": "pairfile", "SequenceEntry": "pairfile", "make_header": "pairfile", "read_header": "pairfile",
+    "PairFile": "pairloader", "ViewPair": "pairloader", "open_3d_pairs": "pairloader",
+    "RGBDFolders": "rgbd", "read_rgbd_sequence": "rgbd",
+    "PosedFrame": "views", "PosedSequence": "views", "PosedView": "views", "ViewDataset": "views",
+    "k_from_integer_centres": "views",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

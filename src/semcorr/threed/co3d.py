@@ -32,14 +32,13 @@ coordinates are ``x = W/2 - s_x * x_ndc``, ``y = H/2 - s_y * y_ndc`` with the im
 
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
 from ..errors import InputError
+from ..fileio import read_json
 from .views import PosedFrame, PosedSequence, check_rigid
 
 FRAME_FILE = "frame_annotations.jgz"
@@ -167,7 +166,7 @@ class CO3D:
         """Frame annotations of a category grouped by sequence name (the last category is cached)."""
         if self._cached is None or self._cached[0] != category:
             grouped: dict[str, list[dict[str, Any]]] = {}
-            for entry in _read_jgz(self.root / category / FRAME_FILE):
+            for entry in read_json(self.root / category / FRAME_FILE, expect=list):
                 if not isinstance(entry, dict) or "sequence_name" not in entry:
                     raise InputError(f"{self.root / category / FRAME_FILE}: entries must be frame annotations "
                                      "with a sequence_name")
@@ -184,22 +183,19 @@ class CO3D:
         if self.min_quality is not None:
             if not path.is_file():
                 raise InputError(f"{path}: not found (needed for a minimum viewpoint quality)")
-            good = {str(e["sequence_name"]) for e in _read_jgz(path)
+            good = {str(e["sequence_name"]) for e in read_json(path, expect=list)
                     if e.get("viewpoint_quality_score") is not None
                     and float(e["viewpoint_quality_score"]) >= self.min_quality}
             names = good if names is None else names & good
         elif names is None and path.is_file():
-            names = {str(e["sequence_name"]) for e in _read_jgz(path)}
+            names = {str(e["sequence_name"]) for e in read_json(path, expect=list)}
         return names
 
     def _set_list(self, category: str) -> list[list[Any]]:
         path = self.root / category / "set_lists" / f"set_lists_{self.subset}.json"
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise InputError(f"{path}: not found (unknown subset {self.subset!r} for category {category})") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise InputError(f"{path}: not valid JSON ({error})") from None
+        if not path.is_file():
+            raise InputError(f"{path}: not found (unknown subset {self.subset!r} for category {category})")
+        data = read_json(path)
         if not isinstance(data, dict):
             raise InputError(f"{path}: expected {{\"train\": [[sequence, frame_number, path], ...], ...}}")
         if self.split is not None and self.split not in data:
@@ -249,17 +245,3 @@ class CO3D:
             depth_encoding="float16", depth_scale=scale, image_size=size,
             depth_mask_path=self.root / str(depth["mask_path"]) if depth.get("mask_path") else None,
             mask_path=mask_path, mask_threshold=self.mask_threshold, resize_depth=True)
-
-
-def _read_jgz(path: Path) -> list[Any]:
-    """A gzipped JSON list (CO3D's ``.jgz``)."""
-    try:
-        with gzip.open(path, "rt", encoding="utf8") as file:
-            data = json.load(file)
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found") from None
-    except (OSError, EOFError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: not a gzipped JSON file ({' '.join(str(error).split())})") from None
-    if not isinstance(data, list):
-        raise InputError(f"{path}: expected a JSON list")
-    return data

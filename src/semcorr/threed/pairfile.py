@@ -29,7 +29,9 @@ content as an uninterrupted run. A lock file keeps two runs from writing one out
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -38,7 +40,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import __version__
 from ..errors import InputError
+from ..fileio import atomic_file, file_lock, read_json, write_atomically, write_json
 from .correspondence import Correspondences, PairSettings
 
 FORMAT = "semcorr-3d-pairs"
@@ -92,13 +96,15 @@ class PairWriter:
         if self.path.is_dir():
             raise InputError(f"{self.path}: is a folder; give a file name for the pair file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = _Lock(self.path.with_name(self.path.name + ".lock"))
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(file_lock(self.path.with_name(self.path.name + ".lock"), wait=False,
+                                           busy=f"{self.path}: another run is writing it"))
         try:
             if overwrite:
                 self._remove_all()
             self.done = self._resume()
         except BaseException:
-            self._lock.release()
+            self._lock.close()
             raise
 
     def __enter__(self) -> "PairWriter":
@@ -108,7 +114,7 @@ class PairWriter:
         self.close()
 
     def close(self) -> None:
-        self._lock.release()
+        self._lock.close()
 
     def add(self, entry: SequenceEntry) -> None:
         """Write one sequence to the parts folder, atomically."""
@@ -119,13 +125,9 @@ class PairWriter:
         arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(meta))}
         for i, pair in enumerate(entry.pairs):
             arrays.update({f"{name}_{i}": getattr(pair, name) for name in ARRAYS})
-        target = self.parts / _shard_name(entry.sequence)
-        temporary = target.with_name(target.name + ".tmp")
-        with open(temporary, "wb") as file:
-            np.savez(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, target)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        write_atomically(self.parts / _shard_name(entry.sequence), buffer.getvalue())
         self.done.add(entry.sequence)
 
     def finish(self) -> int:
@@ -141,8 +143,7 @@ class PairWriter:
         old = h5py.File(self.path, "r") if self.path.exists() else None
         try:
             previous = set(strings_of(old["sequences"])) if old is not None else set()
-            temporary = self.path.with_name(self.path.name + ".tmp")
-            with h5py.File(temporary, "w") as new:
+            with atomic_file(self.path) as temporary, h5py.File(temporary, "w") as new:
                 _write_header(new, self.header)
                 pairs_group = new.create_group("pairs")
                 index: list[tuple[str, int]] = []
@@ -159,9 +160,6 @@ class PairWriter:
         finally:
             if old is not None:
                 old.close()
-        _fsync(temporary)
-        os.replace(temporary, self.path)
-        _fsync(self.path.parent)
         self._remove_parts()
         return len(sequences)
 
@@ -170,9 +168,8 @@ class PairWriter:
     def _resume(self) -> set[str]:
         """Clean what a crash left behind, check headers, and return the sequences already written."""
         done: set[str] = set()
-        stale = self.path.with_name(self.path.name + ".tmp")
-        if stale.exists():
-            stale.unlink()  # a merge that did not finish; the parts are still there
+        for stale in self._merge_leftovers():  # a merge that did not finish; the parts are still there
+            stale.unlink(missing_ok=True)
         if self.path.exists():
             existing = read_header(self.path)
             _check_same(existing, self.header, self.path)
@@ -182,11 +179,11 @@ class PairWriter:
                 done |= set(strings_of(file["sequences"]))
         header_file = self.parts / "header.json"
         if self.parts.is_dir() and header_file.exists():
-            _check_same(json.loads(header_file.read_text()), self.header, self.parts)
+            _check_same(read_json(header_file), self.header, self.parts)
         self.parts.mkdir(exist_ok=True)
-        for leftover in self.parts.glob("*.tmp"):
+        for leftover in self.parts.glob("*.tmp"):  # parts a killed run was writing (the lock says none runs)
             leftover.unlink()
-        _atomic_text(header_file, json.dumps(self.header, indent=1))
+        write_json(header_file, self.header, indent=1)
         for shard in sorted(self.parts.glob("*.npz")):
             done.add(_read_shard_meta(shard)["sequence"])
         return done
@@ -197,11 +194,14 @@ class PairWriter:
                 child.unlink()
             self.parts.rmdir()
 
+    def _merge_leftovers(self) -> list[Path]:
+        """Temporary outputs of merges that did not finish (this run holds the lock: none is live)."""
+        return [self.path.with_name(self.path.name + ".tmp"), *self.path.parent.glob(f".{self.path.name}.*.tmp")]
+
     def _remove_all(self) -> None:
         self._remove_parts()
-        for path in (self.path, self.path.with_name(self.path.name + ".tmp")):
-            if path.exists():
-                path.unlink()
+        for path in (self.path, *self._merge_leftovers()):
+            path.unlink(missing_ok=True)
 
 
 def read_header(path: str | Path) -> dict[str, Any]:
@@ -235,8 +235,6 @@ def _check_same(existing: dict[str, Any], wanted: dict[str, Any], where: Path) -
 
 
 def _write_header(file: Any, header: dict[str, Any]) -> None:
-    from .. import __version__
-
     file.attrs.update({"format": FORMAT, "version": VERSION, "root": header["root"],
                        "dataset": json.dumps(header["dataset"], sort_keys=True),
                        "settings": json.dumps(header["settings"], sort_keys=True),
@@ -290,47 +288,3 @@ def strings_of(dataset: Any) -> list[str]:
 
 def text_of(value: Any) -> str:
     return value.decode("utf8") if isinstance(value, bytes) else str(value)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
-def _fsync(path: Path) -> None:
-    """Flush a file (or a folder's entries) to disk; best effort where the system refuses."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
-
-
-class _Lock:
-    """An exclusive lock file (POSIX ``flock``); elsewhere no locking."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.file: Any = open(path, "a+")
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            return
-        try:
-            fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.file.close()
-            self.file = None
-            raise InputError(f"{path.with_suffix('')}: another run is writing it (lock {path} is held)") from None
-
-    def release(self) -> None:
-        if self.file is not None:
-            self.path.unlink(missing_ok=True)  # while still held: a new run locks a new file
-            self.file.close()
-            self.file = None

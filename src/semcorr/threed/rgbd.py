@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data.pairs import read_json
 from ..errors import InputError
+from ..fileio import read_json
 from .views import PosedFrame, PosedSequence, check_intrinsics, check_rigid, invert_rigid, k_from_integer_centres
 
 CAMERAS_FILE = "cameras.json"
@@ -81,7 +81,7 @@ def read_rgbd_sequence(folder: str | Path, *, name: str | None = None) -> PosedS
     """The frames of one posed RGB-D folder, in the order ``cameras.json`` lists them."""
     folder = Path(folder)
     path = folder / CAMERAS_FILE
-    data = _read_json(path)
+    data = read_json(path, expect=dict)
     frames_data = data.get("frames")
     if not isinstance(frames_data, list):
         raise InputError(f"{path}: expected a \"frames\" list")
@@ -134,13 +134,6 @@ def _unlisted_note(folder: Path, frames: list[PosedFrame]) -> tuple[str, ...]:
     where = ", ".join(sorted(str(d.relative_to(folder)) + "/" for d in folders))
     return (f"{folder / CAMERAS_FILE}: {where} holds {len(unlisted)} images that it does not list "
             f"(first: {unlisted[0].name}); they have no camera and are ignored",)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    data = read_json(path)
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    return data
 
 
 def _matrix(value: Any, where: str) -> np.ndarray:

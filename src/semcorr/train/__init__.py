@@ -1,13 +1,16 @@
-"""Training the student: the losses, image pairing, the shared engine, distillation and refinement."""
+"""Training the student: the configs, the losses, image pairing, the shared engine, distillation and
+refinement. Names load on first use (:mod:`semcorr._lazy`)."""
 
 from __future__ import annotations
 
-from .distill import DistillConfig, DistillResult, distill
-from .engine import TrainResult
-from .finetune import FinetuneConfig, evaluate_refinement, finetune, open_point_pairs
-from .losses import distillation_loss, refinement_loss, similarity, soft_argmax
-from .pairing import ListedPairs, RetrievalPairs, nearest_neighbours
+from .._lazy import lazy_namespace
 
-__all__ = ["DistillConfig", "DistillResult", "FinetuneConfig", "ListedPairs", "RetrievalPairs", "TrainResult",
-           "distill", "distillation_loss", "evaluate_refinement", "finetune", "nearest_neighbours", "open_point_pairs",
-           "refinement_loss", "similarity", "soft_argmax"]
+_EXPORTS = {
+    "TrainConfig": "config", "DistillConfig": "config", "FinetuneConfig": "config",
+    "DistillResult": "distillation", "distill": "distillation", "TrainResult": "engine",
+    "evaluate_refinement": "refinement", "finetune": "refinement", "open_point_pairs": "refinement",
+    "distillation_loss": "losses", "refinement_loss": "losses", "similarity": "losses", "soft_argmax": "losses",
+    "ListedPairs": "pairing", "RetrievalPairs": "pairing", "nearest_neighbours": "pairing",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

@@ -1,10 +1,10 @@
 """The training engine every student run shares (``semcorr distill``, ``semcorr finetune-3d``).
 
-A run is a config (a frozen dataclass with the fields of :class:`TrainSettings`), a run folder, a
-LoRA student and a :class:`Task`: the data and the loss of one step. The engine does the rest,
-once for every kind of run::
+A run is a config (a :class:`~semcorr.train.config.TrainConfig`), a run folder, a LoRA student
+and a :class:`Task`: the data and the loss of one step. The engine does the rest, once for every
+kind of run::
 
-    RUN/config.json      {"format": <the run's format>, "version": 1, "config": {...}}; a rerun
+    RUN/config.json      {"format": <the run's format>, "version": 2, "config": {...}}; a rerun
                          with other settings (operational ones aside) is refused
     RUN/checkpoint.pt    LoRA weights, optimiser, scheduler, every rank's RNG states, place in the epoch
     RUN/metrics.jsonl    one JSON line per logged step: epoch, step, loss, lr, pairs_per_s, time
@@ -19,8 +19,6 @@ bar, and only rank 0 writes.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -30,35 +28,15 @@ from typing import Any, Callable, Protocol
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from tqdm import tqdm
 
-from ..cache.run import resolve_rank
 from ..errors import InputError
-from ..features.registry import resolve_device as resolve_extractor_device
 from ..features.student import StudentExtractor
-from ..fileio import write_atomically
+from ..fileio import read_json, write_atomically, write_json
+from ..runtime import resolve_device, resolve_rank
 from .checkpoint import check_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .config import CONFIG_VERSION, OPERATIONAL, TrainConfig, record_digest
 from .loop import TrainState, make_optimiser, run_epochs
-
-RUN_VERSION = 1
-OPERATIONAL = frozenset({"device", "checkpoint_every", "log_every", "progress"})  # may change on resume
-
-
-class TrainSettings(Protocol):
-    """What the engine reads from a run's config (``DistillConfig``, ``FinetuneConfig``)."""
-
-    epochs: int
-    lr: float
-    weight_decay: float
-    lr_decay_epoch: int
-    lr_decay: float
-    seed: int
-    precision: str
-    device: str
-    checkpoint_every: int
-    log_every: int
-    progress: bool
-
-    def digest(self) -> str: ...
 
 
 class Task(Protocol):
@@ -100,45 +78,35 @@ class TrainResult:
     global_step: int
 
 
-def config_digest(config: Any) -> str:
-    """Hash of a config dataclass's settings that change the result (operational ones excluded)."""
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in OPERATIONAL}
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def check_run_folder(out: Path, config: Any, rank: int, run_format: str, command: str) -> None:
+def check_run_folder(out: Path, config: TrainConfig, rank: int) -> str:
     """Refuse a run folder made with another config or by another command; rank 0 records the
-    config in a new one."""
+    config in a new one. Returns the digest the folder's checkpoint must carry (that of the config
+    as the folder records it: a folder of the first config version keeps its own)."""
     path = out / "config.json"
-    if path.is_file():
-        try:
-            content = json.loads(path.read_text())
-            stored = content["config"]
-        except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
-            raise InputError(f"{path}: not a semcorr {command} config; use another --out folder") from None
-        if content.get("format", run_format) != run_format:
-            raise InputError(f"{out}: a {content.get('format')} folder, not a {run_format} one; "
-                             "use another --out folder")
-        wanted = dataclasses.asdict(config)
-        changed = sorted(k for k in set(stored) | set(wanted) if k not in OPERATIONAL and stored.get(k) != wanted.get(k))
-        if changed:
-            first = changed[0]
-            raise InputError(f"{out}: run made with another config ({', '.join(changed)}; {first}: "
-                             f"{stored.get(first)!r} -> {wanted.get(first)!r}); use another --out folder")
-    elif rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({"format": run_format, "version": RUN_VERSION, "config": dataclasses.asdict(config)},
-                          indent=2)
-        write_atomically(path, (text + "\n").encode())
-
-
-def resolve_device(name: str) -> torch.device:
-    """:func:`semcorr.features.resolve_device`, where ``cuda`` without an index (``auto`` on a
-    CUDA machine too) means this process's ``cuda:LOCAL_RANK``."""
-    device = resolve_extractor_device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return device
+    if not path.is_file():
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            write_json(path, {"format": config.RUN_FORMAT, "version": CONFIG_VERSION, "config": config.record()})
+        return config.digest()
+    try:
+        content = read_json(path, expect=dict)
+    except InputError:
+        content = {}
+    stored, version = content.get("config"), content.get("version", 1)
+    if not isinstance(stored, dict) or version not in (1, CONFIG_VERSION):
+        raise InputError(f"{path}: not a semcorr {config.COMMAND} config; use another --out folder")
+    if content.get("format", config.RUN_FORMAT) != config.RUN_FORMAT:
+        raise InputError(f"{out}: a {content.get('format')} folder, not a {config.RUN_FORMAT} one; "
+                         "use another --out folder")
+    previous = type(config).from_record(stored, version, path).record()
+    wanted = config.record()
+    changed = sorted(k for k in set(previous) | set(wanted)
+                     if k not in OPERATIONAL and previous.get(k) != wanted.get(k))
+    if changed:
+        first = changed[0]
+        raise InputError(f"{out}: run made with another config ({', '.join(changed)}; {first}: "
+                         f"{previous.get(first)!r} -> {wanted.get(first)!r}); use another --out folder")
+    return record_digest(stored)
 
 
 def truncate_log(path: Path, global_step: int) -> None:
@@ -149,17 +117,15 @@ def truncate_log(path: Path, global_step: int) -> None:
         write_atomically(path, "".join(line + "\n" for line in kept).encode())
 
 
-def train_student(config: TrainSettings, out: str | os.PathLike, *, command: str, run_format: str,
-                  build_student: Callable[[], StudentExtractor],
+def train_student(config: TrainConfig, out: str | os.PathLike, *, build_student: Callable[[], StudentExtractor],
                   make_task: Callable[[StudentExtractor, RunContext], Task],
                   on_step: Callable[[int, float], None] | None = None) -> TrainResult:
     """Train a student's LoRA adapter on ``make_task``'s loss; resumes from ``out/checkpoint.pt``.
 
     Args:
-        config: the run's settings (saved as ``out/config.json``).
+        config: the run's settings (saved as ``out/config.json`` with ``config.RUN_FORMAT``; a folder
+            of another format is refused).
         out: the run folder.
-        command: the command's name, for messages and the progress bar (``distill``).
-        run_format: the ``format`` recorded in ``config.json`` (a folder of another format is refused).
         build_student: builds the student on the CPU; called with the torch seed set to
             ``config.seed``, so the LoRA initialisation is the same on every rank and in every run.
         make_task: the task, given the student (on its device) and the :class:`RunContext`.
@@ -177,19 +143,17 @@ def train_student(config: TrainSettings, out: str | os.PathLike, *, command: str
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         context = RunContext(out, rank, world_size, device)
-        return _train(config, context, command, run_format, build_student, make_task, on_step)
+        return _train(config, context, build_student, make_task, on_step)
     finally:
         if started_group:
             dist.destroy_process_group()
 
 
-def _train(config: TrainSettings, context: RunContext, command: str, run_format: str,
-           build_student: Callable[[], StudentExtractor], make_task: Callable[[StudentExtractor, RunContext], Task],
+def _train(config: TrainConfig, context: RunContext, build_student: Callable[[], StudentExtractor],
+           make_task: Callable[[StudentExtractor, RunContext], Task],
            on_step: Callable[[int, float], None] | None) -> TrainResult:
-    from tqdm import tqdm
-
     out, rank, world_size, device = context.out, context.rank, context.world_size, context.device
-    check_run_folder(out, config, rank, run_format, command)
+    digest = check_run_folder(out, config, rank)
     if world_size > 1:
         dist.barrier()
     torch.manual_seed(config.seed)  # the same LoRA init on every rank and in every run
@@ -200,7 +164,7 @@ def _train(config: TrainSettings, context: RunContext, command: str, run_format:
     checkpoint_path = out / "checkpoint.pt"
     if checkpoint_path.is_file():
         content = load_checkpoint(checkpoint_path)
-        check_resumable(content, checkpoint_path, config.digest(), world_size)
+        check_resumable(content, checkpoint_path, digest, world_size)
         student.load_lora_state(content["lora"], source=str(checkpoint_path))
         optimiser.load_state_dict(content["optimizer"])
         scheduler.load_state_dict(content["scheduler"])
@@ -219,7 +183,7 @@ def _train(config: TrainSettings, context: RunContext, command: str, run_format:
             rngs = [rng_state()]
         if rank == 0:
             lora = {k: v.detach().cpu().clone() for k, v in student.lora_state().items()}
-            save_checkpoint(checkpoint_path, config_digest=config.digest(), world_size=world_size,
+            save_checkpoint(checkpoint_path, config_digest=digest, world_size=world_size,
                             epoch=state.epoch, step=state.step, global_step=state.global_step, lora=lora,
                             optimizer=optimiser.state_dict(), scheduler=scheduler.state_dict(), rng=rngs)
 
@@ -239,7 +203,7 @@ def _train(config: TrainSettings, context: RunContext, command: str, run_format:
 
     total = config.epochs * task.steps_per_epoch
     with tqdm(total=total, initial=min(state.global_step, total), disable=rank != 0 or not config.progress,
-              desc=command, unit="step") as bar:
+              desc=config.COMMAND, unit="step") as bar:
         run_epochs(config=config, state=state, task=task, forward=forward, optimiser=optimiser, scheduler=scheduler,
                    rank=rank, world_size=world_size, device=device, save=save, log_path=out / "metrics.jsonl",
                    bar=bar, on_step=on_step)

@@ -27,9 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..matching import sample_descriptors, similarity_maps
-
-DEFAULT_TEMPERATURE = 0.01
-DEFAULT_BETA = 1000.0
+from .config import DEFAULT_BETA, DEFAULT_TEMPERATURE
 
 
 def _tokens(features: Tensor, name: str) -> Tensor:

@@ -5,7 +5,7 @@
   O(chunk x (chunk + k)) and never N x N; every epoch each image is paired with one of its
   neighbours at random.
 * Listed pairs (the weakly supervised setting): pairs from a text file (``a.jpg b.jpg`` per line,
-  keys relative to the image folder) or SPair-71k's training pairs (their images only).
+  keys relative to the image folder) or a benchmark's pairs (SPair-71k's ``trn``; their images only).
 
 Every epoch's pairs (and their order) are a function of (seed, epoch) alone, so a resumed run
 sees exactly the pairs the interrupted one would have.
@@ -23,8 +23,13 @@ from typing import Sequence, TypeVar
 import torch
 from torch import Tensor
 
-from ..cache.run import ImageItem
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_bytes
+
 from ..errors import InputError
+from ..eval.benchmarks import get_benchmark, load_benchmark
+from ..fileio import write_atomically
+from ..images import ImageItem
 
 T = TypeVar("T")
 
@@ -134,15 +139,22 @@ def read_pair_list(path: str | os.PathLike) -> list[tuple[str, str]]:
     return pairs
 
 
-def spair_training_pairs(root: str | os.PathLike, split: str = "trn") -> tuple[Path, list[tuple[str, str]]]:
-    """SPair-71k pairs of ``split`` as image keys relative to ``JPEGImages`` (images only, no
-    keypoints), and that folder."""
-    from ..data.spair import find_root, load_spair
-
-    images = find_root(root) / "JPEGImages"
-    keys = [(p.source_image.relative_to(images).as_posix(), p.target_image.relative_to(images).as_posix())
-            for p in load_spair(root, split)]
-    return images, keys
+def benchmark_pairs(benchmark: str, data_root: str | os.PathLike, split: str = "trn", *,
+                    images: str | os.PathLike | None = None) -> tuple[Path, list[tuple[str, str]]]:
+    """A benchmark's pairs of ``split`` as image keys (images only, no keypoints), and the folder
+    the keys are relative to: ``images`` when given, else the folder holding all of the pairs'
+    images (``JPEGImages`` of SPair-71k)."""
+    _, pairs = load_benchmark(get_benchmark(benchmark), data_root, split)
+    if not pairs:
+        raise InputError(f"{data_root}: {benchmark} split {split!r} has no pairs")
+    files = [path for pair in pairs for path in (pair.source_image, pair.target_image)]
+    folder = Path(images) if images is not None else Path(os.path.commonpath([p.parent for p in files]))
+    try:
+        keys = [(p.source_image.relative_to(folder).as_posix(), p.target_image.relative_to(folder).as_posix())
+                for p in pairs]
+    except ValueError:
+        raise InputError(f"--images {folder}: does not hold the {benchmark} images (e.g. {files[0]})") from None
+    return folder, keys
 
 
 def index_pairs(items: Sequence[ImageItem], pairs: Sequence[tuple[str, str]], source: str) -> tuple[
@@ -184,8 +196,6 @@ def class_embeddings(extractor, items: Sequence[ImageItem], *, batch_size: int =
 
 def load_embeddings(path: Path, digest: str) -> Tensor | None:
     """Cached embeddings if ``path`` holds those of this image list and model (else ``None``)."""
-    from safetensors import SafetensorError, safe_open
-
     if not path.is_file():
         return None
     try:
@@ -198,9 +208,6 @@ def load_embeddings(path: Path, digest: str) -> Tensor | None:
 
 
 def save_embeddings(path: Path, embeddings: Tensor, digest: str) -> None:
-    from safetensors.torch import save_file
-
+    """Write (N, C) embeddings with the digest of their image list and model, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({"embeddings": embeddings.contiguous()}, str(temporary), metadata={"digest": digest})
-    os.replace(temporary, path)
+    write_atomically(path, safetensors_bytes({"embeddings": embeddings.contiguous()}, metadata={"digest": digest}))

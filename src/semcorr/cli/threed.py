@@ -1,7 +1,4 @@
-"""``semcorr make-3d-pairs ROOT --out FILE``: a thin layer over :func:`semcorr.threed.make_3d_pairs`.
-
-numpy, h5py and the readers are imported only when the command runs.
-"""
+"""``semcorr make-3d-pairs ROOT --out FILE``: :func:`semcorr.threed.make_3d_pairs`."""
 
 from __future__ import annotations
 
@@ -9,9 +6,9 @@ import argparse
 import json
 
 
-def _run(args: argparse.Namespace) -> int:
-    from .correspondence import PairSettings
-    from .generate import make_3d_pairs
+def run_make_3d_pairs(args: argparse.Namespace) -> int:
+    from ..threed.correspondence import PairSettings
+    from ..threed.generate import make_3d_pairs
 
     settings = PairSettings(frames=args.frames, depth_tolerance=args.depth_tolerance, nms_radius=args.nms_radius,
                             nms_in_target=not args.nms_source_only)
@@ -31,8 +28,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_make_3d_pairs_command(commands: argparse._SubParsersAction) -> None:
-    """Register ``semcorr make-3d-pairs``."""
+def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "make-3d-pairs", help="exact correspondences between views of posed RGB-D sequences (CO3D v2, RGB-D folders)",
         description="Per sequence, take evenly spaced frames (the first is the source), lift the source's foreground "
@@ -63,4 +59,4 @@ def add_make_3d_pairs_command(commands: argparse._SubParsersAction) -> None:
     co3d.add_argument("--min-quality", type=float, help="skip sequences with a lower viewpoint_quality_score")
     co3d.add_argument("--mask-threshold", type=float, help="foreground where P(foreground) >= this (default 0.5)")
     co3d.add_argument("--no-masks", action="store_true", help="ignore the foreground masks")
-    parser.set_defaults(run=_run)
+    parser.set_defaults(run=run_make_3d_pairs)

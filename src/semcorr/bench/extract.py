@@ -32,13 +32,16 @@ import platform
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
+from tqdm import tqdm
 
-from .errors import InputError
-from .fast import compile_extractor
-from .features import PRESETS, Extractor, build_extractor, get_preset, resolve_device
+from ..errors import InputError
+from ..features.base import Extractor
+from ..features.registry import PRESETS, build_extractor, get_preset
+from ..runtime import load_average, machine_info, resolve_device
+from ..settings import PRECISIONS, check_bool, check_int, check_text, fail
 
 
 def default_reference() -> str:
@@ -67,6 +70,8 @@ class BenchSettings:
         adapter: a LoRA adapter for the models that take one (``student``; merged for inference).
     """
 
+    OPTIONS: ClassVar[dict[str, str]] = {"input_sizes": "--sizes", "precisions": "--precision"}
+
     models: tuple[str, ...] = ("dinov2-b-reg",)
     input_sizes: tuple[int, ...] = ()
     batch_sizes: tuple[int, ...] = (1,)
@@ -80,6 +85,25 @@ class BenchSettings:
     seed: int = 0
     interleave: bool = False
     adapter: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.models or not all(isinstance(m, str) and m for m in self.models):
+            raise fail(self, "models", "must name at least one model preset")
+        for name, minimum in (("input_sizes", 14), ("batch_sizes", 1)):
+            values = getattr(self, name)
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in values):
+                raise fail(self, name, f"each must be an integer >= {minimum}")
+        if not self.batch_sizes:
+            raise fail(self, "batch_sizes", "must hold at least one batch size")
+        if not self.precisions or any(p not in PRECISIONS for p in self.precisions):
+            raise fail(self, "precisions", f"each must be one of {', '.join(PRECISIONS)}")
+        check_int(self, "repeats", minimum=1)
+        check_int(self, "warmup", minimum=0)
+        for name in ("random_weights", "compile", "interleave"):
+            check_bool(self, name)
+        check_text(self, "reference")
+        check_text(self, "adapter")
+        check_int(self, "seed")
 
 
 def _rss_bytes() -> int | None:
@@ -206,29 +230,6 @@ def memory_method(device: torch.device) -> str:
     return "unavailable on this platform (null)"
 
 
-def machine_info(device: torch.device) -> dict[str, Any]:
-    info: dict[str, Any] = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                            "cpu_count": os.cpu_count(), "platform": platform.platform()}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    else:
-        info["cpu"] = cpu_name()
-    if hasattr(os, "getloadavg"):
-        info["load_average"] = [round(v, 2) for v in os.getloadavg()]
-    return info
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def _cases(settings: BenchSettings, reference: str) -> list[tuple[str, int]]:
     """(model, input size) pairs, the reference first."""
     models = [reference] + [m for m in settings.models if m != reference]
@@ -250,14 +251,10 @@ def run_bench(settings: BenchSettings, *, progress: bool = True) -> dict[str, An
         params, weights_mb, the fields of :func:`measure`, build_s, reference_row and
         ratio_to_reference.
     """
-    from tqdm import tqdm
-
-    if not settings.models:
-        raise InputError("bench needs at least one model")
     device = resolve_device(settings.device)
     reference = settings.reference or default_reference()
     cases = _cases(settings, reference)
-    load_before = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    load_before = load_average()
     total = len(cases) * len(settings.precisions) * len(settings.batch_sizes)
     rows: list[dict[str, Any]] = []
     pending: list[tuple[dict[str, Any], Probe]] = []  # interleaved: measured together at the end
@@ -268,7 +265,7 @@ def run_bench(settings: BenchSettings, *, progress: bool = True) -> dict[str, An
                 extractor = build_extractor(name, random_weights=settings.random_weights, device=device,
                                             input_size=size, precision=precision, **_extra(name, settings))
                 if settings.compile:
-                    compile_extractor(extractor)
+                    extractor.compile()
                 build_s = time.perf_counter() - start
                 params = sum(p.numel() for p in extractor.parameters())
                 for batch in settings.batch_sizes:
@@ -294,7 +291,7 @@ def run_bench(settings: BenchSettings, *, progress: bool = True) -> dict[str, An
     _add_ratios(rows, reference, explicit_sizes=bool(settings.input_sizes))
     machine = machine_info(device)
     if load_before is not None:
-        machine["load_average_before"] = [round(v, 2) for v in load_before]
+        machine["load_average_before"] = load_before
     return {
         "rows": rows, "reference": reference, "machine": machine,
         "settings": dataclasses.asdict(settings),

@@ -1,8 +1,8 @@
 """Benchmark of the full-size SDXL-Turbo teacher: seconds per image and cache bytes per image.
 
-    python -m semcorr.features.sdxl_bench                      # fp32 and bf16
-    python -m semcorr.features.sdxl_bench --runs 5 --precision bf16
-    python -m semcorr.features.sdxl_bench --flops-only         # FLOPs of the trunk vs the whole UNet
+    semcorr bench-sdxl                                   # fp32 and bf16
+    semcorr bench-sdxl --runs 5 --precision bf16
+    semcorr bench-sdxl --flops-only                      # FLOPs of the trunk vs the whole UNet
 
 Random weights (timing does not depend on them; the real weights cannot be downloaded here). Each
 row builds the released architecture with the full VAE, warms up once, times ``--runs`` extractions
@@ -14,24 +14,25 @@ are computed once per prompt and kept, so they are not part of the per-image tim
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import statistics
 import tempfile
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..cache.store import TeacherCache
+from ..features.registry import build_extractor
+from ..features.sdxl_parts import SDXL_UNET_CONFIG, build_vae
+from ..features.sdxl_unet import UnetTrunk
 
 
 def unet_flops(latent: int = 122) -> dict[str, float]:
     """TFLOPs of one pass of the released SDXL UNet and of the teacher's trunk (counted on meta)."""
     from diffusers import UNet2DConditionModel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from .sdxl_parts import SDXL_UNET_CONFIG
-    from .sdxl_unet import UnetTrunk
 
     with torch.device("meta"):
         unet = UNet2DConditionModel(**SDXL_UNET_CONFIG)
@@ -51,8 +52,6 @@ def unet_flops(latent: int = 122) -> dict[str, float]:
 
 def cache_bytes_per_image(channels: int = 2048, grid: int = 31) -> int:
     """Size on disk of one cache entry of a (channels, grid, grid) teacher map."""
-    from ..cache import TeacherCache
-
     with tempfile.TemporaryDirectory() as folder:
         cache = TeacherCache.create(folder, {"model": "bench"})
         return cache.put("train2017/000000000009.jpg", torch.zeros(channels, grid, grid), (480, 640))
@@ -71,9 +70,6 @@ def _median_seconds(step: Callable[[], Any], runs: int) -> tuple[float, float, f
 def time_precision(precision: str, runs: int, component_runs: int, timesteps: int,
                    size: int = 980) -> dict[str, Any]:
     """Build the full-size extractor (full VAE) once and time it end to end and by parts."""
-    from .registry import build_extractor
-    from .sdxl_parts import build_vae
-
     start = time.perf_counter()
     extractor = build_extractor("sdxl-turbo", random_weights=True, device="cpu", precision=precision,
                                 timesteps=(51, 101, 151, 201)[:timesteps], input_size=size)
@@ -99,42 +95,34 @@ def time_precision(precision: str, runs: int, component_runs: int, timesteps: in
     return row
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3,
-                        help="timed end-to-end extractions per precision (median; 0: estimate from the parts)")
-    parser.add_argument("--component-runs", type=int, default=3, help="timed calls of each part (median)")
-    parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"])
-    parser.add_argument("--timesteps", type=int, default=4, choices=[1, 2, 3, 4], help="UNet passes per image")
-    parser.add_argument("--input-size", type=int, default=980, help="canvas side (default 980: grid 31)")
-    parser.add_argument("--flops-only", action="store_true", help="only count FLOPs and cache bytes")
-    args = parser.parse_args(argv)
-
+def run_sdxl_bench(*, precisions: Sequence[str] = ("fp32", "bf16"), runs: int = 3, component_runs: int = 3,
+                   timesteps: int = 4, input_size: int = 980, flops_only: bool = False,
+                   log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Count the UNet's FLOPs and a cache entry's bytes, then time each precision; ``log`` gets
+    the report line by line (a markdown table), as the rows are measured. Returns the rows."""
     flops = unet_flops()
-    print(f"UNet pass at latent 122x122: whole UNet {flops['unet']:.2f} TFLOP, teacher trunk {flops['trunk']:.2f} "
-          f"TFLOP ({100 * (1 - flops['trunk'] / flops['unet']):.0f}% skipped)")
+    log(f"UNet pass at latent 122x122: whole UNet {flops['unet']:.2f} TFLOP, teacher trunk {flops['trunk']:.2f} "
+        f"TFLOP ({100 * (1 - flops['trunk'] / flops['unet']):.0f}% skipped)")
     entry = cache_bytes_per_image()
-    print(f"cache entry of the teacher (2048 x 31 x 31 fp16, safetensors): {entry:,} bytes per image "
-          f"({entry / 1e6:.2f} MB; 12,000 COCO images: {12000 * entry / 1e9:.1f} GB)")
-    if args.flops_only:
-        return 0
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; random weights; "
-          f"one 640x480 image -> {args.input_size}x{args.input_size} canvas; medians of {args.runs} end-to-end runs "
-          f"(after a warm-up) and of "
-          f"{args.component_runs} runs of each part; TAESDXL s/image = full-VAE s/image - VAE encode + TAESDXL encode")
+    log(f"cache entry of the teacher (2048 x 31 x 31 fp16, safetensors): {entry:,} bytes per image "
+        f"({entry / 1e6:.2f} MB; 12,000 COCO images: {12000 * entry / 1e9:.1f} GB)")
+    if flops_only:
+        return []
+    log(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; random weights; "
+        f"one 640x480 image -> {input_size}x{input_size} canvas; medians of {runs} end-to-end runs (after a "
+        f"warm-up) and of {component_runs} runs of each part; TAESDXL s/image = full-VAE s/image - VAE encode + "
+        "TAESDXL encode")
     header = ("| precision | s/image, SDXL VAE | min-max | s/image, TAESDXL | VAE encode s | TAESDXL encode s "
               "| UNet trunk pass s | build s | load avg before/after |")
-    print(header)
-    print("|" + "---|" * (header.count("|") - 1))
-    for precision in args.precision:
-        row = time_precision(precision, args.runs, args.component_runs, args.timesteps, args.input_size)
+    log(header)
+    log("|" + "---|" * (header.count("|") - 1))
+    rows = []
+    for precision in precisions:
+        row = time_precision(precision, runs, component_runs, timesteps, input_size)
         gc.collect()  # the last precision's 10 GB model, before the next is built
         spread = f"{row['end_to_end'][1]:.1f}-{row['end_to_end'][2]:.1f}" if row["end_to_end"] else "estimated"
-        print(f"| {row['precision']} | {row['full']:.1f} | {spread} | {row['tiny']:.1f} | {row['encode']:.2f} | "
-              f"{row['encode_tiny']:.2f} | {row['unet_pass']:.1f} | {row['build']:.0f} | "
-              f"{row['load'][0]:.1f} / {row['load'][1]:.1f} |", flush=True)
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+        log(f"| {row['precision']} | {row['full']:.1f} | {spread} | {row['tiny']:.1f} | {row['encode']:.2f} | "
+            f"{row['encode_tiny']:.2f} | {row['unet_pass']:.1f} | {row['build']:.0f} | "
+            f"{row['load'][0]:.1f} / {row['load'][1]:.1f} |")
+        rows.append(row)
+    return rows

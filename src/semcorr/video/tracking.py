@@ -6,7 +6,7 @@
 How it works: the source frame's features are computed once and the source points' descriptors
 sampled from them. Frames are decoded as a stream (never the whole video in memory), their
 features extracted in batches, and each point found in each frame by window soft-argmax over its
-similarity map (:class:`~semcorr.matcher.MatchSettings`). Each frame is matched independently
+similarity map (:class:`~semcorr.matching.MatchSettings`). Each frame is matched independently
 against the source frame (no motion model), so a point lost in one frame is not lost for good.
 
 Confidence is cycle consistency: the descriptor at the found point is matched back into the
@@ -19,25 +19,29 @@ exactly, 0.61 at ``e = tau``, 0.14 at ``2 tau``. ``score`` is the forward cosine
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
-from .errors import InputError
-from .fast import compile_extractor, fast_precision
-from .features import DEFAULT_MODEL, Extractor, FeatureMap, build_extractor, resolve_device
-from .images import check_points
-from .matcher import MatchSettings
-from .matching import nearest_neighbour, sample_descriptors, similarity_maps, window_soft_argmax
-from .video_io import VideoWriter, draw_points, iter_frames, read_frame, video_info
+from ..errors import InputError
+from ..features.base import Extractor, FeatureMap
+from ..features.config import DEFAULT_MODEL
+from ..features.registry import build_extractor
+from ..fileio import write_atomically, write_json
+from ..images import check_points
+from ..matching import MatchSettings, locate, sample_descriptors, similarity_maps
+from ..runtime import fast_precision, resolve_device
+from ..settings import check_int, check_number, fail
+from .io import VideoWriter, draw_points, iter_frames, read_frame, video_info
 
 TRACK_FIELDS = ("frame", "point", "x", "y", "confidence", "score", "cycle_error")
 
@@ -55,12 +59,23 @@ class TrackSettings:
         prefetch: frames decoded ahead in a background thread.
     """
 
+    OPTIONS: ClassVar[dict[str, str]] = {"source_frame": "--frame"}
+
     source_frame: int = 0
     batch_size: int = 8
     match: MatchSettings = field(default_factory=MatchSettings)
     cycle_tolerance: float = 0.05
     max_frames: int | None = None
     prefetch: int = 16
+
+    def __post_init__(self) -> None:
+        check_int(self, "source_frame", minimum=0)
+        check_int(self, "batch_size", minimum=1)
+        if not isinstance(self.match, MatchSettings):
+            raise fail(self, "match", "must be a MatchSettings")
+        check_number(self, "cycle_tolerance", above=0)
+        check_int(self, "max_frames", minimum=1, optional=True, none_means="for the whole video")
+        check_int(self, "prefetch", minimum=0)
 
 
 @dataclass(frozen=True)
@@ -103,10 +118,6 @@ class PointTracker:
     """
 
     def __init__(self, extractor: Extractor, settings: TrackSettings = TrackSettings()) -> None:
-        if settings.batch_size < 1:
-            raise InputError(f"batch size must be >= 1, got {settings.batch_size}")
-        if settings.cycle_tolerance <= 0:
-            raise InputError(f"cycle tolerance must be > 0, got {settings.cycle_tolerance}")
         self.extractor = extractor
         self.settings = settings
         self._source: FeatureMap | None = None
@@ -127,14 +138,7 @@ class PointTracker:
 
     def _find(self, descriptors: Tensor, target: FeatureMap) -> tuple[Tensor, Tensor]:
         """(B, N, C) descriptors in B target maps -> (B, N, 2) grid positions, (B, N) scores."""
-        similarity = similarity_maps(descriptors, target.features)
-        valid = target.valid_cells()
-        match = self.settings.match
-        if match.method == "nearest":
-            return nearest_neighbour(similarity, valid)
-        if match.method == "window_soft_argmax":
-            return window_soft_argmax(similarity, match.window, match.temperature, valid)
-        raise InputError(f"unknown matching method {match.method!r}; use window_soft_argmax or nearest")
+        return locate(similarity_maps(descriptors, target.features), self.settings.match, target.valid_cells())
 
     def track(self, frames: Sequence[Tensor]) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
         """Find the source points in a batch of frames.
@@ -212,14 +216,16 @@ def _source(video: str | os.PathLike, points: Sequence[Sequence[float]] | Tensor
 def build_tracking_extractor(model: str | Extractor, *, weights: str | None = None, random_weights: bool = False,
                              device: str | None = None, compile: bool = False, **overrides: Any) -> Extractor:
     """The extractor for tracking: a preset built with the fast precision for the device
-    (:func:`semcorr.fast.fast_precision`: bf16 autocast where the hardware has native bf16) unless
+    (:func:`semcorr.runtime.fast_precision`: bf16 autocast where the hardware has native bf16) unless
     ``precision`` is given; ``compile`` applies ``torch.compile``. An Extractor is used as it is."""
     if isinstance(model, Extractor):
         extractor = model
     else:
         overrides.setdefault("precision", fast_precision(resolve_device(device)))
         extractor = build_extractor(model, weights=weights, random_weights=random_weights, device=device, **overrides)
-    return compile_extractor(extractor) if compile else extractor
+    if compile:
+        extractor.compile()
+    return extractor
 
 
 def _track(tracker: PointTracker, video: str | os.PathLike, settings: TrackSettings,
@@ -232,16 +238,17 @@ def _track(tracker: PointTracker, video: str | os.PathLike, settings: TrackSetti
 
 
 def write_tracks(path: str | os.PathLike, rows: list[dict[str, Any]], header: dict[str, Any]) -> None:
-    """Write tracks as CSV (``.csv``: the columns of :data:`TRACK_FIELDS`) or JSON (``header``
-    plus ``"tracks": rows``)."""
+    """Write tracks (atomically) as CSV (``.csv``: the columns of :data:`TRACK_FIELDS`) or JSON
+    (``header`` plus ``"tracks": rows``)."""
     path = Path(path)
     if path.suffix.lower() == ".csv":
-        with path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=TRACK_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=TRACK_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_atomically(path, text.getvalue())
     else:
-        path.write_text(json.dumps({**header, "tracks": rows}, indent=1) + "\n")
+        write_json(path, {**header, "tracks": rows}, indent=1)
 
 
 def run_video(video: str | os.PathLike, points: Sequence[Sequence[float]], *, out: str | os.PathLike | None = None,
@@ -255,8 +262,6 @@ def run_video(video: str | os.PathLike, points: Sequence[Sequence[float]], *, ou
         a summary: ``frames``, ``seconds`` (decode, features, matching, drawing and encoding; the
         model build and source features excluded), ``fps``, ``setup_seconds``, ``model``, ...
     """
-    from tqdm import tqdm
-
     for target in (out, tracks):
         if target is not None and not Path(target).parent.exists():
             raise InputError(f"{target}: its folder does not exist")

@@ -1,15 +1,13 @@
-"""``semcorr convert-checkpoint``: the authors' DistillDIFT ``.ckpt`` -> a student folder.
-
-A thin layer over :func:`semcorr.features.distilldift.convert_checkpoint`.
-"""
+"""``semcorr convert-checkpoint``: the authors' DistillDIFT ``.ckpt`` -> a student folder
+(:func:`semcorr.features.distilldift.convert_checkpoint`)."""
 
 from __future__ import annotations
 
 import argparse
 
 
-def _convert(args: argparse.Namespace) -> int:
-    from .features.distilldift import convert_checkpoint
+def run_convert(args: argparse.Namespace) -> int:
+    from ..features.distilldift import convert_checkpoint
 
     folder = convert_checkpoint(args.checkpoint, args.out)
     print(f"wrote {folder}; use it with --model distilldift-us --weights {folder} "
@@ -17,8 +15,7 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_convert_checkpoint_command(commands: argparse._SubParsersAction) -> None:
-    """Register ``semcorr convert-checkpoint FILE --out FOLDER``."""
+def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "convert-checkpoint", help="convert the authors' DistillDIFT .ckpt into a student folder",
         description="Convert an official DistillDIFT student checkpoint (distilled_us.ckpt, distilled_ws.ckpt, "
@@ -26,4 +23,4 @@ def add_convert_checkpoint_command(commands: argparse._SubParsersAction) -> None
                     "weights_only=True. The folder loads with --model distilldift-us --weights FOLDER.")
     parser.add_argument("checkpoint", help="the authors' .ckpt file")
     parser.add_argument("--out", required=True, help="new folder to write (must not exist or be empty)")
-    parser.set_defaults(run=_convert)
+    parser.set_defaults(run=run_convert)

@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .errors import InputError
+from ..errors import InputError
 
 DEFAULT_FPS = Fraction(25)
 

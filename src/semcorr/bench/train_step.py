@@ -1,6 +1,6 @@
 """Cost of one training step of the full-size student (random weights: cost does not depend on them).
 
-    python -m semcorr.train.step_bench --runs 5 --precisions fp32 bf16
+    semcorr bench-train --runs 5 --precision fp32 bf16
 
 One step is what :func:`semcorr.train.distill` does per pair: the student's forward of the source
 and target images (2 x 3 x 434 x 434), the distillation loss against teacher features
@@ -11,18 +11,17 @@ then ``runs`` timed steps; the table gives the median and the fastest.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import statistics
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
-from ..bench import machine_info
-from ..features.student import StudentConfig, StudentExtractor
-from .losses import distillation_loss
+from ..features.config import StudentConfig
+from ..features.student import StudentExtractor
+from ..runtime import machine_info
+from ..train.losses import distillation_loss
 
 
 def time_steps(precision: str, *, input_size: int = 434, pairs: int = 1, runs: int = 5, warmup: int = 1,
@@ -55,33 +54,20 @@ def time_steps(precision: str, *, input_size: int = 434, pairs: int = 1, runs: i
             "median_s": statistics.median(seconds), "min_s": min(seconds), "runs": runs}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
-    parser.add_argument("--input-size", type=int, default=434)
-    parser.add_argument("--pairs", type=int, default=1, help="pairs per step")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    rows = [time_steps(p, input_size=args.input_size, pairs=args.pairs, runs=args.runs, warmup=args.warmup,
-                       device=args.device) for p in args.precisions]
-    machine = machine_info(torch.device(args.device))
-    if args.json:
-        print(json.dumps({"machine": machine, "rows": rows}, indent=2))
-        return
-    print(f"student training step, random weights ({machine.get('gpu') or machine.get('cpu')}, "
-          f"{machine['threads']} threads, load {machine.get('load_average')})")
-    print("| precision | input | pairs/step | median s/step | fastest |")
-    print("| --- | --- | --- | --- | --- |")
-    for row in rows:
-        print(f"| {row['precision']} | {row['input_size']} | {row['pairs_per_step']} | "
-              f"{row['median_s']:.2f} | {row['min_s']:.2f} |")
+def run_train_step_bench(*, precisions: Sequence[str] = ("fp32", "bf16"), input_size: int = 434, pairs: int = 1,
+                         runs: int = 5, warmup: int = 1, device: str = "cpu") -> dict[str, Any]:
+    """:func:`time_steps` for each precision: ``{"machine": {...}, "rows": [...]}``."""
+    rows = [time_steps(p, input_size=input_size, pairs=pairs, runs=runs, warmup=warmup, device=device)
+            for p in precisions]
+    return {"machine": machine_info(torch.device(device)), "rows": rows}
 
 
-if __name__ == "__main__":
-    main()
+def format_train_step_table(result: dict[str, Any]) -> str:
+    """The rows of :func:`run_train_step_bench` as a markdown table under a line naming the machine."""
+    machine = result["machine"]
+    lines = [f"student training step, random weights ({machine.get('gpu') or machine.get('cpu')}, "
+             f"{machine['threads']} threads, load {machine.get('load_average')})",
+             "| precision | input | pairs/step | median s/step | fastest |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {row['precision']} | {row['input_size']} | {row['pairs_per_step']} | {row['median_s']:.2f} | "
+              f"{row['min_s']:.2f} |" for row in result["rows"]]
+    return "\n".join(lines)

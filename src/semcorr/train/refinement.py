@@ -4,7 +4,7 @@ Two sources of (source point, target point) pairs, one loop (:mod:`semcorr.train
 
 * a 3D pair file of ``semcorr make-3d-pairs``: exact correspondences between views of posed
   RGB-D sequences (CO3D), no labels (the paper's 3D augmentation);
-* a benchmark's labelled keypoint pairs (``pairs="spair"``, ``data_root``, ``split="trn"``):
+* a benchmark's labelled keypoint pairs (``benchmark="spair"``, ``data_root``, ``split="trn"``):
   the supervised setting, through the benchmark loaders of :mod:`semcorr.data`.
 
 Each step takes ``pairs_per_step`` pairs, at most ``points_per_pair`` of each pair's
@@ -23,101 +23,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
-from ..features.student import StudentConfig, StudentExtractor
+from ..eval.benchmarks import get_benchmark, load_benchmark
+from ..features.student import StudentExtractor
 from ..geometry import ImageGeometry
-from .engine import RunContext, TrainResult, config_digest, train_student
-from .losses import DEFAULT_BETA, refinement_loss
+from ..threed.pairloader import open_3d_pairs
+from .config import DEFAULT_BETA, FinetuneConfig
+from .engine import RunContext, TrainResult, train_student
+from .losses import refinement_loss
 from .pairing import epoch_generator, rank_share
-
-RUN_FORMAT = "semcorr-finetune-run"
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """Every setting of a refinement run (saved as ``RUN/config.json``).
-
-    Attributes:
-        pairs: a pair file of ``semcorr make-3d-pairs``, or a benchmark name (``spair``, ...) whose
-            labelled keypoint pairs of ``split`` are used (supervised setting).
-        data_root: the benchmark's folder (with a benchmark name in ``pairs``).
-        split: the benchmark split (``trn`` for SPair-71k).
-        adapter: the adapter to start from (e.g. ``RUN/adapter`` of ``semcorr distill``); ``None``:
-            a new adapter (B = 0), i.e. the plain backbone. A given adapter brings its own LoRA
-            rank, alpha and dropout (``lora_*`` then apply to nothing).
-        weights: the student backbone's weights (HF id, folder or .pth; default the official one).
-        random_weights: untrained student backbone (timing, tests).
-        input_size: student input side in pixels (434 -> 31x31 patches).
-        beta: inverse temperature of the soft-argmax over the cosine similarity map.
-        points_per_pair: use at most this many correspondences of a pair per step, drawn at random.
-        jitter: std of Gaussian noise on the target points, as a fraction of the target image's
-            longer side (0.03: about one cell of the 31x31 grid, like the official code's one-cell
-            noise); 0 for exact targets.
-        epochs: passes over the pairs.
-        lr: AdamW learning rate (1e-4: the official code's for soft-argmax training of the LoRA).
-        weight_decay: AdamW weight decay (0, as the official code's soft-argmax training).
-        lr_decay_epoch: multiply the lr by ``lr_decay`` from this epoch on (0-based).
-        lr_decay: the factor (1: a constant lr, as the official code's).
-        lora_rank, lora_alpha, lora_dropout: a new adapter (when ``adapter`` is ``None``).
-        pairs_per_step: pairs per optimiser step per process.
-        seed: fixes the LoRA init, the order of the pairs, the points drawn, the noise, the dropout.
-        precision: ``auto`` (bf16 autocast on GPU, fp32 on CPU), ``fp32`` or ``bf16``.
-        device: ``auto``, ``cpu``, ``cuda`` (each process takes ``cuda:LOCAL_RANK``).
-        checkpoint_every: steps between checkpoints (also at every epoch's end).
-        log_every: steps between metrics lines.
-        progress: show a progress bar (rank 0).
-    """
-
-    pairs: str | None = None
-    data_root: str | None = None
-    split: str = "trn"
-    adapter: str | None = None
-    weights: str | None = None
-    random_weights: bool = False
-    input_size: int = 434
-    beta: float = DEFAULT_BETA
-    points_per_pair: int = 512
-    jitter: float = 0.03
-    epochs: int = 10
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    lr_decay_epoch: int = 5
-    lr_decay: float = 1.0
-    lora_rank: int = 8
-    lora_alpha: float = 8.0
-    lora_dropout: float = 0.05
-    pairs_per_step: int = 1
-    seed: int = 0
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    device: str = "auto"
-    checkpoint_every: int = 200
-    log_every: int = 10
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if not self.pairs:
-            raise InputError("finetune-3d needs --pairs: a pair file of `semcorr make-3d-pairs`, "
-                             "or a benchmark name (spair) with --data-root")
-        positive = {"epochs": self.epochs, "lr": self.lr, "beta": self.beta, "points_per_pair": self.points_per_pair,
-                    "pairs_per_step": self.pairs_per_step, "checkpoint_every": self.checkpoint_every,
-                    "log_every": self.log_every, "input_size": self.input_size}
-        for name, value in positive.items():
-            if not value > 0:
-                raise InputError(f"finetune-3d: --{name.replace('_', '-')} must be positive, got {value}")
-        if not self.jitter >= 0:
-            raise InputError(f"finetune-3d: --jitter must be 0 or more, got {self.jitter}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise InputError(f"finetune-3d: --precision must be auto, fp32 or bf16, got {self.precision!r}")
-
-    def digest(self) -> str:
-        """Hash of the settings that change the result (operational ones excluded)."""
-        return config_digest(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,8 +69,6 @@ class _PairFilePairs:
     """The pairs of a ``make-3d-pairs`` file, read on access."""
 
     def __init__(self, path: Path) -> None:
-        from ..threed import open_3d_pairs
-
         self.file = open_3d_pairs(path)
 
     def __len__(self) -> int:
@@ -170,8 +88,6 @@ def open_point_pairs(pairs: str, data_root: str | None = None, split: str = "trn
         if len(found) == 0:
             raise InputError(f"{path}: the pair file has no pairs with correspondences; run `semcorr make-3d-pairs`")
         return found
-    from ..eval.benchmarks import get_benchmark, load_benchmark
-
     try:
         benchmark = get_benchmark(pairs)
     except InputError:
@@ -286,10 +202,7 @@ class RefineTask:
 def refine_student(config: FinetuneConfig, backbone: nn.Module | None = None) -> StudentExtractor:
     """The student a run starts from: the backbone with ``config.adapter`` loaded (not merged), or
     with a new adapter."""
-    return StudentExtractor(StudentConfig(input_size=config.input_size, weights=config.weights,
-                                          adapter=config.adapter, merge=False, lora_rank=config.lora_rank,
-                                          lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout),
-                            random_weights=config.random_weights, backbone=backbone)
+    return StudentExtractor(config.student_config(), random_weights=config.random_weights, backbone=backbone)
 
 
 def finetune(config: FinetuneConfig, out: str | os.PathLike, *, backbone: nn.Module | None = None,
@@ -305,12 +218,11 @@ def finetune(config: FinetuneConfig, out: str | os.PathLike, *, backbone: nn.Mod
         a :class:`~semcorr.train.engine.TrainResult`; the adapter is ``out/adapter``.
 
     Example:
-        >>> result = finetune(FinetuneConfig(pairs="co3d_pairs.h5", adapter="run/adapter"), "run3d")  # doctest: +SKIP
+        >>> result = finetune(FinetuneConfig(pair_file="co3d_pairs.h5", adapter="run/adapter"), "run3d")  # doctest: +SKIP
         >>> result.adapter                                                                          # doctest: +SKIP
         PosixPath('run3d/adapter')
     """
-    pairs = open_point_pairs(config.pairs or "", config.data_root, config.split)
-    return train_student(config, out, command="finetune-3d", run_format=RUN_FORMAT,
-                         build_student=lambda: refine_student(config, backbone),
+    pairs = open_point_pairs(config.pair_file or config.benchmark or "", config.data_root, config.split)
+    return train_student(config, out, build_student=lambda: refine_student(config, backbone),
                          make_task=lambda student, context: RefineTask(config, student, pairs, context),
                          on_step=on_step)

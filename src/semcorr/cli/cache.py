@@ -1,62 +1,55 @@
-"""``semcorr cache-teacher IMAGES --out DIR``: fill a teacher-feature cache (a thin layer over
-:func:`semcorr.cache.cache_teacher`). Heavy imports happen only when the command runs."""
+"""``semcorr cache-teacher IMAGES --out DIR``: fill a teacher-feature cache with
+:func:`semcorr.cache.cache_teacher` (one process, or one share per rank under torchrun)."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from typing import Any
 
+from ..errors import InputError
+from ..settings import ON_ERROR
+from .options import add_model_options, model_arguments
 
-def _member_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Config overrides of the SDXL-Turbo options for the ``teacher`` or ``sdxl-turbo`` preset."""
-    sdxl = {name: getattr(args, name) for name in ("vae", "tiny_vae_weights") if getattr(args, name) is not None}
+MEMBER_OPTIONS = ("vae", "tiny_vae_weights")
+
+
+def member_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Config overrides of the SDXL-Turbo and DINOv2 options for the ``teacher`` or ``sdxl-turbo`` preset."""
+    from ..features.config import TeacherConfig
+
+    sdxl = {name: getattr(args, name) for name in MEMBER_OPTIONS if getattr(args, name) is not None}
     if args.model == "sdxl-turbo":
+        if args.sdxl_weights or args.dino_weights:
+            raise InputError("use --weights for the sdxl-turbo model (--sdxl-weights and --dino-weights are for "
+                             "the teacher)")
         return sdxl
     if args.model != "teacher":
         if sdxl or args.sdxl_weights or args.dino_weights:
-            raise_input(f"--vae, --tiny-vae-weights, --sdxl-weights and --dino-weights apply to the teacher and "
-                        f"sdxl-turbo models, not {args.model}")
+            raise InputError(f"--vae, --tiny-vae-weights, --sdxl-weights and --dino-weights apply to the teacher and "
+                             f"sdxl-turbo models, not {args.model}")
         return {}
-    from ..features import TeacherConfig
-
     defaults = TeacherConfig()
     if args.sdxl_weights:
         sdxl["weights"] = args.sdxl_weights
-    overrides = {"sdxl": dataclasses.replace(defaults.sdxl, **sdxl)} if sdxl else {}
+    overrides: dict[str, Any] = {"sdxl": dataclasses.replace(defaults.sdxl, **sdxl)} if sdxl else {}
     if args.dino_weights:
         overrides["dino"] = dataclasses.replace(defaults.dino, weights=args.dino_weights)
     return overrides
 
 
-def raise_input(message: str) -> None:
-    from ..errors import InputError
+def run_cache_teacher(args: argparse.Namespace) -> int:
+    from ..cache.run import cache_teacher
+    from ..features.registry import build_extractor
+    from ..images import list_images
+    from ..runtime import resolve_rank
 
-    raise InputError(message)
-
-
-def _device(requested: str) -> str:
-    """``auto`` under torchrun / accelerate: this process's GPU (``LOCAL_RANK``) when there is one."""
-    import torch
-
-    if requested == "auto" and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
-        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
-    return requested
-
-
-def _run(args: argparse.Namespace) -> int:
-    from ..cli import extractor_overrides
-    from ..features import build_extractor
-    from . import cache_teacher, list_images, resolve_rank
-
-    if args.model == "sdxl-turbo" and args.sdxl_weights:
-        raise_input("use --weights for the sdxl-turbo model (--sdxl-weights is for the teacher)")
+    overrides = member_overrides(args)
     rank, world_size = resolve_rank(args.rank, args.world_size)
     images = list_images(args.images, category_from_folder=args.category_from_folder)
-    extractor = build_extractor(args.model, weights=args.weights, random_weights=args.random_weights,
-                                device=_device(args.device), **extractor_overrides(args), **_member_overrides(args))
+    arguments = model_arguments(args)
+    extractor = build_extractor(arguments.pop("model"), **arguments, **overrides)
     if extractor.random_weights:
         print("semcorr: warning: random weights; the cached features carry no meaning", file=sys.stderr)
     report = cache_teacher(extractor, images, args.out, rank=rank, world_size=world_size,
@@ -65,9 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_cache_teacher_command(commands: argparse._SubParsersAction) -> None:
-    from ..cli import add_model_options
-
+def register(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser(
         "cache-teacher", help="cache a teacher's per-image features (fp16; resumable; several ranks)",
         description="Cache per-image teacher features in DIR: one fp16 safetensors file per image, written "
@@ -85,7 +76,7 @@ def add_cache_teacher_command(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--rank", type=int, help="this process's rank (default: $RANK, else 0)")
     command.add_argument("--world-size", type=int, help="number of processes (default: $WORLD_SIZE, else 1)")
     command.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1)")
-    command.add_argument("--on-error", choices=["skip", "stop"], default="skip",
+    command.add_argument("--on-error", choices=ON_ERROR, default="skip",
                          help="an unreadable image is reported and skipped (default) or stops the run")
     command.add_argument("--no-progress", action="store_true", help="no progress bar")
-    command.set_defaults(run=_run)
+    command.set_defaults(run=run_cache_teacher)

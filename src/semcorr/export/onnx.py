@@ -25,7 +25,6 @@ to ``path``. The settings are stored in the model's ``metadata_props``.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import logging
@@ -42,13 +41,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..bench import cpu_name
 from ..errors import ExportError, InputError
 from ..features.base import Extractor
 from ..features.dinov2 import IMAGENET_MEAN, IMAGENET_STD, DinoV2Extractor
-from ..fileio import temporary_path
+from ..fileio import atomic_file
 from ..geometry import ImageGeometry, resize_onto_canvas
 from ..images import ImageInput, load_image
+from ..runtime import cpu_name, load_average
 from . import ONNX_OPSET
 
 INSTALL_HINT = 'pip install "semcorr[onnx]" (onnx, onnxruntime and onnxscript)'
@@ -221,21 +220,16 @@ def _metadata(module: NormalisedFeatures, adapter: str | None, lora_merged: bool
     }
 
 
-def _save(program: Any, path: Path, weight_bytes: int) -> Path | None:
-    """Write the ONNX file under ``path``'s temporary name; returns the external data file or None."""
+def _save(program: Any, temporary: Path, path: Path, weight_bytes: int) -> Path | None:
+    """Write the ONNX file of ``path`` to ``temporary``; returns the external data file or None."""
     from onnxscript import ir
 
-    temporary = temporary_path(path)
     if weight_bytes <= _EXTERNAL_DATA_BYTES:
         ir.save(program.model, temporary)
         return None
     data = path.with_name(path.name + ".data")  # referenced by this relative name from the final file
     ir.save(program.model, temporary, external_data=data.name)
     return data
-
-
-def _load_average() -> list[float] | None:
-    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 def _check_and_time(ort: Any, onnx_file: Path, module: NormalisedFeatures, pixels: Tensor, expected: Tensor,
@@ -264,7 +258,7 @@ def _check_and_time(ort: Any, onnx_file: Path, module: NormalisedFeatures, pixel
                           f"(> {tolerance:.0e}); the file was not written")
     if not runs:
         return max_abs_diff, None, None, None
-    load_before = _load_average()
+    load_before = load_average()
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -327,23 +321,21 @@ def export_onnx(extractor: Extractor, path: str | os.PathLike, *, size: int | No
     metadata = _metadata(module, adapter, lora_merged, size, batch_size, grid, channels, opset_used)
     program.model.metadata_props.update(metadata)
     weight_bytes = sum(t.numel() * t.element_size() for t in module.parameters())
-    data_path = _save(program, path, weight_bytes)
-    export_s = time.perf_counter() - start
-    temporary = temporary_path(path)
+    data_path: Path | None = None
     try:
-        max_abs_diff, ort_s, torch_s, load_before = _check_and_time(ort, temporary, module, pixels, expected,
-                                                                    tolerance, runs, warmup, threads)
-        os.replace(temporary, path)
+        with atomic_file(path) as temporary:  # renamed to path only once the check has passed
+            data_path = _save(program, temporary, path, weight_bytes)
+            export_s = time.perf_counter() - start
+            max_abs_diff, ort_s, torch_s, load_before = _check_and_time(ort, temporary, module, pixels, expected,
+                                                                        tolerance, runs, warmup, threads)
     except BaseException:
-        for leftover in (temporary, data_path):
-            if leftover is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    leftover.unlink()
+        if data_path is not None:
+            data_path.unlink(missing_ok=True)
         raise
     file_bytes = path.stat().st_size + (data_path.stat().st_size if data_path is not None else 0)
     machine = {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
                "onnxruntime": ort.__version__, "onnx": onnx.__version__,
-               "load_average_before": load_before, "load_average": _load_average()}
+               "load_average_before": load_before, "load_average": load_average()}
     return ExportReport(
         path=path, data_path=data_path, model=extractor.name, adapter=adapter, lora_merged=lora_merged,
         random_weights=extractor.random_weights, input_size=size, batch_size=batch_size, grid=grid,

@@ -1,23 +1,19 @@
-"""``semcorr eval BENCHMARK --data-root PATH``: a thin layer over :func:`semcorr.eval.evaluate`.
-
-Heavy modules (models, data) are imported only when the command runs.
-"""
+"""``semcorr eval BENCHMARK --data-root PATH``: :func:`semcorr.eval.evaluate`, its table and files."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
-BENCHMARK_NAMES = ("spair", "pf-willow", "pf-pascal", "cub", "ap10k-intra-species", "ap10k-cross-species",
-                   "ap10k-cross-family")
+from ..errors import InputError
+from ..eval.benchmarks import BENCHMARKS
+from .options import add_match_options, add_model_options, given, match_settings, model_arguments
+
+PCK_OPTIONS = ("alphas", "threshold", "average")
 
 
 def _loader_option(text: str) -> tuple[str, Any]:
-    from ..errors import InputError
-
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
         raise InputError(f"--loader-option: {text!r} is not KEY=VALUE (e.g. layout=small)")
@@ -27,50 +23,48 @@ def _loader_option(text: str) -> tuple[str, Any]:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from ..cli import extractor_overrides, match_settings
-    from .report import format_table
-    from .runner import PCKSettings, evaluate
+    from ..eval.pck import PCKSettings
+    from ..eval.report import format_table
+    from ..eval.runner import evaluate
+    from ..fileio import write_json
 
-    pck = PCKSettings(alphas=tuple(args.alpha) if args.alpha else None, threshold=args.threshold,
-                      average=args.average, inclusive=not args.strict)
+    fields = given(args, PCK_OPTIONS)
+    pck = PCKSettings(**{**fields, **({"alphas": tuple(fields["alphas"])} if "alphas" in fields else {})},
+                      inclusive=not args.strict)
+    loader_options = dict(_loader_option(o) for o in args.loader_option)
     result = evaluate(
-        args.benchmark, args.data_root, model=args.model, weights=args.weights, random_weights=args.random_weights,
-        device=args.device, split=args.split, settings=match_settings(args), pck=pck, limit=args.limit,
-        batch_size=args.batch_size, cache=args.cache, cache_dir=args.cache_dir,
-        loader_options=dict(_loader_option(o) for o in args.loader_option),
+        args.benchmark, args.data_root, split=args.split, settings=match_settings(args), pck=pck, limit=args.limit,
+        batch_size=args.batch_size, cache=args.cache, cache_dir=args.cache_dir, loader_options=loader_options,
         predictions=bool(args.save_predictions), progress=not args.quiet, pose_align=args.pose_align,
-        **extractor_overrides(args),
+        **model_arguments(args),
     )
     records = result.pop("predictions", None)
     if args.save_predictions:
-        Path(args.save_predictions).write_text(json.dumps(records) + "\n")
+        write_json(args.save_predictions, records, indent=None)
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result)
     print(format_table(result))
     if result["random_weights"]:
         print("semcorr: warning: random weights; the scores carry no meaning", file=sys.stderr)
     return 0
 
 
-def add_eval_command(commands: argparse._SubParsersAction) -> None:
-    """Register ``semcorr eval``."""
-    from ..cli import DEFAULT_MODEL, add_match_options, add_model_options
-
+def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "eval", help="PCK of a model on a benchmark (SPair-71k, PF-WILLOW, PF-PASCAL, CUB, AP-10K)",
         description="Evaluate a model on a semantic correspondence benchmark with the paper protocol by default: "
                     "434x434 square resize, features upsampled to 60x60, 11x11 window soft-argmax, PCK of the "
                     "target box's longer side (the image's for PF-PASCAL) averaged per keypoint.")
-    parser.add_argument("benchmark", metavar="BENCHMARK", help=f"one of: {', '.join(BENCHMARK_NAMES)}")
+    parser.add_argument("benchmark", metavar="BENCHMARK", help=f"one of: {', '.join(BENCHMARKS)}")
     parser.add_argument("--data-root", required=True, help="the benchmark's folder in its official layout")
     parser.add_argument("--split", help="default: test")
-    add_model_options(parser, DEFAULT_MODEL)
+    add_model_options(parser)
     add_match_options(parser)
-    parser.add_argument("--alpha", type=float, nargs="+", metavar="A",
+    parser.add_argument("--alpha", dest="alphas", type=float, nargs="+", metavar="A",
                         help="PCK thresholds (default: 0.1 0.05 0.01; PF-PASCAL and PF-WILLOW 0.05 0.1 0.15)")
     parser.add_argument("--threshold", choices=["bbox", "image"],
                         help="L = longer side of the target box or image (default: bbox; image for PF-PASCAL)")
-    parser.add_argument("--average", choices=["keypoint", "image"], default="keypoint",
+    parser.add_argument("--average", choices=["keypoint", "image"],
                         help="average of the headline PCK and category rows (default keypoint; both are in --out)")
     parser.add_argument("--strict", action="store_true", help="correct if distance < alpha*L (default <=)")
     parser.add_argument("--pose-align", action="store_true",

@@ -13,12 +13,13 @@ Masks reach image resolution through the FeatureMap geometry: for each cell the 
 original pixel's centre, and the mask is where it is positive, so boundaries fall between cells
 rather than on the cell grid. Two optional steps (on by default, see :class:`SegmentSettings`):
 background cells enclosed by foreground become foreground, and the boundary is refined at pixel
-level by the image's colours within a band of 1.5 cells (:mod:`semcorr.segment_refine`; features
+level by the image's colours within a band of 1.5 cells (:mod:`semcorr.segment.refine`; features
 see a neighbourhood, so coarse masks overshoot an object's outline by up to about a cell).
 """
 
 from __future__ import annotations
 
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +28,19 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import Tensor
 
-from .errors import InputError
-from .features import DEFAULT_MODEL, Extractor, FeatureMap, build_extractor
-from .geometry import ImageGeometry
-from .images import ImageInput, image_name, load_image
-from .matching import grid_to_normalized
-from .segment_refine import refine_mask
+from ..errors import InputError
+from ..features.base import Extractor, FeatureMap
+from ..features.config import DEFAULT_MODEL
+from ..features.registry import build_extractor
+from ..fileio import write_atomically
+from ..geometry import ImageGeometry
+from ..images import ImageInput, image_name, load_image
+from ..matching import grid_to_normalized
+from ..settings import check_bool, check_int, check_number
+from .refine import refine_mask
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,7 @@ class SegmentSettings:
         fill_holes: background cells enclosed by foreground (not connected to the image border
             through background) become foreground: objects are taken to be solid.
         refine_band: refine the boundary at pixel level with the image's colours within this many
-            feature cells of it (:mod:`semcorr.segment_refine`); 0 turns refinement off.
+            feature cells of it (:mod:`semcorr.segment.refine`); 0 turns refinement off.
     """
 
     grid: int | None = None
@@ -60,6 +66,16 @@ class SegmentSettings:
     batch_size: int = 8
     fill_holes: bool = True
     refine_band: float = 1.5
+
+    def __post_init__(self) -> None:
+        check_int(self, "grid", minimum=1, maximum=1024, optional=True, none_means="(0 on the command line) for "
+                  "the native grid")
+        check_int(self, "restarts", minimum=1)
+        check_int(self, "iterations", minimum=1)
+        check_int(self, "seed")
+        check_int(self, "batch_size", minimum=1)
+        check_bool(self, "fill_holes")
+        check_number(self, "refine_band", minimum=0)
 
 
 def kmeans(points: Tensor, k: int = 2, *, restarts: int = 4, iterations: int = 30,
@@ -76,7 +92,9 @@ def kmeans(points: Tensor, k: int = 2, *, restarts: int = 4, iterations: int = 3
     points = points.float()
     generator = torch.Generator(device="cpu").manual_seed(seed)
     best: tuple[float, Tensor, Tensor] | None = None
-    for _ in range(max(1, restarts)):
+    if restarts < 1:
+        raise ValueError(f"restarts must be at least 1, got {restarts}")
+    for _ in range(restarts):
         centroids = _kmeans_pp(points, k, generator)
         labels = None
         for _ in range(iterations):
@@ -244,10 +262,10 @@ def mask_paths(images: Sequence[ImageInput], out_dir: str | os.PathLike) -> list
 
 
 def save_mask(mask: Tensor, path: str | os.PathLike) -> None:
-    """Write an (H, W) bool mask as an 8-bit PNG (255 foreground, 0 background)."""
-    from PIL import Image
-
-    Image.fromarray(mask.numpy().astype(np.uint8) * 255).save(path)
+    """Write an (H, W) bool mask as an 8-bit PNG (255 foreground, 0 background), atomically."""
+    buffer = io.BytesIO()
+    Image.fromarray(mask.numpy().astype(np.uint8) * 255).save(buffer, format="PNG")
+    write_atomically(path, buffer.getvalue())
 
 
 def run_segment(images: Sequence[ImageInput], out_dir: str | os.PathLike, **options: Any) -> list[Path]:

@@ -18,7 +18,6 @@ offline for every download) stops :func:`unreachable_reason` from trying the net
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import os
 import re
@@ -26,15 +25,14 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 from urllib.parse import urlparse
 
-from .errors import WeightsUnavailableError
+from tqdm import tqdm
 
-if TYPE_CHECKING:
-    from tqdm import tqdm
+from ..errors import WeightsUnavailableError
+from ..fileio import file_lock
 
 CHUNK = 1 << 20
 _TRUE = ("1", "true", "yes", "on")
@@ -78,22 +76,6 @@ def _total_length(response: http.client.HTTPResponse, offset: int) -> int | None
 def _range_start(response: http.client.HTTPResponse) -> int | None:
     match = _CONTENT_RANGE.fullmatch((response.headers.get("Content-Range") or "").strip())
     return int(match.group(1)) if match else None
-
-
-@contextlib.contextmanager
-def file_lock(lock_path: Path) -> Iterator[None]:
-    """Hold an advisory lock on ``lock_path`` (waits for another holder; no-op without fcntl)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with open(lock_path, "a+b") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _fetch_once(url: str, part: Path, timeout: float, bar: tqdm) -> None:
@@ -165,8 +147,6 @@ def download_file(url: str, target: Path, *, attempts: int = 5, timeout: float =
     Raises:
         WeightsUnavailableError: it gave up; the ``.part`` file is kept for a later resume.
     """
-    from tqdm import tqdm
-
     target = Path(target).expanduser()
     if target.is_file():
         return target
@@ -197,7 +177,6 @@ def download_file(url: str, target: Path, *, attempts: int = 5, timeout: float =
                         last_error = f"{type(error).__name__}: {getattr(error, 'reason', None) or error}"
                 else:
                     os.replace(part, target)
-                    lock.unlink(missing_ok=True)  # a waiter holding the old lock finds the target and returns
                     return target
                 after = part.stat().st_size if part.exists() else 0
                 fruitless = 0 if after > before else fruitless + 1

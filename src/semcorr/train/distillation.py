@@ -17,98 +17,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..cache.run import ImageItem, list_images
+from ..cache.store import TeacherCache
 from ..errors import InputError
 from ..features.base import Extractor
-from ..features.student import StudentConfig, StudentExtractor
+from ..features.registry import build_extractor
+from ..features.student import StudentExtractor
+from ..images import ImageItem, list_images
 from . import pairing
-from .engine import RunContext, TrainResult, config_digest, train_student
+from .config import DistillConfig
+from .engine import RunContext, TrainResult, train_student
 from .losses import distillation_loss
-
-RUN_FORMAT = "semcorr-distill-run"
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    """Every setting of a distillation run (saved as ``RUN/config.json``).
-
-    Attributes:
-        images: folder of training images (recursive) or a text file listing them.
-        pairs: ``None``: retrieval pairing; a text file of ``source target`` key pairs; or a
-            SPair-71k root (its ``trn`` pairs, images only; ``images`` defaults to its JPEGImages).
-        teacher_cache: folder filled by ``semcorr cache-teacher`` over the same images.
-        teacher: instead of a cache, a teacher preset run live (e.g. ``teacher``).
-        teacher_weights: weights of the live teacher preset.
-        weights: the student backbone's weights (HF id, folder or .pth; default the official one).
-        random_weights: untrained student backbone (timing, tests).
-        input_size: student input side in pixels (434 -> 31x31 patches).
-        epochs: passes over the pairs.
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay.
-        lr_decay_epoch: multiply the lr by ``lr_decay`` from this epoch on (0-based).
-        lr_decay: the factor.
-        temperature: softmax temperature of the loss.
-        lora_rank, lora_alpha, lora_dropout: the adapter.
-        neighbours: k of the retrieval pairing.
-        pairs_per_step: pairs per optimiser step per process.
-        seed: fixes the LoRA init, the pairs of every epoch and the dropout.
-        precision: ``auto`` (bf16 autocast on GPU, fp32 on CPU), ``fp32`` or ``bf16``.
-        device: ``auto``, ``cpu``, ``cuda`` (each process takes ``cuda:LOCAL_RANK``).
-        checkpoint_every: steps between checkpoints (also at every epoch's end).
-        log_every: steps between metrics lines.
-        progress: show a progress bar (rank 0).
-    """
-
-    images: str | None = None
-    pairs: str | None = None
-    teacher_cache: str | None = None
-    teacher: str | None = None
-    teacher_weights: str | None = None
-    weights: str | None = None
-    random_weights: bool = False
-    input_size: int = 434
-    epochs: int = 10
-    lr: float = 1e-4
-    weight_decay: float = 0.05
-    lr_decay_epoch: int = 5
-    lr_decay: float = 0.1
-    temperature: float = 0.01
-    lora_rank: int = 8
-    lora_alpha: float = 8.0
-    lora_dropout: float = 0.05
-    neighbours: int = 10
-    pairs_per_step: int = 1
-    seed: int = 0
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    device: str = "auto"
-    checkpoint_every: int = 200
-    log_every: int = 10
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        positive = {"epochs": self.epochs, "lr": self.lr, "temperature": self.temperature,
-                    "pairs_per_step": self.pairs_per_step, "neighbours": self.neighbours,
-                    "checkpoint_every": self.checkpoint_every, "log_every": self.log_every}
-        for name, value in positive.items():
-            if not value > 0:
-                raise InputError(f"distill: --{name.replace('_', '-')} must be positive, got {value}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise InputError(f"distill: --precision must be auto, fp32 or bf16, got {self.precision!r}")
-        if self.teacher_cache and self.teacher:
-            raise InputError("distill: give --teacher-cache or --teacher, not both")
-
-    def digest(self) -> str:
-        """Hash of the settings that change the result (operational ones excluded)."""
-        return config_digest(self)
 
 
 DistillResult = TrainResult  # what :func:`distill` returns: adapter folder, trained student, steps taken
@@ -119,13 +45,12 @@ KeyPairs = tuple[tuple[str, str], ...]
 
 def _training_images(config: DistillConfig) -> tuple[list[ImageItem], KeyPairs]:
     """The images and, for listed pairs, the key pairs (retrieval pairs need embeddings first)."""
-    if config.pairs and Path(config.pairs).is_dir():
-        images, key_pairs = pairing.spair_training_pairs(config.pairs)
-        return list_images(config.images or images), tuple(key_pairs)
-    if not config.images:
-        raise InputError("distill needs --images (a folder or list file), or --pairs with a SPair-71k root")
-    items = list_images(config.images)
-    return items, (tuple(pairing.read_pair_list(config.pairs)) if config.pairs else ())
+    if config.benchmark:
+        images, key_pairs = pairing.benchmark_pairs(config.benchmark, config.data_root or "", config.split,
+                                                    images=config.images)
+        return list_images(images), tuple(key_pairs)
+    items = list_images(config.images or "")
+    return items, (tuple(pairing.read_pair_list(config.pair_list)) if config.pair_list else ())
 
 
 def _gather_rows(local: Tensor, total: int, rank: int, world_size: int, device: torch.device) -> Tensor:
@@ -149,7 +74,7 @@ def _schedule(config: DistillConfig, student: StudentExtractor, items: list[Imag
               device: torch.device) -> tuple[list[ImageItem], pairing.RetrievalPairs | pairing.ListedPairs]:
     """The images that take part and the pairing: listed pairs, or retrieval over class tokens."""
     if key_pairs:
-        kept, index = pairing.index_pairs(items, key_pairs, config.pairs or "pairs")
+        kept, index = pairing.index_pairs(items, key_pairs, config.pair_list or config.benchmark or "pairs")
         return kept, pairing.ListedPairs(index, config.seed)
     identity = {"keys": pairing.keys_digest(items), "weights": config.weights, "random": config.random_weights,
                 "input_size": config.input_size, "backbone": repr(student.model.config.to_dict())}
@@ -174,8 +99,6 @@ class _Teacher:
 
     def __init__(self, config: DistillConfig, extractor: Extractor | None, items: list[ImageItem],
                  device: torch.device) -> None:
-        from ..cache.store import TeacherCache
-
         self.device, self.cache, self.extractor = device, None, extractor
         if extractor is None and config.teacher_cache:
             self.cache = TeacherCache(config.teacher_cache)
@@ -184,8 +107,6 @@ class _Teacher:
                 raise InputError(f"{config.teacher_cache}: no teacher features for {len(missing)} of {len(items)} "
                                  f"images, e.g. {missing[0]!r}; fill it with `semcorr cache-teacher`")
         elif extractor is None and config.teacher:
-            from ..features import build_extractor
-
             self.extractor = build_extractor(config.teacher, weights=config.teacher_weights,
                                              random_weights=config.random_weights, device=device)
         elif extractor is None:
@@ -250,13 +171,9 @@ def distill(config: DistillConfig, out: str | os.PathLike, *, backbone: nn.Modul
     images, key_pairs = _training_images(config)
 
     def build_student() -> StudentExtractor:
-        return StudentExtractor(StudentConfig(input_size=config.input_size, weights=config.weights,
-                                              lora_rank=config.lora_rank, lora_alpha=config.lora_alpha,
-                                              lora_dropout=config.lora_dropout),
-                                random_weights=config.random_weights, backbone=backbone)
+        return StudentExtractor(config.student_config(), random_weights=config.random_weights, backbone=backbone)
 
     def make_task(student: StudentExtractor, context: RunContext) -> DistillTask:
         return DistillTask(config, student, images, key_pairs, context, teacher)
 
-    return train_student(config, out, command="distill", run_format=RUN_FORMAT, build_student=build_student,
-                         make_task=make_task, on_step=on_step)
+    return train_student(config, out, build_student=build_student, make_task=make_task, on_step=on_step)

@@ -1,18 +1,18 @@
-"""``semcorr export-onnx --model student --size 434 --out student.onnx``: a thin layer over
-:func:`semcorr.export.export_onnx`. Models and onnx are imported only when the command runs."""
+"""``semcorr export-onnx --model student --size 434 --out student.onnx``: :func:`semcorr.export.export_onnx`."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
+
+from ..export import ONNX_OPSET
 
 
 def run_export_onnx(args: argparse.Namespace) -> int:
     from ..demo import demo_images
-    from ..features import build_extractor
-    from .onnx_export import export_onnx, format_report, require_onnx
+    from ..export.onnx import export_onnx, format_report, require_onnx
+    from ..features.registry import build_extractor
+    from ..fileio import write_json
 
     require_onnx()  # before building a model: fail fast with the install hint
     overrides = {"adapter": args.adapter} if args.adapter else {}
@@ -24,15 +24,13 @@ def run_export_onnx(args: argparse.Namespace) -> int:
                          runs=args.runs, warmup=args.warmup, threads=args.threads)
     print(format_report(report))
     if args.json:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        write_json(args.json, report.to_dict())
     if report.random_weights:
         print("semcorr: warning: random weights; the exported features carry no meaning", file=sys.stderr)
     return 0
 
 
-def add_export_onnx_command(commands: argparse._SubParsersAction) -> None:
-    from . import ONNX_OPSET
-
+def register(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser("export-onnx", help="export the student (or another DINOv2-based model) to "
                                  "ONNX at a fixed input size, check it against PyTorch with onnxruntime and time "
                                  "both on CPU")

@@ -5,12 +5,10 @@ Offline, a missing model is reported at once with what to do, not after a minute
 
 from __future__ import annotations
 
-import os
-import socket
 from pathlib import Path
-from urllib.parse import urlparse
 
-from .errors import InputError, WeightsUnavailableError
+from ..errors import InputError, WeightsUnavailableError
+from .download import unreachable_reason
 
 _PATH_PREFIXES = ("/", "./", "../", "~", ".\\")
 
@@ -18,20 +16,6 @@ _PATH_PREFIXES = ("/", "./", "../", "~", ".\\")
 def looks_like_path(source: str) -> bool:
     """True for strings meant as local paths rather than hub ids like ``owner/name``."""
     return source.startswith(_PATH_PREFIXES) or source.count("/") > 1 or Path(source).suffix != ""
-
-
-def _hub_unreachable_reason() -> str | None:
-    """Why the hub cannot be reached right now, or None if it can (a 3 s TCP probe)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return "HF_HUB_OFFLINE is set"
-    from huggingface_hub import constants
-
-    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=3).close()
-    except OSError as error:
-        return f"{host} is unreachable: {error.strerror or error}"
-    return None
 
 
 def resolve_pretrained(source: str, *, model: str, allow_patterns: list[str], how_to_supply: str) -> Path:
@@ -51,14 +35,14 @@ def resolve_pretrained(source: str, *, model: str, allow_patterns: list[str], ho
         return path
     if looks_like_path(source):
         raise InputError(f"{model}: weights path {source} does not exist")
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
         return Path(snapshot_download(source, local_files_only=True, allow_patterns=allow_patterns))
     except LocalEntryNotFoundError:
         pass
-    reason = _hub_unreachable_reason()
+    reason = unreachable_reason(constants.ENDPOINT)
     if reason is None:
         try:
             return Path(snapshot_download(source, allow_patterns=allow_patterns))

@@ -1,0 +1,16 @@
+"""What things cost: feature extraction per model (:mod:`.extract`, ``semcorr bench``), the SDXL-Turbo
+teacher (:mod:`.sdxl`, ``semcorr bench-sdxl``) and a training step (:mod:`.train_step`,
+``semcorr bench-train``). Names load on first use (:mod:`semcorr._lazy`).
+"""
+
+from __future__ import annotations
+
+from .._lazy import lazy_namespace
+
+_EXPORTS = {
+    "BenchSettings": "extract", "default_reference": "extract", "format_table": "extract", "measure": "extract",
+    "run_bench": "extract", "run_sdxl_bench": "sdxl", "run_train_step_bench": "train_step",
+    "format_train_step_table": "train_step", "time_steps": "train_step",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

@@ -1,0 +1,109 @@
+"""Options several commands share, and turning parsed options into the API's settings.
+
+Imports no command and nothing heavy. Options that fill a settings dataclass default to ``None``
+("not given"), so the dataclass's own defaults apply and it checks what was given; the help texts
+state those defaults (``tests/test_cli.py`` checks that they agree).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any, Sequence
+
+from ..errors import InputError
+from ..features.config import DEFAULT_MODEL
+from ..fileio import read_json
+from ..settings import PRECISIONS, RESIZE_MODES
+
+MATCH_FIELDS = ("grid", "method", "window", "temperature")
+
+
+def add_model_options(parser: argparse.ArgumentParser, default_model: str = DEFAULT_MODEL) -> None:
+    """--model, --weights, --random-weights, --device, --adapter, and the extractor's --input-size,
+    --resize-mode and --precision (left to the preset when not given)."""
+    parser.add_argument("--model", default=default_model, help=f"extractor preset (default {default_model}; "
+                        "see `semcorr models`)")
+    parser.add_argument("--weights", help="Hugging Face id, local folder or checkpoint file for the model")
+    parser.add_argument("--random-weights", action="store_true", help="untrained weights (timing and tests)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--input-size", type=int, help="input canvas side in pixels (default: the model's)")
+    parser.add_argument("--resize-mode", choices=RESIZE_MODES, help="default square (the papers')")
+    parser.add_argument("--precision", choices=PRECISIONS, help="default fp32")
+    parser.add_argument("--adapter", help="student only: a LoRA adapter folder (RUN/adapter of `semcorr distill`)")
+
+
+def extractor_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The extractor config fields given on the command line (:func:`add_model_options`)."""
+    names = ("input_size", "resize_mode", "precision", "adapter")
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def model_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """``model``, ``weights``, ``random_weights``, ``device`` and the extractor overrides, as the
+    API's functions take them."""
+    return dict(model=args.model, weights=args.weights, random_weights=args.random_weights, device=args.device,
+                **extractor_overrides(args))
+
+
+def add_match_options(parser: argparse.ArgumentParser) -> None:
+    """Options of :class:`~semcorr.matching.MatchSettings`; read them back with :func:`match_settings`."""
+    parser.add_argument("--grid", type=int, help="upsample features to this grid; 0: native (default 60)")
+    parser.add_argument("--method", choices=["window_soft_argmax", "nearest"],
+                        help="default window_soft_argmax")
+    parser.add_argument("--window", type=int, help="soft-argmax window in cells, odd (default 11)")
+    parser.add_argument("--temperature", type=float, help="soft-argmax temperature (default 0.02)")
+
+
+def given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """The options among ``names`` that were given (not ``None``)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def match_settings(args: argparse.Namespace):
+    """The :class:`~semcorr.matching.MatchSettings` of :func:`add_match_options`' options
+    (``--grid 0`` means the native grid)."""
+    from ..matching import MatchSettings
+
+    fields = given(args, MATCH_FIELDS)
+    if fields.get("grid") == 0:
+        fields["grid"] = None
+    return MatchSettings(**fields)
+
+
+def add_points_options(parser: argparse.ArgumentParser, where: str) -> None:
+    """--points X,Y ... and --points-file (one of the two): points in ``where``'s pixels."""
+    parser.add_argument("--points", nargs="+", metavar="X,Y", help=f"points in {where}'s pixels")
+    parser.add_argument("--points-file", help="JSON file: [[x, y], ...] or {\"points\": [...]}")
+
+
+def points_from(args: argparse.Namespace) -> list[list[float]]:
+    """The points of :func:`add_points_options`' options."""
+    if bool(args.points) == bool(args.points_file):
+        raise InputError("give the points with either --points x,y ... or --points-file FILE")
+    return [parse_point(p) for p in args.points] if args.points else read_points_file(args.points_file)
+
+
+def parse_point(text: str) -> list[float]:
+    """``"120,45.5"`` -> ``[120.0, 45.5]``."""
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--points: {text!r} is not an x,y pair (e.g. 120,45.5)") from None
+    return [x, y]
+
+
+def read_points_file(path: str) -> list[list[float]]:
+    """Points from JSON: ``[[x, y], ...]`` or ``{"points": [[x, y], ...]}``."""
+    data = read_json(path)
+    points = data.get("points") if isinstance(data, dict) else data
+    valid = isinstance(points, list) and all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                    and math.isfinite(v) for v in p) for p in points)
+    if not valid:
+        raise InputError(f"{path}: expected [[x, y], ...] or {{\"points\": [[x, y], ...]}} with numbers x, y")
+    return points
+
+
+def add_threads_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
