@@ -1,8 +1,14 @@
-"""Shared test helpers: where the real data lives, and a fast offline hub."""
+"""Shared fixtures: where the real data lives, a fast offline hub, and the CLI run in-process."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import sys
+import traceback
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -37,3 +43,47 @@ def _offline_hub(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     HF_HUB_OFFLINE as offline), and none sees the user's semcorr cache."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("SEMCORR_CACHE", str(tmp_path_factory.getbasetemp() / "semcorr-cache"))
+
+
+@dataclass
+class CliResult:
+    """What a run of the ``semcorr`` command gave: exit status and its output."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: object) -> CliResult:
+    """``semcorr ARGS...`` in this process, as the console script runs it: stdout and stderr captured
+    (warnings printed to stderr as Python prints them), argparse's exits and uncaught exceptions
+    (with their traceback) turned into an exit status."""
+    from semcorr.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        except Exception:  # what the interpreter does with an uncaught exception
+            traceback.print_exc()
+            code = 1
+        finally:
+            if threads is not None:  # --threads must not leak into later tests
+                torch.set_num_threads(threads)
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture
+def cli():
+    """Run ``semcorr`` in-process: ``cli("match", a, b, "--points", "10,20")`` -> :class:`CliResult`."""
+    return run_cli

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_dinov2 import tiny_backbone  # noqa: E402
+from helpers import tiny_backbone  # noqa: E402
 
 from semcorr.train import DistillConfig, FinetuneConfig, distill, finetune  # noqa: E402
 

@@ -1,9 +1,6 @@
 """`semcorr bench` on two tiny models, and the fast path's building blocks."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -18,16 +15,10 @@ ROW_FIELDS = {"model", "input_size", "batch_size", "precision", "compile", "devi
               "grid", "channels", "first_call_s", "build_s", "reference_row", "ratio_to_reference"}
 
 
-def run_cli(*args):
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "semcorr.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
-
-
 class TestBenchCommand:
-    def test_two_tiny_models_write_every_field(self, tmp_path):
+    def test_two_tiny_models_write_every_field(self, cli, tmp_path):
         out = tmp_path / "bench.json"
-        result = run_cli("bench", "--models", "baseline", "dinov2-s", "--sizes", "56", "--batch-sizes", "1", "2",
+        result = cli("bench", "--models", "baseline", "dinov2-s", "--sizes", "56", "--batch-sizes", "1", "2",
                          "--random-weights", "--repeats", "2", "--warmup", "1", "--reference", "baseline",
                          "--threads", "1", "--device", "cpu", "--out", str(out), "--quiet")
         assert result.returncode == 0, result.stderr
@@ -46,8 +37,8 @@ class TestBenchCommand:
         assert "random weights" in data["notes"]["weights"] and "RSS" in data["notes"]["memory"]
         assert "dinov2-s (random)" in result.stdout and "x ref" in result.stdout
 
-    def test_unknown_model_is_one_line(self):
-        result = run_cli("bench", "--models", "nonsense", "--quiet")
+    def test_unknown_model_is_one_line(self, cli):
+        result = cli("bench", "--models", "nonsense", "--quiet")
         assert result.returncode == 1 and result.stderr.strip().count("\n") == 0
         assert "unknown model 'nonsense'" in result.stderr
 

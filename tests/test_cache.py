@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO, data_path
-from sdxl_tiny import tiny_teacher
+from helpers import tiny_teacher
 
 from semcorr.cache import TeacherCache, cache_teacher, rank_of, teacher_identity
 from semcorr.images import list_images
@@ -28,7 +28,7 @@ import json, sys, torch
 torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
 from pathlib import Path
-from sdxl_tiny import tiny_teacher
+from helpers import tiny_teacher
 from semcorr.cache import cache_teacher
 from semcorr.images import list_images
 from semcorr.runtime import resolve_rank

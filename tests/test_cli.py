@@ -1,4 +1,5 @@
-"""The ``semcorr`` command, run as a real subprocess on real images."""
+"""The ``semcorr`` command on real images: in-process (the ``cli`` fixture), and as a real process where
+the process is what is tested (exit status, the traceback of ``--debug``, startup)."""
 
 import json
 import os
@@ -11,10 +12,11 @@ from PIL import Image
 from conftest import data_path
 
 
-def run(*args, cwd=None):
+def run_process(*args):
+    """``python -m semcorr.cli ARGS`` as a real subprocess."""
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     return subprocess.run([sys.executable, "-m", "semcorr.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
+                          env=env, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -24,9 +26,9 @@ def willow_pair():
 
 
 class TestMatchCommand:
-    def test_baseline_json_points_inside_image_b(self, willow_pair, tmp_path):
+    def test_baseline_json_points_inside_image_b(self, cli, willow_pair, tmp_path):
         a, b = willow_pair
-        result = run("match", str(a), str(b), "--model", "baseline", "--points", "50,60", "120.5,80", "10,10",
+        result = cli("match", str(a), str(b), "--model", "baseline", "--points", "50,60", "120.5,80", "10,10",
                      "--show", str(tmp_path / "m.png"))
         assert result.returncode == 0, result.stderr
         output = json.loads(result.stdout)
@@ -40,10 +42,10 @@ class TestMatchCommand:
         picture = Image.open(tmp_path / "m.png")
         assert picture.size[0] >= Image.open(a).size[0] + width - 2
 
-    def test_points_file_and_out(self, willow_pair, tmp_path):
+    def test_points_file_and_out(self, cli, willow_pair, tmp_path):
         a, b = willow_pair
         (tmp_path / "points.json").write_text(json.dumps({"points": [[30, 40], [70, 90]]}))
-        result = run("match", str(a), str(b), "--model", "baseline", "--points-file", str(tmp_path / "points.json"),
+        result = cli("match", str(a), str(b), "--model", "baseline", "--points-file", str(tmp_path / "points.json"),
                      "--out", str(tmp_path / "out.json"), "--resize-mode", "letterbox")
         assert result.returncode == 0, result.stderr
         output = json.loads((tmp_path / "out.json").read_text())
@@ -53,53 +55,53 @@ class TestMatchCommand:
     def test_corrupt_file_one_line_naming_it(self, willow_pair, tmp_path):
         broken = tmp_path / "broken.png"
         broken.write_bytes(willow_pair[0].read_bytes()[:300])
-        result = run("match", str(willow_pair[0]), str(broken), "--model", "baseline", "--points", "10,10")
+        result = run_process("match", str(willow_pair[0]), str(broken), "--model", "baseline", "--points", "10,10")
         assert result.returncode != 0
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "broken.png" in lines[0] and "Traceback" not in result.stderr
 
-    def test_point_outside_image_one_line_naming_it(self, willow_pair):
+    def test_point_outside_image_one_line_naming_it(self, cli, willow_pair):
         width, height = Image.open(willow_pair[0]).size
-        result = run("match", *map(str, willow_pair), "--model", "baseline", "--points", "10,10", f"{width + 5},3")
+        result = cli("match", *map(str, willow_pair), "--model", "baseline", "--points", "10,10", f"{width + 5},3")
         assert result.returncode != 0
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "point 1" in lines[0] and "image A" in lines[0]
 
-    def test_malformed_points(self, willow_pair):
-        result = run("match", *map(str, willow_pair), "--model", "baseline", "--points", "10;10")
+    def test_malformed_points(self, cli, willow_pair):
+        result = cli("match", *map(str, willow_pair), "--model", "baseline", "--points", "10;10")
         assert result.returncode != 0 and "'10;10' is not an x,y pair" in result.stderr
 
     def test_debug_shows_traceback(self, willow_pair):
-        result = run("--debug", "match", *map(str, willow_pair), "--model", "baseline", "--points", "nan,3")
+        result = run_process("--debug", "match", *map(str, willow_pair), "--model", "baseline", "--points", "nan,3")
         assert result.returncode != 0 and "Traceback" in result.stderr and "not a finite number" in result.stderr
 
-    def test_missing_weights_is_one_line_and_never_falls_back(self, willow_pair):
-        result = run("match", *map(str, willow_pair), "--points", "10,10")
+    def test_missing_weights_is_one_line_and_never_falls_back(self, cli, willow_pair):
+        result = cli("match", *map(str, willow_pair), "--points", "10,10")
         assert result.returncode != 0 and result.stdout == ""
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "distilldift_us.ckpt" in lines[0] and "--weights" in lines[0]  # the default model
 
-    def test_random_weights_are_announced(self, willow_pair):
-        result = run("match", *map(str, willow_pair), "--model", "dinov2-s", "--random-weights", "--points", "10,10")
+    def test_random_weights_are_announced(self, cli, willow_pair):
+        result = cli("match", *map(str, willow_pair), "--model", "dinov2-s", "--random-weights", "--points", "10,10")
         assert result.returncode == 0, result.stderr
         output = json.loads(result.stdout)
         assert output["random_weights"] and "random weights" in output["warning"]
         assert "random weights" in result.stderr
 
-    def test_unknown_model(self, willow_pair):
-        result = run("match", *map(str, willow_pair), "--model", "dinov9", "--points", "10,10")
+    def test_unknown_model(self, cli, willow_pair):
+        result = cli("match", *map(str, willow_pair), "--model", "dinov9", "--points", "10,10")
         assert result.returncode != 0 and "unknown model 'dinov9'" in result.stderr and "baseline" in result.stderr
 
 
 class TestDemoAndModels:
-    def test_demo_falls_back_to_baseline_offline(self, tmp_path):
-        result = run("demo", "--out-dir", str(tmp_path / "demo"))
+    def test_demo_falls_back_to_baseline_offline(self, cli, tmp_path):
+        result = cli("demo", "--out-dir", str(tmp_path / "demo"))
         assert result.returncode == 0, result.stderr
         assert "distilldift-us: weights are not in the cache" in result.stdout and "'baseline'" in result.stdout
         output = json.loads((tmp_path / "demo" / "matches.json").read_text())
         assert output["model"] == "baseline" and len(output["matches"]) == 8
         assert (tmp_path / "demo" / "matches.png").stat().st_size > 10_000
 
-    def test_models_lists_presets(self):
-        result = run("models")
+    def test_models_lists_presets(self, cli):
+        result = cli("models")
         assert result.returncode == 0 and "baseline" in result.stdout and "dinov2-b-reg" in result.stdout

@@ -2,20 +2,13 @@ import re
 
 import pytest
 import torch
-from transformers import Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+
+from helpers import tiny_backbone
+from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
 
 from semcorr import build_extractor
 from semcorr.errors import CheckpointError, InputError, WeightsUnavailableError
 from semcorr.features import DinoV2Config, DinoV2Extractor
-
-
-def tiny_backbone(registers=True, layers=2, swiglu=False, seed=0):
-    torch.manual_seed(seed)
-    settings = dict(hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, patch_size=14, image_size=518,
-                    use_swiglu_ffn=swiglu, layerscale_value=1.0, layer_norm_eps=1e-6)
-    if registers:
-        return Dinov2WithRegistersModel(Dinov2WithRegistersConfig(num_register_tokens=4, **settings)).eval()
-    return Dinov2Model(Dinov2Config(**settings)).eval()
 
 
 def official_state_dict(model, registers=True, swiglu=False):

@@ -20,7 +20,7 @@ import pytest
 import torch
 from conftest import REPO, data_path
 from safetensors.torch import load_file
-from test_dinov2 import tiny_backbone
+from helpers import tiny_backbone
 
 from semcorr.cache.store import TeacherCache
 from semcorr.errors import InputError

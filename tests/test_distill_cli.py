@@ -6,31 +6,22 @@ backbone weights, 56 px inputs so a step takes well under a second), and ``match
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import torch
 from conftest import data_path
 from safetensors.torch import load_file
 
 
-def semcorr(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "semcorr.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
-
-
-def test_cache_distill_then_match(tmp_path):
+def test_cache_distill_then_match(cli, tmp_path, one_thread):
     images = sorted(data_path("pf-willow", "car(G)").glob("*.png"))[:4]
     listing = tmp_path / "images.txt"
     listing.write_text("".join(f"{path}\n" for path in images))
     cache, run = tmp_path / "cache", tmp_path / "run"
 
-    cached = semcorr("cache-teacher", str(listing), "--out", str(cache), "--model", "baseline")
+    cached = cli("cache-teacher", str(listing), "--out", str(cache), "--model", "baseline")
     assert cached.returncode == 0, cached.stderr[-2000:]
 
-    distilled = semcorr("distill", "--images", str(listing), "--teacher-cache", str(cache), "--out", str(run),
+    distilled = cli("distill", "--images", str(listing), "--teacher-cache", str(cache), "--out", str(run),
                         "--random-weights", "--input-size", "56", "--epochs", "2", "--lr-decay-epoch", "1",
                         "--neighbours", "2", "--lr", "1e-3", "--no-progress")
     assert distilled.returncode == 0, distilled.stderr[-2000:]
@@ -42,14 +33,14 @@ def test_cache_distill_then_match(tmp_path):
     log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 2 * 4 and {"loss", "lr", "pairs_per_s"} <= set(log[-1])
 
-    matched = semcorr("match", str(images[0]), str(images[1]), "--points", "50,60", "120,80",
+    matched = cli("match", str(images[0]), str(images[1]), "--points", "50,60", "120,80",
                       "--model", "student", "--random-weights", "--adapter", str(run / "adapter"),
                       "--input-size", "56", "--out", str(tmp_path / "m.json"))
     assert matched.returncode == 0, matched.stderr[-2000:]
     result = json.loads((tmp_path / "m.json").read_text())
     assert result["model"] == "student" and len(result["matches"]) == 2
     assert "no --adapter" not in matched.stderr
-    refused = semcorr("match", str(images[0]), str(images[1]), "--points", "50,60", "--model", "student",
+    refused = cli("match", str(images[0]), str(images[1]), "--points", "50,60", "--model", "student",
                       "--random-weights", "--adapter", str(tmp_path), "--input-size", "56")
     assert refused.returncode != 0 and "not a student adapter" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1

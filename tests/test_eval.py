@@ -3,9 +3,6 @@
 import dataclasses
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,12 +16,6 @@ from semcorr.features import build_extractor
 from semcorr.matching import MatchSettings
 
 
-def run(*args):
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "semcorr.cli", "eval", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
-
-
 def recompute_pck(records, alpha):
     """Independent PCK per keypoint from saved predictions: d <= alpha * L."""
     correct = total = 0
@@ -36,10 +27,10 @@ def recompute_pck(records, alpha):
 
 
 class TestEvalCommand:
-    def test_full_pf_willow_with_the_baseline(self, tmp_path):
+    def test_full_pf_willow_with_the_baseline(self, cli, tmp_path):
         root = data_path("pf-willow")
         out, predictions = tmp_path / "result.json", tmp_path / "preds.json"
-        result = run("pf-willow", "--data-root", str(root), "--model", "baseline", "--out", str(out),
+        result = cli("eval", "pf-willow", "--data-root", str(root), "--model", "baseline", "--out", str(out),
                      "--save-predictions", str(predictions))
         assert result.returncode == 0, result.stderr
         summary = json.loads(out.read_text())
@@ -63,8 +54,8 @@ class TestEvalCommand:
             assert recompute_pck(records, alpha) == pytest.approx(summary["pck"][str(alpha)], abs=0.01)
         assert "car" in result.stdout and "random guess in box" in result.stdout
 
-    def test_spair_mini_table_has_six_categories(self, tmp_path):
-        result = run("spair", "--data-root", str(data_path("spair-71k-mini")), "--model", "baseline", "--quiet",
+    def test_spair_mini_table_has_six_categories(self, cli, tmp_path):
+        result = cli("eval", "spair", "--data-root", str(data_path("spair-71k-mini")), "--model", "baseline", "--quiet",
                      "--out", str(tmp_path / "r.json"))
         assert result.returncode == 0, result.stderr
         summary = json.loads((tmp_path / "r.json").read_text())
@@ -73,8 +64,8 @@ class TestEvalCommand:
         for category in ("aeroplane", "cow", "dog", "horse", "motorbike", "pottedplant"):
             assert any(line.startswith(category) for line in result.stdout.splitlines())
 
-    def test_bad_input_is_one_line(self, tmp_path, capsys):
-        result = run("spair", "--data-root", str(tmp_path / "absent"), "--model", "baseline")
+    def test_bad_input_is_one_line(self, cli, tmp_path, capsys):
+        result = cli("eval", "spair", "--data-root", str(tmp_path / "absent"), "--model", "baseline")
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 1 and len(lines) == 1 and "absent" in lines[0] and "Traceback" not in result.stderr
         from semcorr.cli import main

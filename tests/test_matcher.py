@@ -43,7 +43,7 @@ class TestMatcher:
 
     def test_random_weights_flagged(self):
         from semcorr.features import DinoV2Config, DinoV2Extractor
-        from test_dinov2 import tiny_backbone
+        from helpers import tiny_backbone
 
         extractor = DinoV2Extractor(DinoV2Config(input_size=56), backbone=tiny_backbone(), random_weights=True)
         out = Matcher(extractor).match(torch.rand(3, 40, 40), torch.rand(3, 40, 40), [[5, 5]])

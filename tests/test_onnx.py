@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from test_dinov2 import tiny_backbone
+from helpers import tiny_backbone
 
 from semcorr.errors import ExportError, InputError
 from semcorr.features import build_extractor

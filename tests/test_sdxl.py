@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from conftest import data_path
 from diffusers import DDPMScheduler
 from safetensors.torch import load_file, save_file
-from sdxl_tiny import tiny_components, tiny_unet
+from helpers import tiny_components, tiny_unet
 
 from semcorr import build_extractor
 from semcorr.cli import main

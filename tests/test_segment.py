@@ -1,8 +1,5 @@
 """Zero-shot segmentation: real objects cut by a known mask and pasted on plain backgrounds."""
 
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -72,15 +69,12 @@ class TestSegmentation:
         # unrefined, masks grow by about half a descriptor (8 input px) around the object
         assert mask.shape == (H, W) and iou(mask, truth) > 0.8 and mask[truth].float().mean() > 0.95
 
-    def test_command_writes_0_255_pngs_of_image_size_equal_to_the_api(self, cases, tmp_path):
+    def test_command_writes_0_255_pngs_of_image_size_equal_to_the_api(self, cli, cases, tmp_path):
         paths = []
         for i, (image, _) in enumerate(cases[:2]):
             paths.append(tmp_path / f"object{i}.png")
             Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(paths[-1])
-        env = dict(os.environ, HF_HUB_OFFLINE="1")
-        result = subprocess.run([sys.executable, "-m", "semcorr.cli", "segment", *map(str, paths), "--out",
-                                 str(tmp_path / "masks"), "--model", "baseline"], capture_output=True, text=True,
-                                env=env, timeout=300)
+        result = cli("segment", *paths, "--out", tmp_path / "masks", "--model", "baseline")
         assert result.returncode == 0, result.stderr
         expected = segment_images(paths[1], model="baseline")[0]
         for i in range(2):

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from test_dinov2 import tiny_backbone
+from helpers import tiny_backbone
 
 from semcorr.errors import CheckpointError, InputError
 from semcorr.features import build_extractor

@@ -3,7 +3,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from sdxl_tiny import tiny_teacher
+from helpers import tiny_teacher
 
 from semcorr import build_extractor
 from semcorr.errors import InputError, WeightsUnavailableError

@@ -3,9 +3,6 @@ encoded with PyAV, tracked with the weight-free baseline, checked against the tr
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import av
 import numpy as np
@@ -54,12 +51,6 @@ def clip(tmp_path_factory):
     return path, world
 
 
-def run_cli(*args):
-    env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "semcorr.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
-
-
 class TestVideoIO:
     def test_written_video_decodes_with_size_count_and_rate(self, clip):
         info = video_info(clip[0])
@@ -82,11 +73,11 @@ class TestVideoIO:
 
 
 class TestTrackingCommand:
-    def test_follows_the_known_trajectory_and_writes_valid_files(self, clip, tmp_path):
+    def test_follows_the_known_trajectory_and_writes_valid_files(self, cli, clip, tmp_path):
         path, world = clip
         points = [f"{x:.3f},{y:.3f}" for x, y in to_frame(world, 0)]
         out, tracks = tmp_path / "tracked.mp4", tmp_path / "tracks.json"
-        result = run_cli("video", str(path), "--points", *points, "--model", "baseline", "--out", str(out),
+        result = cli("video", str(path), "--points", *points, "--model", "baseline", "--out", str(out),
                          "--tracks", str(tracks), "--batch-size", "5", "--quiet")
         assert result.returncode == 0, result.stderr
         assert "frames/s" in result.stdout and f"through {FRAMES} frames" in result.stdout
@@ -107,17 +98,17 @@ class TestTrackingCommand:
             decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
         assert len(decoded) == FRAMES and decoded[0].shape == (HEIGHT, WIDTH, 3)
 
-    def test_corrupt_video_is_one_line_naming_it(self, clip, tmp_path):
+    def test_corrupt_video_is_one_line_naming_it(self, cli, clip, tmp_path):
         broken = tmp_path / "broken.mp4"
         broken.write_bytes(clip[0].read_bytes()[:2000])
-        result = run_cli("video", str(broken), "--points", "10,10", "--model", "baseline", "--tracks",
+        result = cli("video", str(broken), "--points", "10,10", "--model", "baseline", "--tracks",
                          str(tmp_path / "t.json"))
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 1 and len(lines) == 1 and "broken.mp4" in lines[0], result.stderr
         assert "Traceback" not in result.stderr
 
-    def test_point_outside_the_first_frame_is_one_line_naming_it(self, clip, tmp_path):
-        result = run_cli("video", str(clip[0]), "--points", "10,10", f"{WIDTH + 3},20", "--model", "baseline",
+    def test_point_outside_the_first_frame_is_one_line_naming_it(self, cli, clip, tmp_path):
+        result = cli("video", str(clip[0]), "--points", "10,10", f"{WIDTH + 3},20", "--model", "baseline",
                          "--tracks", str(tmp_path / "t.json"))
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 1 and len(lines) == 1, result.stderr

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+import skimage.data
+
 from .errors import WeightsUnavailableError
 from .features.config import DEFAULT_MODEL
 from .features.registry import build_extractor
@@ -19,8 +21,6 @@ DEMO_POINTS = [[205, 318], [598, 375], [537, 155], [250, 185], [425, 200], [368,
 
 def demo_images() -> tuple[Path, Path]:
     """Paths of the two demo images inside the installed scikit-image."""
-    import skimage.data
-
     folder = Path(skimage.data.__file__).parent
     return folder / DEMO_IMAGES[0], folder / DEMO_IMAGES[1]
 

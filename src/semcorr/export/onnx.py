@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import logging
 import os
 import statistics
@@ -120,8 +121,6 @@ def require_onnx() -> tuple[Any, Any]:
     Raises:
         InputError: naming the missing package and how to install the three.
     """
-    import importlib
-
     modules = []
     for name in ("onnx", "onnxruntime", "onnxscript"):
         try:

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from .. import __version__
@@ -88,8 +89,6 @@ class PairWriter:
     """
 
     def __init__(self, path: str | Path, header: dict[str, Any], *, overwrite: bool = False) -> None:
-        import h5py  # noqa: F401  (fail early when missing)
-
         self.path = Path(path)
         self.parts = self.path.with_name(self.path.name + ".parts")
         self.header = header
@@ -132,8 +131,6 @@ class PairWriter:
 
     def finish(self) -> int:
         """Merge the parts (and an earlier output) into the output file; returns its sequence count."""
-        import h5py
-
         shards = {}
         for shard in sorted(self.parts.glob("*.npz")) if self.parts.is_dir() else []:
             shards[_read_shard_meta(shard)["sequence"]] = shard
@@ -173,8 +170,6 @@ class PairWriter:
         if self.path.exists():
             existing = read_header(self.path)
             _check_same(existing, self.header, self.path)
-            import h5py
-
             with h5py.File(self.path, "r") as file:
                 done |= set(strings_of(file["sequences"]))
         header_file = self.parts / "header.json"
@@ -206,8 +201,6 @@ class PairWriter:
 
 def read_header(path: str | Path) -> dict[str, Any]:
     """The header of a pair file; InputError when it is not one."""
-    import h5py
-
     path = Path(path)
     try:
         with h5py.File(path, "r") as file:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+import h5py
 import numpy as np
 
 from .correspondence import PairSettings
@@ -57,8 +58,6 @@ class PairFile:
     """
 
     def __init__(self, path: str | Path, *, root: str | Path | None = None, min_points: int = 1) -> None:
-        import h5py
-
         self.path = Path(path)
         self.header = read_header(self.path)
         self.settings = PairSettings(**self.header["settings"])
@@ -88,8 +87,6 @@ class PairFile:
                         **{key: group[key][()] for key in ARRAYS})
 
     def _handle(self) -> Any:
-        import h5py
-
         if self._file is None or self._pid != os.getpid():
             self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
         return self._file

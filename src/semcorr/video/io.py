@@ -8,6 +8,7 @@ whose one-line message names the file.
 
 from __future__ import annotations
 
+import colorsys
 import os
 import queue
 import threading
@@ -16,20 +17,13 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import av
 import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import InputError
 
 DEFAULT_FPS = Fraction(25)
-
-
-def _av():
-    try:
-        import av
-    except ImportError:  # pragma: no cover - av is a dependency
-        raise InputError("video needs PyAV: pip install av") from None
-    return av
 
 
 def _reason(error: BaseException) -> str:
@@ -55,7 +49,6 @@ class VideoInfo:
 
 
 def _open(path: str | os.PathLike):
-    av = _av()
     name = os.fsdecode(path)
     if Path(name).is_dir():
         raise InputError(f"{name}: is a directory, not a video file")
@@ -81,7 +74,6 @@ def video_info(path: str | os.PathLike) -> VideoInfo:
 
 def _decode(path: str | os.PathLike) -> Iterator[np.ndarray]:
     """(H, W, 3) uint8 RGB frames in order; decoding errors become InputError naming the file."""
-    av = _av()
     name = os.fsdecode(path)
     count = 0
     with _open(path) as container:
@@ -186,7 +178,6 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | os.PathLike, fps: Fraction | float = DEFAULT_FPS, *, crf: int = 20) -> None:
-        av = _av()
         self.path = os.fsdecode(path)
         try:
             self._container = av.open(self.path, mode="w")
@@ -202,7 +193,6 @@ class VideoWriter:
 
     def write(self, frame: np.ndarray) -> None:
         """Append one (H, W, 3) uint8 RGB frame; every frame must have the first frame's size."""
-        av = _av()
         height, width = frame.shape[:2]
         if self._size is None:
             self._size = (height, width)
@@ -237,8 +227,6 @@ class VideoWriter:
 
 def point_colours(count: int) -> list[tuple[int, int, int]]:
     """``count`` distinct, saturated RGB colours (evenly spaced hues)."""
-    import colorsys
-
     return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb(i / max(count, 1), 0.9, 1.0)) for i in range(count)]
 
 

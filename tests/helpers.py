@@ -1,18 +1,45 @@
-"""Tiny SDXL-like parts for tests: the real diffusers / transformers classes at toy sizes.
+"""Shared test helpers: the tiny real architectures every test builds, and the two-process launcher.
 
-The tokenizer is a real CLIP BPE tokenizer read from vocab/merges files written here.
+Tiny models are the real transformers / diffusers classes at toy sizes with random weights. The
+tokenizer is a real CLIP BPE tokenizer read from vocab/merges files written here.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, Dinov2Config,
+                          Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel)
 
+from semcorr.features import EnsembleTeacher, TeacherConfig
 from semcorr.features.sdxl_parts import SDXL_SCHEDULE, SdxlComponents, alphas_cumprod
+
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+TRAIN_WORKER = TESTS / "distill_worker.py"
+
+
+# --- DINOv2 ----------------------------------------------------------------------------------
+
+
+def tiny_backbone(registers=True, layers=2, swiglu=False, seed=0):
+    """A tiny transformers DINOv2 (width 32, patch 14), with or without registers."""
+    torch.manual_seed(seed)
+    settings = dict(hidden_size=32, num_hidden_layers=layers, num_attention_heads=2, patch_size=14, image_size=518,
+                    use_swiglu_ffn=swiglu, layerscale_value=1.0, layer_norm_eps=1e-6)
+    if registers:
+        return Dinov2WithRegistersModel(Dinov2WithRegistersConfig(num_register_tokens=4, **settings)).eval()
+    return Dinov2Model(Dinov2Config(**settings)).eval()
+
+
+# --- SDXL-Turbo and the ensemble teacher ------------------------------------------------------
+
 
 WORDS = ["a", "photo", "of", "cat", "dog", "car", "bike", "duck", "bottle"]
 TEXT_HIDDEN = (16, 24)  # CLIP-L-like, bigG-like
@@ -85,8 +112,6 @@ def tiny_components(folder: Path, vae: str = "full", seed: int = 0) -> SdxlCompo
 
 def tiny_dino(seed: int = 0):
     """A tiny DINOv2-with-registers backbone (patch 14)."""
-    from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
-
     torch.manual_seed(seed)
     return Dinov2WithRegistersModel(Dinov2WithRegistersConfig(
         hidden_size=24, num_hidden_layers=2, num_attention_heads=2, patch_size=14, image_size=518,
@@ -95,8 +120,17 @@ def tiny_dino(seed: int = 0):
 
 def tiny_teacher(folder: Path, vae: str = "full", seed: int = 0, **overrides):
     """The ensemble teacher with tiny members: SDXL at 32 (grid 8) and DINOv2 at 112 (grid 8)."""
-    from semcorr.features import EnsembleTeacher, TeacherConfig
-
     config = TeacherConfig(**{"input_size": 112, "sdxl_input_size": 32, **overrides})
     return EnsembleTeacher(config, random_weights=True, name="tiny-teacher",
                            sdxl_components=tiny_components(folder, vae, seed), dino_backbone=tiny_dino(seed))
+
+
+# --- several processes -------------------------------------------------------------------------
+
+
+def launch_two_ranks(*worker_args: object, timeout: float = 150) -> subprocess.CompletedProcess:
+    """Run the training worker (``distill_worker.py``) as two ranks under ``torchrun`` on this machine."""
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(TRAIN_WORKER), *map(str, worker_args)],
+                          env=env, capture_output=True, text=True, timeout=timeout)
