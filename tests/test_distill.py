@@ -20,16 +20,13 @@ import pytest
 import torch
 from conftest import REPO, data_path
 from safetensors.torch import load_file
-from helpers import tiny_backbone
+from helpers import TRAIN_WORKER, launch_two_ranks, tiny_backbone
 
 from semcorr.cache.store import TeacherCache
 from semcorr.errors import InputError
 from semcorr.features.student import StudentConfig, StudentExtractor, lora_parameters
 from semcorr.train import DistillConfig, distill
 from semcorr.train.losses import similarity
-
-WORKER = REPO / "tests" / "distill_worker.py"
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -144,7 +141,7 @@ def test_killed_run_resumes_exactly(tmp_path):
     reference = distill(config, tmp_path / "reference", backbone=tiny_backbone())
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     run = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, str(WORKER), str(config_file), str(run), "--delay", "0.25"],
+    process = subprocess.Popen([sys.executable, str(TRAIN_WORKER), str(config_file), str(run), "--delay", "0.25"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and process.poll() is None:
@@ -157,7 +154,7 @@ def test_killed_run_resumes_exactly(tmp_path):
     process.wait()
     steps_done = torch.load(run / "checkpoint.pt", weights_only=True)["global_step"]
     assert 0 < steps_done < reference.global_step
-    finished = subprocess.run([sys.executable, str(WORKER), str(config_file), str(run)], env=env,
+    finished = subprocess.run([sys.executable, str(TRAIN_WORKER), str(config_file), str(run)], env=env,
                               capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr[-2000:]
     expected = load_file(str(reference.adapter / "adapter_model.safetensors"))
@@ -173,11 +170,7 @@ def test_killed_run_resumes_exactly(tmp_path):
 def test_two_processes_train_one_student(tmp_path):
     _, config_file = _cached_setup(tmp_path, epochs=1)
     dump = tmp_path / "ranks"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    finished = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER),
-         str(config_file), str(tmp_path / "run"), "--dump", str(dump)],
-        env=env, capture_output=True, text=True, timeout=150)
+    finished = launch_two_ranks(config_file, tmp_path / "run", "--dump", dump)
     assert finished.returncode == 0, finished.stderr[-3000:]
     ranks = [load_file(str(dump / f"rank{rank}.safetensors")) for rank in range(2)]
     adapter = load_file(str(tmp_path / "run" / "adapter" / "adapter_model.safetensors"))

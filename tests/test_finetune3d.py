@@ -11,16 +11,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, data_path
+from conftest import data_path
 from safetensors.torch import load_file
-from helpers import tiny_backbone
+from helpers import launch_two_ranks, tiny_backbone
 
 from semcorr.cli import build_parser
 from semcorr.errors import InputError
@@ -28,8 +25,6 @@ from semcorr.features.student import StudentConfig, StudentExtractor, lora_param
 from semcorr.threed import make_3d_pairs
 from semcorr.train import FinetuneConfig, evaluate_refinement, finetune, open_point_pairs, refinement_loss, soft_argmax
 from semcorr.train.refinement import refine_student
-
-WORKER = REPO / "tests" / "distill_worker.py"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -219,11 +214,7 @@ def test_interrupted_run_resumes_exactly(living_room_pairs, tmp_path):
 def test_two_processes_refine_one_student(living_room_pairs, tmp_path):
     config_file = _resume_config(tmp_path, living_room_pairs, epochs=1)
     dump = tmp_path / "ranks"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
-    finished = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER),
-         str(config_file), str(tmp_path / "run"), "--finetune", "--dump", str(dump)],
-        env=env, capture_output=True, text=True, timeout=150)
+    finished = launch_two_ranks(config_file, tmp_path / "run", "--finetune", "--dump", dump)
     assert finished.returncode == 0, finished.stderr[-3000:]
     ranks = [load_file(str(dump / f"rank{rank}.safetensors")) for rank in range(2)]
     adapter = load_file(str(tmp_path / "run" / "adapter" / "adapter_model.safetensors"))
