@@ -5,6 +5,10 @@
   sibling that is fsynced and renamed into place. Every file semcorr writes goes through it.
 * :func:`read_json` reads a JSON file (``.json``, or gzipped ``.jgz`` / ``.json.gz``); a missing,
   unreadable or malformed file is an :class:`~semcorr.errors.InputError` naming it.
+* :func:`check_output_file` and :func:`check_output_folder` refuse, before any work, an output
+  that cannot be written (a folder where a file is asked for, a missing or read-only folder, an
+  extension the writer does not make); :func:`make_folder` creates one. A write that fails anyway
+  (permission, a full disk) is an :class:`~semcorr.errors.InputError` naming the path.
 * :func:`file_lock` holds an exclusive advisory lock on a lock file (POSIX ``flock``).
 * :func:`remove_stale_temporaries` deletes the temporary files of killed writers of this machine.
 """
@@ -12,18 +16,76 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import json
 import os
 import shutil
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError, InputError
 
 HOST = socket.gethostname().replace(".", "_") or "host"
+# What a write into a place that cannot take it fails with: these become one-line InputErrors.
+WRITE_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EFBIG, errno.EDQUOT,
+                          errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG})
+
+
+def cannot_write(path: str | os.PathLike, error: OSError) -> InputError:
+    """The one-line error of a failed write of ``path``."""
+    reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+              errno.EFBIG: "the file is too large for this file system or limit"}.get(error.errno)
+    return InputError(f"{path}: cannot write it ({reason or error.strerror or error})")
+
+
+def check_output_file(path: str | os.PathLike, *, suffixes: Sequence[str] | None = None,
+                      what: str = "output") -> Path:
+    """``path`` if a file can be written there; else an :class:`InputError` saying why, before any work.
+
+    Refused: a folder; an extension not among ``suffixes`` (e.g. ``(".json",)``; case-insensitive);
+    a folder that does not exist or cannot be written.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a file name for the {what}")
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise InputError(f"{path}: the {what} must be a {' or '.join(suffixes)} file")
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"{path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: the folder {folder} is not writable")
+    return path
+
+
+def check_output_folder(path: str | os.PathLike, *, what: str = "output folder") -> Path:
+    """``path`` if it is, or can be made, a writable folder; else an :class:`InputError`, before any work."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path}: is a file; give a folder for the {what}")
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{path}: {existing} is a file, so the {what} cannot be made")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: {'it' if existing == path else existing} is not writable")
+    return path
+
+
+def make_folder(path: str | os.PathLike) -> Path:
+    """Create the folder ``path`` (and its parents) if needed; a failure is one :class:`InputError`."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(f"{path}: is a file, not a folder") from None
+    except OSError as error:
+        raise cannot_write(path, error) from None
+    return path
 
 
 def temporary_path(path: Path) -> Path:
@@ -58,6 +120,10 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
         _fsync(temporary)
         os.replace(temporary, path)
         _fsync(path.parent)
+    except OSError as error:
+        if error.errno in WRITE_ERRORS:
+            raise cannot_write(path, error) from None
+        raise
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
