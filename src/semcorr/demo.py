@@ -9,6 +9,7 @@ import skimage.data
 
 from .errors import WeightsUnavailableError
 from .features.config import DEFAULT_MODEL
+from .fileio import check_output_folder, make_folder
 from .features.registry import build_extractor
 from .matcher import match_images
 
@@ -32,14 +33,13 @@ def run_demo(model: str = DEFAULT_MODEL, *, out_dir: str | Path = "semcorr-demo"
 
     If ``model``'s weights cannot be had, says so and runs the weight-free ``baseline`` instead.
     """
+    out = make_folder(check_output_folder(out_dir, what="demo folder"))
     try:
         extractor = build_extractor(model, weights=weights, device=device, random_weights=random_weights, **overrides)
     except WeightsUnavailableError as error:
         log(f"{error}\n-> Showing the same job with the weight-free 'baseline' extractor instead.")
         extractor = build_extractor("baseline", device=device, **overrides)
     label = extractor.name + (" (random weights)" if extractor.random_weights else "")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     result = match_images(*demo_images(), DEMO_POINTS, model=extractor, out=out / "matches.json",
                           show=out / "matches.png", title=f"semcorr demo: {label}")
     log(f"model: {label}")

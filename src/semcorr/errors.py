@@ -42,5 +42,9 @@ class CheckpointError(SemcorrError):
     """A checkpoint file does not fit the model it is loaded into."""
 
 
+class TrainingError(SemcorrError):
+    """A training run cannot go on: its loss or its weights are no longer finite numbers."""
+
+
 class ExportError(SemcorrError):
     """A model could not be exported, or the exported model does not reproduce PyTorch's output."""

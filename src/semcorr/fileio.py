@@ -55,7 +55,7 @@ def check_output_file(path: str | os.PathLike, *, suffixes: Sequence[str] | None
         raise InputError(f"{path}: the {what} must be a {' or '.join(suffixes)} file")
     folder = path.parent
     if not folder.is_dir():
-        raise InputError(f"{path}: the folder {folder} does not exist")
+        raise InputError(f"{path}: the folder {folder} does not exist; give a file name in an existing folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(f"{path}: the folder {folder} is not writable")
     return path

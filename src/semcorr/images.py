@@ -39,6 +39,7 @@ DEFAULT_MAX_PIXELS: int = 100_000_000  # refuse larger images (decompression bom
 # What Pillow raises when the bytes of an identified image cannot be decoded.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+SMALL_IMAGE_SIDE = 32  # images with a shorter side are warned about: upsampled, their features carry little
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 
 
@@ -97,11 +98,15 @@ def check_points(points: Any, image_size: tuple[int, int], *, image: str = "imag
     """
     if isinstance(points, torch.Tensor):
         points = points.detach().cpu().numpy()
+    if _holds_bool(points):
+        raise InputError("points must be (N, 2) pairs of numbers x, y; got true/false values")
     try:
         array = np.asarray(points, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         got = f"{type(points).__name__} ({_one_line(exc)})"
         raise InputError(f"points must be (N, 2) pairs of x, y; got {got}") from exc
+    if array.shape == (0,):
+        raise InputError("no points given (an empty list); give (x, y) pairs")
     if array.ndim != 2 or array.shape[1] != 2:
         raise InputError(f"points must be (N, 2) pairs of x, y; got shape {array.shape}")
     height, width = image_size
@@ -112,6 +117,19 @@ def check_points(points: Any, image_size: tuple[int, int], *, image: str = "imag
         if not (0 <= x <= width and 0 <= y <= height):
             raise InputError(f"{where} lies outside {image} ({width}x{height} pixels)")
     return torch.from_numpy(array.astype(np.float32))
+
+
+class SmallImageWarning(UserWarning):
+    """An image is so small that resizing it onto a model's input canvas invents most of its pixels."""
+
+
+def warn_if_small(pixels: torch.Tensor, source: ImageInput, input_size: int) -> None:
+    """Warn when a (3, H, W) image's shorter side is below :data:`SMALL_IMAGE_SIDE` pixels (or a
+    quarter of the input canvas, for tiny canvases)."""
+    height, width = pixels.shape[-2:]
+    if min(height, width) < min(SMALL_IMAGE_SIDE, input_size / 4):
+        warnings.warn(f"{image_name(source)} is only {width}x{height} pixels; upsampled to the {input_size}x"
+                      f"{input_size} input its features carry little meaning", SmallImageWarning, stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -148,6 +166,17 @@ def list_images(source: str | os.PathLike, *, category_from_folder: bool = False
     if len(set(keys)) != len(keys):
         raise InputError(f"{source}: lists an image more than once")
     return [ImageItem(key, path, path.parent.name if category_from_folder else None) for key, path in entries]
+
+
+def _holds_bool(value: Any) -> bool:
+    """Whether a (nested) list or array of points holds booleans (never meant as coordinates)."""
+    if isinstance(value, (bool, np.bool_)):
+        return True
+    if isinstance(value, np.ndarray):
+        return value.dtype == bool
+    if isinstance(value, (list, tuple)):
+        return any(_holds_bool(item) for item in value)
+    return False
 
 
 # --- files and PIL images -------------------------------------------------------------------

@@ -18,7 +18,7 @@ from torch import Tensor
 from .features.base import Extractor
 from .features.config import DEFAULT_MODEL
 from .features.registry import build_extractor
-from .fileio import write_json
+from .fileio import check_output_file, write_json
 from .images import ImageInput, check_points, image_name, load_image
 from .matching import MatchSettings, transfer_points
 from .pose_align import align_sources, flip_image
@@ -110,6 +110,10 @@ def match_images(image_a: ImageInput, image_b: ImageInput, points: Sequence[Sequ
     Returns:
         :meth:`Matcher.match`'s result.
     """
+    if out is not None:
+        check_output_file(out, suffixes=(".json",), what="match result")
+    if show is not None:
+        check_output_file(show, suffixes=(".png",), what="picture")
     matcher = Matcher(model, weights=weights, random_weights=random_weights, device=device, settings=settings,
                       **overrides)
     result = matcher.match(image_a, image_b, points, pose_align=pose_align)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from ..errors import InputError
 from ..features.base import Extractor
+from ..fileio import check_output_folder
 from ..images import ImageItem, load_image
 from ..settings import ON_ERROR, OnError
 from .store import TeacherCache, rank_of
@@ -85,6 +86,7 @@ def cache_teacher(extractor: Extractor, images: Sequence[ImageItem], out: str | 
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, got {batch_size}")
     start = time.perf_counter()
+    check_output_folder(out, what="teacher cache")
     cache = TeacherCache.create(out, teacher_identity(extractor))
     cache.remove_stale_temporary_files()
     mine = [item for item in images if rank_of(item.key, world_size) == rank]

@@ -35,7 +35,7 @@ from safetensors.torch import save as save_bytes
 from torch import Tensor
 
 from ..errors import CheckpointError, InputError
-from ..fileio import read_versioned_json, remove_stale_temporaries, temporary_path, write_atomically
+from ..fileio import make_folder, read_versioned_json, remove_stale_temporaries, temporary_path, write_atomically
 
 FORMAT = "semcorr-teacher-cache"
 VERSION = 1
@@ -94,7 +94,7 @@ class TeacherCache:
         """Open ``root`` for writing features of the teacher described by ``identity``, creating it
         if needed; refuses a cache made with another teacher or config."""
         root = Path(root)
-        (root / "entries").mkdir(parents=True, exist_ok=True)
+        make_folder(root / "entries")
         identity = _canonical(identity)
         config = {"format": FORMAT, "version": VERSION, "dtype": "float16", "identity": identity,
                   "identity_digest": identity_digest(identity),

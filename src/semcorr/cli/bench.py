@@ -12,9 +12,11 @@ from .options import add_threads_option
 
 def run_bench(args: argparse.Namespace) -> int:
     from ..bench.extract import BenchSettings, format_table, run_bench as bench
-    from ..fileio import write_json
+    from ..fileio import check_output_file, write_json
     from ..runtime import set_threads
 
+    if args.out:
+        check_output_file(args.out, suffixes=(".json",), what="results")
     set_threads(args.threads)
     settings = BenchSettings(models=tuple(args.models), input_sizes=tuple(args.sizes or ()),
                              batch_sizes=tuple(args.batch_sizes), precisions=tuple(args.precision),

@@ -26,8 +26,11 @@ def run_eval(args: argparse.Namespace) -> int:
     from ..eval.pck import PCKSettings
     from ..eval.report import format_table
     from ..eval.runner import evaluate
-    from ..fileio import write_json
+    from ..fileio import check_output_file, write_json
 
+    for path, what in ((args.out, "result"), (args.save_predictions, "predictions")):
+        if path:
+            check_output_file(path, suffixes=(".json",), what=what)
     fields = given(args, PCK_OPTIONS)
     pck = PCKSettings(**{**fields, **({"alphas": tuple(fields["alphas"])} if "alphas" in fields else {})},
                       inclusive=not args.strict)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import InputError, SettingError
 from ..export import ONNX_OPSET
 
 
@@ -12,12 +13,20 @@ def run_export_onnx(args: argparse.Namespace) -> int:
     from ..demo import demo_images
     from ..export.onnx import export_onnx, format_report, require_onnx
     from ..features.registry import build_extractor
-    from ..fileio import write_json
+    from ..fileio import check_output_file, write_json
 
     require_onnx()  # before building a model: fail fast with the install hint
+    check_output_file(args.out, suffixes=(".onnx",), what="ONNX model")
+    if args.json:
+        check_output_file(args.json, suffixes=(".json",), what="report")
     overrides = {"adapter": args.adapter} if args.adapter else {}
-    extractor = build_extractor(args.model, weights=args.weights, random_weights=args.random_weights, device="cpu",
-                                input_size=args.size, **overrides)
+    try:
+        extractor = build_extractor(args.model, weights=args.weights, random_weights=args.random_weights,
+                                    device="cpu", input_size=args.size, **overrides)
+    except SettingError as error:
+        if error.field != "input_size":
+            raise
+        raise InputError(f"--size {args.size}: {error.requirement}") from None
     image = args.image or (None if args.random_pixels else str(demo_images()[0]))
     report = export_onnx(extractor, args.out, size=args.size, batch_size=args.batch_size, opset=args.opset,
                          tolerance=args.tolerance, images=None if image is None else [image] * args.batch_size,

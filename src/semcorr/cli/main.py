@@ -1,18 +1,22 @@
 """The ``semcorr`` parser and :func:`main`.
 
 Errors a user can fix (:class:`~semcorr.errors.SemcorrError`) are printed as one line and exit
-with status 1; ``--debug`` shows the traceback. Argument errors exit with status 2 (argparse).
+with status 1; so are the last-resort cases (a file the system refuses, memory running out, a bug),
+with ``--debug`` for the traceback. Argument errors exit with status 2 (argparse). Warnings are
+printed as ``semcorr: warning: ...`` lines.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Sequence
 
 from .. import __version__
 from ..errors import SemcorrError
 from . import bench, cache, convert, evaluate, export, match, segment, threed, train, video
+from .options import gather_points
 
 # Each registers its commands on the subparsers; in the order `semcorr --help` lists them.
 COMMAND_GROUPS = (match, evaluate, cache, train, threed, video, segment, bench, export, convert)
@@ -28,18 +32,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"semcorr: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``semcorr`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
-    args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except SemcorrError as error:
-        if args.debug:
-            raise
-        print(f"semcorr: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        if args.debug:
-            raise
-        print("semcorr: interrupted", file=sys.stderr)
-        return 130
+    args = build_parser().parse_args(gather_points(list(sys.argv[1:] if argv is None else argv)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = _show_warning
+        try:
+            return args.run(args)
+        except Exception as error:
+            if args.debug:
+                raise
+            print(f"semcorr: {_one_line(error)}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            if args.debug:
+                raise
+            print("semcorr: interrupted", file=sys.stderr)
+            return 130
+
+
+def _one_line(error: Exception) -> str:
+    """What the user reads: the message of an error they can fix, else what went wrong and how to see more."""
+    if isinstance(error, SemcorrError):
+        return f"error: {' '.join(str(error).split())}"
+    if isinstance(error, MemoryError):
+        return "error: out of memory; use a smaller --batch-size or --input-size"
+    if isinstance(error, OSError) and error.filename:
+        return f"error: {error.filename}: {error.strerror or error}"
+    text = " ".join(str(error).split()) or "no message"
+    return f"internal error: {type(error).__name__}: {text} (rerun with --debug for the traceback, and please report it)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import InputError
@@ -73,8 +74,44 @@ def match_settings(args: argparse.Namespace):
 
 def add_points_options(parser: argparse.ArgumentParser, where: str) -> None:
     """--points X,Y ... and --points-file (one of the two): points in ``where``'s pixels."""
-    parser.add_argument("--points", nargs="+", metavar="X,Y", help=f"points in {where}'s pixels")
+    parser.add_argument("--points", nargs="+", action="extend", metavar="X,Y",
+                        help=f"points in {where}'s pixels (negative numbers are fine: --points -5,10)")
     parser.add_argument("--points-file", help="JSON file: [[x, y], ...] or {\"points\": [...]}")
+
+
+_FILE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".mp4", ".mkv",
+                            ".mov", ".avi", ".webm", ".json", ".txt", ".csv"})
+
+
+def gather_points(argv: list[str]) -> list[str]:
+    """``argv`` with each ``--points X,Y ...`` run rewritten as ``--points=X,Y`` options at the end.
+
+    So a point may start with a minus sign (``--points -5,10``: argparse would take it for an
+    option) and the image paths may follow the points (``--points 1,2 a.png b.png``: ``nargs="+"``
+    would swallow them). A run ends at an option or at a token that looks like a file name.
+    """
+    kept: list[str] = []
+    points: list[str] = []
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        index += 1
+        if token != "--points":
+            kept.append(token)
+            continue
+        start = len(points)
+        while index < len(argv) and _looks_like_point(argv[index]):
+            points.append(argv[index])
+            index += 1
+        if len(points) == start:
+            kept.append(token)  # nothing follows: let argparse say so
+    return kept + [f"--points={point}" for point in points]
+
+
+def _looks_like_point(token: str) -> bool:
+    if token == "--" or (token.startswith("-") and len(token) > 1 and not (token[1].isdigit() or token[1] == ".")):
+        return False
+    return "/" not in token and Path(token).suffix.lower() not in _FILE_SUFFIXES
 
 
 def points_from(args: argparse.Namespace) -> list[list[float]]:
@@ -101,7 +138,9 @@ def read_points_file(path: str) -> list[list[float]]:
         isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                     and math.isfinite(v) for v in p) for p in points)
     if not valid:
-        raise InputError(f"{path}: expected [[x, y], ...] or {{\"points\": [[x, y], ...]}} with numbers x, y")
+        raise InputError(f"{path}: expected [[x, y], ...] or {{\"points\": [[x, y], ...]}} with finite numbers x, y")
+    if not points:
+        raise InputError(f"{path}: holds no points; give at least one [x, y]")
     return points
 
 

@@ -6,10 +6,11 @@ import argparse
 import sys
 
 from ..errors import InputError
+from ..settings import ON_ERROR
 from .options import (add_match_options, add_model_options, add_points_options, add_threads_option, given,
                       match_settings, model_arguments, points_from)
 
-TRACK_OPTIONS = ("source_frame", "batch_size", "cycle_tolerance", "max_frames")
+TRACK_OPTIONS = ("source_frame", "batch_size", "cycle_tolerance", "max_frames", "on_error")
 
 
 def run_video(args: argparse.Namespace) -> int:
@@ -43,6 +44,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     video.add_argument("--max-frames", type=int, help="stop after this many frames")
     video.add_argument("--cycle-tolerance", type=float,
                        help="confidence scale: fraction of the frame's longer side (default 0.05)")
+    video.add_argument("--on-error", choices=ON_ERROR, help="a frame that cannot be decoded (a damaged or cut file) "
+                       "is reported and skipped (default skip) or stops the run")
     video.add_argument("--quiet", action="store_true", help="no progress bar")
     add_model_options(video)
     for action in video._actions:

@@ -7,6 +7,7 @@ annotation files give them (the reference evaluation scripts do the same; see
 
 from __future__ import annotations
 
+import dataclasses
 import types
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -105,6 +106,37 @@ class Pair:
 
 
 # --- helpers for loaders -------------------------------------------------------------------
+
+
+# Keypoints this far outside their image (pixels) are annotation errors; closer ones are round-off.
+OUTSIDE_TOLERANCE = 1.0
+
+
+def without_outside_keypoints(pairs: list[Pair]) -> tuple[list[Pair], list[str]]:
+    """The pairs with keypoints that lie outside their image marked not visible (so evaluation and
+    training leave them out), and one description per such keypoint (for a warning)."""
+    checked, found = [], []
+    for pair in pairs:
+        source_inside = _inside(pair.source_points, pair.source_size) | ~pair.source_visible
+        target_inside = _inside(pair.target_points, pair.target_size) | ~pair.target_visible
+        if source_inside.all() and target_inside.all():
+            checked.append(pair)
+            continue
+        for side, inside, points, size in (("source", source_inside, pair.source_points, pair.source_size),
+                                           ("target", target_inside, pair.target_points, pair.target_size)):
+            for row in np.flatnonzero(~inside):
+                x, y = (float(v) for v in points[row])
+                found.append(f"pair {pair.id}, {side} keypoint {row} at ({x:g}, {y:g}) in a {size[1]}x{size[0]} image")
+        checked.append(dataclasses.replace(pair, source_visible=pair.source_visible & source_inside,
+                                           target_visible=pair.target_visible & target_inside))
+    return checked, found
+
+
+def _inside(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    height, width = size
+    x, y = points[:, 0], points[:, 1]
+    return ((x >= -OUTSIDE_TOLERANCE) & (x <= width + OUTSIDE_TOLERANCE) & (y >= -OUTSIDE_TOLERANCE)
+            & (y <= height + OUTSIDE_TOLERANCE))
 
 
 def read_mat(path: Path, field: str) -> dict[str, Any]:

@@ -114,10 +114,17 @@ def _read_pair(root: Path, path: Path, sizes: ImageSizes, seen: set[Path]) -> Pa
 
 
 def _size(data: dict, name: str, path: Path, image: Path, sizes: ImageSizes) -> tuple[int, int]:
-    """(H, W) from SPair's ``[W, H, C]`` field, or from the image header when the field is absent."""
+    """(H, W) from the image header, checked against SPair's ``[W, H, C]`` field when it is there: an
+    annotation whose size disagrees with its image does not belong to it (its keypoints and box
+    would be read in another frame), so it is refused."""
+    actual = sizes(image, path)
     if name not in data:
-        return sizes(image, path)
+        return actual
     value = data[name]
     if not (isinstance(value, list) and len(value) >= 2 and all(isinstance(v, (int, float)) for v in value[:2])):
         raise InputError(f"{path}: field '{name}' must be [width, height, channels]")
-    return (int(value[1]), int(value[0]))
+    stated = (int(value[1]), int(value[0]))
+    if stated != actual:
+        raise InputError(f"{path}: field '{name}' says {stated[1]}x{stated[0]} pixels, but {image} is "
+                         f"{actual[1]}x{actual[0]}; the annotation does not fit this image")
+    return stated

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any, Callable
 
 from ..data.ap10k_pairs import load_ap10k
 from ..data.cub import load_cub
-from ..data.pairs import Pair
+from ..data.pairs import Pair, without_outside_keypoints
 from ..data.pfpascal import load_pf_pascal
 from ..data.pfwillow import load_pf_willow
 from ..data.spair import load_spair
@@ -65,7 +66,11 @@ def get_benchmark(name: str) -> Benchmark:
 
 def load_benchmark(benchmark: Benchmark, root: str | Path, split: str | None = None,
                    **options: Any) -> tuple[str, list[Pair]]:
-    """``(split, pairs)`` of a benchmark; ``options`` go to its loader (e.g. ``layout="small"``)."""
+    """``(split, pairs)`` of a benchmark; ``options`` go to its loader (e.g. ``layout="small"``).
+
+    Keypoints annotated outside their image are reported in one warning and left out (marked not
+    visible): they are annotation errors, and no prediction could be scored against them.
+    """
     split = split or benchmark.default_split
     try:
         pairs = benchmark.load(Path(root), split, **options)
@@ -73,4 +78,8 @@ def load_benchmark(benchmark: Benchmark, root: str | Path, split: str | None = N
         if "keyword argument" not in str(error):
             raise
         raise InputError(f"{benchmark.name}: {error}".replace("load_", "loader ")) from None
+    pairs, outside = without_outside_keypoints(pairs)
+    if outside:
+        warnings.warn(f"{benchmark.title} {split}: {len(outside)} annotated keypoint(s) lie outside their image and "
+                      f"are left out, e.g. {outside[0]}", stacklevel=2)
     return split, pairs

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from ..errors import ExportError, InputError
 from ..features.base import Extractor
 from ..features.dinov2 import IMAGENET_MEAN, IMAGENET_STD, DinoV2Extractor
-from ..fileio import atomic_file
+from ..fileio import atomic_file, check_output_file
 from ..geometry import ImageGeometry, resize_onto_canvas
 from ..images import ImageInput, load_image
 from ..runtime import cpu_name, load_average
@@ -300,9 +300,7 @@ def export_onnx(extractor: Extractor, path: str | os.PathLike, *, size: int | No
     if batch_size < 1 or runs < 0 or warmup < 0 or tolerance <= 0:
         raise InputError(f"need batch_size >= 1, runs >= 0, warmup >= 0, tolerance > 0; got "
                          f"{batch_size}, {runs}, {warmup}, {tolerance}")
-    path = Path(path).expanduser()
-    if path.is_dir() or not path.parent.is_dir():
-        raise InputError(f"{path}: give a file name in an existing folder for the ONNX model")
+    path = check_output_file(path, suffixes=(".onnx",), what="ONNX model")
     module, lora_merged = _prepare(extractor)
     adapter = getattr(extractor.config, "adapter", None)
     threads = threads or torch.get_num_threads()

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import CheckpointError, InputError
 from ..geometry import ImageGeometry, resize_onto_canvas
-from ..images import ImageInput, load_image
+from ..images import ImageInput, image_name, load_image, warn_if_small
 from .config import ExtractorConfig
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -119,6 +120,7 @@ class Extractor(nn.Module):
         canvases, geometries = [], []
         for image in images:
             pixels = load_image(image)
+            warn_if_small(pixels, image, self.config.input_size)
             geometry = ImageGeometry.fit(tuple(pixels.shape[-2:]), self.config.input_size, self.config.resize_mode)
             canvases.append(resize_onto_canvas(pixels, geometry))
             geometries.append(geometry)
@@ -139,6 +141,10 @@ class Extractor(nn.Module):
         pixels, geometries = self.preprocess(batch)
         with (contextlib.nullcontext() if grad else torch.inference_mode()), self._autocast():
             features = self(pixels)
+        if not torch.isfinite(features).all():
+            names = ", ".join(image_name(image) for image in batch[:3]) + (" ..." if len(batch) > 3 else "")
+            raise InputError(f"{self.name}: the model gave non-finite features (NaN or inf) for {names}; its weights "
+                             f"are broken, or {self.config.precision} overflowed (try --precision fp32)")
         features = F.normalize(features.float(), dim=1)
         return FeatureMap(features, geometries, self.name, self.random_weights)
 
@@ -147,3 +153,11 @@ class Extractor(nn.Module):
         if precision == "fp32":
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=_AUTOCAST_DTYPES[precision])
+
+
+def require_finite(tensors: Mapping[str, Tensor], source: str) -> None:
+    """Refuse weights with a NaN or infinite value: a :class:`CheckpointError` naming ``source`` and the tensor."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and tensor.device.type != "meta" and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{source}: {name} holds non-finite values (NaN or inf); these weights are broken "
+                                  "(a diverged training run?)")

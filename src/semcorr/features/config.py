@@ -8,6 +8,7 @@ each preset's config with its extractor).
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,8 +18,25 @@ from ..settings import (PRECISIONS, RESIZE_MODES, Precision, ResizeMode, check_b
 # The model of `semcorr match`, `demo`, `video`, `segment` and `eval` when none is named: the
 # authors' released DistillDIFT student (downloaded on first use; see features/distilldift.py).
 DEFAULT_MODEL = "distilldift-us"
-# Input canvases above this side are refused (a 4480² canvas is 320x320 DINOv2 patches).
+# Input canvases above this side are refused (a 4480² canvas is 320x320 DINOv2 patches), unless the
+# environment variable raises it.
 MAX_INPUT_SIZE = 4480
+MAX_INPUT_SIZE_VARIABLE = "SEMCORR_MAX_INPUT_SIZE"
+
+
+def max_input_size() -> int:
+    """The largest input canvas side allowed: ``$SEMCORR_MAX_INPUT_SIZE``, else :data:`MAX_INPUT_SIZE`."""
+    text = os.environ.get(MAX_INPUT_SIZE_VARIABLE, "")
+    return int(text) if text.isdigit() and int(text) > 0 else MAX_INPUT_SIZE
+
+
+def check_input_size(owner: object, field: str, minimum: int = 1) -> None:
+    """``owner.field`` is a canvas side in [minimum, max_input_size()]."""
+    check_int(owner, field, minimum=minimum)
+    limit = max_input_size()
+    if getattr(owner, field) > limit:
+        raise fail(owner, field, f"must be at most {limit} pixels (set {MAX_INPUT_SIZE_VARIABLE} to allow more; "
+                   "memory grows with its square)")
 
 PATCH_SIZE = 14
 DinoSize = Literal["s", "b", "l", "g"]
@@ -52,7 +70,7 @@ class ExtractorConfig:
     precision: Precision = "fp32"
 
     def __post_init__(self) -> None:
-        check_int(self, "input_size", minimum=1, maximum=MAX_INPUT_SIZE)
+        check_input_size(self, "input_size")
         check_choice(self, "resize_mode", RESIZE_MODES)
         check_choice(self, "precision", PRECISIONS)
 
@@ -247,7 +265,7 @@ class TeacherConfig(ExtractorConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_int(self, "sdxl_input_size", minimum=1, maximum=MAX_INPUT_SIZE)
+        check_input_size(self, "sdxl_input_size")
         if not isinstance(self.sdxl, SdxlTurboConfig):
             raise fail(self, "sdxl", "must be an SdxlTurboConfig")
         if not isinstance(self.dino, DinoV2Config):

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError, InputError
-from .base import Extractor
+from .base import Extractor, require_finite
 from .config import ARCHITECTURES, PATCH_SIZE, DinoV2Config
 from .dinov2_checkpoint import load_official_checkpoint
 from .hub import resolve_pretrained
@@ -59,6 +59,7 @@ def build_backbone(config: DinoV2Config, *, random_weights: bool, name: str) -> 
             raise InputError(f"{name}: checkpoint {source} does not exist")
         model = model_class(architecture)
         load_official_checkpoint(model, path, registers=config.registers)
+        require_finite(model.state_dict(), str(path))
         return model
     folder = resolve_pretrained(
         source, model=name, allow_patterns=["*.json", "*.safetensors"],
@@ -69,6 +70,7 @@ def build_backbone(config: DinoV2Config, *, random_weights: bool, name: str) -> 
     if problems:
         raise CheckpointError(f"{name}: {folder} does not fit DINOv2-{config.size.upper()}"
                               f"{' with registers' if config.registers else ''}: {problems}")
+    require_finite(model.state_dict(), str(folder))
     return model
 
 

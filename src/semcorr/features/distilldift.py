@@ -35,7 +35,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from ..errors import CheckpointError, InputError, WeightsUnavailableError
-from ..fileio import file_lock, temporary_path
+from ..fileio import check_output_folder, file_lock, make_folder, remove_stale_temporaries, temporary_path
 from .config import DistillDiftConfig
 from .distilldift_checkpoint import (ADAPTER_DIR, BACKBONE_DIR, MANIFEST, read_distilldift_checkpoint, read_manifest,
                                      save_converted, student_from)
@@ -80,16 +80,18 @@ def convert_checkpoint(checkpoint: str | os.PathLike, out: str | os.PathLike) ->
         InputError: ``out`` exists and is not empty.
         CheckpointError: the file is not an official DistillDIFT student (names the key).
     """
-    out = Path(out).expanduser()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    out = check_output_folder(out, what="converted student folder")
+    if out.exists() and any(out.iterdir()):
         raise InputError(f"--out {out}: exists and is not empty; choose a new folder or delete it")
     converted = read_distilldift_checkpoint(checkpoint)
     return _write_folder(lambda folder: save_converted(converted, folder, source=Path(checkpoint).name), out)
 
 
 def _write_folder(write: Callable[[Path], object], final: Path) -> Path:
-    """Run ``write(temporary_folder)`` and rename the result to ``final`` (kept if another process won)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
+    """Run ``write(temporary_folder)`` and rename the result to ``final`` (kept if another process won).
+    Temporary folders that killed runs of this machine left beside ``final`` are removed first."""
+    make_folder(final.parent)
+    remove_stale_temporaries(final.parent.glob(f".{final.name}.*.tmp"))
     temporary = temporary_path(final)
     shutil.rmtree(temporary, ignore_errors=True)
     try:

@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from ..errors import CheckpointError, InputError
 from ..fileio import read_versioned_json, write_atomically, write_json
+from .base import require_finite
 from .config import DinoV2Config, StudentConfig
 from .dinov2 import hf_config
 from .dinov2_checkpoint import convert_official_state_dict, read_state_dict
@@ -132,6 +133,7 @@ def convert_distilldift_state_dict(state: dict[str, Tensor], source: str = "chec
         CheckpointError: a key is missing or unknown, or a shape is wrong (names as in the file).
     """
     stripped, prefix = _strip_prefix(state, source)
+    require_finite(stripped, source)
     rank = _rank(stripped)
     expected = official_shapes(rank)
     missing = [prefix + k for k in expected if k not in stripped and k not in _OPTIONAL]

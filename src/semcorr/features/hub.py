@@ -31,6 +31,9 @@ def resolve_pretrained(source: str, *, model: str, allow_patterns: list[str], ho
         WeightsUnavailableError: not cached and the hub cannot be reached.
     """
     path = Path(source).expanduser()
+    if path.is_file():
+        raise InputError(f"{model}: weights {source} is a file, not a model folder nor a checkpoint this model reads. "
+                         f"{how_to_supply}")
     if path.exists():
         return path
     if looks_like_path(source):

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from ..errors import CheckpointError, InputError
 from ..fileio import read_versioned_json, write_atomically, write_json
+from .base import require_finite
 from .config import StudentConfig
 from .dinov2 import DinoV2Extractor
 
@@ -146,6 +147,7 @@ class StudentExtractor(DinoV2Extractor):
         if self.merged:
             raise InputError(f"{self.name}: the adapter is already merged; build a new student to load another")
         own = lora_parameters(self.model)
+        require_finite(state, source)
         missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if missing or unexpected:
             raise CheckpointError(f"{source}: adapter does not fit this student (missing {missing[:3]}, "

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..errors import InputError
 from ..geometry import ImageGeometry, resize_onto_canvas
-from ..images import ImageInput, load_image
+from ..images import ImageInput, load_image, warn_if_small
 from .base import Extractor, FeatureMap
 from .config import TeacherConfig
 from .dinov2 import DinoV2Extractor
@@ -77,6 +77,7 @@ class EnsembleTeacher(Extractor):
         grid = self.grid_size()
         for image in images:
             pixels = load_image(image)
+            warn_if_small(pixels, image, self.config.input_size)
             size = tuple(pixels.shape[-2:])
             fitted = {key: ImageGeometry.fit(size, member.config.input_size, member.config.resize_mode)
                       for key, member in (("sdxl", self.sdxl), ("dino", self.dino))}

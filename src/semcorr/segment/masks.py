@@ -35,7 +35,7 @@ from ..errors import InputError
 from ..features.base import Extractor, FeatureMap
 from ..features.config import DEFAULT_MODEL
 from ..features.registry import build_extractor
-from ..fileio import write_atomically
+from ..fileio import check_output_folder, make_folder, write_atomically
 from ..geometry import ImageGeometry
 from ..images import ImageInput, image_name, load_image
 from ..matching import grid_to_normalized
@@ -270,7 +270,7 @@ def save_mask(mask: Tensor, path: str | os.PathLike) -> None:
 
 def run_segment(images: Sequence[ImageInput], out_dir: str | os.PathLike, **options: Any) -> list[Path]:
     """Segment ``images`` and write one PNG mask per image into ``out_dir`` (created)."""
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    make_folder(check_output_folder(out_dir, what="mask folder"))
     paths = mask_paths(images, out_dir)
     model = options.pop("model", DEFAULT_MODEL)
     settings = options.pop("settings", SegmentSettings())

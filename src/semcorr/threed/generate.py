@@ -19,7 +19,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Literal
 
+from tqdm import tqdm
+
 from ..errors import InputError
+from ..fileio import check_output_file
 from .co3d import CO3D, FRAME_FILE
 from .correspondence import PairSettings, make_pairs, select_frames
 from .pairfile import PairWriter, SequenceEntry, make_header
@@ -89,8 +92,7 @@ def make_3d_pairs(data: str | Path | ViewDataset, out: str | Path, *, format: Da
         ``skipped``, ``in_file``, ``pairs`` and ``correspondences`` (written in this run),
         ``seconds`` and ``seconds_per_sequence`` (of this run's generation).
     """
-    from tqdm import tqdm
-
+    check_output_file(out, suffixes=(".h5", ".hdf5"), what="pair file")
     dataset = data if not isinstance(data, (str, os.PathLike)) else open_views(data, format, **co3d_options)
     if max_sequences is not None and max_sequences < 0:
         raise InputError(f"max_sequences must be >= 0, got {max_sequences}")

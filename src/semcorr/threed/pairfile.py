@@ -43,7 +43,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
-from ..fileio import atomic_file, file_lock, read_json, write_atomically, write_json
+from ..fileio import atomic_file, file_lock, make_folder, read_json, write_atomically, write_json
 from .correspondence import Correspondences, PairSettings
 
 FORMAT = "semcorr-3d-pairs"
@@ -94,7 +94,7 @@ class PairWriter:
         self.header = header
         if self.path.is_dir():
             raise InputError(f"{self.path}: is a folder; give a file name for the pair file")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(self.path.parent)
         self._lock = contextlib.ExitStack()
         self._lock.enter_context(file_lock(self.path.with_name(self.path.name + ".lock"), wait=False,
                                            busy=f"{self.path}: another run is writing it"))

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
+from ..errors import InputError
 from .correspondence import PairSettings
 from .pairfile import ARRAYS, strings_of, text_of, read_header
 
@@ -79,12 +80,17 @@ class PairFile:
         group = self._handle()["pairs"][name]
         sequence_group = group.parent
         sequence, target = name.rsplit("/", 1)
+        arrays = {key: group[key][()] for key in ARRAYS}
+        for key in ("source_xy", "target_xy"):
+            if not np.isfinite(arrays[key]).all():
+                raise InputError(f"{self.path}: pair {name} has non-finite {key} (NaN or inf); the file is damaged, "
+                                 "make it again with `semcorr make-3d-pairs`")
         return ViewPair(sequence=sequence, source_frame=text_of(sequence_group.attrs["source_frame"]),
                         target_frame=target, source_image=self.root / text_of(sequence_group.attrs["source_image"]),
                         target_image=self.root / text_of(group.attrs["target_image"]),
                         source_size=tuple(int(v) for v in group.attrs["source_size"]),
                         target_size=tuple(int(v) for v in group.attrs["target_size"]),
-                        **{key: group[key][()] for key in ARRAYS})
+                        **arrays)
 
     def _handle(self) -> Any:
         if self._file is None or self._pid != os.getpid():

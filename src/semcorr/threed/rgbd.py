@@ -109,8 +109,7 @@ def read_rgbd_sequence(folder: str | Path, *, name: str | None = None) -> PosedS
         camera_to_world = check_rigid(_matrix(entry["camera_to_world"], where), f"{where}: camera_to_world")
         image_path, depth_path = folder / str(entry["rgb"]), folder / str(entry["depth"])
         mask_path = folder / str(entry["mask"]) if entry.get("mask") else None
-        missing += [str(p.relative_to(folder)) for p in (image_path, depth_path, mask_path)
-                    if p is not None and not p.is_file()]
+        missing += [_shown(p, folder) for p in (image_path, depth_path, mask_path) if p is not None and not p.is_file()]
         frames.append(PosedFrame(name=image_path.stem, image_path=image_path, depth_path=depth_path, K=K,
                                  world_to_camera=invert_rigid(camera_to_world), depth_encoding="uint16",
                                  depth_scale=1.0 / depth_scale, image_size=size, mask_path=mask_path))
@@ -123,6 +122,11 @@ def read_rgbd_sequence(folder: str | Path, *, name: str | None = None) -> PosedS
     return PosedSequence(name or folder.name, tuple(frames), _unlisted_note(folder, frames))
 
 
+def _shown(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` where it lies below it (cameras.json may also name files elsewhere)."""
+    return str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
+
+
 def _unlisted_note(folder: Path, frames: list[PosedFrame]) -> tuple[str, ...]:
     """A note when the image folders hold images that cameras.json does not list."""
     listed = {frame.image_path.resolve() for frame in frames}
@@ -131,7 +135,7 @@ def _unlisted_note(folder: Path, frames: list[PosedFrame]) -> tuple[str, ...]:
                       if p.suffix.lower() in IMAGE_SUFFIXES and p.resolve() not in listed)
     if not unlisted:
         return ()
-    where = ", ".join(sorted(str(d.relative_to(folder)) + "/" for d in folders))
+    where = ", ".join(sorted(_shown(d, folder) + "/" for d in folders))
     return (f"{folder / CAMERAS_FILE}: {where} holds {len(unlisted)} images that it does not list "
             f"(first: {unlisted[0].name}); they have no camera and are ignored",)
 

@@ -71,8 +71,15 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return content
 
 
+REQUIRED = ("config_digest", "world_size", "epoch", "step", "global_step", "lora", "optimizer", "scheduler", "rng")
+
+
 def check_resumable(content: dict[str, Any], path: Path, config_digest: str, world_size: int) -> None:
-    """Refuse a checkpoint of another config or another number of processes."""
+    """Refuse an incomplete checkpoint, or one of another config or another number of processes."""
+    missing = [key for key in REQUIRED if key not in content]
+    if missing:
+        raise CheckpointError(f"{path}: not a complete semcorr checkpoint (no {', '.join(missing)}); move it away "
+                              "to start over, or use another --out folder")
     if content["config_digest"] != config_digest:
         raise InputError(f"{path}: made with another config; use another --out folder")
     if content["world_size"] != world_size:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 
 from ..errors import InputError
 from ..eval.benchmarks import get_benchmark
-from ..features.config import MAX_INPUT_SIZE, PATCH_SIZE, StudentConfig, check_lora
+from ..features.config import PATCH_SIZE, StudentConfig, check_input_size, check_lora
 from ..settings import check_bool, check_choice, check_int, check_number, check_text, fail
 
 OPERATIONAL = frozenset({"device", "checkpoint_every", "log_every", "progress"})  # may change on resume
@@ -92,7 +92,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_text(self, "weights")
         check_bool(self, "random_weights")
-        check_int(self, "input_size", minimum=PATCH_SIZE, maximum=MAX_INPUT_SIZE)
+        check_input_size(self, "input_size", minimum=PATCH_SIZE)
         if self.input_size % PATCH_SIZE:
             raise fail(self, "input_size", f"must be a multiple of {PATCH_SIZE} (the patch size), e.g. 434")
         check_int(self, "epochs", minimum=1)

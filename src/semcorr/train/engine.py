@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -32,7 +33,7 @@ from tqdm import tqdm
 
 from ..errors import InputError
 from ..features.student import StudentExtractor
-from ..fileio import read_json, write_atomically, write_json
+from ..fileio import check_output_folder, make_folder, read_json, write_atomically, write_json
 from ..runtime import resolve_device, resolve_rank
 from .checkpoint import check_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import CONFIG_VERSION, OPERATIONAL, TrainConfig, record_digest
@@ -85,7 +86,7 @@ def check_run_folder(out: Path, config: TrainConfig, rank: int) -> str:
     path = out / "config.json"
     if not path.is_file():
         if rank == 0:
-            out.mkdir(parents=True, exist_ok=True)
+            make_folder(out)
             write_json(path, {"format": config.RUN_FORMAT, "version": CONFIG_VERSION, "config": config.record()})
         return config.digest()
     try:
@@ -110,11 +111,24 @@ def check_run_folder(out: Path, config: TrainConfig, rank: int) -> str:
 
 
 def truncate_log(path: Path, global_step: int) -> None:
-    """Drop metrics lines past the checkpoint (written before a crash, to be written again)."""
-    if path.is_file():
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        kept = [line for line in lines if json.loads(line)["step"] <= global_step]
-        write_atomically(path, "".join(line + "\n" for line in kept).encode())
+    """Drop metrics lines past the checkpoint (written before a crash, to be written again), and a
+    last line a crash cut in half (with a warning); another unreadable line is an InputError."""
+    if not path.is_file():
+        return
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    kept = []
+    for number, line in enumerate(lines, 1):
+        try:
+            step = json.loads(line)["step"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            if number == len(lines):
+                warnings.warn(f"{path}: dropped its last line, cut off by a crash: {line[:60]!r}", stacklevel=2)
+                break
+            raise InputError(f"{path}: line {number} is not a metrics record ({line[:60]!r}); repair or delete "
+                             "the line to resume") from None
+        if step <= global_step:
+            kept.append(line)
+    write_atomically(path, "".join(line + "\n" for line in kept))
 
 
 def train_student(config: TrainConfig, out: str | os.PathLike, *, build_student: Callable[[], StudentExtractor],
@@ -133,7 +147,7 @@ def train_student(config: TrainConfig, out: str | os.PathLike, *, build_student:
     Returns:
         a :class:`TrainResult`; the adapter is ``out/adapter``.
     """
-    out = Path(out)
+    out = check_output_folder(out, what="run folder")
     rank, world_size = resolve_rank()
     started_group = world_size > 1 and not dist.is_initialized()
     device = resolve_device(config.device)
@@ -162,6 +176,9 @@ def _train(config: TrainConfig, context: RunContext, build_student: Callable[[],
     optimiser, scheduler = make_optimiser(config, student.trainable_parameters(), task.steps_per_epoch)
     state = TrainState()
     checkpoint_path = out / "checkpoint.pt"
+    if not checkpoint_path.is_file() and (out / "adapter").exists():
+        raise InputError(f"{out}: the run finished (it holds adapter/) but its checkpoint.pt is gone, so it cannot be "
+                         "resumed or redone in place; use another --out folder")
     if checkpoint_path.is_file():
         content = load_checkpoint(checkpoint_path)
         check_resumable(content, checkpoint_path, digest, world_size)
@@ -174,6 +191,8 @@ def _train(config: TrainConfig, context: RunContext, build_student: Callable[[],
             truncate_log(out / "metrics.jsonl", state.global_step)
     else:
         torch.manual_seed(config.seed * 1000 + rank)  # dropout differs across ranks, as in any DDP run
+        if rank == 0:
+            truncate_log(out / "metrics.jsonl", 0)  # lines of a run killed before its first checkpoint
 
     def save(state: TrainState) -> None:
         rngs: list[Any] = [None] * world_size

@@ -9,9 +9,11 @@ whose one-line message names the file.
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import os
 import queue
 import threading
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -22,8 +24,12 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import InputError
+from ..fileio import atomic_file
+from ..settings import OnError
 
 DEFAULT_FPS = Fraction(25)
+# The containers VideoWriter writes (H.264 or MPEG-4 inside), by file suffix.
+VIDEO_FORMATS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".avi": "avi"}
 
 
 def _reason(error: BaseException) -> str:
@@ -72,34 +78,60 @@ def video_info(path: str | os.PathLike) -> VideoInfo:
         return VideoInfo(int(stream.width), int(stream.height), Fraction(rate), int(stream.frames or 0))
 
 
-def _decode(path: str | os.PathLike) -> Iterator[np.ndarray]:
-    """(H, W, 3) uint8 RGB frames in order; decoding errors become InputError naming the file."""
+def _decode(path: str | os.PathLike, on_error: OnError = "skip") -> Iterator[tuple[int, np.ndarray]]:
+    """``(index, (H, W, 3) uint8 RGB)`` frames in order. A frame that cannot be decoded, data that
+    cannot be read, or fewer frames than the container declares (a file cut short) are reported
+    with the frame number: a warning (``on_error="skip"``; a damaged frame keeps its number) or
+    an :class:`InputError` (``"stop"``). No frame at all is always an error."""
     name = os.fsdecode(path)
-    count = 0
+    index = decoded = 0
     with _open(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        try:
-            for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
-                count += 1
-        except (av.error.FFmpegError, OSError, ValueError) as error:
-            raise InputError(f"{name}: corrupt or truncated video data after {count} frames "
-                             f"({_reason(error)})") from None
-    if count == 0:
+        declared = int(stream.frames or 0)
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except (av.error.FFmpegError, OSError, ValueError) as error:
+                _damaged(name, f"the data after frame {index - 1} cannot be read ({_reason(error)})", on_error)
+                break
+            try:
+                frames = packet.decode()
+            except (av.error.FFmpegError, OSError, ValueError) as error:
+                _damaged(name, f"frame {index} cannot be decoded ({_reason(error)})", on_error)
+                index += 1
+                continue
+            for frame in frames:
+                yield index, frame.to_ndarray(format="rgb24")
+                index += 1
+                decoded += 1
+    if decoded == 0:
         raise InputError(f"{name}: no video frame could be decoded (corrupt or empty video)")
+    if declared and index < declared:
+        _damaged(name, f"only {index} of the {declared} frames it declares could be read (cut short or damaged "
+                 f"after frame {index - 1})", on_error)
 
 
-def iter_frames(path: str | os.PathLike, *, start: int = 0, stop: int | None = None,
-                prefetch: int = 8) -> Iterator[tuple[int, np.ndarray]]:
+def _damaged(name: str, what: str, on_error: OnError) -> None:
+    if on_error == "stop":
+        raise InputError(f"{name}: {what}; stopped (--on-error stop)")
+    warnings.warn(f"{name}: {what}; skipped (--on-error stop makes this an error)", stacklevel=3)
+
+
+def iter_frames(path: str | os.PathLike, *, start: int = 0, stop: int | None = None, prefetch: int = 8,
+                on_error: OnError = "skip") -> Iterator[tuple[int, np.ndarray]]:
     """Decode frames ``start <= index < stop`` as ``(index, (H, W, 3) uint8 RGB)`` pairs.
 
     Args:
         prefetch: frames decoded ahead in a background thread (0: decode in the caller's thread).
+        on_error: damaged or missing frames are reported and skipped (``skip``) or stop (``stop``).
     """
     if stop is not None and stop <= start:
         return
-    frames = ((i, f) for i, f in enumerate(_decode(path)) if i >= start)
+    frames = ((i, f) for i, f in _decode(path, on_error) if i >= start)
     if stop is not None:
         frames = _until(frames, stop)
     if prefetch <= 0:
@@ -173,15 +205,23 @@ def read_frame(path: str | os.PathLike, index: int) -> np.ndarray:
 class VideoWriter:
     """Encode (H, W, 3) uint8 RGB frames to a video file (H.264 in yuv420p; MPEG-4 if x264 is missing).
 
-    H.264 in yuv420p needs even sides: odd-sized frames get one replicated row/column.
-    Use as a context manager, or call :meth:`close`.
+    H.264 in yuv420p needs even sides: odd-sized frames get one replicated row/column. The file is
+    written under a temporary name and renamed into place by :meth:`close` (a run that fails or is
+    killed leaves no half video; :meth:`abort` drops it). Containers by suffix: :data:`VIDEO_FORMATS`.
+    Use as a context manager (an error in the block aborts), or call :meth:`close`.
     """
 
     def __init__(self, path: str | os.PathLike, fps: Fraction | float = DEFAULT_FPS, *, crf: int = 20) -> None:
         self.path = os.fsdecode(path)
+        container_format = VIDEO_FORMATS.get(Path(self.path).suffix.lower())
+        if container_format is None:
+            raise InputError(f"{self.path}: the video must be a {' or '.join(VIDEO_FORMATS)} file")
+        self._commit = contextlib.ExitStack()
+        temporary = self._commit.enter_context(atomic_file(self.path))
         try:
-            self._container = av.open(self.path, mode="w")
+            self._container = av.open(str(temporary), mode="w", format=container_format)
         except (av.error.FFmpegError, OSError, ValueError) as error:
+            self._commit.close()
             raise InputError(f"{self.path}: cannot write a video here ({_reason(error)})") from None
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         self._stream = self._container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
@@ -207,22 +247,36 @@ class VideoWriter:
         self.frames += 1
 
     def close(self) -> None:
-        """Flush the encoder and close the file."""
+        """Flush the encoder, close the file and move it into place."""
         if self._container is None:
             return
         try:
             if self._size is not None:
                 for packet in self._stream.encode():
                     self._container.mux(packet)
-        finally:
-            self._container.close()
+        except BaseException:
+            self.abort()
+            raise
+        self._container.close()
+        self._container = None
+        self._commit.close()
+
+    def abort(self) -> None:
+        """Close and delete the unfinished file (``path`` keeps what it held before)."""
+        if self._container is not None:
+            with contextlib.suppress(Exception):
+                self._container.close()
             self._container = None
+        self._commit.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
     def __enter__(self) -> "VideoWriter":
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        self.close()
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def point_colours(count: int) -> list[tuple[int, int, int]]:

@@ -18,6 +18,7 @@ exactly, 0.61 at ``e = tau``, 0.14 at ``2 tau``. ``score`` is the forward cosine
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
@@ -32,18 +33,18 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from ..errors import InputError
 from ..features.base import Extractor, FeatureMap
 from ..features.config import DEFAULT_MODEL
 from ..features.registry import build_extractor
-from ..fileio import write_atomically, write_json
+from ..fileio import check_output_file, write_atomically, write_json
 from ..images import check_points
 from ..matching import MatchSettings, locate, sample_descriptors, similarity_maps
 from ..runtime import fast_precision, resolve_device
-from ..settings import check_int, check_number, fail
-from .io import VideoWriter, draw_points, iter_frames, read_frame, video_info
+from ..settings import ON_ERROR, OnError, check_choice, check_int, check_number, fail
+from .io import VIDEO_FORMATS, VideoWriter, draw_points, iter_frames, read_frame, video_info
 
 TRACK_FIELDS = ("frame", "point", "x", "y", "confidence", "score", "cycle_error")
+TRACK_SUFFIXES = (".json", ".csv")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,8 @@ class TrackSettings:
         cycle_tolerance: ``tau`` of the confidence, as a fraction of the source frame's longer side.
         max_frames: stop after this many frames (``None``: the whole video).
         prefetch: frames decoded ahead in a background thread.
+        on_error: a frame that cannot be decoded (a damaged or cut file) is reported and skipped
+            (``skip``) or stops the run (``stop``).
     """
 
     OPTIONS: ClassVar[dict[str, str]] = {"source_frame": "--frame"}
@@ -67,6 +70,7 @@ class TrackSettings:
     cycle_tolerance: float = 0.05
     max_frames: int | None = None
     prefetch: int = 16
+    on_error: OnError = "skip"
 
     def __post_init__(self) -> None:
         check_int(self, "source_frame", minimum=0)
@@ -76,6 +80,7 @@ class TrackSettings:
         check_number(self, "cycle_tolerance", above=0)
         check_int(self, "max_frames", minimum=1, optional=True, none_means="for the whole video")
         check_int(self, "prefetch", minimum=0)
+        check_choice(self, "on_error", ON_ERROR)
 
 
 @dataclass(frozen=True)
@@ -230,7 +235,7 @@ def build_tracking_extractor(model: str | Extractor, *, weights: str | None = No
 
 def _track(tracker: PointTracker, video: str | os.PathLike, settings: TrackSettings,
            keep_frames: bool) -> Iterator[FrameTracks]:
-    frames = iter_frames(video, stop=settings.max_frames, prefetch=settings.prefetch)
+    frames = iter_frames(video, stop=settings.max_frames, prefetch=settings.prefetch, on_error=settings.on_error)
     for batch in _batches(frames, settings.batch_size):
         results = tracker.track([frame_tensor(image) for _, image in batch])
         for (index, image), (points, confidence, score, error) in zip(batch, results):
@@ -262,9 +267,10 @@ def run_video(video: str | os.PathLike, points: Sequence[Sequence[float]], *, ou
         a summary: ``frames``, ``seconds`` (decode, features, matching, drawing and encoding; the
         model build and source features excluded), ``fps``, ``setup_seconds``, ``model``, ...
     """
-    for target in (out, tracks):
-        if target is not None and not Path(target).parent.exists():
-            raise InputError(f"{target}: its folder does not exist")
+    if out is not None:
+        check_output_file(out, suffixes=tuple(VIDEO_FORMATS), what="annotated video")
+    if tracks is not None:
+        check_output_file(tracks, suffixes=TRACK_SUFFIXES, what="tracks file")
     started = time.perf_counter()
     info = video_info(video)
     source_image, source_points = _source(video, points, settings)
@@ -274,23 +280,19 @@ def run_video(video: str | os.PathLike, points: Sequence[Sequence[float]], *, ou
     tracker.set_source(frame_tensor(source_image), source_points)
     steps = _track(tracker, video, settings, keep_frames=out is not None)
     setup = time.perf_counter() - started
-    writer = VideoWriter(out, info.fps) if out is not None else None
     total = info.frames if settings.max_frames is None else min(info.frames or settings.max_frames, settings.max_frames)
     rows: list[dict[str, Any]] = []
     history: list[list[list[float]]] = [[] for _ in range(len(source_points))]
     started = time.perf_counter()
-    try:
-        with tqdm(total=total or None, unit="frame", disable=not progress, desc="tracking") as bar:
-            for step in steps:
-                rows.extend(step.rows())
-                if writer is not None:
-                    for i, p in enumerate(step.points.tolist()):
-                        history[i] = (history[i] + [p])[-trail:]
-                    writer.write(draw_points(step.image, step.points.tolist(), step.confidence.tolist(), history))
-                bar.update(1)
-    finally:
-        if writer is not None:
-            writer.close()
+    with (VideoWriter(out, info.fps) if out is not None else contextlib.nullcontext()) as writer, \
+            tqdm(total=total or None, unit="frame", disable=not progress, desc="tracking") as bar:
+        for step in steps:
+            rows.extend(step.rows())
+            if writer is not None:
+                for i, p in enumerate(step.points.tolist()):
+                    history[i] = (history[i] + [p])[-trail:]
+                writer.write(draw_points(step.image, step.points.tolist(), step.confidence.tolist(), history))
+            bar.update(1)
     seconds = time.perf_counter() - started
     frames = len(rows) // len(source_points)
     summary = {
