@@ -1,0 +1,337 @@
+"""Hostile input, as a new user would give it: every case ends in one line naming the culprit (exit 1,
+no traceback) or in a correct result, never in a traceback, a NaN or a half-written or lost file."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import REPO, data_path
+from helpers import tiny_backbone
+from semcorr.errors import CheckpointError, InputError, TrainingError
+from semcorr.features.student import StudentConfig, StudentExtractor, lora_parameters
+from semcorr.fileio import HOST
+from semcorr.train import DistillConfig, distill
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def images():
+    folder = data_path("pf-willow", "car(G)")
+    return folder / "Cars_006a.png", folder / "Cars_007a.png"
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A folder nothing may be written into, even by root (immutable), or skip where that cannot be made."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):  # root ignores permissions: make it immutable
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)]).returncode != 0:
+            folder.chmod(0o755)
+            pytest.skip("cannot make a read-only folder here (root, and no chattr)")
+    yield folder
+    if shutil.which("chattr"):
+        subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+    folder.chmod(0o755)
+
+
+def one_line(result, *culprits: str) -> str:
+    """The single error line of a failed run, which must name every culprit."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1, (result.returncode, result.stdout[-500:], result.stderr[-2000:])
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    for culprit in culprits:
+        assert str(culprit) in lines[0], lines[0]
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+class TestOutputsCheckedFirst:
+    """Each refused before a model is loaded: --model distilldift-us has no weights here, so a run that
+    got as far as loading a model would fail on the weights instead."""
+
+    def test_match_outputs(self, cli, images, tmp_path, read_only):
+        common = ("match", *images, "--points", "10,10")
+        cases = [
+            (("--out", tmp_path), "is a folder"),
+            (("--out", tmp_path / "missing" / "m.json"), "does not exist"),
+            (("--out", tmp_path / "m.txt"), "must be a .json file"),
+            (("--show", tmp_path / "m.txt"), "must be a .png file"),
+            (("--show", tmp_path / "missing" / "m.png"), "does not exist"),
+            (("--out", read_only / "m.json"), "not writable"),
+        ]
+        for extra, message in cases:
+            one_line(cli(*common, *extra), message)
+
+    def test_eval_outputs_before_the_evaluation(self, cli, tmp_path):
+        root = data_path("pf-willow")
+        for option in ("--out", "--save-predictions"):
+            one_line(cli("eval", "pf-willow", "--data-root", root, option, tmp_path), tmp_path, "is a folder")
+
+    def test_video_outputs(self, cli, tmp_path, read_only):
+        clip = tmp_path / "clip.mp4"
+        one_line(cli("video", clip, "--points", "1,1", "--tracks", tmp_path / "t.xlsx"), "t.xlsx", ".json or .csv")
+        one_line(cli("video", clip, "--points", "1,1", "--out", read_only / "o.mp4"), "not writable")
+        one_line(cli("video", clip, "--points", "1,1", "--out", tmp_path / "o.gif"), "o.gif", ".mp4")
+
+    def test_export_and_folders(self, cli, images, tmp_path, read_only):
+        one_line(cli("export-onnx", "--random-weights", "--out", read_only / "s.onnx"), "not writable")
+        one_line(cli("export-onnx", "--random-weights", "--out", tmp_path / "s.pt"), "must be a .onnx file")
+        listing = tmp_path / "list.txt"
+        listing.write_text(f"{images[0]}\n")
+        one_line(cli("cache-teacher", listing, "--out", read_only / "cache", "--model", "baseline"), "not writable")
+        one_line(cli("distill", "--images", listing, "--teacher-cache", tmp_path, "--out", read_only / "run"),
+                 "not writable")
+        one_line(cli("make-3d-pairs", data_path("rgbd-livingroom"), "--out", read_only / "p.h5"), "not writable")
+        one_line(cli("segment", images[0], "--out", read_only / "masks", "--model", "baseline"), "not writable")
+        one_line(cli("demo", "--out-dir", read_only / "demo"), "not writable")
+
+    def test_a_full_disk_is_one_line_and_leaves_no_part(self, images, tmp_path):
+        """RLIMIT_FSIZE makes the first feature file too large to write (EFBIG), as a full disk would."""
+        listing = tmp_path / "list.txt"
+        listing.write_text(f"{images[0]}\n")
+        code = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_FSIZE, (20000, resource.RLIM_INFINITY))\n"
+                "from semcorr.cli import main\nsys.exit(main(sys.argv[1:]))")
+        result = subprocess.run([sys.executable, "-c", code, "cache-teacher", str(listing), "--out",
+                                 str(tmp_path / "cache"), "--model", "baseline", "--no-progress"],
+                                capture_output=True, text=True, timeout=120,
+                                env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+        one_line(result, "cannot write it", "too large")
+        assert not [p for p in (tmp_path / "cache").rglob("*.safetensors")]
+        assert not [p for p in (tmp_path / "cache").rglob("*.tmp")]
+
+
+class TestNoNaN:
+    def _cache(self, tmp_path: Path) -> tuple[Path, Path]:
+        from semcorr.cache.store import TeacherCache
+
+        files = sorted(data_path("pf-willow", "car(G)").glob("*.png"))[:4]
+        listing = tmp_path / "list.txt"
+        listing.write_text("".join(f"{f}\n" for f in files))
+        cache = TeacherCache.create(tmp_path / "cache", {"model": "noise"})
+        generator = torch.Generator().manual_seed(0)
+        for f in files:
+            cache.put(str(f), torch.randn(16, 4, 4, generator=generator), (100, 100))
+        return listing, cache.root
+
+    def test_training_stops_at_the_first_non_finite_loss_and_keeps_the_last_good_checkpoint(self, tmp_path):
+        listing, cache = self._cache(tmp_path)
+        config = DistillConfig(images=str(listing), teacher_cache=str(cache), input_size=56, epochs=3, lr=1e30,
+                               neighbours=2, checkpoint_every=1, log_every=1, progress=False)
+        with pytest.raises(TrainingError, match=r"loss is not finite .* at step \d+") as caught:
+            distill(config, tmp_path / "run", backbone=tiny_backbone())
+        assert "last good checkpoint" in str(caught.value) and "\n" not in str(caught.value)
+        run = tmp_path / "run"
+        assert not (run / "adapter").exists()
+        checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+        assert checkpoint["global_step"] >= 1 and all(torch.isfinite(v).all() for v in checkpoint["lora"].values())
+        assert f"(step {checkpoint['global_step']})" in str(caught.value)
+
+    def test_the_command_says_so_in_one_line(self, cli, tmp_path):
+        listing, cache = self._cache(tmp_path)
+        result = cli("distill", "--images", listing, "--teacher-cache", cache, "--out", tmp_path / "run",
+                     "--random-weights", "--input-size", "28", "--lr", "1e30", "--epochs", "3", "--neighbours", "2",
+                     "--no-progress")
+        one_line(result, "not finite", "step")
+        assert not (tmp_path / "run" / "adapter").exists()
+
+    def test_a_non_finite_adapter_is_refused(self, cli, images, tmp_path):
+        student = StudentExtractor(StudentConfig(input_size=28), backbone=tiny_backbone())
+        with torch.no_grad():
+            for parameter in lora_parameters(student.model).values():
+                parameter.fill_(float("nan"))
+        adapter = student.save_adapter(tmp_path / "adapter")
+        with pytest.raises(CheckpointError, match="non-finite"):
+            StudentExtractor(StudentConfig(input_size=28, adapter=str(adapter)), backbone=tiny_backbone())
+        result = cli("match", *images, "--points", "10,10", "--model", "student", "--random-weights", "--adapter",
+                     adapter, "--input-size", "56", "--out", tmp_path / "m.json")
+        one_line(result, "adapter_model.safetensors", "non-finite")
+        assert not (tmp_path / "m.json").exists()
+
+
+class TestResume:
+    def test_torn_metrics_line_checkpoint_keys_and_a_finished_run_without_checkpoint(self, tmp_path):
+        listing, cache = TestNoNaN()._cache(tmp_path)
+        config = DistillConfig(images=str(listing), teacher_cache=str(cache), input_size=56, epochs=2, lr=1e-3,
+                               neighbours=2, checkpoint_every=1, log_every=1, progress=False)
+        run = tmp_path / "run"
+        reference = distill(config, tmp_path / "reference", backbone=tiny_backbone())
+        with pytest.raises(Crash):
+            distill(config, run, backbone=tiny_backbone(), on_step=lambda step, loss: _stop_at(step, 3))
+        metrics = run / "metrics.jsonl"
+        metrics.write_text(metrics.read_text() + '{"epoch": 0, "step": 4, "lo')  # a crash mid-write
+        with pytest.warns(UserWarning, match="cut off by a crash"):
+            resumed = distill(config, run, backbone=tiny_backbone())
+        assert resumed.global_step == reference.global_step
+        steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+        assert steps == list(range(1, reference.global_step + 1))
+        (run / "checkpoint.pt").unlink()  # finished, then its checkpoint deleted: never retrained over
+        before = snapshot(run)
+        with pytest.raises(InputError, match="checkpoint.pt is gone"):
+            distill(config, run, backbone=tiny_backbone())
+        assert snapshot(run) == before
+        content = torch.load(tmp_path / "reference" / "checkpoint.pt", weights_only=True)
+        del content["config_digest"]
+        torch.save(content, tmp_path / "reference" / "checkpoint.pt")
+        with pytest.raises(CheckpointError, match="not a complete semcorr checkpoint"):
+            distill(config, tmp_path / "reference", backbone=tiny_backbone())
+
+    def test_a_killed_conversion_leaves_nothing_behind_for_long(self, tmp_path):
+        from semcorr.features.distilldift import _write_folder
+
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True).stdout.strip()
+        leftover = tmp_path / f".student.{HOST}.{dead}.tmp"
+        (leftover / "backbone").mkdir(parents=True)
+        (leftover / "backbone" / "model.safetensors").write_bytes(b"x" * 1000)
+        _write_folder(lambda folder: (folder.mkdir(), (folder / "distilldift.json").write_text("{}")), tmp_path / "student")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["student"]
+
+
+class Crash(Exception):
+    """A crash after some steps (checkpoints are written every step)."""
+
+
+def _stop_at(step: int, last: int) -> None:
+    if step >= last:
+        raise Crash
+
+
+class TestInputChecks:
+    def test_sizes_and_weights(self, cli, images, tmp_path):
+        one_line(cli("match", *images, "--points", "1,1", "--model", "baseline", "--input-size", "140000"),
+                 "--input-size 140000", "at most", "SEMCORR_MAX_INPUT_SIZE")
+        one_line(cli("match", *images, "--points", "1,1", "--model", "baseline", "--input-size", "0"), "--input-size 0")
+        one_line(cli("export-onnx", "--random-weights", "--size", "140000", "--out", tmp_path / "s.onnx"),
+                 "--size 140000")
+        text = tmp_path / "text.jpg"
+        text.write_text("not an image, not weights")
+        one_line(cli("match", *images, "--points", "1,1", "--model", "dinov2-s", "--weights", text), "text.jpg",
+                 "is a file, not a model folder")
+
+    def _spair(self, tmp_path: Path, edit) -> Path:
+        root = tmp_path / "SPair-71k"
+        shutil.copytree(data_path("spair-71k-mini", "SPair-71k"), root)
+        path = sorted((root / "PairAnnotation" / "test").glob("*.json"))[0]
+        data = json.loads(path.read_text())
+        edit(data)
+        path.write_text(json.dumps(data))
+        return root
+
+    def test_annotation_size_must_fit_the_image(self, cli, tmp_path):
+        root = self._spair(tmp_path, lambda data: data.update(trg_imsize=[data["trg_imsize"][0] * 2,
+                                                                          data["trg_imsize"][1] * 2, 3]))
+        one_line(cli("eval", "spair", "--data-root", root, "--model", "baseline", "--threshold", "image"),
+                 "trg_imsize", "does not fit this image")
+
+    def test_keypoints_outside_the_image_are_reported_and_left_out(self, cli, tmp_path):
+        def far(data):
+            data["src_kps"][0] = [1e6, -1e6]
+        root = self._spair(tmp_path, far)
+        result = cli("eval", "spair", "--data-root", root, "--model", "baseline", "--quiet", "--out",
+                     tmp_path / "r.json")
+        assert result.returncode == 0, result.stderr
+        assert "outside their image" in result.stderr and "1e+06" in result.stderr
+        reference = cli("eval", "spair", "--data-root", data_path("spair-71k-mini"), "--model", "baseline", "--quiet",
+                        "--out", tmp_path / "ref.json")
+        assert reference.returncode == 0
+        counts = [json.loads((tmp_path / name).read_text())["n_keypoints"] for name in ("r.json", "ref.json")]
+        assert counts[0] == counts[1] - 1
+
+    def test_rgbd_images_outside_the_sequence_folder(self, cli, tmp_path):
+        from threed_helpers import livingroom, write_rgbd
+
+        root, data = livingroom()
+        sequence = tmp_path / "scan"
+        write_rgbd(sequence, root, data["frames"][:6], data["K"])
+        cameras = json.loads((sequence / "cameras.json").read_text())
+        outside = tmp_path / "elsewhere"
+        outside.mkdir()
+        for frame in cameras["frames"]:
+            moved = outside / Path(frame["rgb"]).name
+            shutil.copy(sequence / frame["rgb"], moved)
+            frame["rgb"] = str(moved)
+        (sequence / "cameras.json").write_text(json.dumps(cameras))
+        result = cli("make-3d-pairs", sequence, "--out", tmp_path / "pairs.h5", "--quiet")
+        assert result.returncode == 0, result.stderr
+        (outside / Path(cameras["frames"][0]["rgb"]).name).unlink()
+        skipped = cli("make-3d-pairs", sequence, "--out", tmp_path / "pairs2.h5", "--quiet")
+        assert skipped.returncode == 0 and "missing" in skipped.stderr and "elsewhere" in skipped.stderr
+        one_line(cli("make-3d-pairs", sequence, "--out", tmp_path / "pairs3.h5", "--quiet", "--strict"), "missing",
+                 "elsewhere")
+
+    def test_points(self, cli, images, tmp_path):
+        width = Image.open(images[0]).size[0]
+        one_line(cli("match", *images, "--points", "-5,10", "--model", "baseline"), "point 0 (x=-5.0", "outside")
+        ok = cli("match", "--points", "10,10", f"{width - 1},3", *images, "--model", "baseline")
+        assert ok.returncode == 0, ok.stderr
+        assert [m["source"] for m in json.loads(ok.stdout)["matches"]] == [[10.0, 10.0], [width - 1.0, 3.0]]
+        for content, culprit in (("[]", "holds no points"), ("[[true, false]]", "finite numbers")):
+            path = tmp_path / "points.json"
+            path.write_text(content)
+            one_line(cli("match", *images, "--points-file", path, "--model", "baseline"), "points.json", culprit)
+
+    def test_a_tiny_image_is_warned_about(self, cli, images, tmp_path):
+        tiny = tmp_path / "tiny.png"
+        Image.new("RGB", (1, 1), (200, 30, 30)).save(tiny)
+        result = cli("match", tiny, images[1], "--points", "0.5,0.5", "--model", "baseline")
+        assert result.returncode == 0 and "semcorr: warning: " in result.stderr and "only 1x1 pixels" in result.stderr
+
+    def test_earlier_results_are_kept_when_a_run_fails(self, cli, images, tmp_path):
+        out = tmp_path / "m.json"
+        assert cli("match", *images, "--points", "10,10", "--model", "baseline", "--out", out).returncode == 0
+        before = out.read_bytes()
+        broken = tmp_path / "broken.png"
+        broken.write_bytes(images[1].read_bytes()[:300])
+        one_line(cli("match", images[0], broken, "--points", "10,10", "--model", "baseline", "--out", out), "broken.png")
+        assert out.read_bytes() == before
+
+
+@pytest.fixture(scope="module")
+def cut(tmp_path_factory):
+    import av
+
+    folder = tmp_path_factory.mktemp("video")
+    whole = folder / "whole.mp4"
+    container = av.open(str(whole), "w", options={"movflags": "faststart"})  # the index first: a cut file opens
+    stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8), format="rgb24")
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    cut = folder / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    return cut
+
+
+class TestDamagedVideo:
+    def test_reported_with_the_frame_number_or_stopped(self, cli, cut, tmp_path):
+        result = cli("video", cut, "--points", "10,10", "--model", "baseline", "--tracks", tmp_path / "t.csv",
+                     "--quiet")
+        assert result.returncode == 0, result.stderr
+        assert "cut.mp4" in result.stderr and "of the 12 frames it declares" in result.stderr
+        tracked = len((tmp_path / "t.csv").read_text().splitlines()) - 1
+        assert 0 < tracked < 12 and f"only {tracked} of the 12" in result.stderr
+        one_line(cli("video", cut, "--points", "10,10", "--model", "baseline", "--tracks", tmp_path / "s.csv",
+                     "--on-error", "stop", "--quiet"), "cut.mp4", "--on-error stop")
+        assert not (tmp_path / "s.csv").exists()
