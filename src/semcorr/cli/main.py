@@ -2,7 +2,7 @@
 
 Errors a user can fix (:class:`~semcorr.errors.SemcorrError`) are printed as one line and exit
 with status 1; so are the last-resort cases (a file the system refuses, memory running out, a bug),
-with ``--debug`` for the traceback. Argument errors exit with status 2 (argparse). Warnings are
+with ``--debug`` for the traceback. Argument errors are one line too and exit with status 2. Warnings are
 printed as ``semcorr: warning: ...`` lines.
 """
 
@@ -22,8 +22,15 @@ from .options import gather_points
 COMMAND_GROUPS = (match, evaluate, cache, train, threed, video, segment, bench, export, convert)
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block), exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="semcorr", description="Semantic correspondence between images.")
+    parser = Parser(prog="semcorr", description="Semantic correspondence between images.")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     parser.add_argument("--version", action="version", version=f"semcorr {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
