@@ -25,6 +25,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..cache.store import TeacherCache
+from ..errors import InputError
+from ..features.config import SdxlTurboConfig
 from ..features.registry import build_extractor
 from ..features.sdxl_parts import SDXL_UNET_CONFIG, build_vae
 from ..features.sdxl_unet import UnetTrunk
@@ -100,6 +102,9 @@ def run_sdxl_bench(*, precisions: Sequence[str] = ("fp32", "bf16"), runs: int = 
                    log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Count the UNet's FLOPs and a cache entry's bytes, then time each precision; ``log`` gets
     the report line by line (a markdown table), as the rows are measured. Returns the rows."""
+    if runs < 0 or component_runs < 1:
+        raise InputError(f"need --runs >= 0 and --component-runs >= 1; got {runs} and {component_runs}")
+    SdxlTurboConfig(input_size=input_size)  # checks the size before anything is built
     flops = unet_flops()
     log(f"UNet pass at latent 122x122: whole UNet {flops['unet']:.2f} TFLOP, teacher trunk {flops['trunk']:.2f} "
         f"TFLOP ({100 * (1 - flops['trunk'] / flops['unet']):.0f}% skipped)")

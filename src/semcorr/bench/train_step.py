@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
+from ..errors import InputError
 from ..features.config import StudentConfig
 from ..features.student import StudentExtractor
 from ..runtime import machine_info
@@ -57,6 +58,9 @@ def time_steps(precision: str, *, input_size: int = 434, pairs: int = 1, runs: i
 def run_train_step_bench(*, precisions: Sequence[str] = ("fp32", "bf16"), input_size: int = 434, pairs: int = 1,
                          runs: int = 5, warmup: int = 1, device: str = "cpu") -> dict[str, Any]:
     """:func:`time_steps` for each precision: ``{"machine": {...}, "rows": [...]}``."""
+    if runs < 1 or warmup < 0 or pairs < 1:
+        raise InputError(f"need --runs >= 1, --warmup >= 0 and --pairs >= 1; got {runs}, {warmup} and {pairs}")
+    StudentConfig(input_size=input_size)  # checks the size before anything is built
     rows = [time_steps(p, input_size=input_size, pairs=pairs, runs=runs, warmup=warmup, device=device)
             for p in precisions]
     return {"machine": machine_info(torch.device(device)), "rows": rows}
