@@ -39,7 +39,7 @@ def run_transfer(args: argparse.Namespace) -> int:
 def run_warp(args: argparse.Namespace) -> int:
     from ..transfer.warp import WarpSettings, run_warp as warp
 
-    settings = WarpSettings(match=match_settings(args), **given(args, ("cycle_tolerance",)))
+    settings = WarpSettings(match=match_settings(args), **given(args, ("cycle_tolerance", "fill_below")))
     summary = warp(args.image_a, args.image_b, args.out, mask=args.mask, parts=args.parts,
                    confidence=args.confidence, mapping=args.mapping, settings=settings, **model_arguments(args))
     print(f"{summary['carried']} of {summary['image_a']} warped onto {summary['image_b']}: {summary['out']} "
@@ -96,6 +96,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     warp.add_argument("--mapping", metavar="NPY", help="also write the (H_b, W_b, 2) A-pixel coordinates (float32)")
     warp.add_argument("--cycle-tolerance", type=float,
                       help="confidence scale, fraction of B's longer side (default 0.05)")
+    warp.add_argument("--fill-below", type=float,
+                      help="cells less confident than this take their confident neighbours' matches (default 0.5; "
+                           "0: off)")
     add_model_options(warp)
     add_match_options(warp)
     warp.set_defaults(run=run_warp)

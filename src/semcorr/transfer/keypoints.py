@@ -198,7 +198,8 @@ def transfer_keypoints(examples: str | os.PathLike | ExampleSet, images: str | o
         "examples": len(example_set.examples), "examples_in_folder": len(examples_in_folder),
         "skipped": document["skipped"], "resumed": len(targets) - len(remaining),
         "visible_fraction": round(float(np.mean(np.asarray(visible) > 0)), 4) if visible else 0.0,
-        "seconds": round(seconds, 3), "images_per_s": round(labelled / seconds, 3) if seconds > 0 and labelled else None,
+        "seconds": round(seconds, 3),
+        "images_per_s": round(labelled / seconds, 3) if seconds > 0 and labelled else None,
         "setup_seconds": round(setup, 3), "model": extractor.name, "random_weights": bool(extractor.random_weights),
         "device": str(extractor.device), "precision": extractor.config.precision,
     }

@@ -53,7 +53,8 @@ def _pairs_from_file(path: Path, names: Sequence[str]) -> list[tuple[int, int]]:
     entries = list(data.items()) if isinstance(data, dict) else data
     if not isinstance(entries, list) or not all(
             isinstance(e, (list, tuple)) and len(e) == 2 and all(isinstance(n, str) for n in e) for e in entries):
-        raise InputError(f"{path}: expected {{\"left_eye\": \"right_eye\", ...}} or [[\"left_eye\", \"right_eye\"], ...]")
+        raise InputError(f"{path}: expected {{\"left_eye\": \"right_eye\", ...}} or "
+                         "[[\"left_eye\", \"right_eye\"], ...]")
     position = {name: i for i, name in enumerate(names)}
     pairs = []
     for left, right in entries:
