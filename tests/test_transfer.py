@@ -236,6 +236,31 @@ class TestFolders:
         assert not partial.exists()
 
 
+class TestResume:
+    def test_a_run_with_other_settings_is_refused_and_the_same_resumes(self, tmp_path):
+        from semcorr.transfer.resume import PartialRun
+
+        identity = {"left_right": [("left_eye", "right_eye")], "settings": {"min_confidence": 0.5}}
+        with PartialRun(tmp_path / "labels.json", identity) as partial:
+            partial.add([{"file_name": "a.png", "error": "broken"}])
+        with PartialRun(tmp_path / "labels.json", identity) as partial:  # tuples read back as lists still match
+            assert list(partial.records) == ["a.png"]
+        with pytest.raises(InputError, match="labels.json.partial: holds a run with other examples"):
+            with PartialRun(tmp_path / "labels.json", {**identity, "settings": {"min_confidence": 0.3}}):
+                pass
+        with PartialRun(tmp_path / "labels.json", identity) as partial:  # the refusal released the lock
+            partial.finish()
+        assert not (tmp_path / "labels.json.partial").exists()
+
+    def test_a_second_run_on_the_same_output_is_refused(self, tmp_path):
+        from semcorr.transfer.resume import PartialRun
+
+        with PartialRun(tmp_path / "labels.json", {}):
+            with pytest.raises(InputError, match="another semcorr transfer is writing it"):
+                with PartialRun(tmp_path / "labels.json", {}):
+                    pass
+
+
 class TestBadInput:
     def run(self, cli, tmp_path, examples, folder=None, out=None, extra=()):
         folder = folder or willow("car(G)")[0][0].parent
@@ -291,6 +316,15 @@ class TestBadInput:
         assert "the folder" in line and "does not exist" in line
         line = self.run(cli, tmp_path, examples, out=tmp_path / "o.txt")
         assert "must be a .json file" in line
+
+    def test_an_extractor_takes_no_preset_options(self, tmp_path):
+        from semcorr.features import build_extractor
+
+        images, points = willow("car(G)")
+        examples = simple_examples(tmp_path / "ex.json", images[:1], points[:1])
+        with pytest.raises(InputError, match="apply to a preset name"):
+            transfer_keypoints(examples, images[0].parent, tmp_path / "o.json", model=build_extractor("baseline"),
+                               random_weights=True, progress=False)
 
     def test_examples_are_read_before_any_model(self, tmp_path):
         with pytest.raises(InputError, match="not found"):

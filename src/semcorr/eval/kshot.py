@@ -35,7 +35,7 @@ from ..data.symmetry import mirror_pairs
 from ..errors import InputError
 from ..features.base import Extractor
 from ..features.config import DEFAULT_MODEL
-from ..features.registry import build_extractor
+from ..features.registry import resolve_extractor
 from ..matching import MatchSettings
 from ..transfer.labeller import KeypointLabeller, TransferSettings
 from .benchmarks import get_benchmark, load_benchmark
@@ -128,10 +128,7 @@ def evaluate_kshot(benchmark: str, data_root: str | Path, *, shots: int, seed: i
               if len(images) > shots}
     if not chosen:
         raise InputError(f"{data_root}: no {spec.title} {split} category has more than {shots} images")
-    if isinstance(model, Extractor) and (weights is not None or random_weights or overrides):
-        raise InputError("weights, random_weights and extractor settings apply to a preset name, not to an Extractor")
-    extractor = model if isinstance(model, Extractor) else build_extractor(
-        model, weights=weights, random_weights=random_weights, device=device, **overrides)
+    extractor = resolve_extractor(model, weights=weights, random_weights=random_weights, device=device, **overrides)
     loaded = time.perf_counter()
     everything = [image.path for group in chosen for image in groups[group]]
     examples = [groups[group][i].path for group, rows in chosen.items() for i in rows]

@@ -34,6 +34,8 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import InputError
 from ..fileio import read_json
 
+_ORIENTATION, _TRANSPOSED = 0x0112, (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
 
 @dataclass(frozen=True)
 class KeypointCategory:
@@ -144,6 +146,8 @@ class _ImageFinder:
             try:
                 with Image.open(image) as opened:
                     width, height = opened.size
+                    if opened.getexif().get(_ORIENTATION, 1) in _TRANSPOSED:  # as load_image shows it
+                        width, height = height, width
             except (UnidentifiedImageError, OSError) as error:
                 raise InputError(f"{self.source}: {where}: image {image} cannot be read ({error})") from None
             self.found[name] = (image, (height, width))

@@ -32,7 +32,7 @@ from .. import __version__
 from ..errors import InputError
 from ..features.base import Extractor, FeatureMap
 from ..features.config import DEFAULT_MODEL
-from ..features.registry import build_extractor
+from ..features.registry import resolve_extractor
 from ..fileio import check_output_file, check_output_folder, make_folder, write_json
 from ..images import ImageItem, list_images, load_image
 from ..pose_align import flip_image
@@ -135,8 +135,6 @@ def transfer_keypoints(examples: str | os.PathLike | ExampleSet, images: str | o
     items = list_images(images)
     names = example_set.category.keypoints
     partners, pairs = left_right_partners(left_right, names) if settings.pose_align else (None, [])
-    if isinstance(model, Extractor) and (weights is not None or random_weights or overrides):
-        raise InputError("weights, random_weights and extractor settings apply to a preset name, not to an Extractor")
     by_path = {}
     for example in example_set.examples:
         by_path.setdefault(example.path.resolve(), example)
@@ -149,8 +147,8 @@ def transfer_keypoints(examples: str | os.PathLike | ExampleSet, images: str | o
         "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("batch_size", "on_error")},
     }
     with PartialRun(out, identity) as partial:
-        extractor = model if isinstance(model, Extractor) else build_extractor(
-            model, weights=weights, random_weights=random_weights, device=device, **overrides)
+        extractor = resolve_extractor(model, weights=weights, random_weights=random_weights, device=device,
+                                      **overrides)
         remaining = [item for item in targets if item.key not in partial.records]
         labeller = example_labeller(extractor, example_set, settings, partners) if remaining else None
         if show is not None:

@@ -13,6 +13,7 @@ written atomically and the folder removed.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ class PartialRun:
     def __init__(self, out: Path, identity: dict[str, Any]) -> None:
         self.out = Path(out)
         self.folder = self.out.with_name(self.out.name + ".partial")
-        self.identity = {"format": FORMAT, "version": VERSION, **identity}
+        self.identity = json.loads(json.dumps({"format": FORMAT, "version": VERSION, **identity}))  # as read back
         self.records: dict[str, dict[str, Any]] = {}
         self._next = 1
         self._stack = contextlib.ExitStack()
@@ -44,6 +45,14 @@ class PartialRun:
         self._stack.enter_context(file_lock(self.folder / "lock", wait=False,
                                             busy=f"{self.out}: another semcorr transfer is writing it "
                                                  f"(lock {self.folder / 'lock'})"))
+        try:
+            self._load()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def _load(self) -> None:
         remove_stale_temporaries(self.folder.iterdir())
         run = self.folder / "run.json"
         if run.is_file():
@@ -56,15 +65,9 @@ class PartialRun:
             for record in read_json(part, expect=dict).get("records", []):
                 self.records[record["file_name"]] = record
             self._next = max(self._next, int(part.stem.rpartition("-")[2]) + 1)
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
-
-    @property
-    def resumed(self) -> int:
-        """How many images were done before this run started."""
-        return len(self.records)
 
     def add(self, records: list[dict[str, Any]]) -> None:
         """Keep one finished batch (written atomically)."""

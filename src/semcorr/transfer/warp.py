@@ -36,11 +36,10 @@ from torch import Tensor
 from ..errors import InputError
 from ..features.base import Extractor, FeatureMap
 from ..features.config import DEFAULT_MODEL
-from ..features.registry import build_extractor
+from ..features.registry import resolve_extractor
 from ..fileio import atomic_file, check_output_file, write_atomically
-from ..geometry import ImageGeometry
 from ..images import ImageInput, image_name, load_image
-from ..matching import MatchSettings, grid_to_normalized, locate, sample_descriptors
+from ..matching import MatchSettings, locate, sample_at_pixels, sample_descriptors
 from ..settings import check_int, check_number, fail
 from .vote import cycle_confidence
 
@@ -89,20 +88,6 @@ class DenseWarp:
     size_a: tuple[int, int]
     grid_mapping: Tensor
     grid_confidence: Tensor
-
-
-def sample_at_pixels(values: Tensor, geometry: ImageGeometry) -> Tensor:
-    """(C, h, w) grid values sampled bilinearly at every original pixel centre -> (C, H, W)."""
-    height, width = geometry.original_size
-    grid_size = tuple(values.shape[-2:])
-    xs = torch.arange(width, dtype=torch.float32) + 0.5
-    ys = torch.arange(height, dtype=torch.float32) + 0.5
-    gx = geometry.to_grid(torch.stack((xs, torch.zeros_like(xs)), dim=-1), grid_size)[:, 0]
-    gy = geometry.to_grid(torch.stack((torch.zeros_like(ys), ys), dim=-1), grid_size)[:, 1]
-    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)  # (H, W, 2)
-    normalized = grid_to_normalized(grid, grid_size).to(values.device)
-    return F.grid_sample(values[None].float(), normalized[None], mode="bilinear", padding_mode="border",
-                         align_corners=False)[0]
 
 
 def fill_unconfident(mapping: Tensor, confidence: Tensor, below: float, sigma: float) -> Tensor:
@@ -173,8 +158,7 @@ def dense_warp(image_a: ImageInput, image_b: ImageInput, *, model: str | Extract
         model: a preset name or an :class:`Extractor`; ``weights``, ``random_weights``, ``device``
             and ``**overrides`` build the preset.
     """
-    extractor = model if isinstance(model, Extractor) else build_extractor(
-        model, weights=weights, random_weights=random_weights, device=device, **overrides)
+    extractor = resolve_extractor(model, weights=weights, random_weights=random_weights, device=device, **overrides)
     features = extractor.extract([load_image(image_a), load_image(image_b)])
     return warp_features(features[0], features[1], settings)
 
@@ -245,8 +229,7 @@ def run_warp(image_a: ImageInput, image_b: ImageInput, out: str | os.PathLike, *
         if path is not None:
             check_output_file(path, suffixes=(suffix,))
     carried = load_image(mask if mask is not None else parts if parts is not None else image_a)
-    extractor = model if isinstance(model, Extractor) else build_extractor(
-        model, weights=weights, random_weights=random_weights, device=device, **overrides)
+    extractor = resolve_extractor(model, weights=weights, random_weights=random_weights, device=device, **overrides)
     warp = dense_warp(image_a, image_b, model=extractor, settings=settings)
     if mask is not None:
         result = _png((warp_mask(warp, carried.mean(0) > 0.5).numpy() * 255).astype(np.uint8))
