@@ -18,6 +18,7 @@ from semcorr.features import (BaselineConfig, DinoV2Config, ExtractorConfig, Sdx
 from semcorr.matching import MatchSettings
 from semcorr.segment import SegmentSettings
 from semcorr.train import DistillConfig, FinetuneConfig
+from semcorr.transfer import TransferSettings, WarpSettings
 from semcorr.video import TrackSettings
 
 
@@ -95,6 +96,9 @@ class TestDataclasses:
         (lambda: FinetuneConfig(benchmark="spair"), "data_root"),
         (lambda: FinetuneConfig(benchmark="nowhere", data_root="d"), "benchmark"),
         (lambda: FinetuneConfig(), "pair_file"),
+        (lambda: TransferSettings(min_confidence=1.5), "min_confidence"),
+        (lambda: TransferSettings(on_error="ignore"), "on_error"),
+        (lambda: WarpSettings(fill_below=-0.1), "fill_below"),
     ])
     def test_refused_with_field_value_and_rule(self, build, field):
         with pytest.raises(SettingError) as caught:
@@ -106,7 +110,8 @@ class TestDataclasses:
     def test_defaults_are_valid(self):
         for settings in (MatchSettings(), TrackSettings(), SegmentSettings(), PCKSettings(), ExtractorConfig(),
                          BaselineConfig(), DinoV2Config(), StudentConfig(), SdxlTurboConfig(), TeacherConfig(),
-                         BenchSettings(), DistillConfig(images="x"), FinetuneConfig(pair_file="p.h5")):
+                         BenchSettings(), DistillConfig(images="x"), FinetuneConfig(pair_file="p.h5"),
+                         TransferSettings(), WarpSettings()):
             assert dataclasses.replace(settings) == settings
 
 
@@ -121,6 +126,9 @@ def _help_default(parser, command: str, dest: str) -> str:
     ("match", MatchSettings(), ("window", "temperature", "method")),
     ("video", TrackSettings(), ("batch_size", "cycle_tolerance", "source_frame")),
     ("segment", SegmentSettings(), ("restarts", "seed", "batch_size")),
+    ("transfer", TransferSettings(), ("min_confidence", "cycle_tolerance", "agreement_tolerance", "batch_size",
+                                      "on_error")),
+    ("warp", WarpSettings(), ("cycle_tolerance", "fill_below")),
 ])
 def test_help_states_the_dataclass_defaults(command, settings, fields):
     """Options that fill a settings dataclass default to "not given"; their help repeats its defaults."""

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .features.base import FeatureMap
+from .geometry import ImageGeometry
 from .settings import check_choice, check_int, check_number
 
 MATCH_METHODS: tuple[str, ...] = ("window_soft_argmax", "nearest")
@@ -33,6 +34,29 @@ def grid_to_normalized(points: Tensor, grid_size: tuple[int, int]) -> Tensor:
     grid_h, grid_w = grid_size
     size = torch.tensor((grid_w, grid_h), dtype=points.dtype, device=points.device)
     return (2.0 * points + 1.0) / size - 1.0
+
+
+def sample_at_pixels(values: Tensor, geometry: ImageGeometry) -> Tensor:
+    """Grid values sampled bilinearly at every pixel centre of the original image.
+
+    Args:
+        values: (C, h, w) values on a feature grid of that image.
+        geometry: the image's :class:`~semcorr.geometry.ImageGeometry`.
+    Returns:
+        (C, H, W) float32 at the image's original size.
+    """
+    _check_shape("values", values, 3, "(C, h, w)")
+    height, width = geometry.original_size
+    grid_size = tuple(values.shape[-2:])
+    xs = torch.arange(width, dtype=torch.float32) + 0.5
+    ys = torch.arange(height, dtype=torch.float32) + 0.5
+    # the mapping is axis-aligned: transform the x and y axes separately, then combine
+    gx = geometry.to_grid(torch.stack((xs, torch.zeros_like(xs)), dim=-1), grid_size)[:, 0]
+    gy = geometry.to_grid(torch.stack((torch.zeros_like(ys), ys), dim=-1), grid_size)[:, 1]
+    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)  # (H, W, 2)
+    normalized = grid_to_normalized(grid, grid_size).to(values.device)
+    return F.grid_sample(values[None].float(), normalized[None], mode="bilinear", padding_mode="border",
+                         align_corners=False)[0]
 
 
 def sample_descriptors(features: Tensor, points: Tensor) -> Tensor:

@@ -23,6 +23,7 @@ def _loader_option(text: str) -> tuple[str, Any]:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from ..eval.kshot import evaluate_kshot
     from ..eval.pck import PCKSettings
     from ..eval.report import format_table
     from ..eval.runner import evaluate
@@ -35,11 +36,12 @@ def run_eval(args: argparse.Namespace) -> int:
     pck = PCKSettings(**{**fields, **({"alphas": tuple(fields["alphas"])} if "alphas" in fields else {})},
                       inclusive=not args.strict)
     loader_options = dict(_loader_option(o) for o in args.loader_option)
-    result = evaluate(
+    shots = {} if args.transfer_shots is None else {"shots": args.transfer_shots, "seed": args.transfer_seed}
+    result = (evaluate_kshot if shots else evaluate)(
         args.benchmark, args.data_root, split=args.split, settings=match_settings(args), pck=pck, limit=args.limit,
         batch_size=args.batch_size, cache=args.cache, cache_dir=args.cache_dir, loader_options=loader_options,
         predictions=bool(args.save_predictions), progress=not args.quiet, pose_align=args.pose_align,
-        **model_arguments(args),
+        **shots, **model_arguments(args),
     )
     records = result.pop("predictions", None)
     if args.save_predictions:
@@ -73,6 +75,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--pose-align", action="store_true",
                         help="weakly supervised setting: also match from each mirrored source image and keep, per "
                              "pair, the orientation whose mutual nearest neighbours agree best (GeoAware-SC)")
+    parser.add_argument("--transfer-shots", type=int, metavar="K",
+                        help="k-shot label transfer instead of pairs: K examples per category, PCK of their keypoints "
+                             "transferred to every other image of the category (semcorr transfer)")
+    parser.add_argument("--transfer-seed", type=int, default=0, help="seed of the examples' draw (default 0)")
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N pairs (a quick look)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per extractor call (default 8)")
     parser.add_argument("--cache", choices=["auto", "memory", "disk"], default="auto",

@@ -16,7 +16,7 @@ _EXPORTS = {
     "build_student": "student", "SdxlTurboExtractor": "sdxl", "EnsembleTeacher": "teacher",
     "VARIANTS": "distilldift", "build_distilldift": "distilldift", "convert_checkpoint": "distilldift",
     "PRESETS": "registry", "Preset": "registry", "build_extractor": "registry", "get_preset": "registry",
-    "register_preset": "registry",
+    "register_preset": "registry", "resolve_extractor": "registry",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

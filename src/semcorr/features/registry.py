@@ -25,7 +25,8 @@ from .sdxl import SdxlTurboExtractor
 from .student import build_student
 from .teacher import EnsembleTeacher
 
-__all__ = ["DEFAULT_MODEL", "PRESETS", "Preset", "build_extractor", "get_preset", "make_config", "register_preset"]
+__all__ = ["DEFAULT_MODEL", "PRESETS", "Preset", "build_extractor", "get_preset", "make_config", "register_preset",
+           "resolve_extractor"]
 
 
 @dataclass(frozen=True)
@@ -120,3 +121,19 @@ for _name, _variant in VARIANTS.items():
         f"{' (default model)' if _name == DEFAULT_MODEL else ''}",
         DistillDiftConfig(), build_distilldift,
     ))
+
+
+def resolve_extractor(model: str | Extractor, *, weights: str | None = None, random_weights: bool = False,
+                      device: str | None = None, **overrides: Any) -> Extractor:
+    """``model`` itself when it is an :class:`Extractor`, else the preset built by :func:`build_extractor`.
+
+    Raises:
+        InputError: ``weights``, ``random_weights`` or config overrides given with an Extractor
+            (they apply to a preset name only).
+    """
+    if isinstance(model, Extractor):
+        if weights is not None or random_weights or overrides:
+            raise InputError("weights, random_weights and extractor settings apply to a preset name, not to an "
+                             "Extractor")
+        return model
+    return build_extractor(model, weights=weights, random_weights=random_weights, device=device, **overrides)

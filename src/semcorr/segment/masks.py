@@ -38,7 +38,7 @@ from ..features.registry import build_extractor
 from ..fileio import check_output_folder, make_folder, write_atomically
 from ..geometry import ImageGeometry
 from ..images import ImageInput, image_name, load_image
-from ..matching import grid_to_normalized
+from ..matching import sample_at_pixels
 from ..settings import check_bool, check_int, check_number
 from .refine import refine_mask
 
@@ -185,18 +185,7 @@ def enclosed_background(foreground: Tensor, valid: Tensor) -> Tensor:
 
 def upsample_to_image(grid_values: Tensor, geometry: ImageGeometry) -> Tensor:
     """Sample an (h, w) grid map bilinearly at every original pixel centre -> (H, W)."""
-    height, width = geometry.original_size
-    grid_size = tuple(grid_values.shape)
-    xs = torch.arange(width, dtype=torch.float32) + 0.5
-    ys = torch.arange(height, dtype=torch.float32) + 0.5
-    # the mapping is axis-aligned: transform the x and y axes separately, then combine
-    gx = geometry.to_grid(torch.stack((xs, torch.zeros_like(xs)), dim=-1), grid_size)[:, 0]
-    gy = geometry.to_grid(torch.stack((torch.zeros_like(ys), ys), dim=-1), grid_size)[:, 1]
-    grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)  # (H, W, 2)
-    normalized = grid_to_normalized(grid, grid_size).to(grid_values.device)
-    sampled = F.grid_sample(grid_values[None, None].float(), normalized[None], mode="bilinear",
-                            padding_mode="border", align_corners=False)
-    return sampled[0, 0]
+    return sample_at_pixels(grid_values[None], geometry)[0]
 
 
 def cell_pixels(geometry: ImageGeometry, grid_size: tuple[int, int]) -> float:

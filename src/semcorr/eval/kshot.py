@@ -1,0 +1,219 @@
+"""k-shot label transfer on a benchmark: how many annotated examples a category needs.
+
+    from semcorr.eval.kshot import evaluate_kshot
+    result = evaluate_kshot("pf-willow", "data/PF-WILLOW", shots=3, model="baseline")
+    result["pck"]["0.1"]       # PCK@0.1 of the transferred keypoints, per keypoint, in percent
+
+The benchmark's pairs give each image's keypoints (the union over the pairs it appears in), box
+and size. Images are grouped by category (PF-WILLOW: by subclass, whose ten keypoints are defined
+per subclass). Per group, ``shots`` images are drawn as examples with a fixed seed (a generator
+seeded with ``seed`` and the group's name, so a group's draw does not depend on the others); their
+keypoints are transferred by :mod:`semcorr.transfer` (votes combined by weighted geometric median)
+to every other image of the group, and each target is scored like a pair of pair evaluation
+(:func:`semcorr.eval.runner.score_predictions`, the same PCK options): a keypoint counts where the
+target has it and at least one example labels it. Every keypoint is placed (no confidence
+threshold) so the figure is comparable with pair evaluation; ``transfer.confident`` says what
+share of the counted keypoints reaches ``min_confidence`` and how often those are correct.
+Groups with no more than ``shots`` images are left out (listed in ``transfer.skipped_groups``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..data.pairs import Pair
+from ..data.symmetry import mirror_pairs
+from ..errors import InputError
+from ..features.base import Extractor
+from ..features.config import DEFAULT_MODEL
+from ..features.registry import resolve_extractor
+from ..matching import MatchSettings
+from ..transfer.labeller import KeypointLabeller, TransferSettings
+from .benchmarks import get_benchmark, load_benchmark
+from .feature_store import CacheMode, FeatureStore
+from .pck import PCKSettings, alpha_key, correct_keypoints, threshold_length
+from .runner import score_predictions
+
+
+@dataclass
+class AnnotatedImage:
+    """One benchmark image with its keypoints: (K, 2) points, (K,) visible, (4,) box, (H, W) size."""
+
+    path: Path
+    category: str
+    points: np.ndarray
+    visible: np.ndarray
+    box: np.ndarray
+    size: tuple[int, int]
+
+
+def annotated_images(pairs: list[Pair]) -> dict[str, list[AnnotatedImage]]:
+    """Every image of the pairs with the union of its keypoints, per group (sorted by path)."""
+    labels: dict[tuple[str, Path], dict[int, np.ndarray]] = {}
+    about: dict[tuple[str, Path], tuple[str, np.ndarray, tuple[int, int]]] = {}
+    counts: dict[str, int] = {}
+    for pair in pairs:
+        group = str(pair.flags.get("subclass", pair.category))
+        counts[group] = max(counts.get(group, 0), int(pair.keypoint_ids.max(initial=-1)) + 1)
+        for path, points, visible, box, size in (
+                (pair.source_image, pair.source_points, pair.source_visible, pair.source_box, pair.source_size),
+                (pair.target_image, pair.target_points, pair.target_visible, pair.target_box, pair.target_size)):
+            about.setdefault((group, path), (pair.category, box, size))
+            known = labels.setdefault((group, path), {})
+            known.update((k, p) for k, p, seen in zip(pair.keypoint_ids.tolist(), points, visible) if seen)
+    groups: dict[str, list[AnnotatedImage]] = {}
+    for group, path in sorted(labels, key=lambda key: (key[0], str(key[1]))):
+        points, visible = np.zeros((counts[group], 2)), np.zeros(counts[group], bool)
+        for keypoint, point in labels[group, path].items():
+            points[keypoint], visible[keypoint] = point, True
+        category, box, size = about[group, path]
+        groups.setdefault(group, []).append(AnnotatedImage(path, category, points, visible, box, size))
+    return groups
+
+
+def draw_examples(images: list[AnnotatedImage], shots: int, seed: int, group: str) -> list[int]:
+    """The indices of the ``shots`` examples of a group: a draw seeded by ``seed`` and the group's name."""
+    rng = np.random.default_rng([seed, zlib.crc32(group.encode())])
+    return sorted(rng.choice(len(images), size=shots, replace=False).tolist())
+
+
+def _partners(benchmark: str, category: str, count: int) -> torch.Tensor:
+    partners = torch.arange(count)
+    for left, right in mirror_pairs(benchmark, category):
+        if left < count and right < count:
+            partners[left], partners[right] = right, left
+    return partners
+
+
+def evaluate_kshot(benchmark: str, data_root: str | Path, *, shots: int, seed: int = 0,
+                   model: str | Extractor = DEFAULT_MODEL, weights: str | None = None, random_weights: bool = False,
+                   device: str | None = None, split: str | None = None, settings: MatchSettings = MatchSettings(),
+                   pck: PCKSettings = PCKSettings(), limit: int | None = None, batch_size: int = 8,
+                   cache: CacheMode = "auto", cache_dir: str | Path | None = None,
+                   loader_options: Mapping[str, Any] | None = None, predictions: bool = False, progress: bool = True,
+                   pose_align: bool = False, transfer: TransferSettings | None = None,
+                   **overrides: Any) -> dict[str, Any]:
+    """k-shot transfer PCK (module docstring); the arguments are :func:`semcorr.eval.evaluate`'s, plus:
+
+    Args:
+        shots: examples per group.
+        seed: the draw's seed.
+        transfer: the transfer's tolerances and ``min_confidence`` (its matching, batch size and pose
+            alignment are taken from ``settings``, ``batch_size`` and ``pose_align``).
+    Returns:
+        :func:`~semcorr.eval.evaluate`'s keys, a "pair" being (the group's examples, one target), plus
+        ``"transfer": {"shots", "seed", "examples": {group: [image, ...]}, "skipped_groups", "confident"}``.
+    """
+    start = time.perf_counter()
+    if not isinstance(shots, int) or isinstance(shots, bool) or shots < 1:
+        raise InputError(f"--transfer-shots must be an integer >= 1, got {shots!r}")
+    spec = get_benchmark(benchmark)
+    alphas = tuple(float(a) for a in (pck.alphas if pck.alphas is not None else spec.alphas))
+    threshold = pck.threshold or spec.threshold
+    transfer = dataclasses.replace(transfer or TransferSettings(), match=settings, batch_size=batch_size,
+                                   pose_align=pose_align)
+    split, pairs = load_benchmark(spec, data_root, split, **dict(loader_options or {}))
+    pairs = pairs[:limit] if limit is not None else pairs
+    groups = annotated_images(pairs)
+    chosen = {group: draw_examples(images, shots, seed, group) for group, images in groups.items()
+              if len(images) > shots}
+    if not chosen:
+        raise InputError(f"{data_root}: no {spec.title} {split} category has more than {shots} images")
+    extractor = resolve_extractor(model, weights=weights, random_weights=random_weights, device=device, **overrides)
+    loaded = time.perf_counter()
+    everything = [image.path for group in chosen for image in groups[group]]
+    examples = [groups[group][i].path for group, rows in chosen.items() for i in rows]
+    scored: list[Pair] = []
+    found: list[np.ndarray] = []
+    confidences: list[np.ndarray] = []
+    with FeatureStore(extractor, mode=cache, cache_dir=cache_dir, batch_size=batch_size, progress=progress) as store:
+        store.compute(everything, flipped=examples if pose_align else ())
+        extracted = time.perf_counter()
+        for group in tqdm(sorted(chosen), desc="transfer", unit="category", disable=not progress):
+            images, rows = groups[group], chosen[group]
+            shown = [images[i] for i in rows]
+            paths = [image.path for image in shown]
+            with torch.inference_mode():
+                labeller = KeypointLabeller(
+                    store.feature_map(paths), torch.from_numpy(np.stack([e.points for e in shown])).float(),
+                    torch.from_numpy(np.stack([e.visible for e in shown])), transfer,
+                    flipped=store.feature_map(paths, flipped=True) if pose_align else None,
+                    partners=_partners(spec.name, shown[0].category, len(shown[0].visible)))
+                targets = [image for i, image in enumerate(images) if i not in rows]
+                for begin in range(0, len(targets), batch_size):
+                    batch = targets[begin:begin + batch_size]
+                    votes = labeller.label(store.feature_map([t.path for t in batch])).votes
+                    for target, points, confidence in zip(batch, votes.points.cpu().numpy(),
+                                                          votes.confidence.cpu().numpy()):
+                        pair = _scored_pair(group, shown, target, spec.name)
+                        scored.append(pair)
+                        found.append(points[pair.visible].astype(np.float64))
+                        confidences.append(confidence[pair.visible])
+        cache_used, computed = store.mode, store.computed
+    matched = time.perf_counter()
+    scores, records = score_predictions(scored, found, alphas, threshold, pck, predictions=predictions)
+    finished = time.perf_counter()
+    return {
+        "benchmark": spec.name, "title": f"{spec.title} {shots}-shot transfer", "split": split,
+        "data_root": str(data_root), "model": extractor.name, "random_weights": bool(extractor.random_weights),
+        "protocol": (f"{shots} example(s) per category drawn with seed {seed}, transferred to every other image of "
+                     f"the category (the table's 'pairs' are target images); PCK@{'/'.join(map(alpha_key, alphas))} "
+                     f"of the target {'box' if threshold == 'bbox' else 'image'}'s longer side, averaged per "
+                     f"{pck.average}, correct if distance {'<=' if pck.inclusive else '<'} alpha * L"),
+        **scores, "n_images": len(everything),
+        "transfer": {
+            "shots": shots, "seed": seed,
+            "examples": {g: [str(groups[g][i].path) for i in r] for g, r in chosen.items()},
+            "skipped_groups": sorted(set(groups) - set(chosen)),
+            "confident": _confident(scored, found, confidences, alphas, threshold, pck, transfer.min_confidence),
+        },
+        "pose_align": {"enabled": pose_align},
+        "settings": {
+            "extractor": dataclasses.asdict(extractor.config), "matching": dataclasses.asdict(settings),
+            "transfer": {k: v for k, v in dataclasses.asdict(transfer).items() if k != "match"},
+            "pck": {"alphas": list(alphas), "threshold": threshold, "average": pck.average,
+                    "comparison": "<=" if pck.inclusive else "<"},
+            "batch_size": batch_size, "limit": limit, "feature_cache": cache_used, "pose_align": pose_align,
+            "device": str(extractor.device),
+        },
+        "timing": {"load_s": round(loaded - start, 3), "features_s": round(extracted - loaded, 3),
+                   "matching_s": round(matched - extracted, 3), "scoring_s": round(finished - matched, 3),
+                   "images_computed": computed},
+        "wall_time_s": round(finished - start, 3),
+        **({"predictions": records} if predictions else {}),
+    }
+
+
+def _scored_pair(group: str, examples: list[AnnotatedImage], target: AnnotatedImage, benchmark: str) -> Pair:
+    """A :class:`Pair` for scoring: the examples' union of labels as the source, the target as itself."""
+    labelled = np.any([e.visible for e in examples], axis=0)
+    count = len(labelled)
+    return Pair(id=f"{group}/{target.path.stem}", benchmark=benchmark, category=group,
+                source_image=examples[0].path, target_image=target.path, source_points=np.zeros((count, 2)),
+                target_points=target.points, source_visible=labelled, target_visible=target.visible,
+                keypoint_ids=np.arange(count), source_box=np.zeros(4), target_box=target.box,
+                source_size=examples[0].size, target_size=target.size)
+
+
+def _confident(pairs: list[Pair], found: list[np.ndarray], confidences: list[np.ndarray], alphas: tuple[float, ...],
+               threshold: str, pck: PCKSettings, min_confidence: float) -> dict[str, Any]:
+    """Share of counted keypoints at or above ``min_confidence``, and their PCK (per keypoint)."""
+    kept, correct = 0, np.zeros(len(alphas))
+    total = sum(len(c) for c in confidences)
+    for pair, points, confidence in zip(pairs, found, confidences):
+        keep = confidence >= min_confidence
+        length = threshold_length(threshold, pair.target_box, pair.target_size)
+        hits = correct_keypoints(points[keep], pair.counted_points()[1][keep], length, alphas, inclusive=pck.inclusive)
+        kept += int(keep.sum())
+        correct += hits.sum(axis=1)
+    return {"min_confidence": min_confidence, "kept_percent": round(100.0 * kept / total, 2) if total else None,
+            "pck_kept": {alpha_key(a): (round(100.0 * c / kept, 2) if kept else None) for a, c in zip(alphas, correct)}}
