@@ -142,7 +142,8 @@ class _ImageFinder:
             image = next((c for c in candidates if c.is_file()), None)
             if image is None:
                 looked = ", ".join(str(folder) for folder in self.folders)
-                raise InputError(f"{self.source}: {where}: image {name!r} not found (looked in {looked})")
+                what = where if repr(name) in where else f"{where}: image {name!r}"
+                raise InputError(f"{self.source}: {what} not found (looked in {looked})")
             try:
                 with Image.open(image) as opened:
                     width, height = opened.size
