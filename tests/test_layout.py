@@ -22,7 +22,7 @@ LAYERS = (
     "semcorr.images", "semcorr.features.config", "semcorr.features", "semcorr.matching", "semcorr.data",
     "semcorr.pose_align", "semcorr.viz", "semcorr.matcher", "semcorr.cache", "semcorr.threed", "semcorr.eval",
     "semcorr.train", "semcorr.video", "semcorr.segment", "semcorr.export", "semcorr.bench", "semcorr.demo",
-    "semcorr.cli",
+    "semcorr.app", "semcorr.cli",
 )
 
 

@@ -8,11 +8,16 @@ from typing import Any, Sequence
 
 import matplotlib
 import numpy as np
+import torch
+import torch.nn.functional as F
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from torch import Tensor
 
 from .fileio import write_atomically
+from .geometry import ImageGeometry
 from .images import ImageInput, load_image
+from .matching import grid_to_normalized
 
 
 def _as_array(image: ImageInput) -> np.ndarray:
@@ -60,3 +65,37 @@ def save_png(figure: Figure, path: str | Path, *, dpi: int = 100) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)
     write_atomically(path, buffer.getvalue())
+
+
+def similarity_overlay(similarity: Tensor, geometry: ImageGeometry, size: tuple[int, int], *,
+                       colour_map: str = "turbo") -> np.ndarray:
+    """A picture of one similarity map to lay over its image: colour and opacity grow with similarity.
+
+    Each output pixel takes the map's bilinear value at its centre, mapped through ``geometry``
+    (so letterbox padding never shows), scaled from the lowest to the highest value on the image
+    (``s`` in [0, 1]); the colour is ``colour_map(s)``, the opacity ``0.05 + 0.75 s²`` (the least
+    similar places stay almost clear).
+
+    Args:
+        similarity: (h, w) similarities over the image's feature grid (e.g. ``Transfer.similarity[b, n]``).
+        geometry: the image's :class:`~semcorr.geometry.ImageGeometry`.
+        size: (height, width) of the picture; it covers the whole original image.
+    Returns:
+        (height, width, 4) uint8 RGBA.
+    """
+    if similarity.ndim != 2:
+        raise ValueError(f"similarity must be (h, w), got shape {tuple(similarity.shape)}")
+    height, width = size
+    original_h, original_w = geometry.original_size
+    xs = (torch.arange(width, dtype=torch.float64) + 0.5) * (original_w / width)
+    ys = (torch.arange(height, dtype=torch.float64) + 0.5) * (original_h / height)
+    centres = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (height, width, 2) original pixels
+    grid_size = tuple(similarity.shape)
+    where = grid_to_normalized(geometry.to_grid(centres, grid_size), grid_size).float()
+    values = F.grid_sample(similarity.detach().float().cpu()[None, None], where[None], mode="bilinear",
+                           padding_mode="border", align_corners=False)[0, 0]
+    low, high = values.min(), values.max()
+    scaled = ((values - low) / (high - low).clamp(min=1e-6)).numpy()
+    rgba = matplotlib.colormaps[colour_map](scaled)
+    rgba[..., 3] = 0.05 + 0.75 * scaled**2
+    return np.round(rgba * 255).astype(np.uint8)
