@@ -95,7 +95,7 @@ class TestMatch:
             assert abs(match["target"][0] - point[0] - SHIFT[0]) <= b["width"] / 31
             assert abs(match["target"][1] - point[1] - SHIFT[1]) <= b["height"] / 31
         picture = Image.open(io.BytesIO(base64.b64decode(answer["heatmap"].split(",", 1)[1])))
-        assert picture.mode == "RGBA" and picture.size == (b["width"], b["height"])
+        assert picture.mode == "RGBA" and picture.size == (256, 192)
         assert json.loads(answer["result_json"]) == answer["result"] and answer["result_json"].endswith("}\n")
 
     def test_the_json_semcorr_match_writes(self, server):

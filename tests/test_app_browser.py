@@ -199,3 +199,23 @@ def test_server_errors_are_shown_on_the_page(page, tmp_path):
     assert text(driver, "error") == "notes.png: not an image file (Pillow cannot identify it)"
     time.sleep(0.2)
     assert "Traceback" not in driver.page_source
+
+
+def test_random_weights_are_said_and_models_switch(browser):
+    """A model with random weights (a tiny DINOv2) says so on the page; the baseline is offered too."""
+    from helpers import tiny_backbone
+    from semcorr.features import DinoV2Config, DinoV2Extractor
+
+    driver, _ = browser
+    extractor = DinoV2Extractor(DinoV2Config(input_size=56), backbone=tiny_backbone(), random_weights=True,
+                                name="tiny-dinov2")
+    with running_app(extractor) as server:
+        driver.get(server.url)
+        wait_for(driver, lambda: "features ready" in text(driver, "status"))
+        offered = [o.text for o in driver.find_elements(By.CSS_SELECTOR, "#model option")]
+        assert offered == ["tiny-dinov2 (random weights)", "baseline"]
+        click_and_wait(driver, 205, 318, count=1)
+        assert "random weights: the matches carry no meaning" in text(driver, "status") and heatmap_shown(driver)
+        driver.find_element(By.CSS_SELECTOR, "#model option[value='baseline']").click()
+        wait_for(driver, lambda: "matched" in text(driver, "status") and "random" not in text(driver, "status"))
+        assert len(rows(driver)) == 1

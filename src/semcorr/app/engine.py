@@ -3,21 +3,25 @@ and heatmaps computed from them.
 
 A click costs one similarity map and a small picture: each image's features are extracted once per
 model (and once more mirrored, for pose alignment) and kept, at most ``AppSettings.cached_features``
-of them, the least recently used dropped first.
+of them, the least recently used dropped first. A click's work is small and runs on one CPU thread:
+on a shared, loaded CPU, torch's thread pool made it up to ten times slower. Extraction keeps
+torch's setting (``--threads``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+import torch
 from PIL import Image
 
 from ..errors import InputError, WeightsUnavailableError
-from ..features.base import FeatureMap
+from ..features.base import Extractor, FeatureMap
 from ..features.config import DEFAULT_MODEL
 from ..images import check_points
 from ..matcher import Matcher
@@ -27,22 +31,26 @@ from ..viz import similarity_overlay
 from .settings import AppSettings
 from .store import ImageStore, StoredImage
 
-HEATMAP_SIDE = 384  # longest side of a heatmap picture; the page stretches it over the image
+HEATMAP_SIDE = 256  # longest side of a heatmap picture (from a 60x60 map); the page stretches it smoothly
 
 
-def load_matchers(model: str = DEFAULT_MODEL, *, models: Sequence[str] = (), settings: MatchSettings = MatchSettings(),
-                  weights: str | None = None, random_weights: bool = False, device: str | None = None,
-                  log: Callable[[str], None] = print, **overrides: Any) -> dict[str, Matcher]:
-    """The models a page offers: ``model`` (with ``weights`` and the extractor ``overrides``), then
-    ``models`` (each from its default weights), and always the weight-free ``baseline``.
+def load_matchers(model: str | Extractor = DEFAULT_MODEL, *, models: Sequence[str] = (),
+                  settings: MatchSettings = MatchSettings(), weights: str | None = None, random_weights: bool = False,
+                  device: str | None = None, log: Callable[[str], None] = print, **overrides: Any) -> dict[str, Matcher]:
+    """The models a page offers: ``model`` (a preset built with ``weights`` and the extractor
+    ``overrides``, or an :class:`Extractor`), then the presets ``models`` (each from its default
+    weights), and always the weight-free ``baseline``.
 
     A model whose weights cannot be had is left out, with a line to ``log`` saying why.
     """
     matchers: dict[str, Matcher] = {}
-    for index, name in enumerate(dict.fromkeys([model, *models, "baseline"])):
+    for index, entry in enumerate([model, *models, "baseline"]):
+        name = entry if isinstance(entry, str) else entry.name
+        if name in matchers:
+            continue
         main = index == 0
         try:
-            matchers[name] = Matcher(name, weights=weights if main else None, random_weights=random_weights,
+            matchers[name] = Matcher(entry, weights=weights if main else None, random_weights=random_weights,
                                      device=device, settings=settings, **(overrides if main else {}))
         except WeightsUnavailableError as error:
             log(f"{error}\n-> The page leaves {name} out.")
@@ -120,15 +128,13 @@ class Engine:
         features_b = self.features(model, b.id)
         flipped_a = self.features(model, a.id, flipped=True) if pose_align else None
         found = time.perf_counter()
-        with self._lock:
+        with self._lock, _one_thread():
             result = matcher.match_features(features_a, features_b, checked, image_a=_describe(a),
                                             image_b=_describe(b), flipped_a=flipped_a,
                                             return_similarity=heatmap is not None)
-        matched = time.perf_counter()
-        picture = None
-        similarity = result.pop("similarity", None)
-        if heatmap is not None:
-            picture = heatmap_png(similarity[heatmap], features_b, b)
+            matched = time.perf_counter()
+            similarity = result.pop("similarity", None)
+            picture = None if heatmap is None else heatmap_png(similarity[heatmap], features_b, b)
         done = time.perf_counter()
         timing = {"features": (found - started) * 1e3, "match": (matched - found) * 1e3,
                   "heatmap": (done - matched) * 1e3, "total": (done - started) * 1e3}
@@ -141,8 +147,20 @@ def heatmap_png(similarity: Any, features: FeatureMap, image: StoredImage) -> by
     scale = min(1.0, HEATMAP_SIDE / max(image.width, image.height))
     size = (max(1, round(image.height * scale)), max(1, round(image.width * scale)))
     buffer = io.BytesIO()
-    Image.fromarray(similarity_overlay(similarity, features.geometries[0], size)).save(buffer, format="PNG")
+    Image.fromarray(similarity_overlay(similarity, features.geometries[0], size)).save(buffer, format="PNG",
+                                                                                      compress_level=1)
     return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch on one CPU thread inside the block (the lock keeps other requests out meanwhile)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _describe(image: StoredImage) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..demo import demo_images
 from ..errors import InputError, SemcorrError
+from ..features.base import Extractor
 from ..features.config import DEFAULT_MODEL
 from ..matching import MatchSettings
 from . import api
@@ -86,16 +87,16 @@ class AppServer(ThreadingHTTPServer):
         self._folder.cleanup()
 
 
-def create_server(model: str = DEFAULT_MODEL, *, models: tuple[str, ...] | list[str] = (),
+def create_server(model: str | Extractor = DEFAULT_MODEL, *, models: tuple[str, ...] | list[str] = (),
                   settings: AppSettings = AppSettings(), match_settings: MatchSettings = MatchSettings(),
                   weights: str | None = None, random_weights: bool = False, device: str | None = None,
                   log: Callable[[str], None] = print, **overrides: Any) -> AppServer:
     """A page server, listening but not yet serving (call ``serve_forever()``, then ``close()``).
 
     Args:
-        model: the first model offered (with ``weights``, ``random_weights`` and the extractor
-            ``overrides``); ``models``: more presets; ``baseline`` is always offered. A model whose
-            weights cannot be had is left out with a line to ``log``.
+        model: the first model offered: a preset (with ``weights``, ``random_weights`` and the
+            extractor ``overrides``) or an :class:`Extractor`; ``models``: more presets; ``baseline``
+            is always offered. A model whose weights cannot be had is left out with a line to ``log``.
         settings: host, port and limits; ``match_settings``: how points are found (as ``semcorr match``).
     """
     server = AppServer(settings)
@@ -112,7 +113,7 @@ def create_server(model: str = DEFAULT_MODEL, *, models: tuple[str, ...] | list[
     return server
 
 
-def serve(model: str = DEFAULT_MODEL, *, log: Callable[[str], None] = print, **options: Any) -> None:
+def serve(model: str | Extractor = DEFAULT_MODEL, *, log: Callable[[str], None] = print, **options: Any) -> None:
     """``semcorr app``: serve the page until interrupted (Ctrl-C). Takes :func:`create_server`'s arguments."""
     server = create_server(model, log=log, **options)
     try:

@@ -171,15 +171,14 @@ const semcorr = (() => {
       state.result = answer.result;
       state.resultText = answer.result_json;
       semcorr.clearError();
-      const server = answer.timing_ms;
+      const server = `server ${answer.timing_ms.total.toFixed(0)} ms`;
+      const warning = answer.result.warning ? `; ${answer.result.warning}` : "";
       if (clicked !== undefined) {
         const latency = performance.now() - clicked;
-        status(`point ${state.selected + 1}: heatmap in ${latency.toFixed(0)} ms (server ${server.total.toFixed(0)} ms)`,
-               latency);
+        status(`point ${state.selected + 1}: heatmap in ${latency.toFixed(0)} ms (${server})${warning}`, latency);
       } else {
-        status(`${state.points.length} point(s) matched (server ${server.total.toFixed(0)} ms)`);
+        status(`${state.points.length} point(s) matched (${server})${warning}`);
       }
-      if (answer.result.warning) status(`${$("status").textContent}; ${answer.result.warning}`);
       draw();
     } catch (error) {
       if (request === state.request) fail(error);
