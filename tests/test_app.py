@@ -177,6 +177,15 @@ class TestUploads:
         response = connection.getresponse()
         assert response.status == 411 and "Content-Length" in json.loads(response.read())["error"]
 
+    def test_a_body_shorter_than_announced(self, server):
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=30) as connection:
+            connection.sendall(b"POST /api/images HTTP/1.0\r\nContent-Length: 100\r\nX-Filename: cut.png\r\n\r\n"
+                               + b"x" * 10)
+            connection.shutdown(socket.SHUT_WR)
+            answer = connection.makefile("rb").read().decode()
+        assert answer.startswith("HTTP/1.0 400")
+        assert answer.endswith('{"error": "cut.png: the body ended after 10 of 100 bytes"}')
+
     def test_nothing_written_outside_the_temporary_folder(self, tmp_path, monkeypatch):
         images = shifted_pair(tmp_path)
         work = tmp_path / "work"

@@ -17,6 +17,7 @@ from PIL import Image
 from helpers import SHIFT, running_app, shifted_pair
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: pip install -e '.[test]'")
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -73,10 +74,12 @@ def text(driver, element_id: str) -> str:
 
 
 def wait_for(driver, condition, timeout: float = WAIT):
-    """Wait for ``condition()``; on timeout, fail with the page's error box and status."""
+    """Wait for ``condition()`` (tables redrawn meanwhile are read again); on timeout, fail with the
+    page's error box and status."""
     try:
-        return WebDriverWait(driver, timeout).until(lambda _: condition())
-    except Exception:
+        return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda _: condition())
+    except TimeoutException:
         pytest.fail(f"page did not get there: status {text(driver, 'status')!r}, error {text(driver, 'error')!r}")
 
 

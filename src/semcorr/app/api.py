@@ -36,13 +36,16 @@ def upload(engine: Engine, data: bytes, name: str) -> dict[str, Any]:
 
 
 def prepare(engine: Engine, body: dict[str, Any]) -> dict[str, Any]:
-    """Compute the features of ``body["images"]`` by ``body["model"]`` (also mirrored with
-    ``body["pose_align"]``), so the first click is fast: ``{"ms": ...}``."""
+    """Compute the features of ``body["images"]`` by ``body["model"]`` (image A, the first, also
+    mirrored with ``body["pose_align"]``), so that the first click is fast: ``{"ms": ...}``."""
     model = _field(body, "model", str)
     images = _field(body, "images", list)
     pose_align = _field(body, "pose_align", bool, default=False)
+    if len(images) > engine.settings.cached_features // 2:
+        raise InputError(f"{len(images)} images: this page keeps the features of at most "
+                         f"{engine.settings.cached_features // 2} at once")
     started = time.perf_counter()
-    for index, image_id in enumerate(images[:2]):
+    for index, image_id in enumerate(images):
         engine.features(model, image_id)
         if pose_align and index == 0:
             engine.features(model, image_id, flipped=True)

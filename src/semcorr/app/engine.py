@@ -4,7 +4,7 @@ and heatmaps computed from them.
 A click costs one similarity map and a small picture: each image's features are extracted once per
 model (and once more mirrored, for pose alignment) and kept, at most ``AppSettings.cached_features``
 of them, the least recently used dropped first. A click's work is small and runs on one CPU thread:
-on a shared, loaded CPU, torch's thread pool made it up to ten times slower. Extraction keeps
+on a shared, loaded CPU, torch's thread pool made it 2 to 14 times slower. Extraction keeps
 torch's setting (``--threads``).
 """
 

@@ -12,7 +12,6 @@ import json
 import re
 import socket
 import socketserver
-import sys
 import tempfile
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,7 +27,7 @@ from ..matching import MatchSettings
 from . import api
 from .engine import Engine, load_matchers
 from .settings import AppSettings
-from .store import ImageStore, too_large_message
+from .store import ImageStore, clean_name, too_large_message
 
 MAX_JSON_BYTES = 1_000_000  # a JSON request body (points and settings) is far smaller
 _STATIC_NAME = re.compile(r"[A-Za-z0-9_-]+\.(html|js|css|png|svg)")
@@ -55,8 +54,9 @@ class AppServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    engine: Engine  # set by create_server, before serving
 
-    def __init__(self, settings: AppSettings) -> None:
+    def __init__(self, settings: AppSettings, log: Callable[[str], None] = print) -> None:
         self.address_family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
         try:
             super().__init__((settings.host, settings.port), Handler)
@@ -67,8 +67,7 @@ class AppServer(ThreadingHTTPServer):
         self._folder = tempfile.TemporaryDirectory(prefix="semcorr-app-")
         self.folder = self._folder.name
         self.store = ImageStore(self.folder, settings)
-        self.engine: Engine | None = None
-        self.log: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
+        self.log = log
 
     def server_bind(self) -> None:
         socketserver.TCPServer.server_bind(self)  # without HTTPServer's reverse DNS lookup of the host
@@ -99,9 +98,8 @@ def create_server(model: str | Extractor = DEFAULT_MODEL, *, models: tuple[str, 
             is always offered. A model whose weights cannot be had is left out with a line to ``log``.
         settings: host, port and limits; ``match_settings``: how points are found (as ``semcorr match``).
     """
-    server = AppServer(settings)
+    server = AppServer(settings, log)
     try:
-        server.log = log
         for path in demo_images():
             server.store.add_example(path, path.stem)
         matchers = load_matchers(model, models=models, settings=match_settings, weights=weights,
@@ -131,6 +129,7 @@ class Handler(BaseHTTPRequestHandler):
 
     server: AppServer
     server_version = "semcorr-app"
+    timeout = 60  # seconds a connection may stay silent (a body announced but never sent)
 
     def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
         self._answer(self._get)
@@ -147,7 +146,7 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/static/"):
             return self._static(path[len("/static/"):])
         if path == "/api/config":
-            return _json(api.config(self._engine()))
+            return _json(api.config(self.server.engine))
         found = _IMAGE_URL.fullmatch(path)
         if found:
             image = self.server.store.get(found.group(1))
@@ -155,13 +154,13 @@ class Handler(BaseHTTPRequestHandler):
         raise HttpError(404, f"{path[:100]}: no such page")
 
     def _post(self, path: str) -> tuple[int, str, bytes]:
-        engine = self._engine()
+        engine = self.server.engine
         if path == "/api/images":
-            name = unquote(self.headers.get("X-Filename", "upload"))
+            name = clean_name(unquote(self.headers.get("X-Filename", "upload")))
             return _json(api.upload(engine, self._body(self.server.settings.max_upload_bytes, name), name))
         if path in api.JSON_ROUTES:
             try:
-                body = json.loads(self._body(MAX_JSON_BYTES, "request"))
+                body = json.loads(self._body(MAX_JSON_BYTES))
             except ValueError:
                 raise InputError("the request body is not JSON") from None
             if not isinstance(body, dict):
@@ -169,22 +168,24 @@ class Handler(BaseHTTPRequestHandler):
             return _json(api.JSON_ROUTES[path](engine, body))
         raise HttpError(404, f"{path[:100]}: no such request")
 
-    def _engine(self) -> Engine:
-        if self.server.engine is None:
-            raise HttpError(503, "the server is still loading its models; try again in a moment")
-        return self.server.engine
-
-    def _body(self, limit: int, name: str) -> bytes:
-        """The request body, refused unread when it is over ``limit`` bytes."""
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
+    def _body(self, limit: int, upload: str | None = None) -> bytes:
+        """The request body (a file named ``upload``, else JSON), refused unread when over ``limit`` bytes."""
+        length = self.headers.get("Content-Length", "")
+        if not length.isdigit():
             raise HttpError(411, "the request has no length (Content-Length)")
-        if int(length) > limit:
+        size = int(length)
+        if size > limit:
             self.close_connection = True
-            message = too_large_message(name, int(length), limit) if name != "request" else \
-                f"the request is over {limit} bytes"
-            raise HttpError(413, message)
-        return self.rfile.read(int(length))
+            raise HttpError(413, too_large_message(upload, size, limit) if upload else
+                            f"the request is over {limit} bytes")
+        try:
+            body = self.rfile.read(size)
+        except TimeoutError:
+            body = b""
+        if len(body) != size:
+            self.close_connection = True
+            raise HttpError(400, f"{upload or 'the request'}: the body ended after {len(body)} of {size} bytes")
+        return body
 
     def _static(self, name: str) -> tuple[int, str, bytes]:
         folder = resources.files("semcorr.app") / "static"
