@@ -6,10 +6,12 @@ tokenizer is a real CLIP BPE tokenizer read from vocab/merges files written here
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import torch
@@ -134,3 +136,39 @@ def launch_two_ranks(*worker_args: object, timeout: float = 150) -> subprocess.C
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                            str(TRAIN_WORKER), *map(str, worker_args)],
                           env=env, capture_output=True, text=True, timeout=timeout)
+
+
+# --- semcorr app ------------------------------------------------------------------------------
+
+# A crop of scikit-image's cat and the same scene shifted: a point (x, y) of A is at (x + dx, y + dy) in B.
+SHIFT = (24, 16)
+
+
+def shifted_pair(folder: Path, size: tuple[int, int] = (256, 192)) -> tuple[Path, Path]:
+    """Two PNGs in ``folder``: a (width, height) crop of skimage's ``chelsea`` and the crop whose
+    content sits :data:`SHIFT` further right and down."""
+    import skimage.data
+    from PIL import Image
+
+    scene = skimage.data.chelsea()
+    (width, height), (dx, dy), (x0, y0) = size, SHIFT, (120, 100)
+    paths = folder / "cat_a.png", folder / "cat_b.png"
+    Image.fromarray(scene[y0:y0 + height, x0:x0 + width]).save(paths[0])
+    Image.fromarray(scene[y0 - dy:y0 - dy + height, x0 - dx:x0 - dx + width]).save(paths[1])
+    return paths
+
+
+@contextlib.contextmanager
+def running_app(model: str = "baseline", **settings):
+    """A ``semcorr app`` server on a free port of 127.0.0.1, serving from a thread; closed afterwards."""
+    from semcorr.app import AppSettings, create_server
+
+    server = create_server(model, settings=AppSettings(port=0, **settings), log=lambda line: None)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join()
+        server.close()

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from torch import Tensor
 
-from .features.base import Extractor
+from .features.base import Extractor, FeatureMap
 from .features.config import DEFAULT_MODEL
 from .features.registry import build_extractor
 from .fileio import check_output_file, write_json
@@ -65,23 +65,44 @@ class Matcher:
         """
         pixels_a, pixels_b = load_image(image_a), load_image(image_b)
         source_points = check_points(points, tuple(pixels_a.shape[-2:]), image=f"image A ({image_name(image_a)})")
-        orientation = None
         if pose_align:
             features = self.extractor.extract([pixels_a, flip_image(pixels_a), pixels_b])  # decided on the native grid
-            source, query, orientation = align_sources(features[0], features[1], features[2], source_points[None])
-            transfer = transfer_points(source, features[2], query, self.settings)
+            features_a, flipped_a, features_b = features[0], features[1], features[2]
         else:
             features = self.extractor.extract([pixels_a, pixels_b])
-            transfer = transfer_points(features[0], features[1], source_points[None], self.settings)
+            features_a, flipped_a, features_b = features[0], None, features[1]
+        return self.match_features(features_a, features_b, source_points, image_a=describe_image(image_a, pixels_a),
+                                   image_b=describe_image(image_b, pixels_b), flipped_a=flipped_a,
+                                   return_similarity=return_similarity)
+
+    def match_features(self, features_a: FeatureMap, features_b: FeatureMap, points: Tensor, *,
+                       image_a: dict[str, Any], image_b: dict[str, Any], flipped_a: FeatureMap | None = None,
+                       return_similarity: bool = False) -> dict[str, Any]:
+        """:meth:`match` on features already extracted (by ``self.extractor``; e.g. kept across calls).
+
+        Args:
+            features_a, features_b: the features of image A and of image B (one image each).
+            points: (N, 2) checked points (x, y) in image A's pixels (:func:`~semcorr.images.check_points`).
+            image_a, image_b: ``{"name": ..., "width": ..., "height": ...}`` (:func:`describe_image`).
+            flipped_a: the features of mirrored image A: pose alignment, decided on their native grid.
+        Returns:
+            :meth:`match`'s result.
+        """
+        orientation = None
+        if flipped_a is not None:
+            source, query, orientation = align_sources(features_a, flipped_a, features_b, points[None])
+            transfer = transfer_points(source, features_b, query, self.settings)
+        else:
+            transfer = transfer_points(features_a, features_b, points[None], self.settings)
         matches = [{"source": [round(float(v), 3) for v in s], "target": [round(float(v), 3) for v in t],
                     "score": round(float(c), 4)}
-                   for s, t, c in zip(source_points, transfer.points[0].cpu(), transfer.scores[0].cpu())]
+                   for s, t, c in zip(points, transfer.points[0].cpu(), transfer.scores[0].cpu())]
         result: dict[str, Any] = {
             "matches": matches,
             "model": self.extractor.name,
             "random_weights": self.extractor.random_weights,
-            "image_a": _describe(image_a, pixels_a),
-            "image_b": _describe(image_b, pixels_b),
+            "image_a": image_a,
+            "image_b": image_b,
             "settings": {"extractor": asdict(self.extractor.config), "matching": asdict(self.settings)},
         }
         if self.extractor.random_weights:
@@ -95,7 +116,8 @@ class Matcher:
         return result
 
 
-def _describe(source: ImageInput, pixels: Tensor) -> dict[str, Any]:
+def describe_image(source: ImageInput, pixels: Tensor) -> dict[str, Any]:
+    """How a result names an image: ``{"name": ..., "width": W, "height": H}``."""
     return {"name": image_name(source), "width": int(pixels.shape[-1]), "height": int(pixels.shape[-2])}
 
 

@@ -1,0 +1,168 @@
+"""The page's work: the models, loaded once; features kept per model, image and orientation; matches
+and heatmaps computed from them.
+
+A click costs one similarity map and a small picture: each image's features are extracted once per
+model (and once more mirrored, for pose alignment) and kept, at most ``AppSettings.cached_features``
+of them, the least recently used dropped first. A click's work is small and runs on one CPU thread:
+on a shared, loaded CPU, torch's thread pool made it 2 to 14 times slower. Extraction keeps
+torch's setting (``--threads``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from PIL import Image
+
+from ..errors import InputError, WeightsUnavailableError
+from ..features.base import Extractor, FeatureMap
+from ..features.config import DEFAULT_MODEL
+from ..images import check_points
+from ..matcher import Matcher
+from ..matching import MatchSettings
+from ..pose_align import flip_image
+from ..viz import similarity_overlay
+from .settings import AppSettings
+from .store import ImageStore, StoredImage
+
+HEATMAP_SIDE = 256  # longest side of a heatmap picture (from a 60x60 map); the page stretches it smoothly
+
+
+def load_matchers(model: str | Extractor = DEFAULT_MODEL, *, models: Sequence[str] = (),
+                  settings: MatchSettings = MatchSettings(), weights: str | None = None, random_weights: bool = False,
+                  device: str | None = None, log: Callable[[str], None] = print, **overrides: Any) -> dict[str, Matcher]:
+    """The models a page offers: ``model`` (a preset built with ``weights`` and the extractor
+    ``overrides``, or an :class:`Extractor`), then the presets ``models`` (each from its default
+    weights), and always the weight-free ``baseline``.
+
+    A model whose weights cannot be had is left out, with a line to ``log`` saying why.
+    """
+    matchers: dict[str, Matcher] = {}
+    for index, entry in enumerate([model, *models, "baseline"]):
+        name = entry if isinstance(entry, str) else entry.name
+        if name in matchers:
+            continue
+        main = index == 0
+        try:
+            matchers[name] = Matcher(entry, weights=weights if main else None, random_weights=random_weights,
+                                     device=device, settings=settings, **(overrides if main else {}))
+        except WeightsUnavailableError as error:
+            log(f"{error}\n-> The page leaves {name} out.")
+    return matchers
+
+
+class Engine:
+    """Matches for the page, from features kept across clicks. Thread-safe: model work runs one
+    call at a time (the CPU is shared by every request anyway).
+
+    Attributes:
+        extractions: how many feature maps were computed so far (each image once per model and orientation).
+    """
+
+    def __init__(self, matchers: dict[str, Matcher], store: ImageStore, settings: AppSettings) -> None:
+        if not matchers:
+            raise ValueError("the page needs at least one model")
+        self.matchers = matchers
+        self.store = store
+        self.settings = settings
+        self.extractions = 0
+        self._features: OrderedDict[tuple[str, str, bool], FeatureMap] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def models(self) -> list[dict[str, Any]]:
+        """``[{"name", "label", "random_weights"}]`` of the models offered, the default first."""
+        return [{"name": name, "random_weights": matcher.extractor.random_weights,
+                 "label": name + (" (random weights)" if matcher.extractor.random_weights else "")}
+                for name, matcher in self.matchers.items()]
+
+    def matcher(self, model: str) -> Matcher:
+        if model not in self.matchers:
+            raise InputError(f"model {str(model)[:64]!r} is not offered by this page; choose one of: "
+                             f"{', '.join(self.matchers)}")
+        return self.matchers[model]
+
+    def features(self, model: str, image_id: str, *, flipped: bool = False) -> FeatureMap:
+        """The features of one image (mirrored with ``flipped``) by ``model``: computed once, then kept."""
+        matcher = self.matcher(model)
+        image = self.store.get(image_id)
+        key = (model, image.id, flipped)
+        with self._lock:
+            if key in self._features:
+                self._features.move_to_end(key)
+                return self._features[key]
+            pixels = self.store.pixels(image.id)
+            features = matcher.extractor.extract(flip_image(pixels) if flipped else pixels)
+            self.extractions += 1
+            self._features[key] = features
+            while len(self._features) > self.settings.cached_features:
+                self._features.popitem(last=False)
+            return features
+
+    def match(self, model: str, image_a: str, image_b: str, points: Any, *, pose_align: bool = False,
+              heatmap: int | None = None) -> dict[str, Any]:
+        """Find ``points`` of image A in image B.
+
+        Args:
+            points: (N, 2) points (x, y) in image A's pixels.
+            pose_align: match from mirrored A where it agrees better with B (:mod:`semcorr.pose_align`).
+            heatmap: the index of the point whose similarity map over B to draw (``None``: none).
+        Returns:
+            ``{"result": <what semcorr match writes>, "heatmap": PNG bytes or None, "timing_ms": {...}}``.
+        """
+        matcher = self.matcher(model)
+        a, b = self.store.get(image_a), self.store.get(image_b)
+        checked = check_points(points, (a.height, a.width), image=f"image A ({a.name})")
+        if len(checked) > self.settings.max_points:
+            raise InputError(f"{len(checked)} points: this page matches at most {self.settings.max_points} at once; "
+                             "remove some")
+        if heatmap is not None and not 0 <= heatmap < len(checked):
+            raise InputError(f"heatmap: point {heatmap} does not exist (there are {len(checked)} points)")
+        started = time.perf_counter()
+        features_a = self.features(model, a.id)
+        features_b = self.features(model, b.id)
+        flipped_a = self.features(model, a.id, flipped=True) if pose_align else None
+        found = time.perf_counter()
+        with self._lock, _one_thread():
+            result = matcher.match_features(features_a, features_b, checked, image_a=_describe(a),
+                                            image_b=_describe(b), flipped_a=flipped_a,
+                                            return_similarity=heatmap is not None)
+            matched = time.perf_counter()
+            similarity = result.pop("similarity", None)
+            picture = None if heatmap is None else heatmap_png(similarity[heatmap], features_b, b)
+        done = time.perf_counter()
+        timing = {"features": (found - started) * 1e3, "match": (matched - found) * 1e3,
+                  "heatmap": (done - matched) * 1e3, "total": (done - started) * 1e3}
+        return {"result": result, "heatmap": picture, "timing_ms": {k: round(v, 1) for k, v in timing.items()}}
+
+
+def heatmap_png(similarity: Any, features: FeatureMap, image: StoredImage) -> bytes:
+    """A PNG of one (h, w) similarity map over ``image`` (:func:`semcorr.viz.similarity_overlay`), at
+    most :data:`HEATMAP_SIDE` pixels a side."""
+    scale = min(1.0, HEATMAP_SIDE / max(image.width, image.height))
+    size = (max(1, round(image.height * scale)), max(1, round(image.width * scale)))
+    buffer = io.BytesIO()
+    Image.fromarray(similarity_overlay(similarity, features.geometries[0], size)).save(buffer, format="PNG",
+                                                                                      compress_level=1)
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch on one CPU thread inside the block (the lock keeps other requests out meanwhile)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _describe(image: StoredImage) -> dict[str, Any]:
+    """How a result names an image (as :func:`semcorr.matcher.describe_image` does)."""
+    return {"name": image.name, "width": image.width, "height": image.height}

@@ -1,0 +1,253 @@
+"""``semcorr app`` without a browser: the JSON API over real HTTP, its limits and errors, features kept
+across clicks, the heatmap picture, the command line. The page in a browser: tests/test_app_browser.py."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from helpers import SHIFT, running_app, shifted_pair
+from semcorr import Matcher
+from semcorr.app import AppSettings, create_server
+from semcorr.demo import DEMO_POINTS, demo_images
+from semcorr.errors import SettingError
+from semcorr.geometry import ImageGeometry
+from semcorr.viz import similarity_overlay
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_app("baseline", max_upload_mb=0.5, max_megapixels=1.0) as running:
+        yield running
+
+
+def request(server, path: str, body: bytes | dict | None = None, headers: dict | None = None) -> tuple[int, dict]:
+    """(status, JSON answer) of a GET (no body) or POST to the server."""
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    kind = {"Content-Type": "application/json"} if isinstance(body, dict) else {}
+    call = urllib.request.Request(server.url + path, data=data, headers={**kind, **(headers or {})})
+    try:
+        with urllib.request.urlopen(call, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def upload(server, path: Path) -> dict:
+    status, answer = request(server, "/api/images", path.read_bytes(), {"X-Filename": path.name})
+    assert status == 200, answer
+    return answer
+
+
+@pytest.fixture(scope="module")
+def pair(server, tmp_path_factory):
+    return [upload(server, path) for path in shifted_pair(tmp_path_factory.mktemp("pair"))]
+
+
+class TestServer:
+    def test_binds_to_loopback_unless_told(self, server):
+        assert AppSettings().host == "127.0.0.1"
+        assert server.server_address[0] == "127.0.0.1" and server.url.startswith("http://127.0.0.1:")
+
+    def test_page_and_its_assets(self, server):
+        with urllib.request.urlopen(server.url + "/", timeout=30) as response:
+            page = response.read().decode()
+            assert "Content-Security-Policy" in response.headers
+        for asset in ("/static/app.js", "/static/app.css"):
+            assert asset in page
+            with urllib.request.urlopen(server.url + asset, timeout=30) as response:
+                assert response.status == 200 and response.read()
+
+    @pytest.mark.parametrize("path", ["/static/../server.py", "/static/..%2Fserver.py", "/etc/passwd",
+                                      "/api/images/../../x.png", "/static/nothing.js"])
+    def test_nothing_else_is_served(self, server, path):
+        status, answer = request(server, path)
+        assert status == 404 and "no such" in answer["error"]
+
+    def test_config_lists_baseline_examples_and_limits(self, server):
+        status, config = request(server, "/api/config")
+        assert status == 200
+        assert [m["name"] for m in config["models"]] == ["baseline"]
+        assert [e["id"] for e in config["examples"]] == [p.stem for p in demo_images()]
+        assert config["limits"]["max_upload_bytes"] == 500_000
+
+
+class TestMatch:
+    def test_shifted_copy_is_found_within_a_cell(self, server, pair):
+        a, b = pair
+        points = [[100.0, 80.0], [180.5, 120.0]]
+        status, answer = request(server, "/api/match", {"model": "baseline", "image_a": a["id"], "image_b": b["id"],
+                                                        "points": points, "heatmap": 1})
+        assert status == 200, answer
+        for point, match in zip(points, answer["result"]["matches"]):
+            assert match["source"] == point
+            assert abs(match["target"][0] - point[0] - SHIFT[0]) <= b["width"] / 31
+            assert abs(match["target"][1] - point[1] - SHIFT[1]) <= b["height"] / 31
+        picture = Image.open(io.BytesIO(base64.b64decode(answer["heatmap"].split(",", 1)[1])))
+        assert picture.mode == "RGBA" and picture.size == (256, 192)
+        assert json.loads(answer["result_json"]) == answer["result"] and answer["result_json"].endswith("}\n")
+
+    def test_the_json_semcorr_match_writes(self, server):
+        """The result is Matcher.match's, whose JSON ``semcorr match`` writes (images named as uploaded)."""
+        status, answer = request(server, "/api/match", {"model": "baseline", "image_a": "motorcycle_left",
+                                                        "image_b": "motorcycle_right", "points": DEMO_POINTS[:3]})
+        expected = Matcher("baseline").match(*demo_images(), DEMO_POINTS[:3])
+        result = answer["result"]
+        assert status == 200 and answer["heatmap"] is None
+        assert set(result) == set(expected) and result["settings"] == expected["settings"]
+        assert result["image_a"] == {**expected["image_a"], "name": "motorcycle_left.png"}
+        for got, want in zip(result["matches"], expected["matches"]):
+            assert got["source"] == want["source"]
+            assert np.allclose(got["target"], want["target"], atol=0.01) and abs(got["score"] - want["score"]) < 1e-3
+
+    def test_features_are_computed_once_per_model_image_and_orientation(self, tmp_path):
+        with running_app("baseline") as server:
+            a, b = (upload(server, path) for path in shifted_pair(tmp_path))
+            body = {"model": "baseline", "image_a": a["id"], "image_b": b["id"], "heatmap": 0}
+            for point in ([50, 60], [120, 90], [200, 150]):
+                assert request(server, "/api/match", {**body, "points": [point]})[0] == 200
+            assert server.engine.extractions == 2
+            status, answer = request(server, "/api/match", {**body, "points": [[50, 60]], "pose_align": True})
+            assert status == 200 and answer["result"]["pose_align"]["flipped"] is False
+            assert server.engine.extractions == 3  # mirrored A, once
+            assert request(server, "/api/prepare", {"model": "baseline", "images": [a["id"], b["id"]],
+                                                    "pose_align": True})[0] == 200
+            assert server.engine.extractions == 3
+
+    @pytest.mark.parametrize("change, message", [
+        ({"model": "dinov2-b-reg"}, "not offered by this page; choose one of: baseline"),
+        ({"image_b": "0123abcd"}, "is not on the server"),
+        ({"points": [[9999, 10]]}, "point 0"),
+        ({"points": "10,20"}, "'points' must be a list"),
+        ({"heatmap": 5}, "point 5 does not exist"),
+        ({"points": [[1, 1]] * 65}, "at most 64"),
+    ])
+    def test_bad_requests_answer_one_line(self, server, change, message):
+        body = {"model": "baseline", "image_a": "motorcycle_left", "image_b": "motorcycle_right",
+                "points": [[10, 10]], **change}
+        status, answer = request(server, "/api/match", body)
+        assert status == 400 and message in answer["error"] and "\n" not in answer["error"]
+
+    def test_a_body_that_is_not_json(self, server):
+        status, answer = request(server, "/api/match", b"{nope", {"Content-Type": "application/json"})
+        assert status == 400 and answer["error"] == "the request body is not JSON"
+
+
+class TestUploads:
+    def test_oversized_upload_is_refused_unread(self, server):
+        """Over the limit, the answer comes from the length alone: the body is never read."""
+        connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=30)
+        connection.putrequest("POST", "/api/images")
+        connection.putheader("Content-Length", str(3_000_000))
+        connection.putheader("X-Filename", "huge.jpg")
+        connection.endheaders()
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        connection.close()
+        assert response.status == 413
+        assert answer["error"] == ("huge.jpg: 3.0 MB is over this page's upload limit of 0.5 MB; use a smaller file "
+                                   "(or start the page with a higher --max-upload-mb)")
+
+    def test_too_many_pixels_refused_before_decoding(self, server, tmp_path):
+        path = tmp_path / "wide.png"
+        Image.new("RGB", (2000, 1000), "white").save(path)  # 2 Mpx in a few kB
+        status, answer = request(server, "/api/images", path.read_bytes(), {"X-Filename": "wide.png"})
+        assert status == 400
+        assert answer["error"].startswith("wide.png: 2000x1000 pixels (2.0 Mpx) is over this page's limit of 1 Mpx")
+
+    def test_not_an_image_names_the_file_not_the_server_folder(self, server):
+        status, answer = request(server, "/api/images", b"hello", {"X-Filename": "..%2Fnotes.txt"})
+        assert status == 400 and answer["error"] == "notes.txt: not an image file (Pillow cannot identify it)"
+
+    def test_no_length(self, server):
+        connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=30)
+        connection.putrequest("POST", "/api/images")
+        connection.endheaders()
+        response = connection.getresponse()
+        assert response.status == 411 and "Content-Length" in json.loads(response.read())["error"]
+
+    def test_a_body_shorter_than_announced(self, server):
+        with socket.create_connection(("127.0.0.1", server.server_port), timeout=30) as connection:
+            connection.sendall(b"POST /api/images HTTP/1.0\r\nContent-Length: 100\r\nX-Filename: cut.png\r\n\r\n"
+                               + b"x" * 10)
+            connection.shutdown(socket.SHUT_WR)
+            answer = connection.makefile("rb").read().decode()
+        assert answer.startswith("HTTP/1.0 400")
+        assert answer.endswith('{"error": "cut.png: the body ended after 10 of 100 bytes"}')
+
+    def test_nothing_written_outside_the_temporary_folder(self, tmp_path, monkeypatch):
+        images = shifted_pair(tmp_path)
+        work = tmp_path / "work"
+        work.mkdir()
+        monkeypatch.chdir(work)
+        with running_app("baseline", max_images=2) as server:
+            folder = Path(server.folder)
+            uploads = [upload(server, images[i % 2]) for i in range(3)]
+            assert request(server, "/api/match", {"model": "baseline", "image_a": uploads[1]["id"],
+                                                  "image_b": uploads[2]["id"], "points": [[9, 9]], "heatmap": 0})[0] == 200
+            kept = sorted(p.name for p in folder.iterdir())
+            assert kept == sorted([u["id"] for u in uploads[1:]] + [f"{u['id']}.png" for u in uploads[1:]]
+                                  + [f"{p.stem}.png" for p in demo_images()])  # the oldest upload was dropped
+            assert request(server, "/api/match", {"model": "baseline", "image_a": uploads[0]["id"],
+                                                  "image_b": uploads[2]["id"], "points": [[9, 9]]})[0] == 400
+        assert not folder.exists() and not any(work.iterdir())
+
+
+def test_similarity_overlay_peaks_where_the_map_peaks():
+    similarity = torch.zeros(60, 60)
+    similarity[30, 45] = 1.0  # grid cell (x 45, y 30)
+    geometry = ImageGeometry.fit((100, 200), 434, "letterbox")  # a wide image: padding above and below
+    picture = similarity_overlay(similarity, geometry, (50, 100))
+    assert picture.shape == (50, 100, 4) and picture.dtype == np.uint8
+    row, col = np.unravel_index(picture[..., 3].argmax(), picture.shape[:2])
+    cell = geometry.from_grid(torch.tensor([45.0, 30.0]), (60, 60))  # original pixels
+    assert abs((col + 0.5) * 2 - float(cell[0])) <= 4 and abs((row + 0.5) * 2 - float(cell[1])) <= 4
+    assert picture[..., 3].min() == round(0.05 * 255)
+
+
+class TestCommand:
+    def test_help(self, cli):
+        result = cli("app", "--help")
+        assert result.returncode == 0
+        for option in ("--host", "--port", "--models", "--max-upload-mb", "--max-megapixels", "--model",
+                       "--random-weights", "--window"):
+            assert option in result.stdout
+
+    def test_bad_port_is_one_line(self, cli):
+        result = cli("app", "--port", "70000")
+        assert result.returncode == 1
+        assert result.stderr.strip() == ("semcorr: error: --port 70000 (AppSettings.port): must be an integer in "
+                                         "[0, 65535]")
+
+    def test_busy_port_is_one_line(self, cli):
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            result = cli("app", "--model", "baseline", "--port", busy.getsockname()[1])
+        assert result.returncode == 1 and result.stderr.count("\n") == 1
+        assert "cannot listen on 127.0.0.1 port" in result.stderr and "--port" in result.stderr
+
+    def test_unavailable_model_is_left_out_for_the_baseline(self):
+        lines = []
+        server = create_server("distilldift-us", settings=AppSettings(port=0), log=lines.append)
+        try:
+            assert [m["name"] for m in server.engine.models()] == ["baseline"]
+            assert "distilldift-us" in lines[0] and "The page leaves distilldift-us out" in lines[0]
+        finally:
+            server.close()
+
+    def test_settings_check_themselves(self):
+        with pytest.raises(SettingError, match=r"--max-upload-mb 0 \(AppSettings.max_upload_mb\)"):
+            AppSettings(max_upload_mb=0)
+        assert AppSettings(max_megapixels=2.5).max_pixels == 2_500_000
