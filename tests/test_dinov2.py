@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from helpers import tiny_backbone
+from official_dinov2 import official_patch_tokens, random_official_state
 from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
 
 from semcorr import build_extractor
@@ -211,3 +212,44 @@ class TestWeightSources:
     def test_missing_local_path(self):
         with pytest.raises(InputError, match="does not exist"):
             build_extractor("dinov2-s", weights="./nowhere/dinov2")
+
+
+class TestOfficialInterpolation:
+    """Every DINOv2 preset equals the official hub code at any input size (plain-torch reference)."""
+
+    @staticmethod
+    def extractor_from_official(tmp_path, registers, size):
+        state = random_official_state(width=32, depth=2, registers=registers, seed=3)
+        torch.save(state, tmp_path / "official.pth")
+        from semcorr.features.dinov2_checkpoint import load_official_checkpoint
+
+        backbone = tiny_backbone(registers=registers)
+        load_official_checkpoint(backbone, tmp_path / "official.pth", registers=registers)
+        return state, DinoV2Extractor(DinoV2Config(input_size=size, registers=registers), backbone=backbone)
+
+    @pytest.mark.parametrize("registers", [False, True])
+    @pytest.mark.parametrize("size", [224, 434, 518, 840])
+    def test_equal_to_the_official_forward(self, tmp_path, one_thread, registers, size):
+        state, extractor = self.extractor_from_official(tmp_path, registers, size)
+        pixels = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(size))
+        with torch.no_grad():
+            ours = extractor(pixels)
+        reference = official_patch_tokens(state, pixels, heads=2, registers=registers)
+        assert (ours - reference).abs().max() < 1e-5
+
+    def test_rectangular_input(self, tmp_path, one_thread):
+        state, extractor = self.extractor_from_official(tmp_path, False, 224)
+        pixels = torch.rand(1, 3, 154, 98)
+        with torch.no_grad():
+            ours = extractor(pixels)
+        assert ours.shape == (1, 32, 11, 7)
+        assert (ours - official_patch_tokens(state, pixels, heads=2, registers=False)).abs().max() < 1e-5
+
+    def test_transformers_alone_differs_without_registers(self, tmp_path, one_thread):
+        """The reason for the fix: transformers resizes the no-register table by size, not by offset scale."""
+        state, extractor = self.extractor_from_official(tmp_path, False, 434)
+        del extractor.model.embeddings.interpolate_pos_encoding  # back to transformers' own method
+        pixels = torch.rand(1, 3, 434, 434)
+        with torch.no_grad():
+            plain = extractor(pixels)
+        assert (plain - official_patch_tokens(state, pixels, heads=2, registers=False)).abs().max() > 1e-4

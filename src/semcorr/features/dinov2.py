@@ -3,15 +3,24 @@
 Weights come from a Hugging Face id (default ``facebook/dinov2-with-registers-base``), a local
 folder saved with ``save_pretrained``, or an official DINOv2 ``.pth`` state dict (keys converted,
 every key accounted for). ``random_weights=True`` builds the same architecture untrained.
+
+Position embeddings are resized exactly as the official models do at any input size: the models
+with registers pass the target grid size with antialiasing, which is what transformers does; the
+models without registers pass ``scale_factor=((rows + 0.1) / 37, (cols + 0.1) / 37)`` without
+antialiasing (the official ``interpolate_offset=0.1``), which transformers does not (it passes the
+size; up to 1.7e-3 apart at 224² and 434²), so :func:`use_official_interpolation` replaces that step.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from types import MethodType
 from typing import TYPE_CHECKING
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from ..errors import CheckpointError, InputError
 from .base import Extractor
@@ -24,6 +33,36 @@ if TYPE_CHECKING:  # transformers is imported when a model is built: it takes se
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The official DINOv2 models without registers add this to the patch grid before dividing by the
+# stored grid side to get the bicubic scale factor (``interpolate_offset``; 0 for the -reg models).
+INTERPOLATE_OFFSET = 0.1
+
+
+def _interpolate_with_offset(self: nn.Module, embeddings: Tensor, height: int, width: int) -> Tensor:
+    """The official no-register position table for an input of ``height`` x ``width`` pixels:
+    (1, 1 + rows * cols, C), given (B, 1 + rows * cols, C) ``embeddings`` (class token first)."""
+    positions = self.position_embeddings
+    stored = positions.shape[1] - 1
+    if embeddings.shape[1] - 1 == stored and height == width:
+        return positions
+    side = int(math.sqrt(stored))
+    rows, cols = height // self.patch_size, width // self.patch_size
+    table = positions[:, 1:].float().reshape(1, side, side, -1).permute(0, 3, 1, 2)
+    table = F.interpolate(table, scale_factor=((rows + INTERPOLATE_OFFSET) / side, (cols + INTERPOLATE_OFFSET) / side),
+                          mode="bicubic", antialias=False)
+    if tuple(table.shape[-2:]) != (rows, cols):  # cannot happen for offsets in (0, 1); guards a changed torch
+        raise RuntimeError(f"position table resized to {tuple(table.shape[-2:])}, expected {(rows, cols)}")
+    table = table.permute(0, 2, 3, 1).reshape(1, rows * cols, -1).to(positions.dtype)
+    return torch.cat((positions[:, :1], table), dim=1)
+
+
+def use_official_interpolation(model: nn.Module) -> nn.Module:
+    """Make a transformers ``Dinov2Model`` (no registers) resize its position embeddings as the
+    official code does (``interpolate_offset=0.1``, no antialias), in place. Returns ``model``.
+    Models with registers already match the official code and are returned unchanged."""
+    if getattr(model.config, "num_register_tokens", 0) == 0:
+        model.embeddings.interpolate_pos_encoding = MethodType(_interpolate_with_offset, model.embeddings)
+    return model
 
 
 def hf_config(config: DinoV2Config) -> Dinov2Config | Dinov2WithRegistersConfig:
@@ -88,6 +127,7 @@ class DinoV2Extractor(Extractor):
             raise InputError(f"{self.name} has blocks 1..{depth}, got layer={config.layer}")
         model = backbone if backbone is not None else build_backbone(config, random_weights=random_weights,
                                                                      name=self.name)
+        use_official_interpolation(model)
         self.config = config
         self.random_weights = random_weights
         if config.layer is not None:
