@@ -58,6 +58,17 @@ class TestTinyExtractor:
         assert fmap.random_weights and extractor.grid_size() == (7, 7)
         assert fmap.geometries[0].original_size == (50, 80)
 
+    def test_raw_output_is_kept_as_per_cell_norms(self):
+        extractor = DinoV2Extractor(DinoV2Config(input_size=56), backbone=tiny_backbone(), random_weights=True)
+        image = torch.rand(3, 56, 56)
+        fmap = extractor.extract(image)
+        with torch.no_grad():
+            raw = extractor(extractor.preprocess([image])[0])
+        assert fmap.norms.shape == (1, 1, 4, 4) and torch.allclose(fmap.raw_features(), raw, atol=1e-5)
+        assert fmap[0].norms.shape == (1, 1, 4, 4) and fmap.upsample(8).norms is None
+        with pytest.raises(ValueError, match="no raw norms"):
+            fmap.upsample(8).raw_features()
+
     def test_patch_tokens_match_the_model_output(self):
         backbone = tiny_backbone()
         extractor = DinoV2Extractor(DinoV2Config(input_size=56), backbone=backbone)

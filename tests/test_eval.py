@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import data_path
 from semcorr.data import load_pf_willow
@@ -94,6 +95,17 @@ class TestEvaluateAPI:
         assert memory["settings"]["feature_cache"] == "memory"
         for other in (second, memory):
             assert other["pck"] == first["pck"] and other["predictions"] == first["predictions"]
+
+    @pytest.mark.parametrize("mode", ["memory", "disk"])
+    def test_native_maps_keep_the_raw_norms(self, mode):
+        images = [p.source_image for p in load_pf_willow(data_path("pf-willow"))[:2]]
+        extractor = build_extractor("baseline", input_size=112)
+        fresh = extractor.extract(images)
+        with FeatureStore(extractor, mode=mode, progress=False) as store:
+            store.compute(images)
+            native, upsampled = store.feature_map(images), store.feature_map(images, 16)
+        assert torch.allclose(native.norms, fresh.norms, atol=1e-6) and upsampled.norms is None
+        assert torch.allclose(native.raw_features(), fresh.raw_features(), rtol=1e-3, atol=1e-6)
 
     def test_upsampled_maps_are_bounded_and_equal_to_fresh_ones(self):
         pairs = load_pf_willow(data_path("pf-willow"))[:12]
