@@ -140,9 +140,14 @@ class Extractor(nn.Module):
         for image in images:
             pixels = load_image(image)
             geometry = ImageGeometry.fit(tuple(pixels.shape[-2:]), self.config.input_size, self.config.resize_mode)
-            canvases.append(resize_onto_canvas(pixels, geometry))
+            canvases.append(self.resize(pixels, geometry))
             geometries.append(geometry)
         return torch.stack(canvases).to(self.device), tuple(geometries)
+
+    def resize(self, pixels: Tensor, geometry: ImageGeometry) -> Tensor:
+        """(3, H, W) image in [0, 1] -> (3, H_in, W_in) input canvas; extractors reproducing their
+        authors' resizing override this (default: :func:`~semcorr.geometry.resize_onto_canvas`)."""
+        return resize_onto_canvas(pixels, geometry)
 
     def extract(self, images: ImageInput | Sequence[ImageInput], *, grad: bool = False) -> FeatureMap:
         """Features of one image or a batch of images.

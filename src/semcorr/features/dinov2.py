@@ -84,8 +84,10 @@ def _model_class(config: DinoV2Config) -> type[Dinov2Model] | type[Dinov2WithReg
     return Dinov2WithRegistersModel if config.registers else Dinov2Model
 
 
-def build_backbone(config: DinoV2Config, *, random_weights: bool, name: str) -> Dinov2Model | Dinov2WithRegistersModel:
-    """The transformers model with weights loaded (or random), all of its blocks kept."""
+def build_backbone(config: DinoV2Config, *, random_weights: bool, name: str,
+                   option: str = "--weights") -> Dinov2Model | Dinov2WithRegistersModel:
+    """The transformers model with weights loaded (or random), all of its blocks kept; ``option``
+    is the command-line option that supplies its weights (for messages)."""
     architecture = hf_config(config)
     architecture._attn_implementation = "sdpa"
     model_class = _model_class(config)
@@ -101,7 +103,7 @@ def build_backbone(config: DinoV2Config, *, random_weights: bool, name: str) -> 
         return model
     folder = resolve_pretrained(
         source, model=name, allow_patterns=["*.json", "*.safetensors"],
-        how_to_supply="Supply them with --weights PATH (a folder saved by save_pretrained, or an official DINOv2 .pth file).",
+        how_to_supply=f"Supply them with {option} PATH (a folder saved by save_pretrained, or an official DINOv2 .pth file).",
     )
     model, info = model_class.from_pretrained(folder, config=architecture, output_loading_info=True)
     problems = {kind: keys for kind, keys in info.items() if keys and kind != "error_msgs"}
@@ -117,16 +119,18 @@ class DinoV2Extractor(Extractor):
     stride = PATCH_SIZE
 
     def __init__(self, config: DinoV2Config = DinoV2Config(), *, random_weights: bool = False,
-                 name: str | None = None, backbone: Dinov2Model | Dinov2WithRegistersModel | None = None) -> None:
+                 name: str | None = None, backbone: Dinov2Model | Dinov2WithRegistersModel | None = None,
+                 weights_option: str = "--weights") -> None:
         """Build from ``config``; ``backbone`` (a transformers DINOv2 model, e.g. a tiny one in
-        tests) replaces the released architecture and its weights."""
+        tests) replaces the released architecture and its weights. ``weights_option`` names the
+        option that supplies the weights in messages (``--backbone`` under another model)."""
         super().__init__()
         self.name = name or f"dinov2-{config.size}{'-reg' if config.registers else ''}"
         depth = backbone.config.num_hidden_layers if backbone is not None else hf_config(config).num_hidden_layers
         if config.layer is not None and not 1 <= config.layer <= depth:
             raise InputError(f"{self.name} has blocks 1..{depth}, got layer={config.layer}")
         model = backbone if backbone is not None else build_backbone(config, random_weights=random_weights,
-                                                                     name=self.name)
+                                                                     name=self.name, option=weights_option)
         use_official_interpolation(model)
         self.config = config
         self.random_weights = random_weights

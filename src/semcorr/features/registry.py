@@ -17,9 +17,10 @@ from ..errors import InputError
 from ..runtime import resolve_device
 from .base import Extractor
 from .baseline import DenseSiftExtractor
-from .config import (ARCHITECTURES, DEFAULT_MODEL, BaselineConfig, DinoV2Config, DistillDiftConfig, ExtractorConfig,
-                     SdxlTurboConfig, StudentConfig, TeacherConfig)
+from .config import (ARCHITECTURES, DEFAULT_MODEL, BaselineConfig, DinoV2Config, DistillDiftConfig, DiyScConfig,
+                     ExtractorConfig, SdxlTurboConfig, StudentConfig, TeacherConfig)
 from .dinov2 import DinoV2Extractor
+from .diysc import DiyScExtractor
 from .distilldift import VARIANTS, build_distilldift
 from .sdxl import SdxlTurboExtractor
 from .student import build_student
@@ -120,3 +121,7 @@ for _name, _variant in VARIANTS.items():
         f"{' (default model)' if _name == DEFAULT_MODEL else ''}",
         DistillDiftConfig(), build_distilldift,
     ))
+register_preset(Preset(
+    "diy-sc", "DIY-SC (ICCV 2025), DINOv2-only adapter: DINOv2-B/14 (no registers) last block before the final norm "
+    "+ bottleneck adapter, 840² letterbox (Lanczos, black) -> 60x60x768", DiyScConfig(), DiyScExtractor,
+))
