@@ -104,7 +104,9 @@ class TestAuthorsFile:
         with torch.no_grad():
             ours = extractor(canvas)
         tokens = official_patch_tokens(backbone_state, canvas, heads=12, registers=False, final_norm=False)
-        assert (ours - reference_adapter(adapter, tokens, groups=32)).abs().max() < 1e-4 * ours.abs().max()
+        reference = reference_adapter(adapter, tokens, groups=32)
+        assert (ours - reference).abs().max() < 1e-5 * reference.abs().max()  # float32 rounding of 12 blocks
+        assert (F.normalize(ours, dim=1) - F.normalize(reference, dim=1)).abs().max() < 1e-5  # what extract() gives
 
     def test_offline_without_the_file_says_where_it_comes_from(self):
         with pytest.raises(WeightsUnavailableError) as error:

@@ -18,9 +18,10 @@ from ..runtime import resolve_device
 from .base import Extractor
 from .baseline import DenseSiftExtractor
 from .config import (ARCHITECTURES, DEFAULT_MODEL, BaselineConfig, DinoV2Config, DistillDiftConfig, DiyScConfig,
-                     ExtractorConfig, SdxlTurboConfig, StudentConfig, TeacherConfig)
+                     ExtractorConfig, GecoConfig, SdxlTurboConfig, StudentConfig, TeacherConfig)
 from .dinov2 import DinoV2Extractor
 from .diysc import DiyScExtractor
+from .geco import GecoExtractor
 from .distilldift import VARIANTS, build_distilldift
 from .sdxl import SdxlTurboExtractor
 from .student import build_student
@@ -124,4 +125,8 @@ for _name, _variant in VARIANTS.items():
 register_preset(Preset(
     "diy-sc", "DIY-SC (ICCV 2025), DINOv2-only adapter: DINOv2-B/14 (no registers) last block before the final norm "
     "+ bottleneck adapter, 840² letterbox (Lanczos, black) -> 60x60x768", DiyScConfig(), DiyScExtractor,
+))
+register_preset(Preset(
+    "geco", "GECO (ICCV 2025): DINOv2-B/14 (no registers) with LoRA rank 10 on q and v of every block, folded in, "
+    "518² -> 37x37x768", GecoConfig(), GecoExtractor,
 ))
