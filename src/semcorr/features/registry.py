@@ -18,10 +18,11 @@ from ..runtime import resolve_device
 from .base import Extractor
 from .baseline import DenseSiftExtractor
 from .config import (ARCHITECTURES, DEFAULT_MODEL, BaselineConfig, DinoV2Config, DistillDiftConfig, DiyScConfig,
-                     ExtractorConfig, GecoConfig, SdxlTurboConfig, StudentConfig, TeacherConfig)
+                     ExtractorConfig, GecoConfig, MarcoConfig, SdxlTurboConfig, StudentConfig, TeacherConfig)
 from .dinov2 import DinoV2Extractor
 from .diysc import DiyScExtractor
 from .geco import GecoExtractor
+from .marco import MarcoExtractor
 from .distilldift import VARIANTS, build_distilldift
 from .sdxl import SdxlTurboExtractor
 from .student import build_student
@@ -129,4 +130,8 @@ register_preset(Preset(
 register_preset(Preset(
     "geco", "GECO (ICCV 2025): DINOv2-B/14 (no registers) with LoRA rank 10 on q and v of every block, folded in, "
     "518² -> 37x37x768", GecoConfig(), GecoExtractor,
+))
+register_preset(Preset(
+    "marco", "MARCO (CVPR 2026): DINOv2-L/14-reg + parallel adapters in blocks 15-23 + 2 upsampling blocks, "
+    "770² -> 220x220x1024", MarcoConfig(), MarcoExtractor,
 ))
