@@ -138,6 +138,6 @@ class TestEvaluateAPI:
         assert result["settings"]["pck"] == {"alphas": [0.2], "threshold": "image", "average": "image",
                                              "comparison": "<"}
         assert result["settings"]["matching"]["method"] == "nearest" and result["settings"]["extractor"]["input_size"] == 224
-        assert result["pck"] == result["pck_per_image"] and "image's longer side" in result["protocol"]
+        assert result["pck"] == result["pck_per_image"] and "image's longer side" in result["protocol"]["pck"]
         with pytest.raises(InputError, match="preset name"):
             evaluate("pf-willow", data_path("pf-willow"), model=build_extractor("baseline"), input_size=224)

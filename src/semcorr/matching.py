@@ -122,6 +122,54 @@ def window_soft_argmax(similarity: Tensor, window: int = 11, temperature: float 
     return torch.stack((x, y), dim=-1), score
 
 
+def kernel_soft_argmax(similarity: Tensor, sigma: float = 7.0, temperature: float = 10.0) -> tuple[Tensor, Tensor]:
+    """MARCO's soft-argmax: the maps multiplied by a Gaussian around their peak, then a softmax over
+    all cells and the expected cell.
+
+    Args:
+        similarity: (B, N, h, w) similarity maps (MARCO: raw dot products).
+        sigma: the Gaussian's standard deviation in cells (it multiplies the similarities).
+        temperature: softmax of ``(s - max) / temperature``.
+    Returns:
+        (B, N, 2) grid coordinates (x, y), and (B, N) the similarity at the peak.
+    """
+    _check_shape("similarity", similarity, 4, "(B, N, h, w)")
+    peak, score = nearest_neighbour(similarity)
+    height, width = similarity.shape[-2:]
+    xs = torch.arange(width, device=similarity.device, dtype=similarity.dtype)
+    ys = torch.arange(height, device=similarity.device, dtype=similarity.dtype)
+    squared = (xs[None, None, None, :] - peak[..., 0, None, None]) ** 2 \
+        + (ys[None, None, :, None] - peak[..., 1, None, None]) ** 2
+    scores = (torch.exp(-squared / (2 * sigma ** 2)) * similarity).flatten(2)
+    weights = torch.softmax((scores - scores.max(dim=-1, keepdim=True).values) / temperature, dim=-1)
+    weights = weights.view_as(similarity)
+    return torch.stack(((weights.sum(dim=-2) * xs).sum(dim=-1), (weights.sum(dim=-1) * ys).sum(dim=-1)), dim=-1), score
+
+
+def zeroed_window_soft_argmax(similarity: Tensor, radius: int = 7, beta: float = 0.02) -> tuple[Tensor, Tensor]:
+    """DIY-SC's soft-argmax: cells farther than ``radius`` from the peak (per axis) are multiplied by
+    zero (not removed), then a softmax of ``(s - max) / beta`` over all cells; the expected cell is
+    clamped to the grid.
+
+    Args:
+        similarity: (B, N, h, w) similarity maps (DIY-SC: cosine).
+    Returns:
+        (B, N, 2) grid coordinates (x, y), and (B, N) the similarity at the peak.
+    """
+    _check_shape("similarity", similarity, 4, "(B, N, h, w)")
+    peak, score = nearest_neighbour(similarity)
+    height, width = similarity.shape[-2:]
+    xs = torch.arange(width, device=similarity.device, dtype=similarity.dtype)
+    ys = torch.arange(height, device=similarity.device, dtype=similarity.dtype)
+    inside = ((xs[None, None, :] - peak[..., :1]).abs() <= radius)[..., None, :] \
+        & ((ys[None, None, :] - peak[..., 1:]).abs() <= radius)[..., :, None]
+    scores = (similarity * inside).flatten(2)
+    weights = torch.softmax((scores - scores.max(dim=-1, keepdim=True).values) / beta, dim=-1).view_as(similarity)
+    x = (weights.sum(dim=-2) * xs).sum(dim=-1).clamp(0, width - 1)
+    y = (weights.sum(dim=-1) * ys).sum(dim=-1).clamp(0, height - 1)
+    return torch.stack((x, y), dim=-1), score
+
+
 def mutual_nearest_neighbours(features_a: Tensor, features_b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Cell pairs that are each other's nearest neighbour.
 
