@@ -46,6 +46,13 @@ def random_official_state(width: int, depth: int, registers: bool, seed: int = 0
     return state
 
 
+def saved_official_state(path, width: int, depth: int, registers: bool, seed: int = 0) -> dict[str, torch.Tensor]:
+    """:func:`random_official_state`, also written to ``path`` as an official ``.pth`` file."""
+    state = random_official_state(width, depth, registers, seed)
+    torch.save(state, path)
+    return state
+
+
 def official_positions(pos_embed: torch.Tensor, grid: tuple[int, int], registers: bool) -> torch.Tensor:
     """(1, 1 + rows * cols, C): the class position and the patch table for a ``grid`` of patches."""
     stored = pos_embed.shape[1] - 1
@@ -106,3 +113,10 @@ def official_patch_tokens(state: dict[str, torch.Tensor], pixels: torch.Tensor, 
     if final_norm:
         x = F.layer_norm(x, (width,), state["norm.weight"], state["norm.bias"], eps=1e-6)
     return x[:, prefix:].transpose(1, 2).reshape(batch, width, *grid)
+
+
+def assert_full_size_close(ours: torch.Tensor, reference: torch.Tensor) -> None:
+    """A full-size model against its reference: raw features within float32 rounding of 12 blocks
+    (1e-5 of their scale), L2-normalised features (what ``extract`` returns) within 1e-5."""
+    assert (ours - reference).abs().max() < 1e-5 * reference.abs().max()
+    assert (F.normalize(ours, dim=1) - F.normalize(reference, dim=1)).abs().max() < 1e-5

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from helpers import tiny_backbone
-from official_dinov2 import official_patch_tokens, random_official_state
+from official_dinov2 import official_patch_tokens, saved_official_state
 from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
 
 from semcorr import build_extractor
@@ -230,8 +230,7 @@ class TestOfficialInterpolation:
 
     @staticmethod
     def extractor_from_official(tmp_path, registers, size):
-        state = random_official_state(width=32, depth=2, registers=registers, seed=3)
-        torch.save(state, tmp_path / "official.pth")
+        state = saved_official_state(tmp_path / "official.pth", 32, 2, registers=registers, seed=3)
         from semcorr.features.dinov2_checkpoint import load_official_checkpoint
 
         backbone = tiny_backbone(registers=registers)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import tiny_backbone
-from official_dinov2 import official_patch_tokens, random_official_state
+from official_dinov2 import official_patch_tokens, saved_official_state
 from semcorr.errors import CheckpointError, WeightsUnavailableError
 from semcorr.features import build_extractor
 from semcorr.features.config import MarcoConfig
@@ -86,8 +86,7 @@ def save(tmp_path, content, name="marco_release.pth"):
 
 
 def tiny_marco(tmp_path, weights, size=56):
-    backbone_state = random_official_state(width=WIDTH, depth=DEPTH, registers=True, seed=4)
-    torch.save(backbone_state, tmp_path / "dinov2_tiny_reg.pth")
+    backbone_state = saved_official_state(tmp_path / "dinov2_tiny_reg.pth", WIDTH, DEPTH, registers=True, seed=4)
     backbone = tiny_backbone(registers=True, layers=DEPTH)
     load_official_checkpoint(backbone, tmp_path / "dinov2_tiny_reg.pth", registers=True)
     config = MarcoConfig(input_size=size, weights=str(weights), adapted_blocks=(BLOCKS[0], BLOCKS[-1] + 1))

@@ -30,12 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..geometry import ImageGeometry
-from ..images import pil_canvas
-from .base import Extractor
-from .config import PATCH_SIZE, DiyScConfig
-from .dinov2 import DinoV2Extractor
-from .released import RELEASES, check_state, read_release
+from .adapted import AdaptedDinoExtractor
+from .config import DiyScConfig
+from .released import check_state
 
 if TYPE_CHECKING:
     from transformers import Dinov2Model
@@ -93,32 +90,24 @@ def convert_diysc_state_dict(state: dict[str, Tensor], channels: int = 768,
     return {key: value.detach().to("cpu", torch.float32) for key, value in ours.items()}
 
 
-class DiyScExtractor(Extractor):
-    """DIY-SC: (B, 3, 840, 840) in [0, 1] -> (B, 768, 60, 60) refined DINOv2 features."""
+class DiyScExtractor(AdaptedDinoExtractor):
+    """DIY-SC: (B, 3, 840, 840) in [0, 1] -> (B, 768, 60, 60) refined DINOv2 features; the input is
+    resized with Lanczos onto a black canvas, as the authors' ``resize``."""
 
-    stride = PATCH_SIZE
+    RELEASE, RESAMPLE, PAD_VALUE = "diy-sc", "lanczos", 0.0
 
     def __init__(self, config: DiyScConfig = DiyScConfig(), *, random_weights: bool = False, name: str = "diy-sc",
                  backbone: Dinov2Model | None = None) -> None:
         """Build from ``config``; ``backbone`` (a transformers ``Dinov2Model``, e.g. a tiny one in tests)
         replaces the one ``config.backbone`` names. ``random_weights``: backbone and adapter untrained."""
-        super().__init__()
-        self.name, self.config, self.random_weights = name, config, random_weights
-        released = None if random_weights else read_release(RELEASES["diy-sc"], config.weights,
-                                                             download=config.download, what="a DIY-SC adapter file")
-        self.backbone = DinoV2Extractor(config.backbone_config(), random_weights=random_weights,
-                                        name=f"{name}/dinov2", backbone=backbone, weights_option="--backbone")
+        super().__init__(config, random_weights=random_weights, name=name, backbone=backbone)
         self.backbone.model.layernorm = nn.Identity()  # the last block's tokens, before the final norm
         channels = self.backbone.model.config.hidden_size
         self.adapter = DiyScAdapter(channels, config.norm_groups)
-        if released is not None:
-            state, source = released
+        if self.released is not None:
+            state, source = self.released
             self.adapter.load_state_dict(convert_diysc_state_dict(state, channels, source), strict=True)
         self.eval().requires_grad_(False)
-
-    def resize(self, pixels: Tensor, geometry: ImageGeometry) -> Tensor:
-        """Lanczos (Pillow, 8-bit) onto a black canvas, as the authors' ``resize``."""
-        return pil_canvas(pixels, geometry, "lanczos", pad_value=0.0)
 
     def forward(self, pixels: Tensor) -> Tensor:
         """(B, 3, S, S) in [0, 1] -> (B, C, S/14, S/14) adapted features (not yet L2-normalised)."""

@@ -31,12 +31,9 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointError
-from ..geometry import ImageGeometry
-from ..images import pil_canvas
-from .base import Extractor
-from .config import PATCH_SIZE, GecoConfig
-from .dinov2 import DinoV2Extractor
-from .released import RELEASES, check_state, read_release
+from .adapted import AdaptedDinoExtractor
+from .config import GecoConfig
+from .released import check_state
 
 if TYPE_CHECKING:
     from transformers import Dinov2Model
@@ -72,23 +69,19 @@ def convert_geco_state_dict(state: dict[str, Tensor], depth: int = 12, width: in
     return [(update(2 * block), update(2 * block + 1)) for block in range(depth)]
 
 
-class GecoExtractor(Extractor):
-    """GECO: (B, 3, 518, 518) in [0, 1] -> (B, 768, 37, 37) DINOv2 tokens with the LoRA folded in."""
+class GecoExtractor(AdaptedDinoExtractor):
+    """GECO: (B, 3, 518, 518) in [0, 1] -> (B, 768, 37, 37) DINOv2 tokens with the LoRA folded in;
+    the input resized with Pillow bilinear, as torchvision's ``Resize`` on the authors' PIL images."""
 
-    stride = PATCH_SIZE
+    RELEASE = "geco"
 
     def __init__(self, config: GecoConfig = GecoConfig(), *, random_weights: bool = False, name: str = "geco",
                  backbone: Dinov2Model | None = None) -> None:
         """Build from ``config``; ``backbone`` (a transformers ``Dinov2Model``, e.g. a tiny one in tests)
         replaces the one ``config.backbone`` names. ``random_weights``: untrained backbone, no LoRA."""
-        super().__init__()
-        self.name, self.config, self.random_weights = name, config, random_weights
-        released = None if random_weights else read_release(RELEASES["geco"], config.weights,
-                                                             download=config.download, what="a GECO LoRA file")
-        self.backbone = DinoV2Extractor(config.backbone_config(), random_weights=random_weights,
-                                        name=f"{name}/dinov2", backbone=backbone, weights_option="--backbone")
-        if released is not None:
-            state, source = released
+        super().__init__(config, random_weights=random_weights, name=name, backbone=backbone)
+        if self.released is not None:
+            state, source = self.released
             layers = self.backbone.model.encoder.layer
             updates = convert_geco_state_dict(state, len(layers), self.backbone.model.config.hidden_size, source)
             with torch.no_grad():
@@ -96,10 +89,6 @@ class GecoExtractor(Extractor):
                     layer.attention.q_proj.weight += query.to(layer.attention.q_proj.weight)
                     layer.attention.v_proj.weight += value.to(layer.attention.v_proj.weight)
         self.eval().requires_grad_(False)
-
-    def resize(self, pixels: Tensor, geometry: ImageGeometry) -> Tensor:
-        """Pillow bilinear (8-bit), as torchvision's ``Resize`` on the authors' PIL images."""
-        return pil_canvas(pixels, geometry, "bilinear", pad_value=0.5)
 
     def forward(self, pixels: Tensor) -> Tensor:
         """(B, 3, S, S) in [0, 1] -> (B, C, S/14, S/14) patch tokens (not yet L2-normalised)."""

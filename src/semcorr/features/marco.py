@@ -42,12 +42,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputError
-from ..geometry import ImageGeometry
-from ..images import pil_canvas
-from .base import Extractor
+from .adapted import AdaptedDinoExtractor
 from .config import PATCH_SIZE, MarcoConfig
-from .dinov2 import DinoV2Extractor
-from .released import RELEASES, check_state, read_release
+from .released import check_state
 
 if TYPE_CHECKING:
     from transformers import Dinov2WithRegistersModel
@@ -136,22 +133,18 @@ def convert_marco_state_dict(state: dict[str, Tensor], blocks: range, width: int
     return ours
 
 
-class MarcoExtractor(Extractor):
-    """MARCO: (B, 3, 770, 770) in [0, 1] -> (B, 1024, 220, 220) upsampled adapted DINOv2-L features."""
+class MarcoExtractor(AdaptedDinoExtractor):
+    """MARCO: (B, 3, 770, 770) in [0, 1] -> (B, 1024, 220, 220) upsampled adapted DINOv2-L features;
+    the input resized with Pillow bilinear, as torchvision's ``Resize`` on the authors' PIL images."""
 
-    stride = PATCH_SIZE
+    RELEASE = "marco"
 
     def __init__(self, config: MarcoConfig = MarcoConfig(), *, random_weights: bool = False, name: str = "marco",
                  backbone: Dinov2WithRegistersModel | None = None) -> None:
         """Build from ``config``; ``backbone`` (a transformers ``Dinov2WithRegistersModel``, e.g. a tiny
         one in tests) replaces the one ``config.backbone`` names. ``random_weights``: all untrained
         (the up-projections start at zero in MARCO's code; here they are random as well)."""
-        super().__init__()
-        self.name, self.config, self.random_weights = name, config, random_weights
-        released = None if random_weights else read_release(RELEASES["marco"], config.weights,
-                                                             download=config.download, what="a MARCO checkpoint")
-        self.backbone = DinoV2Extractor(config.backbone_config(), random_weights=random_weights,
-                                        name=f"{name}/dinov2", backbone=backbone, weights_option="--backbone")
+        super().__init__(config, random_weights=random_weights, name=name, backbone=backbone)
         layers, width = self.backbone.model.encoder.layer, self.backbone.model.config.hidden_size
         blocks = range(*config.adapted_blocks)
         if blocks.stop > len(layers):
@@ -159,8 +152,8 @@ class MarcoExtractor(Extractor):
         for i in blocks:
             layers[i] = AdaptedLayer(layers[i], Adapter(width, width // 2, config.adapter_scale))
         self.upscale = nn.Sequential(*[UpsampleBlock(width) for _ in range(config.upsample_blocks)])
-        if released is not None:
-            state, source = released
+        if self.released is not None:
+            state, source = self.released
             converted = convert_marco_state_dict(state, blocks, width, config.upsample_blocks, source)
             own = {key: value for key, value in self.state_dict().items()
                    if key.startswith("upscale.") or (key.startswith(LAYERS) and ".adapter." in key)}
@@ -174,10 +167,6 @@ class MarcoExtractor(Extractor):
     def grid_size(self, input_size: int | None = None) -> tuple[int, int]:
         side = (input_size or self.config.input_size) // PATCH_SIZE * 2 ** self.config.upsample_blocks
         return (side, side)
-
-    def resize(self, pixels: Tensor, geometry: ImageGeometry) -> Tensor:
-        """Pillow bilinear (8-bit), as torchvision's ``Resize`` on the authors' PIL images."""
-        return pil_canvas(pixels, geometry, "bilinear", pad_value=0.5)
 
     def forward(self, pixels: Tensor) -> Tensor:
         """(B, 3, S, S) in [0, 1] -> (B, C, 4 S/14, 4 S/14) features (not yet L2-normalised)."""
