@@ -204,3 +204,14 @@ def test_several_models_one_table(cli, tmp_path, one_thread):
     refused = cli("eval", "pf-willow", "--data-root", data_path("pf-willow"), "--models", "baseline", "diy-sc",
                   "--weights", "x.pth")
     assert refused.returncode != 0 and "--weights" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_protocol_option_and_its_fixed_rules(cli, one_thread):
+    root = data_path("pf-willow")
+    result = cli("eval", "pf-willow", "--data-root", root, "--model", "baseline", "--protocol", "geco", "--limit", "2",
+                 "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "protocol geco: 518² square; image_argmax on cosine similarity" in result.stdout
+    assert "target image's longer side, averaged per keypoint, correct if distance <= alpha * L" in result.stdout
+    refused = cli("eval", "pf-willow", "--data-root", root, "--model", "baseline", "--protocol", "marco", "--window", "5")
+    assert refused.returncode != 0 and "fixes the matching" in refused.stderr
