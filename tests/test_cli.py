@@ -105,3 +105,17 @@ class TestDemoAndModels:
     def test_models_lists_presets(self, cli):
         result = cli("models")
         assert result.returncode == 0 and "baseline" in result.stdout and "dinov2-b-reg" in result.stdout
+
+
+def test_models_lists_source_licence_and_headline_of_every_preset(cli):
+    from semcorr.features.registry import PRESETS
+
+    result = cli("models")
+    assert result.returncode == 0, result.stderr
+    for name, preset in PRESETS.items():
+        assert preset.description and preset.source and preset.licence and preset.headline, name
+        assert f"{name}  " in result.stdout and preset.headline in result.stdout
+    assert "non-commercial" in PRESETS["sdxl-turbo"].licence and "none stated" in PRESETS["geco"].licence
+    for name, protocol in (("marco", "protocol marco"), ("diy-sc", "protocol diy-sc"), ("geco", "protocol geco"),
+                           ("distilldift-us", "protocol distilldift")):
+        assert protocol in PRESETS[name].headline

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from helpers import tiny_backbone
+from official_dinov2 import official_patch_tokens, saved_official_state
 from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
 
 from semcorr import build_extractor
@@ -56,6 +57,17 @@ class TestTinyExtractor:
         assert torch.allclose(fmap.features.norm(dim=1), torch.ones(2, 7, 7), atol=1e-5)
         assert fmap.random_weights and extractor.grid_size() == (7, 7)
         assert fmap.geometries[0].original_size == (50, 80)
+
+    def test_raw_output_is_kept_as_per_cell_norms(self):
+        extractor = DinoV2Extractor(DinoV2Config(input_size=56), backbone=tiny_backbone(), random_weights=True)
+        image = torch.rand(3, 56, 56)
+        fmap = extractor.extract(image)
+        with torch.no_grad():
+            raw = extractor(extractor.preprocess([image])[0])
+        assert fmap.norms.shape == (1, 1, 4, 4) and torch.allclose(fmap.raw_features(), raw, atol=1e-5)
+        assert fmap[0].norms.shape == (1, 1, 4, 4) and fmap.upsample(8).norms is None
+        with pytest.raises(ValueError, match="no raw norms"):
+            fmap.upsample(8).raw_features()
 
     def test_patch_tokens_match_the_model_output(self):
         backbone = tiny_backbone()
@@ -211,3 +223,43 @@ class TestWeightSources:
     def test_missing_local_path(self):
         with pytest.raises(InputError, match="does not exist"):
             build_extractor("dinov2-s", weights="./nowhere/dinov2")
+
+
+class TestOfficialInterpolation:
+    """Every DINOv2 preset equals the official hub code at any input size (plain-torch reference)."""
+
+    @staticmethod
+    def extractor_from_official(tmp_path, registers, size):
+        state = saved_official_state(tmp_path / "official.pth", 32, 2, registers=registers, seed=3)
+        from semcorr.features.dinov2_checkpoint import load_official_checkpoint
+
+        backbone = tiny_backbone(registers=registers)
+        load_official_checkpoint(backbone, tmp_path / "official.pth", registers=registers)
+        return state, DinoV2Extractor(DinoV2Config(input_size=size, registers=registers), backbone=backbone)
+
+    @pytest.mark.parametrize("registers", [False, True])
+    @pytest.mark.parametrize("size", [224, 434, 518, 840])
+    def test_equal_to_the_official_forward(self, tmp_path, one_thread, registers, size):
+        state, extractor = self.extractor_from_official(tmp_path, registers, size)
+        pixels = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(size))
+        with torch.no_grad():
+            ours = extractor(pixels)
+        reference = official_patch_tokens(state, pixels, heads=2, registers=registers)
+        assert (ours - reference).abs().max() < 1e-5
+
+    def test_rectangular_input(self, tmp_path, one_thread):
+        state, extractor = self.extractor_from_official(tmp_path, False, 224)
+        pixels = torch.rand(1, 3, 154, 98)
+        with torch.no_grad():
+            ours = extractor(pixels)
+        assert ours.shape == (1, 32, 11, 7)
+        assert (ours - official_patch_tokens(state, pixels, heads=2, registers=False)).abs().max() < 1e-5
+
+    def test_transformers_alone_differs_without_registers(self, tmp_path, one_thread):
+        """The reason for the fix: transformers resizes the no-register table by size, not by offset scale."""
+        state, extractor = self.extractor_from_official(tmp_path, False, 434)
+        del extractor.model.embeddings.interpolate_pos_encoding  # back to transformers' own method
+        pixels = torch.rand(1, 3, 434, 434)
+        with torch.no_grad():
+            plain = extractor(pixels)
+        assert (plain - official_patch_tokens(state, pixels, heads=2, registers=False)).abs().max() > 1e-4

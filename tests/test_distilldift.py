@@ -18,7 +18,7 @@ from semcorr.cli import build_parser, main
 from semcorr.features.download import download_file
 from semcorr.errors import CheckpointError, WeightsUnavailableError
 from semcorr.features import DEFAULT_MODEL, build_extractor
-from semcorr.features.dinov2_checkpoint import read_state_dict
+from semcorr.features.safe_pickle import read_state_dict
 from semcorr.features.distilldift import convert_checkpoint
 from semcorr.features.distilldift_checkpoint import convert_distilldift_state_dict
 

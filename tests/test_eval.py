@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import data_path
 from semcorr.data import load_pf_willow
@@ -95,6 +96,17 @@ class TestEvaluateAPI:
         for other in (second, memory):
             assert other["pck"] == first["pck"] and other["predictions"] == first["predictions"]
 
+    @pytest.mark.parametrize("mode", ["memory", "disk"])
+    def test_native_maps_keep_the_raw_norms(self, mode):
+        images = [p.source_image for p in load_pf_willow(data_path("pf-willow"))[:2]]
+        extractor = build_extractor("baseline", input_size=112)
+        fresh = extractor.extract(images)
+        with FeatureStore(extractor, mode=mode, progress=False) as store:
+            store.compute(images)
+            native, upsampled = store.feature_map(images), store.feature_map(images, 16)
+        assert torch.allclose(native.norms, fresh.norms, atol=1e-6) and upsampled.norms is None
+        assert torch.allclose(native.raw_features(), fresh.raw_features(), rtol=1e-3, atol=1e-6)
+
     def test_upsampled_maps_are_bounded_and_equal_to_fresh_ones(self):
         pairs = load_pf_willow(data_path("pf-willow"))[:12]
         extractor = build_extractor("baseline", input_size=112)
@@ -126,6 +138,6 @@ class TestEvaluateAPI:
         assert result["settings"]["pck"] == {"alphas": [0.2], "threshold": "image", "average": "image",
                                              "comparison": "<"}
         assert result["settings"]["matching"]["method"] == "nearest" and result["settings"]["extractor"]["input_size"] == 224
-        assert result["pck"] == result["pck_per_image"] and "image's longer side" in result["protocol"]
+        assert result["pck"] == result["pck_per_image"] and "image's longer side" in result["protocol"]["pck"]
         with pytest.raises(InputError, match="preset name"):
             evaluate("pf-willow", data_path("pf-willow"), model=build_extractor("baseline"), input_size=224)

@@ -32,6 +32,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
+from .geometry import ImageGeometry
 
 ImageInput = Union[str, os.PathLike, Image.Image, torch.Tensor, np.ndarray]
 DEFAULT_MAX_PIXELS: int = 100_000_000  # refuse larger images (decompression bombs)
@@ -84,6 +85,26 @@ def load_image(source: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> t
     if pixels.shape[1] == 0 or pixels.shape[2] == 0:
         raise InputError(f"{name}: image is empty ({pixels.shape[2]}x{pixels.shape[1]} pixels)")
     return pixels.contiguous()
+
+
+PIL_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "lanczos": Image.Resampling.LANCZOS}
+
+
+def pil_canvas(image: torch.Tensor, geometry: ImageGeometry, resample: str, pad_value: float = 0.0) -> torch.Tensor:
+    """Resize a (3, H, W) image in [0, 1] onto its (3, H_in, W_in) input canvas as the authors'
+    scripts do with Pillow: 8-bit RGB, ``Image.resize`` with ``resample`` (``bilinear``, as
+    torchvision's ``Resize`` on PIL images, or ``lanczos``), padding filled with ``pad_value``."""
+    content_h, content_w = geometry.content_size
+    array = (image.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    resized = Image.fromarray(array).resize((content_w, content_h), PIL_FILTERS[resample])
+    content = torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1).float() / 255
+    in_h, in_w = geometry.input_size
+    if (content_h, content_w) == (in_h, in_w):
+        return content
+    canvas = torch.full((3, in_h, in_w), float(pad_value))
+    top, left = int(geometry.offset[1]), int(geometry.offset[0])
+    canvas[:, top:top + content_h, left:left + content_w] = content
+    return canvas
 
 
 def check_points(points: Any, image_size: tuple[int, int], *, image: str = "image") -> torch.Tensor:

@@ -115,6 +115,23 @@ def nearest_neighbour(similarity: Tensor, valid: Tensor | None = None) -> tuple[
     return _flat_to_xy(index, similarity.shape[-1]).to(similarity.dtype), score
 
 
+def _softmax_position(logits: Tensor) -> Tensor:
+    """(B, N, h, w) logits -> (B, N, 2) the expected grid position (x, y) under their softmax over all cells."""
+    height, width = logits.shape[-2:]
+    weights = torch.softmax(logits.flatten(2), dim=-1).view_as(logits)
+    xs = torch.arange(width, device=logits.device, dtype=logits.dtype)
+    ys = torch.arange(height, device=logits.device, dtype=logits.dtype)
+    return torch.stack(((weights.sum(dim=-2) * xs).sum(dim=-1), (weights.sum(dim=-1) * ys).sum(dim=-1)), dim=-1)
+
+
+def _offsets(similarity: Tensor, peak: Tensor) -> tuple[Tensor, Tensor]:
+    """(B, N, 1, w) and (B, N, h, 1): each cell's x and y offset from the map's ``peak`` (B, N, 2)."""
+    height, width = similarity.shape[-2:]
+    xs = torch.arange(width, device=similarity.device, dtype=similarity.dtype)
+    ys = torch.arange(height, device=similarity.device, dtype=similarity.dtype)
+    return xs - peak[..., :1, None], ys[:, None] - peak[..., 1:, None]
+
+
 def window_soft_argmax(similarity: Tensor, window: int = 11, temperature: float = 0.02,
                        valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Sub-cell position of each map's peak: a softmax-weighted mean over a window around the argmax.
@@ -132,18 +149,47 @@ def window_soft_argmax(similarity: Tensor, window: int = 11, temperature: float 
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     peak, score = nearest_neighbour(similarity, valid)
-    height, width = similarity.shape[-2:]
-    xs = torch.arange(width, device=similarity.device, dtype=similarity.dtype)
-    ys = torch.arange(height, device=similarity.device, dtype=similarity.dtype)
-    radius = window // 2
-    in_x = (xs[None, None, :] - peak[..., :1]).abs() <= radius  # (B, N, w)
-    in_y = (ys[None, None, :] - peak[..., 1:]).abs() <= radius  # (B, N, h)
-    inside = in_y[..., :, None] & in_x[..., None, :]  # (B, N, h, w)
+    dx, dy = _offsets(similarity, peak)
+    inside = (dx.abs() <= window // 2) & (dy.abs() <= window // 2)  # (B, N, h, w)
     logits = _mask_invalid(similarity, valid).masked_fill(~inside, float("-inf")) / temperature
-    weights = torch.softmax(logits.flatten(2), dim=-1).view_as(similarity)
-    x = (weights.sum(dim=-2) * xs).sum(dim=-1)
-    y = (weights.sum(dim=-1) * ys).sum(dim=-1)
-    return torch.stack((x, y), dim=-1), score
+    return _softmax_position(logits), score
+
+
+def kernel_soft_argmax(similarity: Tensor, sigma: float = 7.0, temperature: float = 10.0) -> tuple[Tensor, Tensor]:
+    """MARCO's soft-argmax: the maps multiplied by a Gaussian around their peak, then a softmax over
+    all cells and the expected cell.
+
+    Args:
+        similarity: (B, N, h, w) similarity maps (MARCO: raw dot products).
+        sigma: the Gaussian's standard deviation in cells (it multiplies the similarities).
+        temperature: softmax of ``(s - max) / temperature``.
+    Returns:
+        (B, N, 2) grid coordinates (x, y), and (B, N) the similarity at the peak.
+    """
+    _check_shape("similarity", similarity, 4, "(B, N, h, w)")
+    peak, score = nearest_neighbour(similarity)
+    dx, dy = _offsets(similarity, peak)
+    scores = torch.exp(-(dx ** 2 + dy ** 2) / (2 * sigma ** 2)) * similarity
+    return _softmax_position((scores - scores.amax(dim=(-2, -1), keepdim=True)) / temperature), score
+
+
+def zeroed_window_soft_argmax(similarity: Tensor, radius: int = 7, beta: float = 0.02) -> tuple[Tensor, Tensor]:
+    """DIY-SC's soft-argmax: cells farther than ``radius`` from the peak (per axis) are multiplied by
+    zero (not removed), then a softmax of ``(s - max) / beta`` over all cells; the expected cell is
+    clamped to the grid.
+
+    Args:
+        similarity: (B, N, h, w) similarity maps (DIY-SC: cosine).
+    Returns:
+        (B, N, 2) grid coordinates (x, y), and (B, N) the similarity at the peak.
+    """
+    _check_shape("similarity", similarity, 4, "(B, N, h, w)")
+    peak, score = nearest_neighbour(similarity)
+    dx, dy = _offsets(similarity, peak)
+    scores = similarity * ((dx.abs() <= radius) & (dy.abs() <= radius))
+    position = _softmax_position((scores - scores.amax(dim=(-2, -1), keepdim=True)) / beta)
+    height, width = similarity.shape[-2:]
+    return torch.stack((position[..., 0].clamp(0, width - 1), position[..., 1].clamp(0, height - 1)), dim=-1), score
 
 
 def mutual_nearest_neighbours(features_a: Tensor, features_b: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -1,4 +1,5 @@
-"""``semcorr eval BENCHMARK --data-root PATH``: :func:`semcorr.eval.evaluate`, its table and files."""
+"""``semcorr eval BENCHMARK --data-root PATH``: :func:`semcorr.eval.evaluate` (or
+:func:`semcorr.eval.evaluate_models` with ``--models``), its table and files."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..eval.benchmarks import BENCHMARKS
+from ..eval.protocols import DEFAULT_PROTOCOL, PROTOCOLS
 from .options import add_match_options, add_model_options, given, match_settings, model_arguments
 
 PCK_OPTIONS = ("alphas", "threshold", "average")
@@ -25,10 +27,15 @@ def _loader_option(text: str) -> tuple[str, Any]:
 def run_eval(args: argparse.Namespace) -> int:
     from ..eval.kshot import evaluate_kshot
     from ..eval.pck import PCKSettings
-    from ..eval.report import format_table
-    from ..eval.runner import evaluate
+    from ..eval.report import format_comparison, format_table
+    from ..eval.runner import evaluate, evaluate_models
     from ..fileio import check_output_file, write_json
 
+    if args.models and args.save_predictions:
+        raise InputError("--save-predictions writes one model's predictions; drop it with --models")
+    if args.transfer_shots is not None and (args.models or args.protocol != DEFAULT_PROTOCOL):
+        raise InputError(f"--transfer-shots evaluates one model (--model) with the {DEFAULT_PROTOCOL} protocol's "
+                         "matching; drop --models and --protocol")
     for path, what in ((args.out, "result"), (args.save_predictions, "predictions")):
         if path:
             check_output_file(path, suffixes=(".json",), what=what)
@@ -36,20 +43,32 @@ def run_eval(args: argparse.Namespace) -> int:
     pck = PCKSettings(**{**fields, **({"alphas": tuple(fields["alphas"])} if "alphas" in fields else {})},
                       inclusive=not args.strict)
     loader_options = dict(_loader_option(o) for o in args.loader_option)
-    shots = {} if args.transfer_shots is None else {"shots": args.transfer_shots, "seed": args.transfer_seed}
-    result = (evaluate_kshot if shots else evaluate)(
-        args.benchmark, args.data_root, split=args.split, settings=match_settings(args), pck=pck, limit=args.limit,
-        batch_size=args.batch_size, cache=args.cache, cache_dir=args.cache_dir, loader_options=loader_options,
-        predictions=bool(args.save_predictions), progress=not args.quiet, pose_align=args.pose_align,
-        **shots, **model_arguments(args),
-    )
-    records = result.pop("predictions", None)
-    if args.save_predictions:
-        write_json(args.save_predictions, records, indent=None)
-    if args.out:
-        write_json(args.out, result)
-    print(format_table(result))
-    if result["random_weights"]:
+    options = dict(split=args.split, settings=match_settings(args), pck=pck, limit=args.limit,
+                   batch_size=args.batch_size, cache=args.cache, cache_dir=args.cache_dir,
+                   loader_options=loader_options, progress=not args.quiet, pose_align=args.pose_align,
+                   **model_arguments(args))
+    if args.models:
+        options.pop("model")
+        comparison = evaluate_models(args.benchmark, args.data_root, args.models, protocol=args.protocol, **options)
+        if args.out:
+            write_json(args.out, comparison)
+        print(format_comparison(comparison))
+        random = any(r["random_weights"] for r in comparison["results"])
+    else:
+        if args.transfer_shots is not None:
+            result = evaluate_kshot(args.benchmark, args.data_root, shots=args.transfer_shots,
+                                    seed=args.transfer_seed, predictions=bool(args.save_predictions), **options)
+        else:
+            result = evaluate(args.benchmark, args.data_root, protocol=args.protocol,
+                              predictions=bool(args.save_predictions), **options)
+        records = result.pop("predictions", None)
+        if args.save_predictions:
+            write_json(args.save_predictions, records, indent=None)
+        if args.out:
+            write_json(args.out, result)
+        print(format_table(result))
+        random = result["random_weights"]
+    if random:
         print("semcorr: warning: random weights; the scores carry no meaning", file=sys.stderr)
     return 0
 
@@ -57,13 +76,23 @@ def run_eval(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "eval", help="PCK of a model on a benchmark (SPair-71k, PF-WILLOW, PF-PASCAL, CUB, AP-10K)",
-        description="Evaluate a model on a semantic correspondence benchmark with the paper protocol by default: "
-                    "434x434 square resize, features upsampled to 60x60, 11x11 window soft-argmax, PCK of the "
-                    "target box's longer side (the image's for PF-PASCAL) averaged per keypoint.")
+        description="Evaluate a model (or several, --models) on a semantic correspondence benchmark under a named "
+                    "protocol. The default, distilldift: the model's own input (434x434 stretch for the student), "
+                    "features upsampled to 60x60, 11x11 window soft-argmax, PCK of the target box's longer side (the "
+                    "image's for PF-PASCAL) averaged per keypoint, <=, in original pixels. marco, diy-sc and geco "
+                    "reproduce those authors' rules (input size, matcher, average, comparison, frame); common is one "
+                    "rule for every model. The result and the table list every rule of the protocol used.")
     parser.add_argument("benchmark", metavar="BENCHMARK", help=f"one of: {', '.join(BENCHMARKS)}")
     parser.add_argument("--data-root", required=True, help="the benchmark's folder in its official layout")
     parser.add_argument("--split", help="default: test")
     add_model_options(parser)
+    parser.add_argument("--models", nargs="+", metavar="MODEL",
+                        help="evaluate several presets in one run and print one table, a row per model (per-image "
+                             "and per-keypoint PCK); replaces --model")
+    parser.add_argument("--protocol", choices=list(PROTOCOLS), default=DEFAULT_PROTOCOL,
+                        help=f"the evaluation rules (default {DEFAULT_PROTOCOL}): "
+                             + "; ".join(f"{name}: {p.source}" for name, p in PROTOCOLS.items())
+                             + ". The matching and PCK options below apply to distilldift (--alpha to all)")
     add_match_options(parser)
     parser.add_argument("--alpha", dest="alphas", type=float, nargs="+", metavar="A",
                         help="PCK thresholds (default: 0.1 0.05 0.01; PF-PASCAL and PF-WILLOW 0.05 0.1 0.15)")

@@ -32,8 +32,12 @@ def list_models(args: argparse.Namespace) -> int:
     from ..features.registry import PRESETS
 
     width = max(len(name) for name in PRESETS)
+    indent = " " * (width + 2)
     for name, preset in PRESETS.items():
         print(f"{name:<{width}}  {preset.description}")
+        print(f"{indent}weights:  {preset.source}")
+        print(f"{indent}licence:  {preset.licence}")
+        print(f"{indent}headline: {preset.headline}")
     return 0
 
 
@@ -55,4 +59,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--out-dir", default="semcorr-demo", help="where to write matches.json and matches.png")
     demo.set_defaults(run=run_demo)
 
-    commands.add_parser("models", help="list the model presets").set_defaults(run=list_models)
+    commands.add_parser("models", help="list the model presets: what each is, where its weights come from, their "
+                        "licence, and its paper's headline figure with the protocol it was measured under"
+                        ).set_defaults(run=list_models)

@@ -32,11 +32,15 @@ def add_model_options(parser: argparse.ArgumentParser, default_model: str = DEFA
     parser.add_argument("--resize-mode", choices=RESIZE_MODES, help="default square (the papers')")
     parser.add_argument("--precision", choices=PRECISIONS, help="default fp32")
     parser.add_argument("--adapter", help="student only: a LoRA adapter folder (RUN/adapter of `semcorr distill`)")
+    parser.add_argument("--backbone", help="marco, diy-sc, geco: the DINOv2 weights under the method's own (Hugging Face "
+                        "id, save_pretrained folder or official .pth; default: the official Hugging Face id)")
+    parser.add_argument("--download", action="store_true", default=None,
+                        help="geco: download the authors' weights, whose licence they do not state (never by default)")
 
 
 def extractor_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The extractor config fields given on the command line (:func:`add_model_options`)."""
-    names = ("input_size", "resize_mode", "precision", "adapter")
+    names = ("input_size", "resize_mode", "precision", "adapter", "backbone", "download")
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 

@@ -15,7 +15,9 @@ _EXPORTS = {
     "BENCHMARKS": "benchmarks", "Benchmark": "benchmarks", "get_benchmark": "benchmarks",
     "load_benchmark": "benchmarks",
     "PCKSettings": "pck", "correct_keypoints": "pck", "random_guess_correct": "pck", "summarize": "pck",
-    "threshold_length": "pck", "evaluate": "runner", "FeatureStore": "feature_store", "format_table": "report",
+    "threshold_length": "pck", "evaluate": "runner", "evaluate_models": "runner", "FeatureStore": "feature_store",
+    "format_table": "report", "format_comparison": "report", "PROTOCOLS": "protocols", "Protocol": "protocols",
+    "get_protocol": "protocols",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

@@ -1,8 +1,9 @@
 """Features of every image of a benchmark, computed once in batches, kept in memory or on disk.
 
 Features are kept as float16 ``(C, h, w)`` on the extractor's native grid in both modes, so a
-result does not depend on where they were kept. On disk each image is one safetensors file
-(``features`` plus its geometry in the metadata) under ``<cache_dir>/<fingerprint>/``, where the
+result does not depend on where they were kept, with each cell's raw norm as float32 ``(1, h, w)``
+(:attr:`FeatureMap.norms`). On disk each image is one safetensors file (``features`` and ``norms``,
+plus its geometry in the metadata) under ``<cache_dir>/<fingerprint>/``, where the
 fingerprint covers the model name and its whole config; a file's name covers the image's path,
 size and modification time. Files are written atomically, so an interrupted run resumes where it
 stopped. Random-weight models never reuse a cache (their weights differ on every build).
@@ -42,6 +43,7 @@ DEFAULT_MEMORY_LIMIT = 1 << 30  # auto mode keeps at most this many bytes of fea
 _LRU_SIZE = 128  # disk mode keeps this many recently used images in memory
 DEFAULT_UPSAMPLED_LIMIT = 512 << 20  # bytes of upsampled maps kept for reuse
 _Key = tuple[Path, bool]  # (image file, mirrored left to right)
+_Entry = tuple[Tensor, ImageGeometry, Tensor]  # (C, h, w) float16 features, geometry, (1, h, w) float32 norms
 
 
 def fingerprint(extractor: Extractor) -> str:
@@ -85,11 +87,11 @@ class FeatureStore:
         self._cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._folder: Path | None = None
         self._temporary: Path | None = None
-        self._memory: dict[_Key, tuple[Tensor, ImageGeometry]] = {}
-        self._recent: OrderedDict[_Key, tuple[Tensor, ImageGeometry]] = OrderedDict()
+        self._memory: dict[_Key, _Entry] = {}
+        self._recent: OrderedDict[_Key, _Entry] = OrderedDict()
         self.computed = 0  # images whose features this store computed (the rest came from disk)
         self.upsampled_limit = DEFAULT_UPSAMPLED_LIMIT
-        self._upsampled: OrderedDict[tuple[_Key, int | None], tuple[Tensor, ImageGeometry]] = OrderedDict()
+        self._upsampled: OrderedDict[tuple[_Key, int | None], FeatureMap] = OrderedDict()
         self._upsampled_bytes = 0
 
     # --- disk layout -----------------------------------------------------------------------
@@ -117,21 +119,23 @@ class FeatureStore:
         image, flipped = key
         return self._open_folder() / f"{_image_key(image)}{'-hflip' if flipped else ''}.safetensors"
 
-    def _write(self, key: _Key, features: Tensor, geometry: ImageGeometry) -> None:
+    def _write(self, key: _Key, entry: _Entry) -> None:
+        features, geometry, norms = entry
         metadata = {"geometry": json.dumps(dataclasses.asdict(geometry)), "image": str(key[0]),
                     "flipped": str(key[1])}
-        write_atomically(self._file(key), safetensors_bytes({"features": features.contiguous()}, metadata=metadata))
+        tensors = {"features": features.contiguous(), "norms": norms.contiguous()}
+        write_atomically(self._file(key), safetensors_bytes(tensors, metadata=metadata))
 
-    def _read(self, key: _Key) -> tuple[Tensor, ImageGeometry]:
+    def _read(self, key: _Key) -> _Entry:
         path, image = self._file(key), key[0]
         try:
             with safe_open(str(path), framework="pt") as handle:
-                features = handle.get_tensor("features")
+                features, norms = handle.get_tensor("features"), handle.get_tensor("norms")
                 fields = json.loads(handle.metadata()["geometry"])
         except Exception as error:  # a damaged file: say which, and how to recover
             raise InputError(f"{path}: unreadable feature cache file for {image} ({error}); delete it and rerun") from None
         geometry = ImageGeometry(**{k: tuple(v) for k, v in fields.items()})
-        return features, geometry
+        return features, geometry, norms
 
     # --- public API ------------------------------------------------------------------------
 
@@ -154,23 +158,27 @@ class FeatureStore:
                 fmap = self.extractor.extract([flip_image(load_image(image)) if flip else image
                                                for image, flip in chunk])
                 features = fmap.features.to("cpu", torch.float16)
+                norms = fmap.norms.to("cpu", torch.float32)
                 if self.mode == "auto":  # decide from the size of the first batch
                     per_image = features[0].numel() * features.element_size()
                     self.mode = "disk" if per_image * len(keys) > self.memory_limit else "memory"
-                for key, feature, geometry in zip(chunk, features, fmap.geometries):
+                for key, feature, geometry, norm in zip(chunk, features, fmap.geometries, norms):
                     if self.mode == "memory":
-                        self._memory[key] = (feature.clone(), geometry)
+                        self._memory[key] = (feature.clone(), geometry, norm.clone())
                     else:
-                        self._write(key, feature, geometry)
+                        self._write(key, (feature, geometry, norm))
                 self.computed += len(chunk)
                 bar.update(len(chunk))
 
     def get(self, image: Path, *, flipped: bool = False) -> tuple[Tensor, ImageGeometry]:
         """(C, h, w) float16 features and the geometry of one image (of its mirror image if ``flipped``)."""
-        key = (Path(image), bool(flipped))
+        features, geometry, _ = self._entry((Path(image), bool(flipped)))
+        return features, geometry
+
+    def _entry(self, key: _Key) -> _Entry:
         if self.mode == "memory":
             if key not in self._memory:
-                raise KeyError(f"no features computed for {key[0]}{' (flipped)' if flipped else ''}")
+                raise KeyError(f"no features computed for {key[0]}{' (flipped)' if key[1] else ''}")
             return self._memory[key]
         if key in self._recent:
             self._recent.move_to_end(key)
@@ -181,34 +189,37 @@ class FeatureStore:
             self._recent.popitem(last=False)
         return entry
 
-    def _one(self, image: _Key, grid: int | None) -> tuple[Tensor, ImageGeometry]:
-        """(C, h, w) float32 L2-normalised features on the device, upsampled to ``grid`` (cached)."""
+    def _one(self, image: _Key, grid: int | None) -> FeatureMap:
+        """The map of one image: float32 L2-normalised features on the device, upsampled to ``grid``
+        (cached); on the native grid (``grid`` None) with its norms."""
         key = (image, grid)
         if key in self._upsampled:
             self._upsampled.move_to_end(key)
             return self._upsampled[key]
-        features, geometry = self.get(image[0], flipped=image[1])
-        features = torch.nn.functional.normalize(features.to(self.extractor.device, torch.float32), dim=0)
-        fmap = FeatureMap(features[None], (geometry,), self.extractor.name, self.extractor.random_weights)
-        entry = (fmap.upsample(grid).features[0], geometry)
-        self._upsampled[key] = entry
-        self._upsampled_bytes += entry[0].numel() * entry[0].element_size()
+        features, geometry, norms = self._entry(image)
+        device = self.extractor.device
+        features = torch.nn.functional.normalize(features.to(device, torch.float32), dim=0)
+        fmap = FeatureMap(features[None], (geometry,), self.extractor.name, self.extractor.random_weights,
+                          norms[None].to(device)).upsample(grid)
+        self._upsampled[key] = fmap
+        self._upsampled_bytes += fmap.features.numel() * fmap.features.element_size()
         while self._upsampled_bytes > self.upsampled_limit and len(self._upsampled) > 1:
-            _, (dropped, _) = self._upsampled.popitem(last=False)
-            self._upsampled_bytes -= dropped.numel() * dropped.element_size()
-        return entry
+            _, dropped = self._upsampled.popitem(last=False)
+            self._upsampled_bytes -= dropped.features.numel() * dropped.features.element_size()
+        return fmap
 
     def feature_map(self, images: Sequence[Path], grid: int | None = None, *, flipped: bool = False) -> FeatureMap:
         """The :class:`FeatureMap` (float32, L2-normalised, on the extractor's device) of stored
         images (of their mirror images if ``flipped``), upsampled to a ``grid`` x ``grid`` grid as
-        :meth:`FeatureMap.upsample` does.
+        :meth:`FeatureMap.upsample` does; on the native grid (``None``) it carries the raw norms.
 
         Upsampled maps of recently used images are kept (up to ``upsampled_limit`` bytes), so an
         image that appears in many pairs is upsampled once.
         """
-        entries = [self._one((Path(image), bool(flipped)), grid) for image in images]
-        return FeatureMap(torch.stack([f for f, _ in entries]), tuple(g for _, g in entries), self.extractor.name,
-                          self.extractor.random_weights)
+        maps = [self._one((Path(image), bool(flipped)), grid) for image in images]
+        norms = torch.cat([m.norms for m in maps]) if all(m.norms is not None for m in maps) else None
+        return FeatureMap(torch.cat([m.features for m in maps]), tuple(m.geometries[0] for m in maps),
+                          self.extractor.name, self.extractor.random_weights, norms)
 
     def close(self) -> None:
         """Drop memory features; remove a temporary disk cache."""

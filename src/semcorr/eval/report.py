@@ -1,4 +1,4 @@
-"""The per-category table ``semcorr eval`` prints."""
+"""The tables ``semcorr eval`` prints: per category for one model, one row per model for several."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [
         f"{result['title']} {result['split']}: {result['n_pairs']} pairs, {result['n_keypoints']} keypoints, "
         f"model {model}",
-        result["protocol"],
+        result["protocol"]["summary"],
+        result["protocol"]["pck"],
         "",
         header,
         "-" * len(header),
@@ -50,4 +51,28 @@ def format_table(result: dict[str, Any]) -> str:
                      f"mirrored source")
     if result.get("warning"):
         lines.append(f"warning: {result['warning']}")
+    return "\n".join(lines)
+
+
+def format_comparison(comparison: dict[str, Any]) -> str:
+    """One table for an :func:`~semcorr.eval.evaluate_models` result: the protocol's rules once, then
+    one row per model with PCK per image and per keypoint at every threshold."""
+    results = comparison["results"]
+    first = results[0]
+    keys = list(first["pck"])
+    names = [r["model"] + (" (random weights)" if r["random_weights"] else "") for r in results]
+    width = max(len(n) for n in names + ["model"])
+    cells = "  ".join(f"@{k:>4}" for k in keys)
+    header = f"{'model':<{width}}  {'input':>14}  {'pairs':>6}  {'kpts':>7}  per image: {cells}  per keypoint: {cells}"
+    lines = [f"{first['title']} {first['split']}: {len(results)} models", first["protocol"]["summary"],
+             first["protocol"]["pck"], "", header, "-" * len(header)]
+    for name, result in zip(names, results):
+        extractor = result["settings"]["extractor"]
+        size = f"{extractor['input_size']}² {extractor['resize_mode']}"
+        lines.append(f"{name:<{width}}  {size:>14}  {result['n_pairs']:>6}  {result['n_keypoints']:>7}  "
+                     f"{'':10} " + "  ".join(_cell(result["pck_per_image"].get(k)) for k in keys)
+                     + f"  {'':13} " + "  ".join(_cell(result["pck_per_keypoint"].get(k)) for k in keys))
+    lines += ["", f"wall time {sum(r['wall_time_s'] for r in results):.1f} s"]
+    if any(r.get("warning") for r in results):
+        lines.append("warning: " + "; ".join(f"{r['model']}: {r['warning']}" for r in results if r.get("warning")))
     return "\n".join(lines)

@@ -1,17 +1,20 @@
 """Run a benchmark: load pairs, extract features once per image, transfer keypoints, score PCK.
 
-    from semcorr.eval import evaluate
+    from semcorr.eval import evaluate, evaluate_models
     result = evaluate("pf-willow", "data/PF-WILLOW", model="baseline")
     result["pck"]            # {"0.05": ..., "0.1": ..., "0.15": ...} in percent
     result["per_category"]   # {"car": {"n_pairs": 270, "pck": {...}, ...}, ...}
+    results = evaluate_models("spair", "SPair-71k", ["marco", "diy-sc", "geco"], protocol="common")
 
-The default protocol is DistillDIFT's: images stretched to 434 x 434, features upsampled to
+``protocol`` names the rules (:mod:`.protocols`). The default, ``distilldift``, is DistillDIFT's:
+images at the model's own input (434 x 434 stretch for the student), features upsampled to
 60 x 60, 11 x 11 window soft-argmax, PCK of the target box's longer side (the image's for
-PF-PASCAL) averaged per keypoint, a keypoint correct when its distance is <= alpha * L. PCK is
-measured in original target-image pixels, where the annotations live (the benchmarks' own
-definition). DistillDIFT's and GeoAware-SC's scripts measure in the resized frame instead, with
-the threshold scaled by one axis' factor; for a non-square image stretched to a square that frame
-is anisotropic, so their figures can differ slightly from these.
+PF-PASCAL) averaged per keypoint, a keypoint correct when its distance is <= alpha * L, measured in
+original target-image pixels, where the annotations live (the benchmarks' own definition).
+DistillDIFT's and GeoAware-SC's scripts measure in the resized frame instead, with the threshold
+scaled by one axis' factor; for a non-square image stretched to a square that frame is
+anisotropic, so their figures can differ slightly from these. ``marco``, ``diy-sc`` and ``geco``
+reproduce those authors' rules, frame included; ``common`` is one rule for every model.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from ..pose_align import align_sources
 from .benchmarks import get_benchmark, load_benchmark
 from .feature_store import CacheMode, FeatureStore
 from .pck import PCKSettings, ThresholdKind, correct_keypoints, random_guess_correct, summarize, threshold_length
+from .protocol_match import predict_with
+from .protocols import DEFAULT_PROTOCOL, Frame, Protocol, get_protocol, pair_frames
 
 CHANCE_SAMPLES = 100
 POSE_ALIGN_RULE = ("per pair, the mirrored source where the mean feature distance of its mutual nearest "
@@ -43,10 +48,11 @@ POSE_ALIGN_RULE = ("per pair, the mirrored source where the mean feature distanc
                    "partner's mirrored position (GeoAware-SC's adaptive pose alignment, mutual-NN variant)")
 
 
-def _protocol(pck: PCKSettings, alphas: tuple[float, ...], threshold: str) -> str:
+def _pck_text(pck: PCKSettings, alphas: tuple[float, ...], threshold: str, frame: str) -> str:
     length = "the target box's longer side" if threshold == "bbox" else "the target image's longer side"
+    where = "original target-image pixels" if frame == "original" else f"the {frame} input frame"
     return (f"PCK@{'/'.join(format(a, 'g') for a in alphas)} of {length}, averaged per {pck.average}, "
-            f"correct if distance {'<=' if pck.inclusive else '<'} alpha * L, in original target-image pixels")
+            f"correct if distance {'<=' if pck.inclusive else '<'} alpha * L, in {where}")
 
 
 def predict(store: FeatureStore, pairs: Sequence[Pair], settings: MatchSettings, batch_size: int = 8,
@@ -106,15 +112,20 @@ def _partner_rows(pairs: Sequence[Pair], length: int) -> torch.Tensor:
 
 def score_predictions(pairs: Sequence[Pair], found: Sequence[np.ndarray], alphas: Sequence[float],
                       threshold: ThresholdKind, pck: PCKSettings = PCKSettings(), *,
-                      predictions: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                      predictions: bool = False,
+                      frames: Sequence[Frame] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """PCK of predicted target points, overall and per category, and the random-guess level.
 
     Args:
         pairs: the evaluated pairs.
-        found: per pair, (M_i, 2) predicted target points of its counted keypoints (:func:`predict`).
+        found: per pair, (M_i, 2) predicted target points of its counted keypoints (:func:`predict`),
+            in original target-image pixels.
         alphas, threshold: the thresholds and the length ``L`` (``bbox`` or ``image``).
         pck: ``average`` picks the headline figure; ``inclusive`` the comparison.
-        predictions: also return one record per pair (``id, category, pred, gt, threshold_length``).
+        predictions: also return one record per pair (``id, category, pred, gt, threshold_length``;
+            with ``frames``, ``threshold_length`` is in the frame and ``frame`` gives its scale and offset).
+        frames: per pair, the target's :class:`~semcorr.eval.protocols.Frame` distances and ``L``
+            are measured in (a protocol's input frame); ``None``: original pixels.
     Returns:
         the scoring part of :func:`evaluate`'s result, and the prediction records (or ``[]``).
     """
@@ -125,14 +136,24 @@ def score_predictions(pairs: Sequence[Pair], found: Sequence[np.ndarray], alphas
     records = []
     for i, (pair, predicted) in enumerate(zip(pairs, found)):
         _, target = pair.counted_points()
-        length = threshold_length(threshold, pair.target_box, pair.target_size)
-        correct[i] = correct_keypoints(predicted, target, length, alphas, inclusive=pck.inclusive).sum(axis=1)
-        chance[i] = random_guess_correct(target, pair.target_box, length, alphas, inclusive=pck.inclusive,
+        box, scored_target, scored = pair.target_box, target, np.asarray(predicted, np.float64)
+        if frames is None:
+            length = threshold_length(threshold, pair.target_box, pair.target_size)
+        else:
+            frame = frames[i]
+            length = frame.length(threshold, pair.target_box, pair.target_size)
+            scored_target = frame.to_frame(target, annotated=True).astype(np.float64)
+            scored = frame.to_frame(scored)
+            box = frame.to_frame(np.reshape(pair.target_box, (2, 2))).reshape(4)
+        correct[i] = correct_keypoints(scored, scored_target, length, alphas, inclusive=pck.inclusive).sum(axis=1)
+        chance[i] = random_guess_correct(scored_target, box, length, alphas, inclusive=pck.inclusive,
                                          samples=CHANCE_SAMPLES, rng=rng)
         counts[i] = len(target)
         if predictions:
             records.append({"id": pair.id, "category": pair.category, "pred": np.asarray(predicted).tolist(),
                             "gt": target.astype(np.float64).tolist(), "threshold_length": length})
+            if frames is not None:
+                records[-1]["frame"] = {"scale": list(frames[i].scale), "offset": list(frames[i].offset)}
     categories = [pair.category for pair in pairs]
     summary = summarize(categories, correct, counts, alphas)
     expected = summarize(categories, chance, counts, alphas)
@@ -160,9 +181,46 @@ def _check(limit: int | None, batch_size: int) -> None:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
 
 
+def _rules(protocol: Protocol, settings: MatchSettings, pck: PCKSettings,
+           pose_align: bool) -> tuple[Protocol, PCKSettings]:
+    """The protocol as it will run and its PCK settings: ``distilldift`` takes the match and PCK
+    settings given; the others fix them (only the thresholds ``alphas`` may be chosen)."""
+    if protocol.name == DEFAULT_PROTOCOL:
+        window = settings.method == "window_soft_argmax"
+        return dataclasses.replace(protocol, grid=str(settings.grid or "native"), matcher=settings.method,
+                                   window=settings.window if window else None,
+                                   temperature=settings.temperature if window else None, average=pck.average,
+                                   inclusive=pck.inclusive, threshold=pck.threshold), pck
+    if settings != MatchSettings():
+        raise InputError(f"--protocol {protocol.name} fixes the matching; --grid, --method, --window and --temperature "
+                         f"apply to --protocol {DEFAULT_PROTOCOL}")
+    if dataclasses.replace(pck, alphas=None) != PCKSettings():
+        raise InputError(f"--protocol {protocol.name} fixes the PCK rules; --threshold, --average and --strict apply to "
+                         f"--protocol {DEFAULT_PROTOCOL} (--alpha to all)")
+    if pose_align and protocol.matcher != "window_soft_argmax":
+        raise InputError(f"--pose-align works with the window soft-argmax protocols ({DEFAULT_PROTOCOL}, common), "
+                         f"not with --protocol {protocol.name}")
+    return protocol, PCKSettings(alphas=pck.alphas, threshold=protocol.threshold, average=protocol.average,
+                                 inclusive=protocol.inclusive)
+
+
+def _input_overrides(protocol: Protocol, model: str | Extractor, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The extractor settings with the protocol's input size and resize mode (a different one given is refused)."""
+    if protocol.input_size is None:
+        return overrides
+    wanted = {"input_size": protocol.input_size, "resize_mode": protocol.resize_mode}
+    for key, value in wanted.items():
+        given = getattr(model.config, key) if isinstance(model, Extractor) else overrides.get(key)
+        if given is not None and given != value:
+            raise InputError(f"--protocol {protocol.name} runs every model at {protocol.input_size}² "
+                             f"{protocol.resize_mode}; {key} {given} was given")
+    return overrides if isinstance(model, Extractor) else {**overrides, **wanted}
+
+
 def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = DEFAULT_MODEL,
              weights: str | None = None, random_weights: bool = False, device: str | None = None,
-             split: str | None = None, settings: MatchSettings = MatchSettings(), pck: PCKSettings = PCKSettings(),
+             split: str | None = None, protocol: str | Protocol = DEFAULT_PROTOCOL,
+             settings: MatchSettings = MatchSettings(), pck: PCKSettings = PCKSettings(),
              limit: int | None = None, batch_size: int = 8, cache: CacheMode = "auto",
              cache_dir: str | Path | None = None, loader_options: Mapping[str, Any] | None = None,
              predictions: bool = False, progress: bool = True, pose_align: bool = False,
@@ -176,8 +234,11 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
         model: a preset name or an :class:`Extractor`; ``weights``, ``random_weights``,
             ``device`` and ``**overrides`` (extractor config fields) build the preset.
         split: default: the split papers report (``test``).
-        settings: point transfer settings (default: DistillDIFT's protocol).
-        pck: scoring settings (default: the benchmark's thresholds, per keypoint, ``<=``).
+        protocol: ``distilldift`` (default), ``marco``, ``diy-sc``, ``geco`` or ``common``
+            (:mod:`.protocols`); the authors' protocols also fix the input size and resize mode.
+        settings: point transfer settings of the ``distilldift`` protocol (default: DistillDIFT's).
+        pck: scoring settings (default: the benchmark's thresholds, per keypoint, ``<=``); other
+            protocols fix all but ``alphas``.
         limit: evaluate only the first ``limit`` pairs.
         batch_size: images per extractor call and pairs per matching call.
         cache: ``memory``, ``disk`` or ``auto`` features (see :class:`FeatureStore`).
@@ -185,7 +246,7 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
         loader_options: passed to the loader (``layout="small"`` for SPair, ``crowd_file`` for AP-10K...).
         predictions: also return ``"predictions"``: per pair ``{"id", "category", "pred", "gt",
             "threshold_length"}`` in target-image pixels, counted keypoints only (+ ``"flipped"``
-            with ``pose_align``).
+            with ``pose_align``, ``"frame"`` for protocols measured in the input frame).
         progress: show progress bars (stderr).
         pose_align: the weakly supervised setting of GeoAware-SC: also extract every source image
             mirrored (once per image) and match each pair from the orientation whose mutual nearest
@@ -194,34 +255,45 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
         ``{"benchmark", "split", "model", "random_weights", "n_pairs", "n_keypoints", "pck":
         {"0.1": percent, ...}, "pck_per_keypoint", "pck_per_image", "pck_category_mean",
         "per_category": {name: {"n_pairs", "n_keypoints", "pck", "per_keypoint", "per_image"}},
-        "chance", "pose_align": {"enabled", "n_flipped", ...}, "settings", "protocol", "timing",
-        "wall_time_s", ...}``.
+        "chance", "pose_align": {"enabled", "n_flipped", ...}, "protocol": {"name", every rule,
+        "summary", "pck"}, "settings", "timing", "wall_time_s", ...}``.
     """
     start = time.perf_counter()
     spec = get_benchmark(benchmark)
+    rules, pck = _rules(get_protocol(protocol), settings, pck, pose_align)
     alphas = tuple(float(a) for a in (pck.alphas if pck.alphas is not None else spec.alphas))
     threshold = pck.threshold or spec.threshold
     _check(limit, batch_size)
+    if isinstance(model, Extractor) and (weights is not None or random_weights or overrides):
+        raise InputError("weights, random_weights and extractor settings apply to a preset name, not to an Extractor")
+    overrides = _input_overrides(rules, model, overrides)
     split, pairs = load_benchmark(spec, data_root, split, **dict(loader_options or {}))
     total_pairs = len(pairs)
     pairs = pairs[:limit] if limit is not None else pairs
     if not pairs:
         raise InputError(f"{data_root}: no {spec.title} {split} pairs found")
-    if isinstance(model, Extractor) and (weights is not None or random_weights or overrides):
-        raise InputError("weights, random_weights and extractor settings apply to a preset name, not to an Extractor")
     extractor = model if isinstance(model, Extractor) else build_extractor(
         model, weights=weights, random_weights=random_weights, device=device, **overrides)
     loaded = time.perf_counter()
     images = list(dict.fromkeys(path for pair in pairs for path in (pair.source_image, pair.target_image)))
     mirrored = list(dict.fromkeys(pair.source_image for pair in pairs)) if pose_align else []
+    matching = settings if rules.name == DEFAULT_PROTOCOL else None
+    if rules.name != DEFAULT_PROTOCOL and rules.matcher == "window_soft_argmax":
+        grid, window = rules.common_grid(extractor.grid_size()[0])
+        matching = MatchSettings(grid=grid, window=window, temperature=rules.temperature)
     with FeatureStore(extractor, mode=cache, cache_dir=cache_dir, batch_size=batch_size, progress=progress) as store:
         store.compute(images, flipped=mirrored)
         extracted = time.perf_counter()
-        found, flipped = _predict(store, pairs, settings, batch_size, progress, pose_align)
+        if matching is not None:
+            found, flipped = _predict(store, pairs, matching, batch_size, progress, pose_align)
+        else:
+            found, flipped = predict_with(rules, store, pairs, batch_size, progress), [False] * len(pairs)
         cache_used, cache_folder, computed = store.mode, store.folder, store.computed
     matched = time.perf_counter()
 
-    scores, records = score_predictions(pairs, found, alphas, threshold, pck, predictions=predictions)
+    frames = (None if rules.frame == "original"
+              else [pair_frames(rules, pair, extractor.config.input_size)[1] for pair in pairs])
+    scores, records = score_predictions(pairs, found, alphas, threshold, pck, predictions=predictions, frames=frames)
     alignment: dict[str, Any] = {"enabled": pose_align, "n_flipped": sum(flipped) if pose_align else None}
     if pose_align:
         alignment.update(n_mirrored_images=len(mirrored), rule=POSE_ALIGN_RULE)
@@ -232,11 +304,12 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
     result: dict[str, Any] = {
         "benchmark": spec.name, "title": spec.title, "split": split, "data_root": str(data_root),
         "model": extractor.name, "random_weights": bool(extractor.random_weights),
-        "protocol": _protocol(pck, alphas, threshold),
+        "protocol": {**rules.fields(), "summary": rules.summary(), "pck": _pck_text(pck, alphas, threshold, rules.frame)},
         **scores, "n_images": len(images), "n_pairs_in_split": total_pairs,
         "pose_align": alignment,
         "settings": {
-            "extractor": dataclasses.asdict(extractor.config), "matching": dataclasses.asdict(settings),
+            "extractor": dataclasses.asdict(extractor.config),
+            "matching": dataclasses.asdict(matching) if matching is not None else None,
             "pck": {"alphas": list(alphas), "threshold": threshold, "average": pck.average,
                     "comparison": "<=" if pck.inclusive else "<"},
             "batch_size": batch_size, "limit": limit, "feature_cache": cache_used, "pose_align": pose_align,
@@ -256,3 +329,23 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
     if predictions:
         result["predictions"] = records
     return result
+
+
+def evaluate_models(benchmark: str, data_root: str | Path, models: Sequence[str], **options: Any) -> dict[str, Any]:
+    """:func:`evaluate` several presets in turn under the same protocol and options (each model is
+    built, evaluated and freed before the next).
+
+    ``options`` are :func:`evaluate`'s, except ``weights`` and ``adapter`` (one model's files).
+
+    Returns:
+        ``{"benchmark", "protocol", "results": [one evaluate() result per model]}``.
+    """
+    models = list(dict.fromkeys(models))
+    if not models:
+        raise InputError("--models needs at least one model")
+    given = sorted(key for key in ("weights", "adapter", "backbone") if options.get(key) is not None)
+    if len(models) > 1 and given:
+        raise InputError(f"{', '.join('--' + key for key in given)} name one model's files; evaluate that model alone "
+                         "(--model) or drop them")
+    results = [evaluate(benchmark, data_root, model=name, **options) for name in models]
+    return {"benchmark": results[0]["benchmark"], "protocol": results[0]["protocol"], "results": results}

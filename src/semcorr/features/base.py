@@ -31,18 +31,26 @@ class FeatureMap:
         geometries: one :class:`ImageGeometry` per image, mapping grid cells to original pixels.
         model: the name of the extractor that produced the features.
         random_weights: True when the extractor had random weights (features carry no meaning).
+        norms: (B, 1, h, w) float32, the L2 norm of each cell's raw feature (the model's output before
+            normalisation), or ``None`` (features resampled to another grid, or made elsewhere).
+            ``features * norms`` is the raw output (:meth:`raw_features`): what protocols that match
+            raw dot products (MARCO) or resample raw features (GECO) need.
     """
 
     features: Tensor
     geometries: tuple[ImageGeometry, ...]
     model: str
     random_weights: bool = False
+    norms: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.features.ndim != 4:
             raise ValueError(f"features must be (B, C, h, w), got shape {tuple(self.features.shape)}")
         if len(self.geometries) != self.features.shape[0]:
             raise ValueError(f"{len(self.geometries)} geometries for a batch of {self.features.shape[0]}")
+        if self.norms is not None and tuple(self.norms.shape) != (self.features.shape[0], 1, *self.features.shape[2:]):
+            raise ValueError(f"norms must be (B, 1, h, w) = {(len(self), 1, *self.grid_size)}, "
+                             f"got {tuple(self.norms.shape)}")
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -50,7 +58,8 @@ class FeatureMap:
     def __getitem__(self, index: int | slice) -> "FeatureMap":
         """The feature map of one image (kept as a batch of 1) or of a slice of the batch."""
         index = slice(index, index + 1 if index != -1 else None) if isinstance(index, int) else index
-        return FeatureMap(self.features[index], self.geometries[index], self.model, self.random_weights)
+        norms = self.norms[index] if self.norms is not None else None
+        return FeatureMap(self.features[index], self.geometries[index], self.model, self.random_weights, norms)
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -61,10 +70,21 @@ class FeatureMap:
     def channels(self) -> int:
         return self.features.shape[1]
 
+    def raw_features(self) -> Tensor:
+        """(B, C, h, w) the model's raw output, ``features * norms``.
+
+        Raises:
+            ValueError: the map carries no norms (resampled, or made without them).
+        """
+        if self.norms is None:
+            raise ValueError(f"{self.model}: this feature map carries no raw norms (resampled to another grid, or "
+                             "made without them); use the native-grid map from Extractor.extract")
+        return self.features * self.norms
+
     def upsample(self, size: int | tuple[int, int] | None) -> "FeatureMap":
         """Bilinearly upsample (or downsample) to an (h, w) grid and re-normalise; geometry is kept.
 
-        ``None`` or the current size returns ``self``.
+        ``None`` or the current size returns ``self``; a resampled map carries no ``norms``.
         """
         if size is None:
             return self
@@ -122,9 +142,14 @@ class Extractor(nn.Module):
             pixels = load_image(image)
             warn_if_small(pixels, image, self.config.input_size)
             geometry = ImageGeometry.fit(tuple(pixels.shape[-2:]), self.config.input_size, self.config.resize_mode)
-            canvases.append(resize_onto_canvas(pixels, geometry))
+            canvases.append(self.resize(pixels, geometry))
             geometries.append(geometry)
         return torch.stack(canvases).to(self.device), tuple(geometries)
+
+    def resize(self, pixels: Tensor, geometry: ImageGeometry) -> Tensor:
+        """(3, H, W) image in [0, 1] -> (3, H_in, W_in) input canvas; extractors reproducing their
+        authors' resizing override this (default: :func:`~semcorr.geometry.resize_onto_canvas`)."""
+        return resize_onto_canvas(pixels, geometry)
 
     def extract(self, images: ImageInput | Sequence[ImageInput], *, grad: bool = False) -> FeatureMap:
         """Features of one image or a batch of images.
@@ -145,8 +170,9 @@ class Extractor(nn.Module):
             names = ", ".join(image_name(image) for image in batch[:3]) + (" ..." if len(batch) > 3 else "")
             raise InputError(f"{self.name}: the model gave non-finite features (NaN or inf) for {names}; its weights "
                              f"are broken, or {self.config.precision} overflowed (try --precision fp32)")
-        features = F.normalize(features.float(), dim=1)
-        return FeatureMap(features, geometries, self.name, self.random_weights)
+        features = features.float()
+        norms = torch.linalg.vector_norm(features, dim=1, keepdim=True)
+        return FeatureMap(F.normalize(features, dim=1), geometries, self.name, self.random_weights, norms)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         precision = self.config.precision

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ..settings import (PRECISIONS, RESIZE_MODES, Precision, ResizeMode, check_bool, check_choice, check_int,
                         check_number, check_numbers, check_text, fail)
@@ -279,3 +279,98 @@ class TeacherConfig(ExtractorConfig):
         shared = dict(resize_mode=self.resize_mode, precision=self.precision)
         return (dataclasses.replace(self.sdxl, input_size=self.sdxl_input_size, **shared),
                 dataclasses.replace(self.dino, input_size=self.input_size, **shared))
+
+
+@dataclass(frozen=True)
+class AdaptedDinoConfig(ExtractorConfig):
+    """Settings shared by the methods that adapt a frozen official DINOv2 (MARCO, DIY-SC, GECO).
+
+    Attributes:
+        weights: the authors' released file (adapters / LoRA); ``None``: semcorr's cache, then a
+            download from the authors' address (see :mod:`semcorr.features.released`).
+        backbone: the DINOv2 weights: a Hugging Face id, a ``save_pretrained`` folder or an
+            official DINOv2 ``.pth``; ``None``: the official Hugging Face id of the method's backbone.
+        download: allow downloading ``weights`` when they are not cached.
+    """
+
+    OPTIONS: ClassVar[dict[str, str]] = {"download": "--download"}
+    BACKBONE: ClassVar[tuple[DinoSize, bool]] = ("b", False)  # DINOv2 size, registers
+
+    weights: str | None = None
+    backbone: str | None = None
+    download: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_text(self, "weights")
+        check_text(self, "backbone")
+        check_bool(self, "download")
+        if self.input_size % PATCH_SIZE:
+            raise fail(self, "input_size", f"must be a multiple of {PATCH_SIZE} (the patch size)")
+
+    def backbone_config(self) -> DinoV2Config:
+        """The DINOv2 backbone's settings (weights from ``backbone``, this input size, resize mode, precision)."""
+        size, registers = self.BACKBONE
+        return DinoV2Config(size=size, registers=registers, weights=self.backbone, input_size=self.input_size,
+                            resize_mode=self.resize_mode, precision=self.precision)
+
+
+@dataclass(frozen=True)
+class MarcoConfig(AdaptedDinoConfig):
+    """MARCO (Cuttano et al., CVPR 2026): DINOv2 ViT-L/14 with registers, frozen, with parallel
+    adapters (bottleneck half the width: 512) in blocks ``adapted_blocks``, the final norm's patch
+    tokens upsampled by ``upsample_blocks`` blocks of 2x: 770² -> 220x220x1024 (their SPair-71k input).
+
+    Attributes:
+        adapted_blocks: (first, stop) 0-based block range with an adapter: blocks 15..23 of 24.
+        adapter_scale: the adapter output's factor.
+        upsample_blocks: number of 2x upsampling blocks.
+    """
+
+    BACKBONE: ClassVar[tuple[DinoSize, bool]] = ("l", True)
+
+    input_size: int = 770
+    adapted_blocks: tuple[int, int] = (15, 24)
+    adapter_scale: float = 0.1
+    upsample_blocks: int = 2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_numbers(self, "adapted_blocks", minimum=0, integers=True)
+        if len(self.adapted_blocks) != 2 or self.adapted_blocks[0] >= self.adapted_blocks[1]:
+            raise fail(self, "adapted_blocks", "must be two block indices (first, stop) with first < stop")
+        check_number(self, "adapter_scale")
+        check_int(self, "upsample_blocks", minimum=0)
+
+
+@dataclass(frozen=True)
+class DiyScConfig(AdaptedDinoConfig):
+    """DIY-SC (Dünkel et al., ICCV 2025), its DINOv2-only adapter: DINOv2 ViT-B/14 without registers,
+    the last block's tokens before the final norm, a bottleneck adapter, 840² letterbox (longest
+    side 840 with Lanczos, centred on black) -> 60x60x768.
+
+    Attributes:
+        norm_groups: GroupNorm groups of the adapter (32).
+    """
+
+    input_size: int = 840
+    resize_mode: ResizeMode = "letterbox"
+    norm_groups: int = 32
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_int(self, "norm_groups", minimum=1)
+
+
+@dataclass(frozen=True)
+class GecoConfig(AdaptedDinoConfig):
+    """GECO (Hartwig et al., ICCV 2025): DINOv2 ViT-B/14 without registers with unscaled LoRA on the
+    query and value projections of every block, folded into the weights: 518² -> 37x37x768.
+
+    Attributes:
+        download: ``False`` by default: the authors state no licence for their weights, so they are
+            downloaded only when asked.
+    """
+
+    input_size: int = 518
+    download: bool = False

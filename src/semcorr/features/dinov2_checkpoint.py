@@ -9,10 +9,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
+from .safe_pickle import read_state_dict
 
 # Official name (after "blocks.{i}.") -> transformers name (after "encoder.layer.{i}.").
 _BLOCK_RENAMES = {
@@ -66,32 +66,9 @@ def convert_official_state_dict(state: dict[str, Tensor]) -> tuple[dict[str, Ten
     return converted, unused
 
 
-def read_state_dict(path: Path, what: str = "a DINOv2 state dict") -> dict[str, Tensor]:
-    """A state dict from a ``.pth`` / ``.ckpt`` file, loaded with ``weights_only=True`` (a pickle
-    that would run code is refused); unwraps ``{"model": ...}`` and ``{"state_dict": ..., ...}``
-    (Lightning). ``what`` names the expected content in the error."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        if "Weights only load failed" in str(error):
-            raise CheckpointError(f"{path}: refused: the file holds Python objects other than tensors, which could "
-                                  "run code when loaded; only plain state dicts are read (weights_only=True)") from None
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        raise CheckpointError(f"{path}: cannot be read as a PyTorch state dict with weights_only=True "
-                              f"({type(error).__name__}: {first_line})") from None
-    for wrapper in ("model", "state_dict"):
-        if isinstance(state, dict) and set(state) == {wrapper}:
-            state = state[wrapper]
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise CheckpointError(f"{path}: expected a dict of tensors ({what})")
-    return state
-
-
 def load_official_checkpoint(model: nn.Module, path: Path, *, registers: bool) -> None:
     """Load an official DINOv2 ``.pth`` into a transformers DINOv2 model, accounting for every key."""
-    state = read_state_dict(path)
+    state = read_state_dict(path, what="a DINOv2 state dict")
     if ("register_tokens" in state) != registers:
         has = "has" if "register_tokens" in state else "has no"
         raise CheckpointError(f"{path}: the checkpoint {has} register tokens; pick the "

@@ -39,21 +39,12 @@ from ..fileio import check_output_folder, file_lock, make_folder, remove_stale_t
 from .config import DistillDiftConfig
 from .distilldift_checkpoint import (ADAPTER_DIR, BACKBONE_DIR, MANIFEST, read_distilldift_checkpoint, read_manifest,
                                      save_converted, student_from)
-from .download import download_file, unreachable_reason
+from .download import cache_root, download_file, unreachable_reason
 from .student import StudentExtractor
 
 OFFICIAL_URLS = {"distilldift-us": "https://ommer-lab.com/files/distilldift/distilldift_us.ckpt"}
 URL_VARIABLE = "SEMCORR_DISTILLDIFT_URL"
-CACHE_VARIABLE = "SEMCORR_CACHE"
 VARIANTS = {"distilldift-us": "unsupervised", "distilldift-ws": "weakly supervised", "distilldift-s": "supervised"}
-
-
-def cache_root() -> Path:
-    """semcorr's cache folder: ``$SEMCORR_CACHE``, else ``$XDG_CACHE_HOME/semcorr``, else ``~/.cache/semcorr``."""
-    if os.environ.get(CACHE_VARIABLE):
-        return Path(os.environ[CACHE_VARIABLE]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "semcorr"
 
 
 def cached_folder(name: str) -> Path:

@@ -23,7 +23,8 @@ Every key is accounted for: a missing or unknown key, or a wrong shape, is a
 leniencies, both without effect on features: ``mask_token`` (used only for masked-image training)
 may be absent and is then zero, and keys may come without the ``model.`` prefix (all of them or
 none). A file that also wraps the dict (``{"state_dict": ...}``, Lightning style) is unwrapped.
-Files are read with ``torch.load(weights_only=True)``: a pickle that would run code is refused.
+Files are read by :mod:`.safe_pickle` (nothing in them is imported or run; a pickle that names a
+code-running function is refused).
 Tensors are converted to float32.
 
 A converted student is a folder that the student machinery loads as it is::
@@ -52,7 +53,8 @@ from ..fileio import read_versioned_json, write_atomically, write_json
 from .base import require_finite
 from .config import DinoV2Config, StudentConfig
 from .dinov2 import hf_config
-from .dinov2_checkpoint import convert_official_state_dict, read_state_dict
+from .dinov2_checkpoint import convert_official_state_dict
+from .safe_pickle import read_state_dict
 from .student import StudentExtractor
 
 PREFIX = "model."
@@ -168,7 +170,7 @@ def convert_distilldift_state_dict(state: dict[str, Tensor], source: str = "chec
 
 
 def read_distilldift_checkpoint(path: str | os.PathLike) -> ConvertedStudent:
-    """Read (``weights_only=True``) and convert an official ``.ckpt`` file."""
+    """Read (:mod:`.safe_pickle`) and convert an official ``.ckpt`` file."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise InputError(f"{path}: checkpoint file does not exist")

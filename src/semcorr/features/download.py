@@ -35,8 +35,17 @@ from ..errors import WeightsUnavailableError
 from ..fileio import file_lock
 
 CHUNK = 1 << 20
+CACHE_VARIABLE = "SEMCORR_CACHE"
 _TRUE = ("1", "true", "yes", "on")
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+def cache_root() -> Path:
+    """semcorr's cache folder: ``$SEMCORR_CACHE``, else ``$XDG_CACHE_HOME/semcorr``, else ``~/.cache/semcorr``."""
+    if os.environ.get(CACHE_VARIABLE):
+        return Path(os.environ[CACHE_VARIABLE]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "semcorr"
 
 
 class _Cut(Exception):

@@ -17,10 +17,15 @@ from ..errors import InputError
 from ..runtime import resolve_device
 from .base import Extractor
 from .baseline import DenseSiftExtractor
-from .config import (ARCHITECTURES, DEFAULT_MODEL, BaselineConfig, DinoV2Config, DistillDiftConfig, ExtractorConfig,
-                     SdxlTurboConfig, StudentConfig, TeacherConfig)
+from .config import (ARCHITECTURES, DEFAULT_MODEL, BaselineConfig, DinoV2Config, DistillDiftConfig, DiyScConfig,
+                     ExtractorConfig, GecoConfig, MarcoConfig, SdxlTurboConfig, StudentConfig, TeacherConfig,
+                     default_hub_id)
 from .dinov2 import DinoV2Extractor
-from .distilldift import VARIANTS, build_distilldift
+from .diysc import DiyScExtractor
+from .geco import GecoExtractor
+from .marco import MarcoExtractor
+from .released import RELEASES
+from .distilldift import OFFICIAL_URLS, VARIANTS, build_distilldift
 from .sdxl import SdxlTurboExtractor
 from .student import build_student
 from .teacher import EnsembleTeacher
@@ -31,10 +36,17 @@ __all__ = ["DEFAULT_MODEL", "PRESETS", "Preset", "build_extractor", "get_preset"
 
 @dataclass(frozen=True)
 class Preset:
-    """A named extractor: its default config, constructor and a one-line description.
+    """A named extractor: its default config, constructor, and what a user needs to know about it.
 
     ``build(config, random_weights=..., name=...)`` returns the extractor; ``has_weights`` is
     False for weight-free extractors (``random_weights`` then changes nothing).
+
+    Attributes:
+        description: what it is (architecture, input size, output grid).
+        source: where its weights come from.
+        licence: the licence of those weights.
+        headline: its paper's headline figure and the protocol (``semcorr eval --protocol``) it was
+            measured under, or why there is none.
     """
 
     name: str
@@ -42,6 +54,9 @@ class Preset:
     config: ExtractorConfig
     build: Callable[..., Extractor]
     has_weights: bool = True
+    source: str = ""
+    licence: str = ""
+    headline: str = ""
 
 
 PRESETS: dict[str, Preset] = {}
@@ -91,35 +106,60 @@ def build_extractor(name: str, *, weights: str | None = None, random_weights: bo
     return extractor.to(target)
 
 
+DINOV2_LICENCE = "Apache-2.0 (DINOv2)"
+SDXL_LICENCE = "Stability AI Non-Commercial Research Community License (SDXL-Turbo): non-commercial use only"
+DISTILLDIFT_FIGURE = ("SPair-71k PCK@0.1 65.1 per keypoint, 60.8 per image (bbox, <=): protocol distilldift "
+                      "(DistillDIFT paper, unsupervised student)")
+
+
+def _hub_source(size: str, registers: bool) -> str:
+    return (f"Hugging Face {default_hub_id(size, registers)}, or --weights (save_pretrained folder or official "
+            "DINOv2 .pth)")
+
+
 register_preset(Preset(
     "baseline", "weight-free dense SIFT-like gradient-orientation histograms (128-d, stride 14)",
-    BaselineConfig(), DenseSiftExtractor, has_weights=False,
+    BaselineConfig(), DenseSiftExtractor, has_weights=False, source="none (weight-free)", licence="semcorr's own",
+    headline="none: the weight-free baseline row of benchmark tables",
 ))
 for _size in ARCHITECTURES:
     for _registers in (True, False):
         register_preset(Preset(
             f"dinov2-{_size}{'-reg' if _registers else ''}",
-            f"DINOv2 ViT-{_size.upper()}/14{' with registers' if _registers else ''}, last layer",
-            DinoV2Config(size=_size, registers=_registers), DinoV2Extractor,
+            f"DINOv2 ViT-{_size.upper()}/14{' with registers' if _registers else ''}, last layer, 434² -> 31x31",
+            DinoV2Config(size=_size, registers=_registers), DinoV2Extractor, source=_hub_source(_size, _registers),
+            licence=DINOV2_LICENCE,
+            headline=("SPair-71k PCK@0.1 59.5 per keypoint (bbox, <=): protocol distilldift (the DistillDIFT paper's "
+                      "DINOv2 row)" if (_size, _registers) == ("b", True) else "none recorded in semcorr's sources"),
         ))
 register_preset(Preset(
     "sdxl-turbo", "SDXL-Turbo UNet features (up_blocks[0] stage 1, mean of 4 timesteps), 980² -> 31x31x1280",
     SdxlTurboConfig(), SdxlTurboExtractor,
+    source="Hugging Face stabilityai/sdxl-turbo or --weights (diffusers folder); --vae tiny: madebyollin/taesdxl",
+    licence=f"{SDXL_LICENCE}; TAESDXL MIT", headline="none recorded for SDXL-Turbo alone",
 ))
 register_preset(Preset(
     "teacher", "DistillDIFT teacher: SDXL-Turbo (980²) + DINOv2-B-reg (434²), each L2-normalised, "
     "concatenated: 31x31x2048", TeacherConfig(), EnsembleTeacher,
+    source="SDXL-Turbo (--sdxl-weights) and DINOv2-B-reg (--dino-weights), as those presets",
+    licence=f"{SDXL_LICENCE}; {DINOV2_LICENCE}",
+    headline="SPair-71k PCK@0.1 64.0 per keypoint (bbox, <=): protocol distilldift (DistillDIFT paper, DINOv2+SD)",
 ))
 register_preset(Preset(
     "student", "DistillDIFT student: DINOv2-B-reg + LoRA adapter (--adapter RUN/adapter from `semcorr distill`), "
     "434² -> 31x31x768; without --adapter it is the plain backbone", StudentConfig(), build_student,
+    source=f"{_hub_source('b', True)}; the LoRA from --adapter (your `semcorr distill` run)",
+    licence=f"{DINOV2_LICENCE}; yours for the adapter", headline=f"the released student: {DISTILLDIFT_FIGURE}",
 ))
 for _name, _variant in VARIANTS.items():
     register_preset(Preset(
         _name, f"DistillDIFT student released by the authors ({_variant} training), DINOv2-B-reg + LoRA, 434² -> "
-        f"31x31x768; {'downloaded on first use' if _name == 'distilldift-us' else '--weights FILE.ckpt'}"
-        f"{' (default model)' if _name == DEFAULT_MODEL else ''}",
+        f"31x31x768{' (default model)' if _name == DEFAULT_MODEL else ''}",
         DistillDiftConfig(), build_distilldift,
+        source=(f"{OFFICIAL_URLS[_name]}, downloaded on first use, or --weights" if _name in OFFICIAL_URLS
+                else "--weights FILE.ckpt (the authors give no address)"),
+        licence="none stated in the authors' README",
+        headline=DISTILLDIFT_FIGURE if _name == "distilldift-us" else "none recorded in semcorr's sources",
     ))
 
 
@@ -137,3 +177,31 @@ def resolve_extractor(model: str | Extractor, *, weights: str | None = None, ran
                              "Extractor")
         return model
     return build_extractor(model, weights=weights, random_weights=random_weights, device=device, **overrides)
+register_preset(Preset(
+    "marco", "MARCO (CVPR 2026): DINOv2-L/14-reg + parallel adapters in blocks 15-23 + 2 upsampling blocks, "
+    "770² -> 220x220x1024", MarcoConfig(), MarcoExtractor,
+    source=f"adapters and upsampler: {RELEASES['marco'].url}, downloaded on first use, or --weights; backbone: "
+           f"{_hub_source('l', True).replace('--weights', '--backbone')}",
+    licence=f"{RELEASES['marco'].licence}; {DINOV2_LICENCE}",
+    headline="SPair-71k PCK@0.1 87.2 per image (bbox, <=, in the 770² stretched frame): protocol marco "
+             "(the authors' README, supervised on SPair-71k)",
+))
+register_preset(Preset(
+    "diy-sc", "DIY-SC (ICCV 2025), DINOv2-only adapter: DINOv2-B/14 (no registers) last block before the final norm "
+    "+ bottleneck adapter, 840² letterbox (Lanczos, black) -> 60x60x768", DiyScConfig(), DiyScExtractor,
+    source=f"adapter: {RELEASES['diy-sc'].url}, downloaded on first use (SHA-256 checked), or --weights; "
+           f"backbone: {_hub_source('b', False).replace('--weights', '--backbone')}",
+    licence=f"{RELEASES['diy-sc'].licence} (adapter); {DINOV2_LICENCE}",
+    headline="SPair-71k PCK@0.1 74.3 per keypoint, 71.3 per image (bbox, <): protocol diy-sc (the authors' "
+             "notebook on their released 0300_dino_spair results; trained on pseudo-labels)",
+))
+register_preset(Preset(
+    "geco", "GECO (ICCV 2025): DINOv2-B/14 (no registers) with LoRA rank 10 on q and v of every block, folded in, "
+    "518² -> 37x37x768", GecoConfig(), GecoExtractor,
+    source=f"LoRA: the authors' {RELEASES['geco'].filename}, never shipped, downloaded only with --download "
+           f"({RELEASES['geco'].url}), or --weights; backbone: "
+           f"{_hub_source('b', False).replace('--weights', '--backbone')}",
+    licence=f"{RELEASES['geco'].licence} (LoRA weights); {DINOV2_LICENCE}",
+    headline="about 30 frames/s; state of the art on PF-PASCAL, APK and CUB (+6.0, +6.2, +4.1 PCK): protocol geco "
+             "(PCK@0.1 of the image's longer side, per keypoint, <=; the paper's abstract)",
+))
