@@ -41,7 +41,7 @@ from ..transfer.labeller import KeypointLabeller, TransferSettings
 from .benchmarks import get_benchmark, load_benchmark
 from .feature_store import CacheMode, FeatureStore
 from .pck import PCKSettings, alpha_key, correct_keypoints, threshold_length
-from .runner import score_predictions
+from .runner import pck_text, score_predictions
 
 
 @dataclass
@@ -165,10 +165,10 @@ def evaluate_kshot(benchmark: str, data_root: str | Path, *, shots: int, seed: i
     return {
         "benchmark": spec.name, "title": f"{spec.title} {shots}-shot transfer", "split": split,
         "data_root": str(data_root), "model": extractor.name, "random_weights": bool(extractor.random_weights),
-        "protocol": (f"{shots} example(s) per category drawn with seed {seed}, transferred to every other image of "
-                     f"the category (the table's 'pairs' are target images); PCK@{'/'.join(map(alpha_key, alphas))} "
-                     f"of the target {'box' if threshold == 'bbox' else 'image'}'s longer side, averaged per "
-                     f"{pck.average}, correct if distance {'<=' if pck.inclusive else '<'} alpha * L"),
+        "protocol": {"name": "k-shot transfer", "shots": shots, "seed": seed,
+                     "summary": f"{shots} example(s) per category drawn with seed {seed}, transferred to every other "
+                                "image of the category (the table's 'pairs' are target images)",
+                     "pck": pck_text(pck, alphas, threshold, "original")},
         **scores, "n_images": len(everything),
         "transfer": {
             "shots": shots, "seed": seed,

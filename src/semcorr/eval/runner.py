@@ -48,7 +48,8 @@ POSE_ALIGN_RULE = ("per pair, the mirrored source where the mean feature distanc
                    "partner's mirrored position (GeoAware-SC's adaptive pose alignment, mutual-NN variant)")
 
 
-def _pck_text(pck: PCKSettings, alphas: tuple[float, ...], threshold: str, frame: str) -> str:
+def pck_text(pck: PCKSettings, alphas: tuple[float, ...], threshold: str, frame: str) -> str:
+    """The PCK rule in words, as the result and the table state it."""
     length = "the target box's longer side" if threshold == "bbox" else "the target image's longer side"
     where = "original target-image pixels" if frame == "original" else f"the {frame} input frame"
     return (f"PCK@{'/'.join(format(a, 'g') for a in alphas)} of {length}, averaged per {pck.average}, "
@@ -304,7 +305,7 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
     result: dict[str, Any] = {
         "benchmark": spec.name, "title": spec.title, "split": split, "data_root": str(data_root),
         "model": extractor.name, "random_weights": bool(extractor.random_weights),
-        "protocol": {**rules.fields(), "summary": rules.summary(), "pck": _pck_text(pck, alphas, threshold, rules.frame)},
+        "protocol": {**rules.fields(), "summary": rules.summary(), "pck": pck_text(pck, alphas, threshold, rules.frame)},
         **scores, "n_images": len(images), "n_pairs_in_split": total_pairs,
         "pose_align": alignment,
         "settings": {
