@@ -55,6 +55,45 @@ def pair(server, tmp_path_factory):
     return [upload(server, path) for path in shifted_pair(tmp_path_factory.mktemp("pair"))]
 
 
+class TestTransfer:
+    def test_points_carried_to_a_batch_within_a_cell_as_coco(self, server, pair):
+        a, b = pair
+        points = [[100.0, 80.0], [180.5, 120.0]]
+        status, answer = request(server, "/api/transfer", {"model": "baseline", "source": a["id"], "points": points,
+                                                           "targets": [b["id"], a["id"]], "min_confidence": 0.0})
+        assert status == 200, answer
+        shifted, itself = answer["targets"]
+        assert shifted["id"] == b["id"] and len(shifted["points"]) == 2 and all(shifted["visible"])
+        for point, found in zip(points, shifted["points"]):
+            assert abs(found[0] - point[0] - SHIFT[0]) <= b["width"] / 31
+            assert abs(found[1] - point[1] - SHIFT[1]) <= b["height"] / 31
+        assert np.allclose(itself["points"], points, atol=b["width"] / 62)  # the example onto itself
+        assert all(0.0 <= c <= 1.0 for c in shifted["confidence"] + itself["confidence"])
+        coco = json.loads(answer["coco_json"])
+        assert [i["file_name"] for i in coco["images"]] == ["cat_b.png", "cat_a.png"]
+        assert coco["categories"][0]["keypoints"] == ["1", "2"]
+        assert coco["annotations"][0]["keypoints"][:2] == shifted["points"][0]
+
+    def test_a_threshold_marks_points_not_visible(self, server, pair):
+        a, b = pair
+        status, answer = request(server, "/api/transfer", {"model": "baseline", "source": a["id"],
+                                                           "points": [[100.0, 80.0]], "targets": [b["id"]],
+                                                           "min_confidence": 1.0})
+        target = answer["targets"][0]
+        assert status == 200 and target["visible"] == [target["confidence"][0] >= 1.0]
+        keypoints = json.loads(answer["coco_json"])["annotations"][0]["keypoints"]
+        assert keypoints == ([0, 0, 0] if not target["visible"][0] else keypoints)
+
+    @pytest.mark.parametrize("change,message", [({"points": []}, "no points given"), ({"targets": []}, "give 1 to 16"),
+                                                ({"min_confidence": 2}, "--min-confidence 2.0"),
+                                                ({"targets": ["nothing"]}, "nothing")])
+    def test_bad_requests_are_one_line(self, server, pair, change, message):
+        a, b = pair
+        body = {"model": "baseline", "source": a["id"], "points": [[10.0, 10.0]], "targets": [b["id"]], **change}
+        status, answer = request(server, "/api/transfer", body)
+        assert status == 400 and message in answer["error"] and "\n" not in answer["error"]
+
+
 class TestServer:
     def test_binds_to_loopback_unless_told(self, server):
         assert AppSettings().host == "127.0.0.1"

@@ -222,3 +222,30 @@ def test_random_weights_are_said_and_models_switch(browser):
         driver.find_element(By.CSS_SELECTOR, "#model option[value='baseline']").click()
         wait_for(driver, lambda: "matched" in text(driver, "status") and "random" not in text(driver, "status"))
         assert len(rows(driver)) == 1
+
+
+def test_transfer_tab_carries_the_clicked_points_to_uploaded_images(page, images):
+    driver, downloads = page
+    use_pair(driver, images)
+    click_and_wait(driver, 100, 80, count=1)
+    click_and_wait(driver, 180, 120, count=2)
+    sources = [r["source"] for r in rows(driver)]
+    driver.find_element(By.CSS_SELECTOR, 'button[data-tab="tab-transfer"]').click()
+    assert "2 point(s)" in text(driver, "transfer-source")
+    driver.find_element(By.ID, "transfer-upload").send_keys("\n".join(str(p) for p in images))
+    wait_for(driver, lambda: len(driver.find_elements(By.CSS_SELECTOR, "#transfer-targets figure")) == 2
+             and driver.find_element(By.ID, "transfer-run").get_attribute("disabled") is None)
+    driver.find_element(By.ID, "min-confidence").clear()
+    driver.find_element(By.ID, "min-confidence").send_keys("0")
+    driver.find_element(By.ID, "transfer-run").click()
+    wait_for(driver, lambda: "done in" in text(driver, "transfer-status"))
+    marks = driver.find_elements(By.CSS_SELECTOR, "#transfer-targets figure svg circle")
+    assert len(marks) == 4  # two points in each of the two images
+    driver.find_element(By.ID, "transfer-download").click()
+    target = downloads / "labels.json"
+    wait_for(driver, target.exists, timeout=30)
+    labels = json.loads(target.read_text())
+    width, height = Image.open(images[1]).size
+    shifted = labels["annotations"][[i["file_name"] for i in labels["images"]].index("cat_b.png")]["keypoints"]
+    for k, (x, y) in enumerate(sources):
+        assert abs(shifted[3 * k] - x - SHIFT[0]) <= width / 31 and abs(shifted[3 * k + 1] - y - SHIFT[1]) <= height / 31

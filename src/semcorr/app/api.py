@@ -4,9 +4,9 @@
     POST /api/images            -> upload(engine, data, name)     (the file's bytes as the body)
     POST /api/prepare           -> prepare(engine, body)          (features ahead of the first click)
     POST /api/match             -> match(engine, body)            (a click: matches and a heatmap)
+    POST /api/transfer          -> transfer(engine, body)         (clicked points carried to a batch)
 
-A new tab adds its function here and one line to :data:`JSON_ROUTES` (e.g. label transfer:
-``"/api/transfer": transfer``, taking ``{"model", "source", "targets", "points"}``).
+A new tab adds its function here and one line to :data:`JSON_ROUTES`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def config(engine: Engine) -> dict[str, Any]:
     settings = engine.settings
     return {"version": __version__, "models": engine.models(), "examples": examples,
             "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
-                       "max_points": settings.max_points}}
+                       "max_points": settings.max_points, "max_targets": settings.max_targets}}
 
 
 def upload(engine: Engine, data: bytes, name: str) -> dict[str, Any]:
@@ -66,21 +66,33 @@ def match(engine: Engine, body: dict[str, Any]) -> dict[str, Any]:
             "timing_ms": answer["timing_ms"]}
 
 
+def transfer(engine: Engine, body: dict[str, Any]) -> dict[str, Any]:
+    """``{"model", "source", "points": [[x, y], ...], "targets": [id, ...], "pose_align", "min_confidence"}``
+    -> :meth:`Engine.transfer`'s answer, plus ``"coco_json"``: the labels as ``semcorr transfer`` writes them."""
+    confidence = _field(body, "min_confidence", (int, float), default=0.5)
+    answer = engine.transfer(_field(body, "model", str), _field(body, "source", str), _field(body, "points", list),
+                             _field(body, "targets", list), pose_align=_field(body, "pose_align", bool, default=False),
+                             min_confidence=float(confidence))
+    return {**answer, "coco_json": json.dumps(answer.pop("coco"), indent=1, allow_nan=False) + "\n"}
+
+
 # POST routes whose body and answer are JSON objects.
 JSON_ROUTES: dict[str, Callable[[Engine, dict[str, Any]], dict[str, Any]]] = {
     "/api/prepare": prepare,
     "/api/match": match,
+    "/api/transfer": transfer,
 }
 
 _MISSING = object()
 
 
-def _field(body: dict[str, Any], name: str, kind: type, default: Any = _MISSING) -> Any:
+def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = _MISSING) -> Any:
     """``body[name]``, which must be a ``kind`` (or absent / null where there is a default)."""
     value = body.get(name)
     if value is None and default is not _MISSING:
         return default
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        expected = {str: "a string", list: "a list", bool: "true or false", int: "an integer"}[kind]
+    if not isinstance(value, kind) or (kind in (int, (int, float)) and isinstance(value, bool)):
+        expected = {str: "a string", list: "a list", bool: "true or false", int: "an integer",
+                    (int, float): "a number"}[kind]
         raise InputError(f"request field {name!r} must be {expected}")
     return value

@@ -27,6 +27,9 @@ from ..images import check_points
 from ..matcher import Matcher
 from ..matching import MatchSettings
 from ..pose_align import flip_image
+from ..transfer.coco import coco_document, image_record
+from ..transfer.examples import KeypointCategory
+from ..transfer.labeller import KeypointLabeller, TransferSettings
 from ..viz import similarity_overlay
 from .settings import AppSettings
 from .store import ImageStore, StoredImage
@@ -139,6 +142,49 @@ class Engine:
         timing = {"features": (found - started) * 1e3, "match": (matched - found) * 1e3,
                   "heatmap": (done - matched) * 1e3, "total": (done - started) * 1e3}
         return {"result": result, "heatmap": picture, "timing_ms": {k: round(v, 1) for k, v in timing.items()}}
+
+
+    def transfer(self, model: str, source: str, points: Any, targets: Sequence[str], *, pose_align: bool = False,
+                 min_confidence: float = 0.5) -> dict[str, Any]:
+        """Carry ``points`` of image ``source`` to every image of ``targets`` (label transfer,
+        :mod:`semcorr.transfer`: one example, its keypoints named 1..K).
+
+        Returns:
+            ``{"targets": [{"id", "name", "width", "height", "url", "points": (K, 2), "confidence": (K,),
+            "visible": (K,)}], "coco": <the COCO keypoints document semcorr transfer writes>, "timing_ms"}``.
+        """
+        matcher = self.matcher(model)
+        settings = TransferSettings(match=matcher.settings, pose_align=pose_align, min_confidence=min_confidence)
+        example = self.store.get(source)
+        checked = check_points(points, (example.height, example.width), image=f"the example ({example.name})")
+        if not 1 <= len(checked) <= self.settings.max_points:
+            raise InputError(f"{len(checked)} points: click 1 to {self.settings.max_points} points on image A first")
+        if not 1 <= len(targets) <= self.settings.max_targets:
+            raise InputError(f"{len(targets)} target images: give 1 to {self.settings.max_targets}")
+        images = [self.store.get(target) for target in targets]
+        started = time.perf_counter()
+        source_map = self.features(model, example.id)
+        flipped = self.features(model, example.id, flipped=True) if pose_align else None
+        maps = [self.features(model, image.id) for image in images]
+        found = time.perf_counter()
+        with self._lock, _one_thread():
+            labeller = KeypointLabeller(source_map, checked[None], torch.ones(1, len(checked), dtype=torch.bool),
+                                        settings, flipped=flipped)
+            target = FeatureMap(torch.cat([m.features for m in maps]), tuple(m.geometries[0] for m in maps),
+                                source_map.model, source_map.random_weights)
+            votes = labeller.label(target).votes
+        done = time.perf_counter()
+        category = KeypointCategory(1, "object", tuple(str(k + 1) for k in range(len(checked))))
+        records = [image_record(image.name, (image.height, image.width), p.cpu().numpy(), c.cpu().numpy())
+                   for image, p, c in zip(images, votes.points, votes.confidence)]
+        document = coco_document(category, records, min_confidence,
+                                 {"description": f"semcorr app label transfer from {example.name}", "model": model,
+                                  "random_weights": matcher.extractor.random_weights})
+        answer = [{**image.describe(), "points": record["points"], "confidence": record["scores"],
+                   "visible": [score >= min_confidence for score in record["scores"]]}
+                  for image, record in zip(images, records)]
+        timing = {"features": (found - started) * 1e3, "transfer": (done - found) * 1e3, "total": (done - started) * 1e3}
+        return {"targets": answer, "coco": document, "timing_ms": {k: round(v, 1) for k, v in timing.items()}}
 
 
 def heatmap_png(similarity: Any, features: FeatureMap, image: StoredImage) -> bytes:

@@ -20,6 +20,7 @@ class AppSettings:
         max_megapixels: the most pixels an image may have, in millions.
         max_images: uploaded images kept; the oldest upload is dropped beyond this.
         max_points: points per request.
+        max_targets: images one label transfer may carry the points to.
         cached_features: feature maps kept in memory (one per model, image and orientation).
     """
 
@@ -29,6 +30,7 @@ class AppSettings:
     max_megapixels: float = 20.0
     max_images: int = 64
     max_points: int = 64
+    max_targets: int = 16
     cached_features: int = 32
 
     def __post_init__(self) -> None:
@@ -38,6 +40,7 @@ class AppSettings:
         check_number(self, "max_megapixels", above=0)
         check_int(self, "max_images", minimum=2)
         check_int(self, "max_points", minimum=1)
+        check_int(self, "max_targets", minimum=1)
         check_int(self, "cached_features", minimum=2)
 
     @property

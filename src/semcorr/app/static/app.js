@@ -303,6 +303,10 @@ const semcorr = (() => {
     setTimeout(() => URL.revokeObjectURL(link.href), 10000);
   }
 
+  // What the other tabs read: image A, its points (x, y and colour), the model and the pose toggle.
+  semcorr.matchState = () => ({image: state.images.a, points: state.points.map((p) => ({...p})),
+                               model: $("model").value, pose_align: $("pose-align").checked});
+
   semcorr.onReady(async (config) => {
     const models = $("model");
     for (const model of config.models) models.add(new Option(model.label, model.name));
