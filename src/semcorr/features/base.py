@@ -8,17 +8,53 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import InputError
 from ..geometry import ImageGeometry, resize_onto_canvas
 from ..images import ImageInput, load_image
+from ..settings import ResizeMode
 from .config import ExtractorConfig
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+Pixels = Union[Tensor, dict[str, Tensor]]  # one canvas (B, 3, S, S), or one per member (the teacher)
+Preparer = Callable[[Tensor], tuple[Pixels, ImageGeometry]]  # (3, H, W) image -> canvas(es) (no batch), geometry
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """How an image becomes a model input: resized onto a square canvas of ``input_size`` pixels.
+
+    A small picklable value (no model inside), so data-loading worker processes and Ray tasks can
+    prepare images while the model runs elsewhere.
+    """
+
+    input_size: int
+    resize_mode: ResizeMode = "square"
+
+    def __call__(self, pixels: Tensor) -> tuple[Tensor, ImageGeometry]:
+        """(3, H, W) image in [0, 1] -> (3, S, S) canvas and its geometry."""
+        geometry = ImageGeometry.fit(tuple(pixels.shape[-2:]), self.input_size, self.resize_mode)
+        return resize_onto_canvas(pixels, geometry), geometry
+
+
+def stack_pixels(canvases: Sequence[Pixels]) -> Pixels:
+    """Per-image canvases (3, S, S) (or dicts of them) -> a batch (B, 3, S, S) (or a dict of batches)."""
+    if isinstance(canvases[0], dict):
+        return {key: torch.stack([canvas[key] for canvas in canvases]) for key in canvases[0]}
+    return torch.stack(list(canvases))
+
+
+def pixels_to(pixels: Pixels, device: torch.device, *, non_blocking: bool = False) -> Pixels:
+    """A batch of canvases moved to ``device`` (``non_blocking`` from pinned memory on CUDA)."""
+    if isinstance(pixels, dict):
+        return {key: value.to(device, non_blocking=non_blocking) for key, value in pixels.items()}
+    return pixels.to(device, non_blocking=non_blocking)
 
 
 @dataclass(frozen=True)
@@ -30,18 +66,23 @@ class FeatureMap:
         geometries: one :class:`ImageGeometry` per image, mapping grid cells to original pixels.
         model: the name of the extractor that produced the features.
         random_weights: True when the extractor had random weights (features carry no meaning).
+        embeddings: (B, D) float32 global embeddings, L2-normalised (the class token, or the mean of
+            the cells: :attr:`Extractor.embedding_kind`), when asked for; else ``None``.
     """
 
     features: Tensor
     geometries: tuple[ImageGeometry, ...]
     model: str
     random_weights: bool = False
+    embeddings: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.features.ndim != 4:
             raise ValueError(f"features must be (B, C, h, w), got shape {tuple(self.features.shape)}")
         if len(self.geometries) != self.features.shape[0]:
             raise ValueError(f"{len(self.geometries)} geometries for a batch of {self.features.shape[0]}")
+        if self.embeddings is not None and tuple(self.embeddings.shape[:1]) != (self.features.shape[0],):
+            raise ValueError(f"embeddings must be (B, D), got shape {tuple(self.embeddings.shape)}")
 
     def __len__(self) -> int:
         return self.features.shape[0]
@@ -49,7 +90,8 @@ class FeatureMap:
     def __getitem__(self, index: int | slice) -> "FeatureMap":
         """The feature map of one image (kept as a batch of 1) or of a slice of the batch."""
         index = slice(index, index + 1 if index != -1 else None) if isinstance(index, int) else index
-        return FeatureMap(self.features[index], self.geometries[index], self.model, self.random_weights)
+        embeddings = self.embeddings[index] if self.embeddings is not None else None
+        return FeatureMap(self.features[index], self.geometries[index], self.model, self.random_weights, embeddings)
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -71,7 +113,8 @@ class FeatureMap:
         if size == self.grid_size:
             return self
         resized = F.interpolate(self.features, size=size, mode="bilinear", align_corners=False)
-        return FeatureMap(F.normalize(resized, dim=1), self.geometries, self.model, self.random_weights)
+        return FeatureMap(F.normalize(resized, dim=1), self.geometries, self.model, self.random_weights,
+                          self.embeddings)
 
     def valid_cells(self) -> Tensor:
         """(B, h, w) bool: cells whose centres lie on the image rather than on letterbox padding."""
@@ -84,15 +127,31 @@ class Extractor(nn.Module):
     Subclasses set ``name`` and ``config`` and implement :meth:`forward`, which maps a batch of
     input canvases (B, 3, S, S) in [0, 1] to raw features (B, C, h, w). Normalisation, resizing,
     geometry, precision and ``torch.inference_mode`` are handled here, once.
+
+    Extraction is two steps, so images can be prepared elsewhere (data-loading workers, Ray tasks)
+    while the model runs: :meth:`preparer` turns one image into its canvas and geometry, and
+    :meth:`extract_prepared` runs the model on a batch of canvases. :meth:`extract` does both.
     """
 
     name: str = "extractor"
     config: ExtractorConfig
     random_weights: bool = False
     stride: int = 14  # input pixels per feature cell
+    prompted: bool = False  # forward() reads self._categories: one text prompt category per image
+    embedding_kind: str = "mean of the cells"  # what forward_with_embedding's global embedding is
+    _categories: list[str | None] | None = None
 
     def forward(self, pixels: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def forward_with_embedding(self, pixels: Pixels) -> tuple[Tensor, Tensor]:
+        """Raw features (B, C, h, w) and a global embedding (B, D) per image (not normalised).
+
+        The default embedding is the mean of the L2-normalised cells; extractors with a class
+        token override this to return it from the same forward pass.
+        """
+        features = self(pixels)
+        return features, F.normalize(features.float(), dim=1).mean(dim=(2, 3))
 
     @property
     def device(self) -> torch.device:
@@ -110,26 +169,30 @@ class Extractor(nn.Module):
         side = input_size or self.config.input_size
         return (side // self.stride, side // self.stride)
 
-    def preprocess(self, images: Sequence[ImageInput]) -> tuple[Tensor, tuple[ImageGeometry, ...]]:
-        """Load images and resize them onto input canvases.
+    def preparer(self) -> Preparer:
+        """What turns one loaded (3, H, W) image into this model's input canvas and geometry: a
+        small picklable callable that holds no model (see :class:`Canvas`)."""
+        return Canvas(self.config.input_size, self.config.resize_mode)
+
+    def preprocess(self, images: Sequence[ImageInput]) -> tuple[Pixels, tuple[ImageGeometry, ...]]:
+        """Load images and resize them onto input canvases (:meth:`preparer`).
 
         Returns:
-            (B, 3, S, S) float32 in [0, 1] on the extractor's device, and one geometry per image.
+            (B, 3, S, S) float32 in [0, 1] on the extractor's device (the teacher: a dict of such
+            batches, one per member), and one geometry per image.
         """
-        canvases, geometries = [], []
-        for image in images:
-            pixels = load_image(image)
-            geometry = ImageGeometry.fit(tuple(pixels.shape[-2:]), self.config.input_size, self.config.resize_mode)
-            canvases.append(resize_onto_canvas(pixels, geometry))
-            geometries.append(geometry)
-        return torch.stack(canvases).to(self.device), tuple(geometries)
+        prepare = self.preparer()
+        prepared = [prepare(load_image(image)) for image in images]
+        return pixels_to(stack_pixels([p for p, _ in prepared]), self.device), tuple(g for _, g in prepared)
 
-    def extract(self, images: ImageInput | Sequence[ImageInput], *, grad: bool = False) -> FeatureMap:
+    def extract(self, images: ImageInput | Sequence[ImageInput], *, grad: bool = False,
+                categories: Sequence[str | None] | None = None) -> FeatureMap:
         """Features of one image or a batch of images.
 
         Args:
             images: a path, PIL image, (3, H, W) tensor, or a list of them.
             grad: keep the autograd graph (for training); by default runs under ``torch.inference_mode``.
+            categories: prompted models only (:attr:`prompted`): one category (or ``None``) per image.
         Returns:
             a :class:`FeatureMap` with (B, C, h, w) features.
         """
@@ -137,10 +200,30 @@ class Extractor(nn.Module):
         if not batch:
             raise ValueError("extract() needs at least one image")
         pixels, geometries = self.preprocess(batch)
-        with (contextlib.nullcontext() if grad else torch.inference_mode()), self._autocast():
-            features = self(pixels)
+        return self.extract_prepared(pixels, geometries, grad=grad, categories=categories)
+
+    def extract_prepared(self, pixels: Pixels, geometries: Sequence[ImageGeometry], *, grad: bool = False,
+                         embeddings: bool = False,
+                         categories: Sequence[str | None] | None = None) -> FeatureMap:
+        """Features of a batch of canvases made by :meth:`preparer` (stacked, on the device).
+
+        Args:
+            pixels: (B, 3, S, S) in [0, 1] (the teacher: a dict of them).
+            geometries: one per image, as :meth:`preparer` gave them.
+            embeddings: also return each image's global embedding (:attr:`embedding_kind`).
+            categories: prompted models only: one category (or ``None``) per image.
+        """
+        if categories is not None and not self.prompted:
+            raise InputError(f"{self.name} takes no categories (only prompted models such as the teacher do)")
+        self._categories = list(categories) if categories is not None else None
+        try:
+            with (contextlib.nullcontext() if grad else torch.inference_mode()), self._autocast():
+                features, pooled = self.forward_with_embedding(pixels) if embeddings else (self(pixels), None)
+        finally:
+            self._categories = None
         features = F.normalize(features.float(), dim=1)
-        return FeatureMap(features, geometries, self.name, self.random_weights)
+        pooled = F.normalize(pooled.float(), dim=1) if pooled is not None else None
+        return FeatureMap(features, tuple(geometries), self.name, self.random_weights, pooled)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         precision = self.config.precision
