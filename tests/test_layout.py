@@ -20,7 +20,8 @@ SOURCE = REPO / "src" / "semcorr"
 LAYERS = (
     "semcorr._lazy", "semcorr.errors", "semcorr.settings", "semcorr.fileio", "semcorr.runtime", "semcorr.geometry",
     "semcorr.images", "semcorr.features.config", "semcorr.features", "semcorr.matching", "semcorr.data",
-    "semcorr.pose_align", "semcorr.viz", "semcorr.matcher", "semcorr.cache", "semcorr.threed", "semcorr.eval",
+    "semcorr.pose_align", "semcorr.viz", "semcorr.matcher", "semcorr.store", "semcorr.extract", "semcorr.threed",
+    "semcorr.eval",
     "semcorr.train", "semcorr.video", "semcorr.segment", "semcorr.export", "semcorr.bench", "semcorr.demo",
     "semcorr.cli",
 )

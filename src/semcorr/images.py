@@ -116,11 +116,18 @@ def check_points(points: Any, image_size: tuple[int, int], *, image: str = "imag
 
 @dataclass(frozen=True)
 class ImageItem:
-    """One image of a collection: its key (the name caches and outputs use), its file, its category."""
+    """One image of a collection: its key (the name caches and outputs use), its file, its category,
+    and whether it is taken mirrored left to right (pose alignment's mirrored sources)."""
 
     key: str
     path: Path
     category: str | None = None
+    mirrored: bool = False
+
+    def load(self) -> torch.Tensor:
+        """The image as :func:`load_image` gives it, mirrored if asked: (3, H, W) float32 in [0, 1]."""
+        pixels = load_image(self.path)
+        return pixels.flip(-1) if self.mirrored else pixels
 
 
 def list_images(source: str | os.PathLike, *, category_from_folder: bool = False) -> list[ImageItem]:

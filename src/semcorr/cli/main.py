@@ -12,10 +12,10 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import SemcorrError
-from . import bench, cache, convert, evaluate, export, match, segment, threed, train, video
+from . import bench, cache, convert, evaluate, export, extract, match, segment, threed, train, video
 
 # Each registers its commands on the subparsers; in the order `semcorr --help` lists them.
-COMMAND_GROUPS = (match, evaluate, cache, train, threed, video, segment, bench, export, convert)
+COMMAND_GROUPS = (match, evaluate, extract, cache, train, threed, video, segment, bench, export, convert)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,87 @@
+"""Parallel decoding: images read, decoded and resized onto the model's canvas by worker processes.
+
+A torch :class:`~torch.utils.data.DataLoader` over :class:`PreparedImages` runs the extractor's
+:meth:`~semcorr.features.base.Extractor.preparer` (a small picklable value, no model) in
+``workers`` processes, ``batch_size`` images at a time, in order. An image that cannot be read
+does not stop the loader: it comes back as a failure, named by its path, beside the images that
+loaded. On CUDA the batches arrive in pinned memory, so the copy to the device does not block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..errors import InputError
+from ..features.base import Pixels, Preparer, stack_pixels
+from ..geometry import ImageGeometry
+from ..images import ImageItem
+
+Prepared = tuple[ImageItem, "Pixels | None", "ImageGeometry | None", "str | None"]  # item, canvas, geometry, error
+
+
+@dataclass
+class PreparedBatch:
+    """A batch as the model takes it, and the images of it that could not be read.
+
+    Attributes:
+        items: the images that loaded, in order.
+        pixels: their canvases, (B, 3, S, S) float32 in [0, 1] (a dict of them for the teacher);
+            ``None`` when none loaded.
+        geometries: one per loaded image.
+        failures: ``(item, message)`` per image that could not be read.
+    """
+
+    items: list[ImageItem]
+    pixels: Pixels | None
+    geometries: tuple[ImageGeometry, ...]
+    failures: list[tuple[ImageItem, str]] = field(default_factory=list)
+
+    def pin_memory(self) -> "PreparedBatch":
+        """The same batch with its canvases in page-locked memory (the DataLoader calls this)."""
+        if self.pixels is None:
+            return self
+        pinned = ({key: value.pin_memory() for key, value in self.pixels.items()} if isinstance(self.pixels, dict)
+                  else self.pixels.pin_memory())
+        return PreparedBatch(self.items, pinned, self.geometries, self.failures)
+
+
+def prepare_item(item: ImageItem, prepare: Preparer) -> Prepared:
+    """Load one image and put it on its canvas; an unreadable image becomes an error message."""
+    try:
+        canvas, geometry = prepare(item.load())
+    except InputError as error:
+        return item, None, None, str(error)
+    return item, canvas, geometry, None
+
+
+class PreparedImages(Dataset):
+    """``items[i]`` loaded and prepared (see :func:`prepare_item`)."""
+
+    def __init__(self, items: Sequence[ImageItem], prepare: Preparer) -> None:
+        self.items, self.prepare = list(items), prepare
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Prepared:
+        return prepare_item(self.items[index], self.prepare)
+
+
+def collate(records: Sequence[Prepared]) -> PreparedBatch:
+    """Stack the canvases of the images that loaded; keep the failures apart."""
+    loaded = [(item, canvas, geometry) for item, canvas, geometry, error in records if error is None]
+    failures = [(item, error) for item, _, _, error in records if error is not None]
+    pixels = stack_pixels([canvas for _, canvas, _ in loaded]) if loaded else None
+    return PreparedBatch([item for item, _, _ in loaded], pixels, tuple(g for _, _, g in loaded), failures)
+
+
+def image_loader(items: Sequence[ImageItem], prepare: Preparer, *, batch_size: int, workers: int,
+                 pin_memory: bool = False) -> DataLoader:
+    """Batches of prepared images, in order, decoded by ``workers`` processes (0: in this process)."""
+    return DataLoader(PreparedImages(items, prepare), batch_size=batch_size, shuffle=False, num_workers=workers,
+                      collate_fn=collate, pin_memory=pin_memory and torch.cuda.is_available(),
+                      prefetch_factor=4 if workers else None)
