@@ -62,7 +62,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "run several processes (torchrun, RANK/WORLD_SIZE, or --rank/--world-size) to share the work, "
                     "or --engine ray on a Ray cluster.")
     command.add_argument("images", help="a folder of images (searched recursively) or a text file listing them")
-    command.add_argument("--out", required=True, help="the cache folder")
+    command.add_argument("--out", required=True, metavar="DIR", help="the cache folder")
     add_model_options(command, "teacher")
     command.add_argument("--sdxl-weights", help="teacher: SDXL-Turbo diffusers folder or Hugging Face id")
     command.add_argument("--dino-weights", help="teacher: DINOv2 folder, Hugging Face id or .pth file")

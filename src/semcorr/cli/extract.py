@@ -33,7 +33,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                     "file per image, written atomically. Rerun to resume. Several processes share the list under "
                     "torchrun / accelerate launch (or --rank/--world-size); --engine ray runs it on a Ray cluster.")
     command.add_argument("images", help="a folder of images (searched recursively) or a text file listing them")
-    command.add_argument("--out", required=True, help="the store folder")
+    command.add_argument("--out", required=True, metavar="DIR", help="the store folder")
     add_model_options(command)
     command.add_argument("--no-embeddings", action="store_true", help="store the dense features only")
     add_engine_options(command)

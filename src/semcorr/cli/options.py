@@ -115,8 +115,8 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     the engine, the Ray engine's resources and the local engine's rank; read them back with
     :func:`extract_settings` and :func:`ray_settings`."""
     parser.add_argument("--batch-size", type=int, help="images per forward pass (default 8)")
-    parser.add_argument("--workers", type=int,
-                        help="processes decoding and resizing images (default: one per CPU less one, at most 8; 0: none)")
+    parser.add_argument("--workers", type=int, help="processes decoding and resizing images (default: one per CPU "
+                        "less one, at most 8; 0: none)")
     parser.add_argument("--on-error", choices=ON_ERROR,
                         help="an unreadable image is reported by path and skipped (default skip) or stops the run")
     parser.add_argument("--engine", choices=ENGINES, default="local",

@@ -5,6 +5,10 @@ A torch :class:`~torch.utils.data.DataLoader` over :class:`PreparedImages` runs 
 ``workers`` processes, ``batch_size`` images at a time, in order. An image that cannot be read
 does not stop the loader: it comes back as a failure, named by its path, beside the images that
 loaded. On CUDA the batches arrive in pinned memory, so the copy to the device does not block.
+
+Each worker keeps two batches ready (PyTorch's default): ``2 * workers`` batches of float32 canvases
+in shared memory, e.g. 8 workers x 2 x 64 images x 2.3 MB at 434 px = 2.4 GB (in a container, give
+``/dev/shm`` that much).
 """
 
 from __future__ import annotations
@@ -83,5 +87,4 @@ def image_loader(items: Sequence[ImageItem], prepare: Preparer, *, batch_size: i
                  pin_memory: bool = False) -> DataLoader:
     """Batches of prepared images, in order, decoded by ``workers`` processes (0: in this process)."""
     return DataLoader(PreparedImages(items, prepare), batch_size=batch_size, shuffle=False, num_workers=workers,
-                      collate_fn=collate, pin_memory=pin_memory and torch.cuda.is_available(),
-                      prefetch_factor=4 if workers else None)
+                      collate_fn=collate, pin_memory=pin_memory and torch.cuda.is_available())

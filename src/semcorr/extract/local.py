@@ -45,6 +45,8 @@ def extract_batches(extractor: Extractor, items: Sequence[ImageItem],
     :class:`~semcorr.store.writer.Entry` per image that loaded ((C, h, w) float16 features, its
     geometry and, with ``settings.embeddings``, its (D,) float16 embedding), and the failures.
     """
+    if not items:
+        return  # no worker processes to start
     device = extractor.device
     loader = image_loader(items, extractor.preparer(), batch_size=settings.batch_size,
                           workers=settings.decoding_workers, pin_memory=device.type == "cuda")

@@ -37,9 +37,14 @@ from ..store.folder import FeatureFolder, extractor_identity
 from .config import ExtractSettings, ModelSpec, RaySettings
 from .decode import prepare_item
 from .local import pending, stop_on
+from .model import shape_of
 from .report import ExtractReport
 
 PIXELS = "pixels"  # the canvas column; "pixels.<member>" for models with several canvases (the teacher)
+# What a decoding task may hold: a large photo decoded to float32 (12 Mpx: 144 MB) and a block of canvases.
+# Declaring it also keeps Ray Data from fusing decoding into the extracting actors (fused, an actor
+# would decode its own batches on its own CPUs instead of the cluster's).
+DECODE_MEMORY = 512 << 20
 
 
 def import_ray() -> Any:
@@ -52,25 +57,11 @@ def import_ray() -> Any:
     return ray
 
 
-def shape_of(model: ModelSpec | Extractor) -> tuple[Extractor, dict[str, Any]]:
-    """The model as the driver needs it (its preparer, config and grid, no weights) and its store
-    identity: a preset is built on the ``meta`` device, which allocates nothing and loads nothing."""
-    if isinstance(model, Extractor):
-        return model, extractor_identity(model)
-    from ..features.registry import build_extractor, get_preset
-
-    with torch.device("meta"):
-        shape = build_extractor(model.name, weights=model.weights, random_weights=True, device="meta",
-                                **model.overrides)
-    identity = extractor_identity(shape)
-    identity["random_weights"] = bool(model.random_weights and get_preset(model.name).has_weights)
-    return shape, identity
-
-
-def _columns(canvas: Any, prefix: str = PIXELS) -> dict[str, np.ndarray]:
+def _columns(canvas: Any) -> dict[str, np.ndarray]:
+    """A canvas (3, S, S) as the ``pixels`` column, or a dict of them as ``pixels.<member>`` columns."""
     if isinstance(canvas, dict):
-        return {f"{prefix}.{key}": value.numpy() for key, value in canvas.items()}
-    return {prefix: canvas.numpy()}
+        return {f"{PIXELS}.{key}": value.numpy() for key, value in canvas.items()}
+    return {PIXELS: canvas.numpy()}
 
 
 def decode_row(row: dict[str, Any], *, prepare: Preparer, blank: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -149,7 +140,8 @@ def run_ray(model: ModelSpec | Extractor, items: Sequence[ImageItem], out: str |
     store = FeatureFolder.create(out, identity, embedding=embedding)  # refuses another model here, at once
     store.remove_stale_temporary_files()
     todo, damaged = pending(store, items)
-    report = ExtractReport(f"ray ({ray_settings.concurrency} actors)", already_done=len(items) - len(todo), redone=damaged)
+    actors = f"{ray_settings.concurrency} actor{'s' if ray_settings.concurrency != 1 else ''}"
+    report = ExtractReport(f"ray ({actors})", already_done=len(items) - len(todo), redone=damaged)
     started = not ray.is_initialized()
     if todo and started:
         ray.init(address=ray_settings.address, logging_level=logging.WARNING)
@@ -168,14 +160,20 @@ def run_ray(model: ModelSpec | Extractor, items: Sequence[ImageItem], out: str |
 def _run_pipeline(ray: Any, model: ModelSpec | Extractor, prepare: Preparer, todo: Sequence[ImageItem],
                   store: FeatureFolder, settings: ExtractSettings, ray_settings: RaySettings,
                   report: ExtractReport, progress: bool) -> None:
+    cpus = ray.cluster_resources().get("CPU", 0.0)
+    taken = ray_settings.concurrency * ray_settings.cpus_per_actor
+    if cpus - taken < 1:  # the actors would wait for images that no CPU is left to decode
+        raise InputError(f"--concurrency {ray_settings.concurrency} actors of --cpus-per-actor "
+                         f"{ray_settings.cpus_per_actor:g} take {taken:g} of the Ray cluster's {cpus:g} CPUs, leaving "
+                         "none to decode images; use fewer actors or CPUs per actor (or start more nodes first)")
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # semcorr's own bar below counts written images
-    blank = _columns(prepare(torch.full((3, 8, 8), 0.5))[0] * 0)
+    blank = {name: np.zeros_like(value) for name, value in _columns(prepare(torch.zeros(3, 8, 8))[0]).items()}
     rows = [{"key": item.key, "path": str(item.path), "category": item.category or "", "mirrored": item.mirrored}
             for item in todo]
     blocks = max(1, min(len(rows), math.ceil(len(rows) / settings.batch_size)))
     dataset = (ray.data.from_items(rows, override_num_blocks=blocks)
-               .map(decode_row, fn_kwargs={"prepare": prepare, "blank": blank})
+               .map(decode_row, fn_kwargs={"prepare": prepare, "blank": blank}, memory=DECODE_MEMORY)
                .map_batches(RayExtractor, batch_size=settings.batch_size, batch_format="numpy",
                             fn_constructor_kwargs={"model": model, "out": str(store.root), "digest": store.digest,
                                                    "embeddings": settings.embeddings},
@@ -184,7 +182,7 @@ def _run_pipeline(ray: Any, model: ModelSpec | Extractor, prepare: Preparer, tod
                                                                enable_true_multi_threading=True),
                             num_gpus=ray_settings.num_gpus, num_cpus=ray_settings.cpus_per_actor))
     bar = tqdm(total=len(todo) + report.already_done, initial=report.already_done,
-               desc=f"extract ray ({ray_settings.concurrency} actors)", unit="img", disable=not progress,
+               desc=f"extract {report.engine}", unit="img", disable=not progress,
                dynamic_ncols=True)
     try:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):

@@ -99,8 +99,8 @@ def _schedule(config: DistillConfig, student: StudentExtractor, items: list[Imag
 SHOWN_KEYS = 20  # skipped images named on stderr; the count covers the rest
 
 
-def held_by_cache(config: DistillConfig, items: list[ImageItem], key_pairs: KeyPairs) -> tuple[list[ImageItem],
-                                                                                               KeyPairs]:
+def held_by_cache(config: DistillConfig, items: list[ImageItem],
+                  key_pairs: KeyPairs) -> tuple[list[ImageItem], KeyPairs]:
     """The images (and listed pairs) the teacher cache holds whole entries of. Any other image stops
     the run (``on_missing="stop"``), or is left out and named on stderr (``"skip"``)."""
     missing = set(FeatureFolder(config.teacher_cache).missing([item.key for item in items]))
