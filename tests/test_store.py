@@ -16,7 +16,7 @@ from semcorr.extract import ExtractSettings, extract_features
 from semcorr.features.registry import build_extractor
 from semcorr.fileio import HOST
 from semcorr.geometry import ImageGeometry
-from semcorr.images import list_images
+from semcorr.images import ImageItem, list_images
 from semcorr.store import BackgroundWriter, Entry, FeatureFolder, rank_of
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -156,3 +156,27 @@ class TestEarlierTeacherCaches:
         with pytest.raises(InputError, match="another model or config"):
             extract_features(LEGACY_IMAGES, cache, model=tiny_teacher(tmp_path), progress=False,
                              settings=ExtractSettings(embeddings=False, workers=0))
+
+
+class TestEvaluationCache:
+    def test_eval_features_live_in_a_store_and_earlier_cache_folders_are_named(self, tmp_path):
+        from semcorr.eval import FeatureStore
+
+        earlier = tmp_path / "cache" / "0123456789abcdef"  # the evaluation cache of earlier versions: flat files
+        earlier.mkdir(parents=True)
+        (earlier / "feedbeef.safetensors").write_bytes(b"")
+        images = sorted(LEGACY_IMAGES.glob("*/*.png"))
+        extractor = build_extractor("baseline", input_size=56)
+        with pytest.warns(UserWarning, match=r"1 folders of the earlier evaluation cache \(e.g. 0123456789abcdef\)"):
+            with FeatureStore(extractor, cache_dir=tmp_path / "cache", progress=False, workers=0) as first:
+                first.compute(images, flipped=images[:1])
+                folder = first.folder
+        store = FeatureFolder(folder)
+        assert folder.parent == tmp_path / "cache" and len(store.keys()) == 4 and store.embedding_kind is None
+        shutil.rmtree(earlier)  # as the warning says
+        with FeatureStore(extractor, cache_dir=tmp_path / "cache", progress=False, workers=0) as second:
+            second.compute(images, flipped=images[:1])
+            assert second.computed == 0 and second.folder == folder
+            features, geometry = second.get(images[0], flipped=True)
+        fresh = extractor.extract(ImageItem("a", images[0], mirrored=True).load())
+        assert torch.equal(features, fresh.features[0].half()) and geometry == fresh.geometries[0]
