@@ -1,4 +1,5 @@
-"""Teacher-feature cache: atomic entries, resume after SIGKILL, several ranks, refusing mixed configs."""
+"""Teacher-feature caches (`cache-teacher`, the store without embeddings): resume after SIGKILL, several
+ranks, refusing mixed configs, unreadable images."""
 
 import json
 import os
@@ -13,12 +14,11 @@ import torch
 from conftest import REPO, data_path
 from helpers import tiny_teacher
 
-from semcorr.cache import TeacherCache, cache_teacher, rank_of, teacher_identity
+from semcorr.errors import InputError
+from semcorr.extract import ExtractSettings, extract_features
 from semcorr.images import list_images
 from semcorr.runtime import resolve_rank
-from semcorr.fileio import HOST
-from semcorr.cli import main
-from semcorr.errors import CheckpointError, InputError
+from semcorr.store import FeatureFolder, extractor_identity, rank_of
 
 TESTS = Path(__file__).resolve().parent
 
@@ -29,13 +29,10 @@ torch.set_num_threads(1)
 sys.path.insert(0, {tests!r})
 from pathlib import Path
 from helpers import tiny_teacher
-from semcorr.cache import cache_teacher
-from semcorr.images import list_images
-from semcorr.runtime import resolve_rank
-rank, world_size = resolve_rank()
-report = cache_teacher(tiny_teacher(Path(sys.argv[1])), list_images(sys.argv[2]), sys.argv[3], rank=rank,
-                       world_size=world_size, progress=False)
-print(json.dumps({{"written": report.written, "already": report.already_cached, "other": report.other_ranks}}))
+from semcorr.extract import ExtractSettings, extract_features
+report = extract_features(sys.argv[2], sys.argv[3], model=tiny_teacher(Path(sys.argv[1])),
+                          settings=ExtractSettings(batch_size=1, embeddings=False, workers=0), progress=False)
+print(json.dumps({{"written": report.written, "already": report.already_done, "other": report.other_ranks}}))
 """.format(tests=str(TESTS))
 
 
@@ -57,59 +54,20 @@ def worker(tmp_path: Path, listing: Path, out: Path, name: str, **env: str) -> s
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, cwd=REPO)
 
 
-def assert_complete(cache: TeacherCache, keys: list[str], shape: tuple[int, ...]) -> None:
-    """Every image exactly once, each entry readable, no temporary file left."""
+def cache_teacher(teacher, listing: Path, out: Path, **options):
+    """``semcorr cache-teacher``'s call: the teacher's dense features, no embeddings."""
+    settings = ExtractSettings(embeddings=False, workers=0, **options)
+    return extract_features(listing, out, model=teacher, settings=settings, progress=False)
+
+
+def assert_complete(cache: FeatureFolder, keys: list[str], shape: tuple[int, ...]) -> None:
+    """Every image exactly once, each entry whole and readable, no temporary file left."""
     stored = cache.keys()
     assert sorted(stored) == sorted(keys) and len(set(stored)) == len(stored) == len(cache)
     for key in keys:
         features = cache.get(key)
         assert features.shape == shape and features.dtype == torch.float16 and torch.isfinite(features).all()
     assert not list(cache.root.rglob("*.tmp"))
-
-
-class TestStore:
-    def test_roundtrip_and_metadata(self, tmp_path):
-        cache = TeacherCache.create(tmp_path / "c", {"model": "m", "config": {"a": (1, 2)}})
-        features = torch.randn(8, 3, 4)
-        written = cache.put("cats/1.jpg", features, (30, 40))
-        assert written == (tmp_path / "c").joinpath(cache.path("cats/1.jpg")).stat().st_size
-        assert written < 8 * 3 * 4 * 2 + 512  # fp16 plus a small header
-        reopened = TeacherCache(tmp_path / "c")
-        assert torch.allclose(reopened.get("cats/1.jpg", dtype=torch.float32), features, atol=1e-2)
-        assert reopened.original_size("cats/1.jpg") == (30, 40) and "cats/1.jpg" in reopened
-        assert reopened.keys() == ["cats/1.jpg"] and len(reopened) == 1 and reopened.nbytes() == written
-        with pytest.raises(KeyError, match="dogs/2.jpg"):
-            reopened.get("dogs/2.jpg")
-        cache.path("dogs/2.jpg").parent.mkdir(exist_ok=True)
-        os.replace(cache.path("cats/1.jpg"), cache.path("dogs/2.jpg"))  # an entry under another key's name
-        with pytest.raises(CheckpointError, match="does not belong to image 'dogs/2.jpg'"):
-            reopened.get("dogs/2.jpg")
-
-    def test_refuses_another_teacher_or_config(self, tmp_path):
-        TeacherCache.create(tmp_path, {"model": "teacher", "config": {"timesteps": [51, 101]}})
-        TeacherCache.create(tmp_path, {"model": "teacher", "config": {"timesteps": (51, 101)}})  # same: fine
-        with pytest.raises(InputError, match=r"another teacher or config \(config.timesteps"):
-            TeacherCache.create(tmp_path, {"model": "teacher", "config": {"timesteps": [51]}})
-        with pytest.raises(InputError, match="not a teacher cache"):
-            TeacherCache(tmp_path / "elsewhere")
-
-    def test_stale_temporary_files_of_dead_processes_are_removed(self, tmp_path):
-        cache = TeacherCache.create(tmp_path, {"model": "m"})
-        finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                                  text=True).stdout.strip()
-        (tmp_path / "entries" / "ab").mkdir()
-        stale = tmp_path / "entries" / "ab" / f".ab12.safetensors.{HOST}.{finished}.tmp"
-        live = tmp_path / "entries" / "ab" / f".ab34.safetensors.{HOST}.{os.getpid()}.tmp"
-        stale.write_bytes(b"half")
-        live.write_bytes(b"half")
-        assert cache.remove_stale_temporary_files() == 1 and not stale.exists() and live.exists()
-        assert len(cache) == 0  # temporary files are never entries
-
-    def test_ranks_split_without_overlap_or_gap(self):
-        keys = [f"img/{i}.jpg" for i in range(500)]
-        shares = [{k for k in keys if rank_of(k, 3) == r} for r in range(3)]
-        assert set().union(*shares) == set(keys) and sum(map(len, shares)) == len(keys)
-        assert min(map(len, shares)) > 100
 
 
 class TestListing:
@@ -150,12 +108,12 @@ class TestCacheTeacher:
         process.wait()
         done = len(list(out.glob("entries/*/*.safetensors")))
         assert 3 <= done < len(keys), "killed mid-run"
-        by_killed_run = TeacherCache(out).keys()
+        by_killed_run = FeatureFolder(out).keys()
 
         teacher = tiny_teacher(tmp_path / "tok-resume")
-        report = cache_teacher(teacher, list_images(listing), out, progress=False)
-        assert report.already_cached == done and report.written == len(keys) - done and not report.failed
-        cache = TeacherCache(out)
+        report = cache_teacher(teacher, listing, out)
+        assert report.already_done == done and report.written == len(keys) - done and not report.failed
+        cache = FeatureFolder(out)
         assert_complete(cache, keys, (56, 8, 8))
         key = by_killed_run[0]  # written by the killed process, recomputed here: the same teacher
         again = teacher.extract(list_images(listing)[keys.index(key)].path).features[0]
@@ -173,47 +131,50 @@ class TestCacheTeacher:
             reports.append(json.loads(stdout.strip().splitlines()[-1]))
         assert [r["written"] for r in reports] == [sum(rank_of(k, 2) == rank for k in keys) for rank in (0, 1)]
         assert all(r["written"] > 0 and r["written"] + r["other"] == len(keys) for r in reports)
-        assert_complete(TeacherCache(out), keys, (56, 8, 8))  # no overlap (counts add up), no gap
+        assert_complete(FeatureFolder(out), keys, (56, 8, 8))  # no overlap (counts add up), no gap
 
     def test_refuses_a_cache_of_another_config(self, tmp_path):
         listing = image_list(tmp_path, 2)
         out = tmp_path / "cache"
-        cache_teacher(tiny_teacher(tmp_path), list_images(listing), out, progress=False)
+        cache_teacher(tiny_teacher(tmp_path), listing, out)
         other = tiny_teacher(tmp_path, teacher_weights=(1.0, 0.5))
         with pytest.raises(InputError, match=r"config.teacher_weights \(\[1.0, 1.0\] -> \[1.0, 0.5\]\)"):
-            cache_teacher(other, list_images(listing), out, progress=False)
-        identity = TeacherCache(out).identity
-        assert identity == json.loads(json.dumps(teacher_identity(tiny_teacher(tmp_path))))
+            cache_teacher(other, listing, out)
+        identity = FeatureFolder(out).identity
+        assert identity == json.loads(json.dumps(extractor_identity(tiny_teacher(tmp_path))))
         assert identity["config"]["sdxl"]["timesteps"] == [51, 101, 151, 201] and identity["grid"] == [8, 8]
+        with pytest.raises(InputError, match="holds no embeddings, this run writes embeddings"):
+            extract_features(listing, out, model=tiny_teacher(tmp_path), progress=False)
 
 
 class TestCommand:
-    def test_corrupt_images_are_skipped_or_stop_the_run(self, tmp_path, capsys):
+    def test_corrupt_images_are_skipped_or_stop_the_run(self, tmp_path, cli):
         listing = image_list(tmp_path, 3)
         corrupt = tmp_path / "corrupt.png"
         corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
         listing.write_text(listing.read_text() + f"{corrupt}\n")
-        common = [str(listing), "--model", "baseline", "--input-size", "56", "--no-progress"]
-        assert main(["cache-teacher", *common, "--out", str(tmp_path / "skip")]) == 0
-        captured = capsys.readouterr()
-        assert "cached 3 images" in captured.out and "1 failed" in captured.out and "MB per image" in captured.out
-        assert "skipped" in captured.err and "corrupt.png" in captured.err
+        common = [str(listing), "--model", "baseline", "--input-size", "56", "--no-progress", "--workers", "0"]
+        result = cli("cache-teacher", *common, "--out", tmp_path / "skip")
+        assert result.returncode == 0, result.stderr
+        assert "extracted 3 images" in result.stdout and "1 failed" in result.stdout and "MB per image" in result.stdout
+        assert "skipped" in result.stderr and "corrupt.png" in result.stderr
         failures = (tmp_path / "skip" / "errors-rank0.jsonl").read_text().splitlines()
-        assert len(failures) == 1 and json.loads(failures[0])["key"] == str(corrupt)
-        assert len(TeacherCache(tmp_path / "skip")) == 3
+        assert len(failures) == 1 and json.loads(failures[0])["path"] == str(corrupt)
+        assert len(FeatureFolder(tmp_path / "skip")) == 3
 
-        assert main(["cache-teacher", *common, "--out", str(tmp_path / "stop"), "--on-error", "stop"]) == 1
-        error = capsys.readouterr().err
-        assert error.count("\n") == 1 and "corrupt.png" in error and "--on-error stop" in error
+        result = cli("cache-teacher", *common, "--out", tmp_path / "stop", "--on-error", "stop")
+        assert result.returncode == 1
+        assert result.stderr.count("\n") == 1 and "corrupt.png" in result.stderr and "--on-error stop" in result.stderr
 
-    def test_rank_options(self, tmp_path, capsys):
+    def test_rank_options(self, tmp_path, cli):
         listing = image_list(tmp_path, 6)
         keys = [i.key for i in list_images(listing)]
         out = tmp_path / "cache"
         args = ["cache-teacher", str(listing), "--out", str(out), "--model", "baseline", "--input-size", "56",
-                "--no-progress", "--world-size", "2"]
-        assert main([*args, "--rank", "1"]) == 0
-        assert sorted(TeacherCache(out).keys()) == sorted(k for k in keys if rank_of(k, 2) == 1)
-        assert main([*args, "--rank", "0"]) == 0
-        assert sorted(TeacherCache(out).keys()) == sorted(keys)
-        assert main([*args, "--rank", "2"]) == 1 and "rank 2 is not in" in capsys.readouterr().err
+                "--no-progress", "--world-size", "2", "--workers", "0"]
+        assert cli(*args, "--rank", "1").returncode == 0
+        assert sorted(FeatureFolder(out).keys()) == sorted(k for k in keys if rank_of(k, 2) == 1)
+        assert cli(*args, "--rank", "0").returncode == 0
+        assert sorted(FeatureFolder(out).keys()) == sorted(keys)
+        result = cli(*args, "--rank", "2")
+        assert result.returncode == 1 and "rank 2 is not in" in result.stderr

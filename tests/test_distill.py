@@ -22,9 +22,11 @@ from conftest import REPO, data_path
 from safetensors.torch import load_file
 from helpers import TRAIN_WORKER, launch_two_ranks, tiny_backbone
 
-from semcorr.cache.store import TeacherCache
 from semcorr.errors import InputError
+from semcorr.extract import ExtractSettings, extract_features
+from semcorr.geometry import ImageGeometry
 from semcorr.features.student import StudentConfig, StudentExtractor, lora_parameters
+from semcorr.store import FeatureFolder
 from semcorr.train import DistillConfig, distill
 from semcorr.train.losses import similarity
 
@@ -80,10 +82,10 @@ def nn_agreement(student, teacher, images: list[Path]) -> float:
 
 
 def fill_cache(root: Path, teacher, images: list[Path], keys: list[str]) -> Path:
-    cache = TeacherCache.create(root, {"model": "test-teacher", "grid": list(teacher.grid_size())})
+    cache = FeatureFolder.create(root, {"model": "test-teacher", "grid": list(teacher.grid_size())})
     features = teacher.extract(images).features
     for key, feature in zip(keys, features):
-        cache.put(key, feature, (200, 300))
+        cache.put(key, feature, ImageGeometry.fit((200, 300), 56))
     return root
 
 
@@ -134,6 +136,30 @@ def test_run_folder_and_config_refusal(tmp_path):
     with pytest.raises(InputError, match="no teacher features"):
         distill(dataclasses.replace(config, images=str(write_list(tmp_path / "x.txt", willow_images()[1][:4]))),
                 tmp_path / "run2", backbone=tiny_backbone())
+
+
+def test_a_cache_that_skipped_an_unreadable_image(tmp_path, capsys):
+    """cache-teacher skips a corrupt image; distill stops before training, or with --on-missing skip
+    trains without it, naming it. A truncated entry counts as missing too."""
+    train = willow_images()[0][::10][:5]
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+    listing = write_list(tmp_path / "train.txt", train + [corrupt])
+    cache = tmp_path / "cache"
+    report = extract_features(listing, cache, model=make_teacher(56), settings=ExtractSettings(embeddings=False,
+                              workers=0), progress=False)
+    assert report.written == 5 and [where for _, where, _ in report.failed] == [str(corrupt.resolve())]
+    config = DistillConfig(images=str(listing), teacher_cache=str(cache), input_size=56, epochs=1, neighbours=2,
+                           progress=False)
+    with pytest.raises(InputError, match=r"no teacher features for 1 of 6 images, e.g. '.*corrupt.png'.*"
+                                         r"--on-missing skip"):
+        distill(config, tmp_path / "run", backbone=tiny_backbone())
+    entry = FeatureFolder(cache).path(str(train[0].resolve()))
+    entry.write_bytes(entry.read_bytes()[:-100])  # a torn write: no longer a whole entry
+    result = distill(dataclasses.replace(config, on_missing="skip"), tmp_path / "run", backbone=tiny_backbone())
+    error = capsys.readouterr().err
+    assert "skipping 2 of 6 images the teacher cache" in error and "corrupt.png" in error and train[0].name in error
+    assert result.global_step == 4  # one pair per image and epoch, over the 4 images the cache holds
 
 
 def test_killed_run_resumes_exactly(tmp_path):

@@ -20,9 +20,8 @@ SOURCE = REPO / "src" / "semcorr"
 LAYERS = (
     "semcorr._lazy", "semcorr.errors", "semcorr.settings", "semcorr.fileio", "semcorr.runtime", "semcorr.geometry",
     "semcorr.images", "semcorr.features.config", "semcorr.features", "semcorr.matching", "semcorr.data",
-    "semcorr.pose_align", "semcorr.viz", "semcorr.matcher", "semcorr.transfer", "semcorr.cache", "semcorr.threed",
-    "semcorr.eval",
-    "semcorr.train", "semcorr.video", "semcorr.segment", "semcorr.export", "semcorr.bench", "semcorr.demo",
+    "semcorr.pose_align", "semcorr.viz", "semcorr.matcher", "semcorr.transfer", "semcorr.store", "semcorr.extract",
+    "semcorr.threed", "semcorr.eval", "semcorr.train", "semcorr.video", "semcorr.segment", "semcorr.export", "semcorr.bench", "semcorr.demo",
     "semcorr.app", "semcorr.cli",
 )
 
@@ -160,7 +159,8 @@ print("torch imported:", "torch" in sys.modules)
 
 
 @pytest.mark.parametrize("args", [["--help"], ["match", "--help"], ["distill", "--help"], ["eval", "--help"],
-                                  ["transfer", "--help"], ["warp", "--help"],
+                                  ["transfer", "--help"], ["warp", "--help"], ["extract", "--help"],
+                                  ["cache-teacher", "--help"],
                                   ["match", "only-one-image.png"], ["bench", "--precision", "fp64"]])
 def test_help_and_argument_errors_import_no_torch(args):
     env = dict(os.environ, PYTHONPATH=str(SOURCE.parent))

@@ -15,6 +15,7 @@ from semcorr.cli import main
 from semcorr.data import load_pf_willow, load_spair
 from semcorr.data.symmetry import AP10K_MIRROR_PAIRS, SPAIR_MIRROR_PAIRS, mirror_partner_rows
 from semcorr.eval import FeatureStore
+from semcorr.store import FeatureFolder
 from semcorr.eval.runner import _predict, predict
 from semcorr.matching import MatchSettings
 from semcorr.pose_align import align_sources, choose_orientation, flip_image, flip_points, mutual_nn_distance
@@ -157,8 +158,8 @@ class TestEvaluation:
         with FeatureStore(extractor, mode="disk", progress=False) as store:
             store.compute(sources + [p.target_image for p in pairs], flipped=sources)
             assert store.computed == 4 + 2  # 2 sources, 2 mirrored copies as targets; each source mirrored
-            names = sorted(f.name for f in store.folder.iterdir())
-            assert sum(name.endswith("-hflip.safetensors") for name in names) == 2 and len(names) == 6
+            keys = FeatureFolder(store.folder).keys()
+            assert sum(key.endswith("|mirrored") for key in keys) == 2 and len(keys) == 6
             stored, geometry = store.get(willow[0].source_image, flipped=True)
             fresh = extractor.extract(flip_image(load_image(willow[0].source_image)))
             assert torch.allclose(stored.float(), fresh.features[0], atol=2e-3) and geometry == fresh.geometries[0]
@@ -184,7 +185,8 @@ class TestEvaluation:
         assert alignment["n_flipped"] == sum(r["flipped"] for r in records) and 0 <= alignment["n_flipped"] <= 3
         assert summary["timing"]["images_computed"] == 5  # 4 images and 1 mirrored source
         assert f"pose alignment: {alignment['n_flipped']} of 3 pairs" in capsys.readouterr().out
-        assert len(list((tmp_path / "cache").rglob("*-hflip.safetensors"))) == 1
+        (store,) = [FeatureFolder(config.parent) for config in (tmp_path / "cache").glob("*/config.json")]
+        assert sum(key.endswith("|mirrored") for key in store.keys()) == 1 and len(store) == 5
         assert main(args) == 0  # the second run reads the mirrored features back from disk
         again = json.loads(out.read_text())
         assert again["timing"]["images_computed"] == 0

@@ -102,13 +102,14 @@ class TestOutputsCheckedFirst:
         one_line(cli("demo", "--out-dir", read_only / "demo"), "not writable")
 
     def test_a_full_disk_is_one_line_and_leaves_no_part(self, images, tmp_path):
-        """RLIMIT_FSIZE makes the first feature file too large to write (EFBIG), as a full disk would."""
+        """RLIMIT_FSIZE makes the first feature file too large to write (EFBIG), as a full disk would.
+        (Decoding in the process: the limit would also stop workers' shared memory, which a full disk does not.)"""
         listing = tmp_path / "list.txt"
         listing.write_text(f"{images[0]}\n")
         code = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_FSIZE, (20000, resource.RLIM_INFINITY))\n"
                 "from semcorr.cli import main\nsys.exit(main(sys.argv[1:]))")
         result = subprocess.run([sys.executable, "-c", code, "cache-teacher", str(listing), "--out",
-                                 str(tmp_path / "cache"), "--model", "baseline", "--no-progress"],
+                                 str(tmp_path / "cache"), "--model", "baseline", "--no-progress", "--workers", "0"],
                                 capture_output=True, text=True, timeout=120,
                                 env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
         one_line(result, "cannot write it", "too large")
@@ -116,17 +117,29 @@ class TestOutputsCheckedFirst:
         assert not [p for p in (tmp_path / "cache").rglob("*.tmp")]
 
 
+def test_decoding_workers_fit_in_shared_memory():
+    """A worker that cannot put its batch in /dev/shm would hang the loader: fewer are started."""
+    from semcorr.extract.decode import workers_that_fit
+
+    with pytest.warns(UserWarning, match="1 decoding worker"):
+        assert workers_that_fit(4, 10_000_000, room=64_000_000) == 1
+    with pytest.warns(UserWarning, match="0 decoding worker"):
+        assert workers_that_fit(2, 40_000_000, room=64_000_000) == 0
+    assert workers_that_fit(4, 1_000_000, room=64_000_000) == 4 and workers_that_fit(0, 10**9, room=0) == 0
+
+
 class TestNoNaN:
     def _cache(self, tmp_path: Path) -> tuple[Path, Path]:
-        from semcorr.cache.store import TeacherCache
+        from semcorr.geometry import ImageGeometry
+        from semcorr.store import FeatureFolder
 
         files = sorted(data_path("pf-willow", "car(G)").glob("*.png"))[:4]
         listing = tmp_path / "list.txt"
         listing.write_text("".join(f"{f}\n" for f in files))
-        cache = TeacherCache.create(tmp_path / "cache", {"model": "noise"})
+        cache = FeatureFolder.create(tmp_path / "cache", {"model": "noise"})
         generator = torch.Generator().manual_seed(0)
         for f in files:
-            cache.put(str(f), torch.randn(16, 4, 4, generator=generator), (100, 100))
+            cache.put(str(f), torch.randn(16, 4, 4, generator=generator), ImageGeometry.fit((100, 100), 56))
         return listing, cache.root
 
     def test_training_stops_at_the_first_non_finite_loss_and_keeps_the_last_good_checkpoint(self, tmp_path):

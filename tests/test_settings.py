@@ -13,6 +13,7 @@ from semcorr.bench import BenchSettings
 from semcorr.cli import build_parser
 from semcorr.errors import InputError, SettingError
 from semcorr.eval import PCKSettings
+from semcorr.extract import ExtractSettings, RaySettings
 from semcorr.features import (BaselineConfig, DinoV2Config, ExtractorConfig, SdxlTurboConfig, StudentConfig,
                               TeacherConfig)
 from semcorr.matching import MatchSettings
@@ -99,6 +100,12 @@ class TestDataclasses:
         (lambda: TransferSettings(min_confidence=1.5), "min_confidence"),
         (lambda: TransferSettings(on_error="ignore"), "on_error"),
         (lambda: WarpSettings(fill_below=-0.1), "fill_below"),
+        (lambda: DistillConfig(images="x", on_missing="maybe"), "on_missing"),
+        (lambda: ExtractSettings(batch_size=0), "batch_size"),
+        (lambda: ExtractSettings(workers=-1), "workers"),
+        (lambda: ExtractSettings(on_error="ignore"), "on_error"),
+        (lambda: RaySettings(concurrency=0), "concurrency"),
+        (lambda: RaySettings(num_gpus=-1), "num_gpus"),
     ])
     def test_refused_with_field_value_and_rule(self, build, field):
         with pytest.raises(SettingError) as caught:
@@ -111,7 +118,7 @@ class TestDataclasses:
         for settings in (MatchSettings(), TrackSettings(), SegmentSettings(), PCKSettings(), ExtractorConfig(),
                          BaselineConfig(), DinoV2Config(), StudentConfig(), SdxlTurboConfig(), TeacherConfig(),
                          BenchSettings(), DistillConfig(images="x"), FinetuneConfig(pair_file="p.h5"),
-                         TransferSettings(), WarpSettings()):
+                         TransferSettings(), WarpSettings(), ExtractSettings(), RaySettings()):
             assert dataclasses.replace(settings) == settings
 
 
@@ -129,6 +136,9 @@ def _help_default(parser, command: str, dest: str) -> str:
     ("transfer", TransferSettings(), ("min_confidence", "cycle_tolerance", "agreement_tolerance", "batch_size",
                                       "on_error")),
     ("warp", WarpSettings(), ("cycle_tolerance", "fill_below")),
+    ("extract", ExtractSettings(), ("batch_size", "on_error")),
+    ("extract", RaySettings(), ("num_gpus", "concurrency", "cpus_per_actor")),
+    ("cache-teacher", ExtractSettings(), ("batch_size", "on_error")),
 ])
 def test_help_states_the_dataclass_defaults(command, settings, fields):
     """Options that fill a settings dataclass default to "not given"; their help repeats its defaults."""

@@ -29,8 +29,8 @@ def test_the_base_holds_the_shared_fields_once():
     shared = {f.name for f in dataclasses.fields(TrainConfig)}
     distill = {f.name for f in dataclasses.fields(DistillConfig)} - shared
     finetune = {f.name for f in dataclasses.fields(FinetuneConfig)} - shared
-    assert distill == {"images", "pair_list", "teacher_cache", "teacher", "teacher_weights", "temperature",
-                       "neighbours"}
+    assert distill == {"images", "pair_list", "teacher_cache", "on_missing", "teacher", "teacher_weights",
+                       "temperature", "neighbours"}
     assert finetune == {"pair_file", "adapter", "beta", "points_per_pair", "jitter"}
     assert OPERATIONAL <= shared
     assert (DistillConfig(images="x").weight_decay, FinetuneConfig(pair_file="p").weight_decay) == (0.05, 0.0)

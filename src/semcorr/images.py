@@ -155,11 +155,18 @@ def warn_if_small(pixels: torch.Tensor, source: ImageInput, input_size: int) -> 
 
 @dataclass(frozen=True)
 class ImageItem:
-    """One image of a collection: its key (the name caches and outputs use), its file, its category."""
+    """One image of a collection: its key (the name caches and outputs use), its file, its category,
+    and whether it is taken mirrored left to right (pose alignment's mirrored sources)."""
 
     key: str
     path: Path
     category: str | None = None
+    mirrored: bool = False
+
+    def load(self) -> torch.Tensor:
+        """The image as :func:`load_image` gives it, mirrored if asked: (3, H, W) float32 in [0, 1]."""
+        pixels = load_image(self.path)
+        return pixels.flip(-1) if self.mirrored else pixels
 
 
 def list_images(source: str | os.PathLike, *, category_from_folder: bool = False) -> list[ImageItem]:

@@ -1,6 +1,7 @@
 """What things cost: feature extraction per model (:mod:`.extract`, ``semcorr bench``), the SDXL-Turbo
-teacher (:mod:`.sdxl`, ``semcorr bench-sdxl``) and a training step (:mod:`.train_step`,
-``semcorr bench-train``). Names load on first use (:mod:`semcorr._lazy`).
+teacher (:mod:`.sdxl`, ``semcorr bench-sdxl``), a training step (:mod:`.train_step`,
+``semcorr bench-train``) and decoding images for extraction (:mod:`.decode`, ``semcorr bench-decode``).
+Names load on first use (:mod:`semcorr._lazy`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from .._lazy import lazy_namespace
 _EXPORTS = {
     "BenchSettings": "extract", "default_reference": "extract", "format_table": "extract", "measure": "extract",
     "run_bench": "extract", "run_sdxl_bench": "sdxl", "run_train_step_bench": "train_step",
-    "format_train_step_table": "train_step", "time_steps": "train_step",
+    "format_train_step_table": "train_step", "time_steps": "train_step", "bench_decode": "decode",
+    "format_decode_table": "decode",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

@@ -24,12 +24,13 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..cache.store import TeacherCache
 from ..errors import InputError
 from ..features.config import SdxlTurboConfig
 from ..features.registry import build_extractor
 from ..features.sdxl_parts import SDXL_UNET_CONFIG, build_vae
 from ..features.sdxl_unet import UnetTrunk
+from ..geometry import ImageGeometry
+from ..store.folder import FeatureFolder
 
 
 def unet_flops(latent: int = 122) -> dict[str, float]:
@@ -55,8 +56,9 @@ def unet_flops(latent: int = 122) -> dict[str, float]:
 def cache_bytes_per_image(channels: int = 2048, grid: int = 31) -> int:
     """Size on disk of one cache entry of a (channels, grid, grid) teacher map."""
     with tempfile.TemporaryDirectory() as folder:
-        cache = TeacherCache.create(folder, {"model": "bench"})
-        return cache.put("train2017/000000000009.jpg", torch.zeros(channels, grid, grid), (480, 640))
+        cache = FeatureFolder.create(folder, {"model": "bench"})
+        return cache.put("train2017/000000000009.jpg", torch.zeros(channels, grid, grid),
+                         ImageGeometry.fit((480, 640), 434))
 
 
 def _median_seconds(step: Callable[[], Any], runs: int) -> tuple[float, float, float]:

@@ -1,5 +1,6 @@
 """``semcorr bench`` (feature extraction per model), ``semcorr bench-train`` (a training step of the
-student) and ``semcorr bench-sdxl`` (the SDXL-Turbo teacher): :mod:`semcorr.bench`."""
+student), ``semcorr bench-sdxl`` (the SDXL-Turbo teacher) and ``semcorr bench-decode`` (decoding
+images for extraction): :mod:`semcorr.bench`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import argparse
 import json
 
 from ..settings import PRECISIONS
-from .options import add_threads_option
+from .options import add_model_options, add_threads_option, model_spec
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -47,6 +48,18 @@ def run_sdxl(args: argparse.Namespace) -> int:
     run_sdxl_bench(precisions=args.precision, runs=args.runs, component_runs=args.component_runs,
                    timesteps=args.timesteps, input_size=args.input_size, flops_only=args.flops_only,
                    log=lambda line: print(line, flush=True))
+    return 0
+
+
+def run_decode(args: argparse.Namespace) -> int:
+    from ..bench.decode import bench_decode, format_decode_table
+    from ..fileio import write_json
+
+    result = bench_decode(args.images, model=model_spec(args), workers=args.workers, batch_size=args.batch_size,
+                          limit=args.limit, repeats=args.repeats)
+    print(format_decode_table(result))
+    if args.out:
+        write_json(args.out, result)
     return 0
 
 
@@ -95,3 +108,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     sdxl.add_argument("--input-size", type=int, default=980, help="canvas side (default 980: grid 31)")
     sdxl.add_argument("--flops-only", action="store_true", help="only count FLOPs and cache bytes")
     sdxl.set_defaults(run=run_sdxl)
+
+    decode = commands.add_parser("bench-decode", help="images/s of reading, decoding and resizing images onto a "
+                                 "model's canvas, alone, per number of decoding workers (what --workers needs)")
+    decode.add_argument("images", help="a folder of images (searched recursively) or a text file listing them")
+    add_model_options(decode, "student")
+    decode.add_argument("--workers", nargs="+", type=int, default=[0, 1, 2],
+                        help="decoding processes to compare (0: in the main process; default 0 1 2)")
+    decode.add_argument("--batch-size", type=int, default=8, help="images per batch (default 8)")
+    decode.add_argument("--limit", type=int, help="only the first N images")
+    decode.add_argument("--repeats", type=int, default=3, help="timed passes per configuration (median; default 3)")
+    decode.add_argument("--out", help="also write the results as JSON here")
+    decode.set_defaults(run=run_decode)

@@ -1,5 +1,6 @@
-"""``semcorr cache-teacher IMAGES --out DIR``: fill a teacher-feature cache with
-:func:`semcorr.cache.cache_teacher` (one process, or one share per rank under torchrun)."""
+"""``semcorr cache-teacher IMAGES --out DIR``: fill a teacher-feature cache (a feature store of the
+teacher's dense features) with :func:`semcorr.extract.extract_features` (one process, one share per
+torchrun rank, or a Ray cluster)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import sys
 from typing import Any
 
 from ..errors import InputError
-from ..settings import ON_ERROR
-from .options import add_model_options, model_arguments
+from .options import add_engine_options, add_model_options, extract_settings, model_spec, ray_settings
 
 MEMBER_OPTIONS = ("vae", "tiny_vae_weights")
 
@@ -40,20 +40,16 @@ def member_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_cache_teacher(args: argparse.Namespace) -> int:
-    from ..cache.run import cache_teacher
-    from ..features.registry import build_extractor
+    from ..extract.run import extract_features
     from ..images import list_images
-    from ..runtime import resolve_rank
 
-    overrides = member_overrides(args)
-    rank, world_size = resolve_rank(args.rank, args.world_size)
+    spec = model_spec(args, **member_overrides(args))
     images = list_images(args.images, category_from_folder=args.category_from_folder)
-    arguments = model_arguments(args)
-    extractor = build_extractor(arguments.pop("model"), **arguments, **overrides)
-    if extractor.random_weights:
+    if spec.random_weights:
         print("semcorr: warning: random weights; the cached features carry no meaning", file=sys.stderr)
-    report = cache_teacher(extractor, images, args.out, rank=rank, world_size=world_size,
-                           batch_size=args.batch_size, on_error=args.on_error, progress=not args.no_progress)
+    report = extract_features(images, args.out, model=spec, settings=extract_settings(args, embeddings=False),
+                              engine=args.engine, ray=ray_settings(args), rank=args.rank, world_size=args.world_size,
+                              progress=not args.no_progress)
     print(report.summary())
     return 0
 
@@ -61,11 +57,12 @@ def run_cache_teacher(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser(
         "cache-teacher", help="cache a teacher's per-image features (fp16; resumable; several ranks)",
-        description="Cache per-image teacher features in DIR: one fp16 safetensors file per image, written "
-                    "atomically. Rerun to resume; run several processes (RANK/WORLD_SIZE, or --rank/--world-size) "
-                    "to share the work.")
+        description="Cache per-image teacher features in DIR (a feature store, as `semcorr extract` writes, "
+                    "without embeddings): one fp16 safetensors file per image, written atomically. Rerun to resume; "
+                    "run several processes (torchrun, RANK/WORLD_SIZE, or --rank/--world-size) to share the work, "
+                    "or --engine ray on a Ray cluster.")
     command.add_argument("images", help="a folder of images (searched recursively) or a text file listing them")
-    command.add_argument("--out", required=True, help="the cache folder")
+    command.add_argument("--out", required=True, metavar="DIR", help="the cache folder")
     add_model_options(command, "teacher")
     command.add_argument("--sdxl-weights", help="teacher: SDXL-Turbo diffusers folder or Hugging Face id")
     command.add_argument("--dino-weights", help="teacher: DINOv2 folder, Hugging Face id or .pth file")
@@ -73,10 +70,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--tiny-vae-weights", help="TAESDXL: taesdxl_encoder.safetensors, folder or hub id")
     command.add_argument("--category-from-folder", action="store_true",
                          help="prompt SDXL with 'a photo of a <parent folder name>' (default: neutral prompt)")
-    command.add_argument("--rank", type=int, help="this process's rank (default: $RANK, else 0)")
-    command.add_argument("--world-size", type=int, help="number of processes (default: $WORLD_SIZE, else 1)")
-    command.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1)")
-    command.add_argument("--on-error", choices=ON_ERROR, default="skip",
-                         help="an unreadable image is reported and skipped (default) or stops the run")
-    command.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_engine_options(command)
     command.set_defaults(run=run_cache_teacher)

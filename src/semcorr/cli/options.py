@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import InputError
+from ..extract.config import ENGINES, ExtractSettings, ModelSpec, RaySettings
 from ..features.config import DEFAULT_MODEL
 from ..fileio import read_json
-from ..settings import PRECISIONS, RESIZE_MODES
+from ..settings import ON_ERROR, PRECISIONS, RESIZE_MODES
 
 MATCH_FIELDS = ("grid", "method", "window", "temperature")
 
@@ -150,3 +151,47 @@ def read_points_file(path: str) -> list[list[float]]:
 
 def add_threads_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """The options of an extraction run (``extract``, ``cache-teacher``): batching, decoding, errors,
+    the engine, the Ray engine's resources and the local engine's rank; read them back with
+    :func:`extract_settings` and :func:`ray_settings`."""
+    parser.add_argument("--batch-size", type=int, help="images per forward pass (default 8)")
+    parser.add_argument("--workers", type=int, help="processes decoding and resizing images (default: one per CPU "
+                        "less one, at most 8; 0: none)")
+    parser.add_argument("--on-error", choices=ON_ERROR,
+                        help="an unreadable image is reported by path and skipped (default skip) or stops the run")
+    parser.add_argument("--engine", choices=ENGINES, default="local",
+                        help="local: this process (under torchrun / accelerate: each process its share); "
+                             "ray: a Ray Data pipeline on a Ray cluster (pip install 'semcorr[ray]') (default local)")
+    parser.add_argument("--ray-address", help="ray: the cluster to join (auto, HOST:PORT, ray://HOST:10001; "
+                        "default: $RAY_ADDRESS, else a local Ray)")
+    parser.add_argument("--num-gpus", type=float, help="ray: GPUs per extracting actor (default 0.0)")
+    parser.add_argument("--concurrency", type=int, help="ray: extracting actors, each loads the model once (default 1)")
+    parser.add_argument("--cpus-per-actor", type=float, help="ray: CPUs per extracting actor (default 1.0)")
+    parser.add_argument("--rank", type=int, help="local: this process's rank (default: $RANK, else 0)")
+    parser.add_argument("--world-size", type=int, help="local: number of processes (default: $WORLD_SIZE, else 1)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def extract_settings(args: argparse.Namespace, **fixed: Any) -> ExtractSettings:
+    """The :class:`~semcorr.extract.ExtractSettings` of :func:`add_engine_options`' options (``fixed``:
+    fields the command sets itself)."""
+    return ExtractSettings(**given(args, ("batch_size", "workers", "on_error")), **fixed)
+
+
+def ray_settings(args: argparse.Namespace) -> RaySettings:
+    """The :class:`~semcorr.extract.RaySettings` of :func:`add_engine_options`' options."""
+    fields = given(args, ("num_gpus", "concurrency", "cpus_per_actor"))
+    return RaySettings(address=args.ray_address, **fields)
+
+
+def model_spec(args: argparse.Namespace, **overrides: Any) -> ModelSpec:
+    """The :class:`~semcorr.extract.ModelSpec` of :func:`add_model_options`' options (plus config
+    ``overrides`` of the command's own): what each engine process builds."""
+    arguments = model_arguments(args)
+    name, weights = arguments.pop("model"), arguments.pop("weights")
+    random_weights, device = arguments.pop("random_weights"), arguments.pop("device")
+    return ModelSpec(name, weights=weights, random_weights=random_weights, device=device,
+                     overrides={**arguments, **overrides})

@@ -9,6 +9,7 @@ import os
 import sys
 from typing import Any
 
+from ..settings import ON_ERROR
 from ..train.config import TRAIN_PRECISIONS, DistillConfig, FinetuneConfig, TrainConfig
 
 HELP = {
@@ -28,6 +29,7 @@ HELP = {
     "images": "folder of training images (recursive) or a text file listing them",
     "pair_list": "a text file of 'source target' image keys per line (default: retrieval pairing)",
     "teacher_cache": "teacher-feature cache filled by `semcorr cache-teacher` over the same images",
+    "on_missing": "images the teacher cache does not hold stop the run (stop), or are left out and named (skip)",
     "teacher": "run this teacher preset live instead of a cache (e.g. teacher)",
     "teacher_weights": "weights of the live teacher preset",
     "neighbours": "k nearest neighbours of the retrieval pairing",
@@ -38,6 +40,7 @@ HELP = {
     "points_per_pair": "use at most this many correspondences of a pair per step (drawn at random)",
     "jitter": "std of Gaussian noise on the target points, as a fraction of the target image's longer side",
 }
+CHOICES = {"precision": TRAIN_PRECISIONS, "on_missing": ON_ERROR}
 # Pairs come from one source at most; finetune-3d needs one.
 SOURCES = {DistillConfig: ("pair_list", "benchmark"), FinetuneConfig: ("pair_file", "benchmark")}
 
@@ -58,8 +61,9 @@ def add_config_options(command: argparse.ArgumentParser, config_class: type[Trai
                                     action="store_false", help=f"turn off: {help_text}")
             else:
                 target.add_argument(flag, action="store_true", help=help_text)
-        elif field.name == "precision":
-            target.add_argument(flag, choices=TRAIN_PRECISIONS, default=default, help=help_text)
+        elif field.name in CHOICES:
+            target.add_argument(flag, choices=CHOICES[field.name], default=default,
+                                help=f"{help_text} (default {default})")
         else:
             kind = type(default) if default is not None else str
             target.add_argument(flag, type=kind, default=default, help=f"{help_text} (default {default})")

@@ -2,40 +2,42 @@
 
 Features are kept as float16 ``(C, h, w)`` on the extractor's native grid in both modes, so a
 result does not depend on where they were kept, with each cell's raw norm as float32 ``(1, h, w)``
-(:attr:`FeatureMap.norms`). On disk each image is one safetensors file (``features`` and ``norms``,
-plus its geometry in the metadata) under ``<cache_dir>/<fingerprint>/``, where the
-fingerprint covers the model name and its whole config; a file's name covers the image's path,
-size and modification time. Files are written atomically, so an interrupted run resumes where it
-stopped. Random-weight models never reuse a cache (their weights differ on every build).
+(:attr:`FeatureMap.norms`). They are computed by the extraction engine
+(:func:`semcorr.extract.extract_batches`: images decoded by worker processes, batches of
+``batch_size``). On disk they live in a feature store (:class:`semcorr.store.FeatureFolder`, the
+store ``semcorr extract`` and ``semcorr cache-teacher`` write) at ``<cache_dir>/<digest>/``, where
+the digest covers the model's name, class, whole config and grid; an image's key covers its
+resolved path, size and modification time, so a changed file is computed again. Entries are
+written atomically in the background, so an interrupted run resumes where it stopped. Random-weight
+models never reuse a cache (their weights differ on every build). Folders of the earlier
+evaluation cache (flat ``.safetensors`` files, no ``config.json``) are not read; a warning names them.
 
-An image's mirror image (pose alignment, :mod:`semcorr.pose_align`) is stored as an image of its
-own, ``flipped=True``, in a file of its own (``<key>-hflip.safetensors``).
+An image's mirror image (pose alignment, :mod:`semcorr.pose_align`) is an image of its own,
+``flipped=True``, with a key of its own (``...|mirrored``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import shutil
 import tempfile
 import uuid
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Literal, Sequence
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 from tqdm import tqdm
 
-from ..errors import InputError
+from ..errors import CheckpointError, InputError
+from ..extract.config import ExtractSettings
+from ..extract.local import extract_batches
 from ..features.base import Extractor, FeatureMap
-from ..fileio import write_atomically
 from ..geometry import ImageGeometry
-from ..images import load_image
-from ..pose_align import flip_image
+from ..images import ImageItem
+from ..store.folder import FeatureFolder, extractor_identity, identity_digest
+from ..store.writer import BackgroundWriter, Entry
 
 CacheMode = Literal["auto", "memory", "disk"]
 CACHE_MODES: tuple[str, ...] = ("auto", "memory", "disk")
@@ -43,23 +45,25 @@ DEFAULT_MEMORY_LIMIT = 1 << 30  # auto mode keeps at most this many bytes of fea
 _LRU_SIZE = 128  # disk mode keeps this many recently used images in memory
 DEFAULT_UPSAMPLED_LIMIT = 512 << 20  # bytes of upsampled maps kept for reuse
 _Key = tuple[Path, bool]  # (image file, mirrored left to right)
-_Entry = tuple[Tensor, ImageGeometry, Tensor]  # (C, h, w) float16 features, geometry, (1, h, w) float32 norms
+_Stored = tuple[Tensor, ImageGeometry, Tensor | None]  # (C, h, w) float16 features, geometry, (1, h, w) norms
 
 
-def fingerprint(extractor: Extractor) -> str:
-    """A short hash of what determines an extractor's features (name and config)."""
-    config = dataclasses.asdict(extractor.config) if dataclasses.is_dataclass(extractor.config) else {}
-    described = {"model": extractor.name, "config": config, "class": type(extractor).__qualname__}
-    if extractor.random_weights:
-        described["random"] = uuid.uuid4().hex
-    text = json.dumps(described, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def _image_key(image: _Key) -> str:
+    """The store key of an image file (or its mirror image): resolved path, size, modification time."""
+    path, flipped = image
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{path}: not found") from None
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}{'|mirrored' if flipped else ''}"
 
 
-def _image_key(path: Path) -> str:
-    stat = path.stat()
-    text = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+def _earlier_caches(base: Path) -> list[Path]:
+    """Folders of the evaluation cache of semcorr before the feature store: flat .safetensors files."""
+    if not base.is_dir():
+        return []
+    return sorted(folder for folder in base.iterdir() if folder.is_dir() and not (folder / "config.json").exists()
+                  and next(folder.glob("*.safetensors"), None) is not None)
 
 
 class FeatureStore:
@@ -73,74 +77,65 @@ class FeatureStore:
             a temporary folder removed by :meth:`close`.
         batch_size: images per extractor call.
         progress: show a progress bar while extracting.
+        workers: processes decoding images (``None``: one per CPU, at most 8; 0: none).
     """
 
     def __init__(self, extractor: Extractor, *, mode: CacheMode = "auto", cache_dir: str | Path | None = None,
-                 batch_size: int = 8, progress: bool = True, memory_limit: int = DEFAULT_MEMORY_LIMIT) -> None:
+                 batch_size: int = 8, progress: bool = True, memory_limit: int = DEFAULT_MEMORY_LIMIT,
+                 workers: int | None = None) -> None:
         if mode not in CACHE_MODES:
             raise InputError(f"feature cache must be one of {CACHE_MODES}, got {mode!r}")
         if batch_size < 1:
             raise InputError(f"batch size must be at least 1, got {batch_size}")
         self.extractor, self.batch_size, self.progress = extractor, batch_size, progress
+        self.settings = ExtractSettings(batch_size=batch_size, workers=workers, on_error="stop", embeddings=False)
         self.memory_limit = memory_limit
         self.mode: str = "disk" if (mode == "disk" or (mode == "auto" and cache_dir is not None)) else mode
         self._cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self._folder: Path | None = None
+        self._store: FeatureFolder | None = None
         self._temporary: Path | None = None
-        self._memory: dict[_Key, _Entry] = {}
-        self._recent: OrderedDict[_Key, _Entry] = OrderedDict()
+        self._memory: dict[_Key, _Stored] = {}
+        self._recent: OrderedDict[_Key, _Stored] = OrderedDict()
         self.computed = 0  # images whose features this store computed (the rest came from disk)
         self.upsampled_limit = DEFAULT_UPSAMPLED_LIMIT
         self._upsampled: OrderedDict[tuple[_Key, int | None], FeatureMap] = OrderedDict()
         self._upsampled_bytes = 0
 
-    # --- disk layout -----------------------------------------------------------------------
+    # --- disk ------------------------------------------------------------------------------
 
     @property
     def folder(self) -> Path | None:
-        """The disk cache folder in use (``None`` in memory mode)."""
-        return self._folder
+        """The feature store folder in use (``None`` in memory mode)."""
+        return self._store.root if self._store is not None else None
 
-    def _open_folder(self) -> Path:
-        if self._folder is None:
+    def _open_store(self) -> FeatureFolder:
+        if self._store is None:
             if self._cache_dir is None:
                 self._temporary = Path(tempfile.mkdtemp(prefix="semcorr-features-"))
-                base = self._temporary
             else:
-                base = self._cache_dir
-            self._folder = base / fingerprint(self.extractor)
-            try:
-                self._folder.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise InputError(f"{self._folder}: cannot create the feature cache ({error})") from None
-        return self._folder
+                earlier = _earlier_caches(self._cache_dir)
+                if earlier:
+                    warnings.warn(f"{self._cache_dir}: {len(earlier)} folders of the earlier evaluation cache "
+                                  f"(e.g. {earlier[0].name}) are no longer read; delete them", stacklevel=4)
+            identity = extractor_identity(self.extractor)
+            if self.extractor.random_weights:  # never reused: the weights differ on every build
+                identity["build"] = uuid.uuid4().hex
+            root = (self._cache_dir or self._temporary) / identity_digest(identity)
+            self._store = FeatureFolder.create(root, identity)
+        return self._store
 
-    def _file(self, key: _Key) -> Path:
-        image, flipped = key
-        return self._open_folder() / f"{_image_key(image)}{'-hflip' if flipped else ''}.safetensors"
-
-    def _write(self, key: _Key, entry: _Entry) -> None:
-        features, geometry, norms = entry
-        metadata = {"geometry": json.dumps(dataclasses.asdict(geometry)), "image": str(key[0]),
-                    "flipped": str(key[1])}
-        tensors = {"features": features.contiguous(), "norms": norms.contiguous()}
-        write_atomically(self._file(key), safetensors_bytes(tensors, metadata=metadata))
-
-    def _read(self, key: _Key) -> _Entry:
-        path, image = self._file(key), key[0]
+    def _read(self, key: _Key) -> _Stored:
+        store, name = self._open_store(), _image_key(key)
         try:
-            with safe_open(str(path), framework="pt") as handle:
-                features, norms = handle.get_tensor("features"), handle.get_tensor("norms")
-                fields = json.loads(handle.metadata()["geometry"])
-        except Exception as error:  # a damaged file: say which, and how to recover
-            raise InputError(f"{path}: unreadable feature cache file for {image} ({error}); delete it and rerun") from None
-        geometry = ImageGeometry(**{k: tuple(v) for k, v in fields.items()})
-        return features, geometry, norms
+            return store.get(name), store.geometry(name), store.norms(name)
+        except (KeyError, CheckpointError) as error:  # a damaged file: say which, and how to recover
+            raise InputError(f"{store.path(name)}: unreadable feature cache entry for {key[0]} ({error}); "
+                             "delete it and rerun") from None
 
     # --- public API ------------------------------------------------------------------------
 
     def _has(self, key: _Key) -> bool:
-        return key in self._memory if self.mode == "memory" else self._file(key).is_file()
+        return key in self._memory if self.mode == "memory" else _image_key(key) in self._open_store()
 
     def compute(self, images: Sequence[Path], *, flipped: Sequence[Path] = ()) -> None:
         """Extract (batched) the features of every image not stored yet.
@@ -152,30 +147,34 @@ class FeatureStore:
         """
         keys = list(dict.fromkeys([(Path(i), False) for i in images] + [(Path(i), True) for i in flipped]))
         missing = [key for key in keys if self.mode == "auto" or not self._has(key)]
-        with tqdm(total=len(missing), desc="features", unit="img", disable=not self.progress) as bar:
-            for start in range(0, len(missing), self.batch_size):
-                chunk = missing[start:start + self.batch_size]
-                fmap = self.extractor.extract([flip_image(load_image(image)) if flip else image
-                                               for image, flip in chunk])
-                features = fmap.features.to("cpu", torch.float16)
-                norms = fmap.norms.to("cpu", torch.float32)
+        named = {_image_key(key): key for key in missing}
+        items = [ImageItem(name, key[0], mirrored=key[1]) for name, key in named.items()]
+
+        def write(entry: Entry) -> int:  # the store is opened before the first batch is handed over
+            return self._open_store().put(entry.key, entry.features, entry.geometry, norms=entry.norms)
+
+        writer = BackgroundWriter(write)
+        with tqdm(total=len(missing), desc="features", unit="img", disable=not self.progress) as bar, writer:
+            for batch in extract_batches(self.extractor, items, self.settings):
+                if batch.failures:
+                    raise InputError(batch.failures[0][1])
                 if self.mode == "auto":  # decide from the size of the first batch
-                    per_image = features[0].numel() * features.element_size()
+                    per_image = batch.entries[0].features.numel() * batch.entries[0].features.element_size()
                     self.mode = "disk" if per_image * len(keys) > self.memory_limit else "memory"
-                for key, feature, geometry, norm in zip(chunk, features, fmap.geometries, norms):
-                    if self.mode == "memory":
-                        self._memory[key] = (feature.clone(), geometry, norm.clone())
-                    else:
-                        self._write(key, (feature, geometry, norm))
-                self.computed += len(chunk)
-                bar.update(len(chunk))
+                if self.mode == "memory":
+                    self._memory.update((named[e.key], (e.features.clone(), e.geometry, e.norms)) for e in batch.entries)
+                else:
+                    self._open_store()
+                    writer.submit(batch.entries)
+                self.computed += len(batch.entries)
+                bar.update(len(batch.entries))
 
     def get(self, image: Path, *, flipped: bool = False) -> tuple[Tensor, ImageGeometry]:
         """(C, h, w) float16 features and the geometry of one image (of its mirror image if ``flipped``)."""
-        features, geometry, _ = self._entry((Path(image), bool(flipped)))
+        features, geometry, _ = self._stored((Path(image), bool(flipped)))
         return features, geometry
 
-    def _entry(self, key: _Key) -> _Entry:
+    def _stored(self, key: _Key) -> _Stored:
         if self.mode == "memory":
             if key not in self._memory:
                 raise KeyError(f"no features computed for {key[0]}{' (flipped)' if key[1] else ''}")
@@ -196,11 +195,11 @@ class FeatureStore:
         if key in self._upsampled:
             self._upsampled.move_to_end(key)
             return self._upsampled[key]
-        features, geometry, norms = self._entry(image)
+        features, geometry, norms = self._stored(image)
         device = self.extractor.device
         features = torch.nn.functional.normalize(features.to(device, torch.float32), dim=0)
         fmap = FeatureMap(features[None], (geometry,), self.extractor.name, self.extractor.random_weights,
-                          norms[None].to(device)).upsample(grid)
+                          norms=None if norms is None else norms[None].to(device)).upsample(grid)
         self._upsampled[key] = fmap
         self._upsampled_bytes += fmap.features.numel() * fmap.features.element_size()
         while self._upsampled_bytes > self.upsampled_limit and len(self._upsampled) > 1:
@@ -219,7 +218,7 @@ class FeatureStore:
         maps = [self._one((Path(image), bool(flipped)), grid) for image in images]
         norms = torch.cat([m.norms for m in maps]) if all(m.norms is not None for m in maps) else None
         return FeatureMap(torch.cat([m.features for m in maps]), tuple(m.geometries[0] for m in maps),
-                          self.extractor.name, self.extractor.random_weights, norms)
+                          self.extractor.name, self.extractor.random_weights, norms=norms)
 
     def close(self) -> None:
         """Drop memory features; remove a temporary disk cache."""
@@ -230,7 +229,7 @@ class FeatureStore:
         if self._temporary is not None:
             shutil.rmtree(self._temporary, ignore_errors=True)
             self._temporary = None
-            self._folder = None
+            self._store = None
 
     def __enter__(self) -> "FeatureStore":
         return self

@@ -7,9 +7,7 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from ..geometry import ImageGeometry
-from ..images import pil_canvas
-from .base import Extractor
+from .base import Canvas, Extractor
 from .config import PATCH_SIZE, AdaptedDinoConfig
 from .dinov2 import DinoV2Extractor
 from .released import RELEASES, read_release
@@ -41,6 +39,7 @@ class AdaptedDinoExtractor(Extractor):
         self.backbone = DinoV2Extractor(config.backbone_config(), random_weights=random_weights,
                                         name=f"{name}/dinov2", backbone=backbone, weights_option="--backbone")
 
-    def resize(self, pixels: Tensor, geometry: ImageGeometry) -> Tensor:
+    def preparer(self) -> Canvas:
         """Pillow on 8-bit RGB, as the authors' torchvision ``Resize`` / ``Image.resize``."""
-        return pil_canvas(pixels, geometry, self.RESAMPLE, pad_value=self.PAD_VALUE)
+        return Canvas(self.config.input_size, self.config.resize_mode, resample=self.RESAMPLE,
+                      pad_value=self.PAD_VALUE)

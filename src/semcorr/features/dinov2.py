@@ -116,9 +116,11 @@ def build_backbone(config: DinoV2Config, *, random_weights: bool, name: str,
 
 
 class DinoV2Extractor(Extractor):
-    """DINOv2 patch tokens as dense features: (B, C, S/14, S/14), e.g. (B, 768, 31, 31) at 434."""
+    """DINOv2 patch tokens as dense features: (B, C, S/14, S/14), e.g. (B, 768, 31, 31) at 434;
+    its global embedding is the class token."""
 
     stride = PATCH_SIZE
+    embedding_kind = "class token"
 
     def __init__(self, config: DinoV2Config = DinoV2Config(), *, random_weights: bool = False,
                  name: str | None = None, backbone: Dinov2Model | Dinov2WithRegistersModel | None = None,
@@ -146,7 +148,12 @@ class DinoV2Extractor(Extractor):
 
     def forward(self, pixels: Tensor) -> Tensor:
         """(B, 3, S, S) in [0, 1] -> (B, C, S/14, S/14) patch tokens (not yet L2-normalised)."""
+        return self.forward_with_embedding(pixels)[0]
+
+    def forward_with_embedding(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, 3, S, S) in [0, 1] -> patch tokens (B, C, S/14, S/14) and class tokens (B, C), from
+        one pass (neither L2-normalised)."""
         batch, _, height, width = pixels.shape
         tokens = self.model(pixel_values=(pixels - self.mean) / self.std).last_hidden_state
         patches = tokens[:, self.num_prefix_tokens:]
-        return patches.transpose(1, 2).reshape(batch, -1, height // PATCH_SIZE, width // PATCH_SIZE)
+        return patches.transpose(1, 2).reshape(batch, -1, height // PATCH_SIZE, width // PATCH_SIZE), tokens[:, 0]

@@ -22,8 +22,7 @@ import torch
 from torch import Tensor
 
 from ..errors import InputError
-from ..images import ImageInput
-from .base import Extractor, FeatureMap
+from .base import Extractor
 from .config import SdxlTurboConfig
 from .sdxl_parts import SDXL_TURBO_ID, SdxlComponents, load_components, random_components
 from .sdxl_unet import UnetTrunk, describe_grid, vae_downsamplings
@@ -62,6 +61,7 @@ class SdxlTurboExtractor(Extractor):
     """
 
     stride = 32  # approximate: the grid follows the VAE and UNet rule, see grid_size()
+    prompted = True  # extract(images, categories=[...]): "a photo of a {category}" per image
 
     def __init__(self, config: SdxlTurboConfig = SdxlTurboConfig(), *, random_weights: bool = False,
                  name: str | None = None, components: SdxlComponents | None = None) -> None:
@@ -86,7 +86,6 @@ class SdxlTurboExtractor(Extractor):
         self.alphas_cumprod: tuple[float, ...] = tuple(float(a) for a in parts.alphas_cumprod)
         self.vae_kind, self.vae_stages = vae_downsamplings(self.vae)
         self._prompt_cache: dict[str, tuple[Tensor, Tensor]] = {}
-        self._categories: list[str | None] | None = None
 
     # --- geometry ------------------------------------------------------------------------------
 
@@ -176,12 +175,3 @@ class SdxlTurboExtractor(Extractor):
             total = features if total is None else total + features
         return total / len(self.config.timesteps)
 
-    def extract(self, images: ImageInput | Sequence[ImageInput], *, grad: bool = False,
-                categories: Sequence[str | None] | None = None) -> FeatureMap:
-        """Features of one image or a batch (see :meth:`Extractor.extract`), prompted per image with
-        ``categories`` (``None`` entries, or no list: the neutral prompt)."""
-        self._categories = list(categories) if categories is not None else None
-        try:
-            return super().extract(images, grad=grad)
-        finally:
-            self._categories = None

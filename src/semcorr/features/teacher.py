@@ -12,16 +12,16 @@ cosines weighted by the squared teacher weights.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import InputError
-from ..geometry import ImageGeometry, resize_onto_canvas
-from ..images import ImageInput, load_image, warn_if_small
-from .base import Extractor, FeatureMap
+from ..geometry import ImageGeometry
+from .base import Canvas, Extractor
 from .config import TeacherConfig
 from .dinov2 import DinoV2Extractor
 from .sdxl import SdxlTurboExtractor
@@ -38,8 +38,10 @@ class EnsembleTeacher(Extractor):
     """SDXL-Turbo + DINOv2 features: (B, 2048, 31, 31) for the default members.
 
     ``extract(images, categories=[...])`` prompts SDXL-Turbo per image, as
-    :meth:`SdxlTurboExtractor.extract` does.
+    :class:`SdxlTurboExtractor` does.
     """
+
+    prompted = True
 
     def __init__(self, config: TeacherConfig = TeacherConfig(), *, random_weights: bool = False,
                  name: str | None = None, sdxl_components: SdxlComponents | None = None,
@@ -59,33 +61,16 @@ class EnsembleTeacher(Extractor):
             raise InputError(f"{self.name}: SDXL-Turbo's grid {self.sdxl.grid_size()} at {sdxl_config.input_size} "
                              f"differs from DINOv2's {self.dino.grid_size()} at {dino_config.input_size}; choose "
                              "canvas sizes with equal grids (e.g. 980 and 434)")
-        self._categories: list[str | None] | None = None
 
     def grid_size(self, input_size: int | None = None) -> tuple[int, int]:
         """(h, w) of the grid for a DINOv2 canvas side (default: the configured one)."""
         return self.dino.grid_size(input_size)
 
-    def preprocess(self, images: Sequence[ImageInput]) -> tuple[dict[str, Tensor], tuple[ImageGeometry, ...]]:
-        """Load each image once and resize it onto both members' canvases.
-
-        Returns:
-            ``{"sdxl": (B, 3, 980, 980), "dino": (B, 3, 434, 434)}`` in [0, 1], and DINOv2's
-            geometries, which map the shared grid to original pixels for both members.
-        """
-        canvases: dict[str, list[Tensor]] = {"sdxl": [], "dino": []}
-        geometries = []
-        grid = self.grid_size()
-        for image in images:
-            pixels = load_image(image)
-            warn_if_small(pixels, image, self.config.input_size)
-            size = tuple(pixels.shape[-2:])
-            fitted = {key: ImageGeometry.fit(size, member.config.input_size, member.config.resize_mode)
-                      for key, member in (("sdxl", self.sdxl), ("dino", self.dino))}
-            _check_same_cells(fitted["sdxl"], fitted["dino"], grid, self.name)
-            for key, geometry in fitted.items():
-                canvases[key].append(resize_onto_canvas(pixels, geometry))
-            geometries.append(fitted["dino"])
-        return {key: torch.stack(value).to(self.device) for key, value in canvases.items()}, tuple(geometries)
+    def preparer(self) -> "TeacherCanvases":
+        """Each image once onto both members' canvases (:class:`TeacherCanvases`)."""
+        return TeacherCanvases(Canvas(self.sdxl.config.input_size, self.sdxl.config.resize_mode),
+                               Canvas(self.dino.config.input_size, self.dino.config.resize_mode),
+                               self.grid_size(), self.name)
 
     def forward(self, pixels: dict[str, Tensor] | Tensor) -> Tensor:
         """Both members' maps, each L2-normalised over channels and weighted, concatenated.
@@ -105,14 +90,24 @@ class EnsembleTeacher(Extractor):
         weight_sdxl, weight_dino = self.config.teacher_weights
         return torch.cat([sdxl * weight_sdxl, dino * weight_dino], dim=1)
 
-    def extract(self, images: ImageInput | Sequence[ImageInput], *, grad: bool = False,
-                categories: Sequence[str | None] | None = None) -> FeatureMap:
-        """Features of one image or a batch; ``categories`` prompt SDXL-Turbo per image."""
-        self._categories = list(categories) if categories is not None else None
-        try:
-            return super().extract(images, grad=grad)
-        finally:
-            self._categories = None
+
+@dataclass(frozen=True)
+class TeacherCanvases:
+    """One image onto both members' canvases (picklable, no model inside).
+
+    Returns ``{"sdxl": (3, 980, 980), "dino": (3, 434, 434)}`` in [0, 1] and DINOv2's geometry,
+    which maps the shared grid to original pixels for both members.
+    """
+
+    sdxl: Canvas
+    dino: Canvas
+    grid: tuple[int, int]
+    name: str
+
+    def __call__(self, pixels: Tensor) -> tuple[dict[str, Tensor], ImageGeometry]:
+        (sdxl, sdxl_geometry), (dino, dino_geometry) = self.sdxl(pixels), self.dino(pixels)
+        _check_same_cells(sdxl_geometry, dino_geometry, self.grid, self.name)
+        return {"sdxl": sdxl, "dino": dino}, dino_geometry
 
 
 def _check_same_cells(first: ImageGeometry, second: ImageGeometry, grid: tuple[int, int], name: str) -> None:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 from ..errors import InputError
 from ..eval.benchmarks import get_benchmark
 from ..features.config import PATCH_SIZE, StudentConfig, check_input_size, check_lora
-from ..settings import check_bool, check_choice, check_int, check_number, check_text, fail
+from ..settings import ON_ERROR, OnError, check_bool, check_choice, check_int, check_number, check_text, fail
 
 OPERATIONAL = frozenset({"device", "checkpoint_every", "log_every", "progress"})  # may change on resume
 TRAIN_PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
@@ -167,6 +167,8 @@ class DistillConfig(TrainConfig):
             supervised setting). Neither: each image with one of its ``neighbours`` nearest
             neighbours (DINOv2 class token), drawn anew every epoch.
         teacher_cache: folder filled by ``semcorr cache-teacher`` over the same images.
+        on_missing: images the teacher cache does not hold (e.g. unreadable ones it skipped) stop
+            the run before it starts (``stop``), or are left out, each named (``skip``).
         teacher: instead of a cache, a teacher preset run live (e.g. ``teacher``).
         teacher_weights: weights of the live teacher preset.
         temperature: softmax temperature of the loss.
@@ -179,6 +181,7 @@ class DistillConfig(TrainConfig):
     images: str | None = None
     pair_list: str | None = None
     teacher_cache: str | None = None
+    on_missing: OnError = "stop"
     teacher: str | None = None
     teacher_weights: str | None = None
     temperature: float = DEFAULT_TEMPERATURE
@@ -187,6 +190,7 @@ class DistillConfig(TrainConfig):
     def __post_init__(self) -> None:
         for name in ("images", "pair_list", "teacher_cache", "teacher", "teacher_weights"):
             check_text(self, name)
+        check_choice(self, "on_missing", ON_ERROR)
         check_number(self, "temperature", above=0)
         check_int(self, "neighbours", minimum=1)
         super().__post_init__()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -25,12 +26,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..cache.store import TeacherCache
 from ..errors import InputError
+from ..fileio import check_output_folder
 from ..features.base import Extractor
 from ..features.registry import build_extractor
 from ..features.student import StudentExtractor
 from ..images import ImageItem, list_images
+from ..runtime import resolve_rank
+from ..store.folder import FeatureFolder
 from . import pairing
 from .config import DistillConfig
 from .engine import RunContext, TrainResult, train_student
@@ -94,6 +97,33 @@ def _schedule(config: DistillConfig, student: StudentExtractor, items: list[Imag
     return items, pairing.RetrievalPairs(neighbours, config.seed)
 
 
+SHOWN_KEYS = 20  # skipped images named on stderr; the count covers the rest
+
+
+def held_by_cache(config: DistillConfig, items: list[ImageItem],
+                  key_pairs: KeyPairs) -> tuple[list[ImageItem], KeyPairs]:
+    """The images (and listed pairs) the teacher cache holds whole entries of. Any other image stops
+    the run (``on_missing="stop"``), or is left out and named on stderr (``"skip"``)."""
+    missing = set(FeatureFolder(config.teacher_cache).missing([item.key for item in items]))
+    if not missing:
+        return items, key_pairs
+    first = next(item.key for item in items if item.key in missing)
+    if config.on_missing == "stop":
+        raise InputError(f"{config.teacher_cache}: no teacher features for {len(missing)} of {len(items)} images, "
+                         f"e.g. {first!r}; fill it with `semcorr cache-teacher`, or pass --on-missing skip to train "
+                         "without them")
+    kept = [item for item in items if item.key not in missing]
+    pairs = tuple(pair for pair in key_pairs if pair[0] not in missing and pair[1] not in missing)
+    if resolve_rank()[0] == 0:
+        named = sorted(missing)
+        more = f" and {len(named) - SHOWN_KEYS} more" if len(named) > SHOWN_KEYS else ""
+        dropped = f" (and {len(key_pairs) - len(pairs)} listed pairs with them)" if key_pairs else ""
+        print(f"semcorr: distill: skipping {len(missing)} of {len(items)} images the teacher cache "
+              f"{config.teacher_cache} does not hold{dropped}: {', '.join(map(repr, named[:SHOWN_KEYS]))}{more}",
+              file=sys.stderr)
+    return kept, pairs
+
+
 class _Teacher:
     """Teacher features of a batch of images: from a cache, or from a live extractor."""
 
@@ -101,11 +131,7 @@ class _Teacher:
                  device: torch.device) -> None:
         self.device, self.cache, self.extractor = device, None, extractor
         if extractor is None and config.teacher_cache:
-            self.cache = TeacherCache(config.teacher_cache)
-            missing = [item.key for item in items if item.key not in self.cache]
-            if missing:
-                raise InputError(f"{config.teacher_cache}: no teacher features for {len(missing)} of {len(items)} "
-                                 f"images, e.g. {missing[0]!r}; fill it with `semcorr cache-teacher`")
+            self.cache = FeatureFolder(config.teacher_cache)  # holds every image (see held_by_cache)
         elif extractor is None and config.teacher:
             self.extractor = build_extractor(config.teacher, weights=config.teacher_weights,
                                              random_weights=config.random_weights, device=device)
@@ -168,7 +194,10 @@ def distill(config: DistillConfig, out: str | os.PathLike, *, backbone: nn.Modul
     Returns:
         a :class:`DistillResult`; the adapter is ``out/adapter``.
     """
+    check_output_folder(out, what="run folder")  # before any work (train_student checks again, for every run)
     images, key_pairs = _training_images(config)
+    if teacher is None and config.teacher_cache:
+        images, key_pairs = held_by_cache(config, images, key_pairs)
 
     def build_student() -> StudentExtractor:
         return StudentExtractor(config.student_config(), random_weights=config.random_weights, backbone=backbone)

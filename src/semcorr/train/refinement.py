@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputError
+from ..fileio import check_output_folder
 from ..eval.benchmarks import get_benchmark, load_benchmark
 from ..features.student import StudentExtractor
 from ..geometry import ImageGeometry
@@ -222,6 +223,7 @@ def finetune(config: FinetuneConfig, out: str | os.PathLike, *, backbone: nn.Mod
         >>> result.adapter                                                                          # doctest: +SKIP
         PosixPath('run3d/adapter')
     """
+    check_output_folder(out, what="run folder")  # before any work (train_student checks again, for every run)
     pairs = open_point_pairs(config.pair_file or config.benchmark or "", config.data_root, config.split)
     return train_student(config, out, build_student=lambda: refine_student(config, backbone),
                          make_task=lambda student, context: RefineTask(config, student, pairs, context),

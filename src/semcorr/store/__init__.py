@@ -1,0 +1,16 @@
+"""The feature store: per-image fp16 features (and global embeddings) in a folder, crash-safe,
+resumable, filled by any number of processes. Teacher caches, evaluation caches and
+``semcorr extract`` all write and read it.
+
+Read with :class:`FeatureFolder`; fill with :func:`semcorr.extract.extract_features`
+(``semcorr extract``, ``semcorr cache-teacher``). Names load on first use (:mod:`semcorr._lazy`).
+"""
+
+from __future__ import annotations
+
+from .._lazy import lazy_namespace
+
+_EXPORTS = {"FeatureFolder": "folder", "entry_name": "folder", "rank_of": "folder", "extractor_identity": "folder",
+            "read_header": "folder", "BackgroundWriter": "writer", "Entry": "writer"}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)
