@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from typing import Any
 
 from ..errors import InputError
-from .options import add_engine_options, add_model_options, extract_settings, model_spec, ray_settings
+from .options import (add_engine_options, add_model_options, extract_settings, model_spec, ray_settings,
+                      warn_random_weights)
 
 MEMBER_OPTIONS = ("vae", "tiny_vae_weights")
 
@@ -46,7 +46,7 @@ def run_cache_teacher(args: argparse.Namespace) -> int:
     spec = model_spec(args, **member_overrides(args))
     images = list_images(args.images, category_from_folder=args.category_from_folder)
     if spec.random_weights:
-        print("semcorr: warning: random weights; the cached features carry no meaning", file=sys.stderr)
+        warn_random_weights("the cached features carry")
     report = extract_features(images, args.out, model=spec, settings=extract_settings(args, embeddings=False),
                               engine=args.engine, ray=ray_settings(args), rank=args.rank, world_size=args.world_size,
                               progress=not args.no_progress)

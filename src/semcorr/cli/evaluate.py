@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from ..errors import InputError
 from ..eval.benchmarks import BENCHMARKS
 from ..eval.protocols import DEFAULT_PROTOCOL, PROTOCOLS
-from .options import add_match_options, add_model_options, given, match_settings, model_arguments
+from .options import add_match_options, add_model_options, given, match_settings, model_arguments, warn_random_weights
 
 PCK_OPTIONS = ("alphas", "threshold", "average")
 
@@ -69,7 +68,7 @@ def run_eval(args: argparse.Namespace) -> int:
         print(format_table(result))
         random = result["random_weights"]
     if random:
-        print("semcorr: warning: random weights; the scores carry no meaning", file=sys.stderr)
+        warn_random_weights("the scores carry")
     return 0
 
 

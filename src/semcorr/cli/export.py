@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..errors import InputError, SettingError
 from ..export import ONNX_OPSET
+from .options import warn_random_weights
 
 
 def run_export_onnx(args: argparse.Namespace) -> int:
@@ -35,7 +35,7 @@ def run_export_onnx(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, report.to_dict())
     if report.random_weights:
-        print("semcorr: warning: random weights; the exported features carry no meaning", file=sys.stderr)
+        warn_random_weights("the exported features carry")
     return 0
 
 

@@ -5,9 +5,9 @@ per torchrun rank, or a Ray cluster)."""
 from __future__ import annotations
 
 import argparse
-import sys
 
-from .options import add_engine_options, add_model_options, extract_settings, model_spec, ray_settings
+from .options import (add_engine_options, add_model_options, extract_settings, model_spec, ray_settings,
+                      warn_random_weights)
 
 
 def run_extract(args: argparse.Namespace) -> int:
@@ -15,7 +15,7 @@ def run_extract(args: argparse.Namespace) -> int:
 
     spec = model_spec(args)
     if spec.random_weights:
-        print("semcorr: warning: random weights; the features carry no meaning", file=sys.stderr)
+        warn_random_weights("the features carry")
     settings = extract_settings(args, embeddings=not args.no_embeddings)
     report = extract_features(args.images, args.out, model=spec, settings=settings, engine=args.engine,
                               ray=ray_settings(args), rank=args.rank, world_size=args.world_size,

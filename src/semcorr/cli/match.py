@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from .options import add_match_options, add_model_options, add_points_options, match_settings, model_arguments, points_from
+from .options import (add_match_options, add_model_options, add_points_options, match_settings, model_arguments,
+                      points_from, warn_random_weights)
 
 
 def run_match(args: argparse.Namespace) -> int:
@@ -17,7 +17,7 @@ def run_match(args: argparse.Namespace) -> int:
     if not args.out:
         print(json.dumps(result, indent=2))
     if result["random_weights"]:
-        print("semcorr: warning: random weights; the matches carry no meaning", file=sys.stderr)
+        warn_random_weights("the matches carry")
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,6 +20,12 @@ from ..fileio import read_json
 from ..settings import ON_ERROR, PRECISIONS, RESIZE_MODES
 
 MATCH_FIELDS = ("grid", "method", "window", "temperature")
+
+
+def warn_random_weights(subject: str) -> None:
+    """Say on stderr that the output came from random weights; ``subject`` names it with its verb
+    (``"the matches carry"``)."""
+    print(f"semcorr: warning: random weights; {subject} no meaning", file=sys.stderr)
 
 
 def add_model_options(parser: argparse.ArgumentParser, default_model: str = DEFAULT_MODEL) -> None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from .options import add_model_options, add_threads_option, given, model_arguments
+from .options import add_model_options, add_threads_option, given, model_arguments, warn_random_weights
 
 SEGMENT_OPTIONS = ("grid", "restarts", "seed", "batch_size")
 
@@ -23,7 +22,7 @@ def run_segment(args: argparse.Namespace) -> int:
     for image, path in zip(args.images, paths):
         print(f"{image} -> {path}")
     if args.random_weights:
-        print("semcorr: warning: random weights; the masks carry no meaning", file=sys.stderr)
+        warn_random_weights("the masks carry")
     return 0
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 from typing import Any
 
 from ..settings import ON_ERROR
 from ..train.config import TRAIN_PRECISIONS, DistillConfig, FinetuneConfig, TrainConfig
+from .options import warn_random_weights
 
 HELP = {
     "benchmark": "take the pairs from this benchmark (spair, pf-pascal, ...; with --data-root and --split)",
@@ -78,7 +78,7 @@ def _report(adapter: Any, random_weights: bool) -> None:
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"adapter written to {adapter}; use it with: semcorr match --model student --adapter {adapter} ...")
         if random_weights:
-            print("semcorr: warning: random weights; the adapter carries no meaning", file=sys.stderr)
+            warn_random_weights("the adapter carries")
 
 
 def run_distill(args: argparse.Namespace) -> int:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import add_match_options, add_model_options, add_threads_option, given, match_settings, model_arguments
+from .options import (add_match_options, add_model_options, add_threads_option, given, match_settings, model_arguments,
+                      warn_random_weights)
 
 TRANSFER_OPTIONS = ("min_confidence", "cycle_tolerance", "agreement_tolerance", "batch_size", "on_error")
 
@@ -32,7 +33,7 @@ def run_transfer(args: argparse.Namespace) -> int:
         print(f"semcorr: skipped {len(summary['skipped'])} unreadable image(s), listed under 'skipped' in "
               f"{summary['out']}", file=sys.stderr)
     if summary["random_weights"]:
-        print("semcorr: warning: random weights; the labels carry no meaning", file=sys.stderr)
+        warn_random_weights("the labels carry")
     return 0
 
 
@@ -45,7 +46,7 @@ def run_warp(args: argparse.Namespace) -> int:
     print(f"{summary['carried']} of {summary['image_a']} warped onto {summary['image_b']}: {summary['out']} "
           f"(mean confidence {summary['mean_confidence']:.3f}, {summary['model']})")
     if summary["random_weights"]:
-        print("semcorr: warning: random weights; the warp carries no meaning", file=sys.stderr)
+        warn_random_weights("the warp carries")
     return 0
 
 

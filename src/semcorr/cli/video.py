@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..errors import InputError
 from ..settings import ON_ERROR
 from .options import (add_match_options, add_model_options, add_points_options, add_threads_option, given,
-                      match_settings, model_arguments, points_from)
+                      match_settings, model_arguments, points_from, warn_random_weights)
 
 TRACK_OPTIONS = ("source_frame", "batch_size", "cycle_tolerance", "max_frames", "on_error")
 
@@ -29,7 +28,7 @@ def run_video(args: argparse.Namespace) -> int:
           f"{summary['fps']:.2f} frames/s end to end ({label}, {summary['precision']}, on {summary['device']}; "
           f"model setup {summary['setup_seconds']:.1f} s not counted)")
     if summary["random_weights"]:
-        print("semcorr: warning: random weights; the tracks carry no meaning", file=sys.stderr)
+        warn_random_weights("the tracks carry")
     return 0
 
 
