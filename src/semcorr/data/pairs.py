@@ -194,13 +194,6 @@ def box_of_points(points: np.ndarray) -> np.ndarray:
     return np.concatenate([points.min(axis=0), points.max(axis=0)]).astype(np.float32)
 
 
-def check_dir(path: Path, what: str) -> Path:
-    """``path`` if it is a folder, else an InputError saying what was expected there."""
-    if not path.is_dir():
-        raise InputError(f"{path}: not found; expected {what}")
-    return path
-
-
 class ImageSizes:
     """(H, W) of image files, read from their headers once each; a missing file names its source."""
 

@@ -26,7 +26,6 @@ from ..errors import InputError
 from .pairs import ImageSizes, Pair, box_of_points, read_mat
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-NUM_KEYPOINTS = 10
 
 
 def find_subclasses(root: str | Path) -> list[Path]:

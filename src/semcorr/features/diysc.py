@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from transformers import Dinov2Model
 
 PREFIX = "bottleneck_layers.0.0."
-TRAINING_ONLY = ("logit_scale", "self_logit_scale")
 
 
 class DiyScAdapter(nn.Module):

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 TAESDXL_ID = "madebyollin/taesdxl"
 ENCODER_FILE = "taesdxl_encoder.safetensors"
-DECODER_FILE = "taesdxl_decoder.safetensors"
 
 
 def official_to_diffusers(state: dict[str, torch.Tensor], part: str) -> dict[str, torch.Tensor]:
