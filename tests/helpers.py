@@ -20,7 +20,7 @@ from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjec
                           Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel)
 
 from semcorr.features import EnsembleTeacher, TeacherConfig
-from semcorr.features.sdxl_parts import SDXL_SCHEDULE, SdxlComponents, alphas_cumprod
+from semcorr.features.backbones.sdxl.parts import SDXL_SCHEDULE, SdxlComponents, alphas_cumprod
 
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent

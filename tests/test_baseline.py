@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from semcorr.features.base import FeatureMap
-from semcorr.features.baseline import BaselineConfig, DenseSiftExtractor
+from semcorr.features.backbones.baseline import BaselineConfig, DenseSiftExtractor
 from semcorr.matching import sample_descriptors, similarity_maps, window_soft_argmax
 
 

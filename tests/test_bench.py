@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from semcorr.bench import BenchSettings, default_reference, format_table, measure, run_bench
+from semcorr.perf import BenchSettings, default_reference, format_speed_table, measure, run_bench
 from semcorr.errors import InputError
 from semcorr.runtime import fast_precision, native_bf16
 from semcorr.features import PRESETS, DinoV2Config, DinoV2Extractor, build_extractor
@@ -52,13 +52,13 @@ class TestBenchAPI:
         baseline, dino = result["rows"]
         assert (baseline["model"], dino["model"]) == ("baseline", "dinov2-s")
         assert dino["ratio_to_reference"] == pytest.approx(dino["images_per_s"] / baseline["images_per_s"], rel=1e-2)
-        assert "baseline" in format_table(result) and "round-robin" in result["notes"]["timing"]
+        assert "baseline" in format_speed_table(result) and "round-robin" in result["notes"]["timing"]
 
     def test_default_reference_is_the_student_or_its_cost(self):
         assert default_reference() == ("student" if "student" in PRESETS else "dinov2-b-reg")
 
     def test_adapter_goes_only_to_models_that_take_one(self):
-        from semcorr.bench.extract import _extra
+        from semcorr.perf.extraction import _extra
 
         settings = BenchSettings(adapter="run/adapter")
         assert _extra("dinov2-b-reg", settings) == {} and _extra("baseline", settings) == {}

@@ -138,7 +138,7 @@ class TestOfficialCheckpoint:
         path = tmp_path / "dinov2.pth"
         torch.save(official_state_dict(source, registers, swiglu), path)
         target = tiny_backbone(registers=registers, swiglu=swiglu, seed=7)
-        from semcorr.features.dinov2_checkpoint import load_official_checkpoint
+        from semcorr.weights.dinov2_checkpoint import load_official_checkpoint
 
         load_official_checkpoint(target, path, registers=registers)
         pixels = torch.rand(1, 3, 42, 42)
@@ -160,13 +160,13 @@ class TestOfficialCheckpoint:
         state = official_state_dict(tiny_backbone())
         state["head.weight"] = torch.zeros(3)
         torch.save(state, tmp_path / "extra.pth")
-        from semcorr.features.dinov2_checkpoint import load_official_checkpoint
+        from semcorr.weights.dinov2_checkpoint import load_official_checkpoint
 
         with pytest.raises(CheckpointError, match=re.escape("head.weight")):
             load_official_checkpoint(tiny_backbone(), tmp_path / "extra.pth", registers=True)
 
     def test_missing_key_and_register_mismatch(self, tmp_path):
-        from semcorr.features.dinov2_checkpoint import load_official_checkpoint
+        from semcorr.weights.dinov2_checkpoint import load_official_checkpoint
 
         state = official_state_dict(tiny_backbone())
         del state["blocks.1.ls2.gamma"]
@@ -177,7 +177,7 @@ class TestOfficialCheckpoint:
             load_official_checkpoint(tiny_backbone(registers=False), tmp_path / "missing.pth", registers=False)
 
     def test_wrong_size_is_refused(self, tmp_path):
-        from semcorr.features.dinov2_checkpoint import load_official_checkpoint
+        from semcorr.weights.dinov2_checkpoint import load_official_checkpoint
 
         torch.save(official_state_dict(tiny_backbone()), tmp_path / "tiny.pth")
         with torch.device("meta"):
@@ -196,7 +196,7 @@ class TestWeightSources:
     def test_local_folder_round_trip(self, tmp_path, monkeypatch):
         backbone = randomize(tiny_backbone())
         backbone.save_pretrained(tmp_path / "tiny")
-        import semcorr.features.dinov2 as dinov2
+        import semcorr.features.backbones.dinov2 as dinov2
 
         monkeypatch.setattr(dinov2, "hf_config", lambda config: backbone.config)
         extractor = build_extractor("dinov2-b-reg", weights=str(tmp_path / "tiny"), input_size=28, device="cpu")
@@ -207,7 +207,7 @@ class TestWeightSources:
 
     def test_folder_of_another_size_is_refused(self, tmp_path, monkeypatch):
         tiny_backbone(layers=1).save_pretrained(tmp_path / "one-layer")
-        import semcorr.features.dinov2 as dinov2
+        import semcorr.features.backbones.dinov2 as dinov2
 
         monkeypatch.setattr(dinov2, "hf_config", lambda config: tiny_backbone(layers=2).config)
         with pytest.raises(CheckpointError, match="does not fit"):
@@ -231,7 +231,7 @@ class TestOfficialInterpolation:
     @staticmethod
     def extractor_from_official(tmp_path, registers, size):
         state = saved_official_state(tmp_path / "official.pth", 32, 2, registers=registers, seed=3)
-        from semcorr.features.dinov2_checkpoint import load_official_checkpoint
+        from semcorr.weights.dinov2_checkpoint import load_official_checkpoint
 
         backbone = tiny_backbone(registers=registers)
         load_official_checkpoint(backbone, tmp_path / "official.pth", registers=registers)

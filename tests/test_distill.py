@@ -25,7 +25,7 @@ from helpers import TRAIN_WORKER, launch_two_ranks, tiny_backbone
 from semcorr.errors import InputError
 from semcorr.extract import ExtractSettings, extract_features
 from semcorr.geometry import ImageGeometry
-from semcorr.features.student import StudentConfig, StudentExtractor, lora_parameters
+from semcorr.features.distill.student import StudentConfig, StudentExtractor, lora_parameters
 from semcorr.store import FeatureFolder
 from semcorr.train import DistillConfig, distill
 from semcorr.train.losses import similarity

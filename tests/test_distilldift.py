@@ -15,12 +15,12 @@ import torch
 from distilldift_official import official_forward, official_state_dict
 
 from semcorr.cli import build_parser, main
-from semcorr.features.download import download_file
+from semcorr.download import download_file
 from semcorr.errors import CheckpointError, WeightsUnavailableError
 from semcorr.features import DEFAULT_MODEL, build_extractor
-from semcorr.features.safe_pickle import read_state_dict
-from semcorr.features.distilldift import convert_checkpoint
-from semcorr.features.distilldift_checkpoint import convert_distilldift_state_dict
+from semcorr.weights.safe_pickle import read_state_dict
+from semcorr.features.released.distilldift import convert_checkpoint
+from semcorr.features.released.distilldift_checkpoint import convert_distilldift_state_dict
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TOLERANCE = 1e-5

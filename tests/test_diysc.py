@@ -14,9 +14,9 @@ from official_dinov2 import assert_full_size_close, official_patch_tokens, saved
 from semcorr.errors import CheckpointError, WeightsUnavailableError
 from semcorr.features import build_extractor
 from semcorr.features.config import DiyScConfig
-from semcorr.features.diysc import DiyScExtractor
-from semcorr.features.dinov2_checkpoint import load_official_checkpoint
-from semcorr.features.safe_pickle import read_state_dict
+from semcorr.features.released.diysc import DiyScExtractor
+from semcorr.weights.dinov2_checkpoint import load_official_checkpoint
+from semcorr.weights.safe_pickle import read_state_dict
 
 
 def authors_file(channels, seed=0):

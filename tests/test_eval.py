@@ -11,7 +11,7 @@ import torch
 from conftest import data_path
 from semcorr.data import load_pf_willow
 from semcorr.errors import InputError
-from semcorr.eval import FeatureStore, PCKSettings, evaluate
+from semcorr.eval import FeatureCache, PCKSettings, evaluate
 from semcorr.eval.runner import predict, score_predictions
 from semcorr.features import build_extractor
 from semcorr.matching import MatchSettings
@@ -101,7 +101,7 @@ class TestEvaluateAPI:
         images = [p.source_image for p in load_pf_willow(data_path("pf-willow"))[:2]]
         extractor = build_extractor("baseline", input_size=112)
         fresh = extractor.extract(images)
-        with FeatureStore(extractor, mode=mode, progress=False) as store:
+        with FeatureCache(extractor, mode=mode, progress=False) as store:
             store.compute(images)
             native, upsampled = store.feature_map(images), store.feature_map(images, 16)
         assert torch.allclose(native.norms, fresh.norms, atol=1e-6) and upsampled.norms is None
@@ -112,7 +112,7 @@ class TestEvaluateAPI:
         extractor = build_extractor("baseline", input_size=112)
         found = []
         for limit in (None, 1):  # 1 byte: keep only the latest upsampled map
-            with FeatureStore(extractor, progress=False) as store:
+            with FeatureCache(extractor, progress=False) as store:
                 store.upsampled_limit = limit or store.upsampled_limit
                 store.compute([p.source_image for p in pairs] + [p.target_image for p in pairs])
                 found.append(predict(store, pairs, MatchSettings(), batch_size=4, progress=False))
@@ -124,7 +124,7 @@ class TestEvaluateAPI:
         pairs = load_pf_willow(data_path("pf-willow"))[:40:10]
         pairs = [dataclasses.replace(p, target_image=p.source_image, target_points=p.source_points,
                                      target_box=p.source_box, target_size=p.source_size) for p in pairs]
-        with FeatureStore(build_extractor("baseline"), progress=False) as store:
+        with FeatureCache(build_extractor("baseline"), progress=False) as store:
             store.compute([p.source_image for p in pairs])
             found = predict(store, pairs, MatchSettings(), progress=False)
         scores, _ = score_predictions(pairs, found, (0.05,), "bbox")

@@ -21,7 +21,7 @@ from helpers import launch_two_ranks, tiny_backbone
 
 from semcorr.cli import build_parser
 from semcorr.errors import InputError
-from semcorr.features.student import StudentConfig, StudentExtractor, lora_parameters
+from semcorr.features.distill.student import StudentConfig, StudentExtractor, lora_parameters
 from semcorr.threed import make_3d_pairs
 from semcorr.train import FinetuneConfig, evaluate_refinement, finetune, open_point_pairs, refinement_loss, soft_argmax
 from semcorr.train.refinement import refine_student

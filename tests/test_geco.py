@@ -11,9 +11,9 @@ from official_dinov2 import assert_full_size_close, official_patch_tokens, saved
 from semcorr.errors import CheckpointError, WeightsUnavailableError
 from semcorr.features import build_extractor
 from semcorr.features.config import GecoConfig
-from semcorr.features.dinov2_checkpoint import load_official_checkpoint
-from semcorr.features.geco import GecoExtractor
-from semcorr.features.safe_pickle import read_state_dict
+from semcorr.weights.dinov2_checkpoint import load_official_checkpoint
+from semcorr.features.released.geco import GecoExtractor
+from semcorr.weights.safe_pickle import read_state_dict
 
 
 def authors_file(width, depth, rank=3, seed=0):

@@ -9,7 +9,7 @@ import pytest
 from conftest import data_path
 from semcorr.data import load_pf_willow
 from semcorr.errors import InputError
-from semcorr.eval import FeatureStore
+from semcorr.eval import FeatureCache
 from semcorr.eval.kshot import annotated_images, draw_examples, evaluate_kshot
 from semcorr.eval.runner import predict
 from semcorr.features import build_extractor
@@ -43,7 +43,7 @@ def test_one_shot_is_pair_evaluation_of_the_example_with_each_target():
                             predictions=True, progress=False)
     example = result["transfer"]["examples"]["car(G)"][0]
     chosen = [p for p in pairs if str(p.source_image) == example]
-    with FeatureStore(extractor, progress=False) as store:
+    with FeatureCache(extractor, progress=False) as store:
         store.compute([chosen[0].source_image] + [p.target_image for p in chosen])
         found = predict(store, chosen, MatchSettings(), progress=False)
     assert len(result["predictions"]) == len(chosen) == 9

@@ -13,8 +13,8 @@ from official_dinov2 import official_patch_tokens, saved_official_state
 from semcorr.errors import CheckpointError, WeightsUnavailableError
 from semcorr.features import build_extractor
 from semcorr.features.config import MarcoConfig
-from semcorr.features.dinov2_checkpoint import load_official_checkpoint
-from semcorr.features.marco import MarcoExtractor
+from semcorr.weights.dinov2_checkpoint import load_official_checkpoint
+from semcorr.features.released.marco import MarcoExtractor
 
 WIDTH, DEPTH, BLOCKS = 32, 3, (1, 2)
 

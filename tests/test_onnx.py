@@ -16,8 +16,8 @@ from helpers import tiny_backbone
 
 from semcorr.errors import ExportError, InputError
 from semcorr.features import build_extractor
-from semcorr.features.dinov2 import DinoV2Config, DinoV2Extractor
-from semcorr.features.student import StudentConfig, StudentExtractor, lora_parameters
+from semcorr.features.backbones.dinov2 import DinoV2Config, DinoV2Extractor
+from semcorr.features.distill.student import StudentConfig, StudentExtractor, lora_parameters
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -118,7 +118,7 @@ class TestExportOnnx:
 class TestCommand:
     def test_end_to_end_with_adapter(self, tmp_path, monkeypatch, capsys):
         from semcorr.cli import main
-        from semcorr.features import dinov2
+        from semcorr.features.backbones import dinov2
 
         monkeypatch.setitem(dinov2.ARCHITECTURES, "b", (32, 2, 2, False))  # the preset's ViT-B made tiny
         trained = StudentExtractor(StudentConfig(input_size=SIZE), random_weights=True)

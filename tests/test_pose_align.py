@@ -1,4 +1,4 @@
-"""Pose alignment (semcorr.pose_align): the flip rule, Matcher.match(pose_align=True), the feature
+"""Pose alignment (semcorr.matching.pose_align): the flip rule, Matcher.match(pose_align=True), the feature
 store's mirrored images, and ``semcorr eval/match --pose-align`` on real PF-WILLOW images."""
 
 import dataclasses
@@ -14,11 +14,11 @@ from semcorr import FeatureMap, ImageGeometry, Matcher, build_extractor, load_im
 from semcorr.cli import main
 from semcorr.data import load_pf_willow, load_spair
 from semcorr.data.symmetry import AP10K_MIRROR_PAIRS, SPAIR_MIRROR_PAIRS, mirror_partner_rows
-from semcorr.eval import FeatureStore
+from semcorr.eval import FeatureCache
 from semcorr.store import FeatureFolder
 from semcorr.eval.runner import _predict, predict
 from semcorr.matching import MatchSettings
-from semcorr.pose_align import align_sources, choose_orientation, flip_image, flip_points, mutual_nn_distance
+from semcorr.matching.pose_align import align_sources, choose_orientation, flip_image, flip_points, mutual_nn_distance
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -155,7 +155,7 @@ class TestEvaluation:
         pairs = mirrored + same
         sources = [p.source_image for p in pairs]
         extractor = build_extractor("baseline")
-        with FeatureStore(extractor, mode="disk", progress=False) as store:
+        with FeatureCache(extractor, mode="disk", progress=False) as store:
             store.compute(sources + [p.target_image for p in pairs], flipped=sources)
             assert store.computed == 4 + 2  # 2 sources, 2 mirrored copies as targets; each source mirrored
             keys = FeatureFolder(store.folder).keys()
@@ -247,7 +247,7 @@ class TestMirrorPartners:
             pair, source_points=pair.source_points[counted], source_visible=np.ones(len(rows), bool),
             keypoint_ids=pair.keypoint_ids[counted], target_points=target, target_visible=np.ones(len(rows), bool),
             target_image=mirror_file(pair.source_image, tmp_path), target_size=pair.source_size)
-        with FeatureStore(build_extractor("baseline"), mode="memory", progress=False) as store:
+        with FeatureCache(build_extractor("baseline"), mode="memory", progress=False) as store:
             store.compute([mirrored.source_image, mirrored.target_image], flipped=[mirrored.source_image])
             found, flipped = _predict(store, [mirrored], MatchSettings(), 1, False, True)
         assert flipped == [True]

@@ -158,7 +158,7 @@ class TestThroughEvaluate:
         import dataclasses
 
         from semcorr.data import load_pf_willow
-        from semcorr.eval import FeatureStore
+        from semcorr.eval import FeatureCache
         from semcorr.eval.protocol_match import predict_with
         from semcorr.features import build_extractor
 
@@ -168,7 +168,7 @@ class TestThroughEvaluate:
         for name in ("diy-sc", "geco"):
             protocol = PROTOCOLS[name]
             extractor = build_extractor("baseline", input_size=protocol.input_size, resize_mode=protocol.resize_mode)
-            with FeatureStore(extractor, progress=False) as store:
+            with FeatureCache(extractor, progress=False) as store:
                 store.compute([p.source_image for p in pairs])
                 found = predict_with(protocol, store, pairs, progress=False)
             error = max(np.abs(f - p.source_points).max() for f, p in zip(found, pairs))

@@ -18,7 +18,7 @@ from PIL import Image
 from conftest import REPO, data_path
 from helpers import tiny_backbone
 from semcorr.errors import CheckpointError, InputError, TrainingError
-from semcorr.features.student import StudentConfig, StudentExtractor, lora_parameters
+from semcorr.features.distill.student import StudentConfig, StudentExtractor, lora_parameters
 from semcorr.fileio import HOST
 from semcorr.train import DistillConfig, distill
 
@@ -205,7 +205,7 @@ class TestResume:
             distill(config, tmp_path / "reference", backbone=tiny_backbone())
 
     def test_a_killed_conversion_leaves_nothing_behind_for_long(self, tmp_path):
-        from semcorr.features.distilldift import _write_folder
+        from semcorr.features.released.distilldift import _write_folder
 
         dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                               text=True).stdout.strip()

@@ -1,4 +1,4 @@
-"""Checkpoint files read without importing or running anything named in them (semcorr.features.safe_pickle)."""
+"""Checkpoint files read without importing or running anything named in them (semcorr.weights.safe_pickle)."""
 
 import collections
 import dataclasses
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from semcorr.errors import CheckpointError
-from semcorr.features.safe_pickle import InertObject, read_checkpoint, read_state_dict
+from semcorr.weights.safe_pickle import InertObject, read_checkpoint, read_state_dict
 
 WEIGHTS = {"dino.blocks.15.adapter.down_proj.weight": torch.randn(4, 8), "upscale.0.conv2.weight": torch.randn(8, 1, 3, 3)}
 

@@ -15,9 +15,9 @@ from semcorr import build_extractor
 from semcorr.cli import main
 from semcorr.errors import CheckpointError, InputError, WeightsUnavailableError
 from semcorr.features import SdxlTurboConfig, SdxlTurboExtractor
-from semcorr.features.sdxl_parts import build_vae, random_components
-from semcorr.features.sdxl_unet import UnetTrunk
-from semcorr.features.taesd import load_official, load_taesdxl
+from semcorr.features.backbones.sdxl.parts import build_vae, random_components
+from semcorr.features.backbones.sdxl.unet import UnetTrunk
+from semcorr.features.backbones.sdxl.taesd import load_official, load_taesdxl
 from semcorr.images import load_image
 
 

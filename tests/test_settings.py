@@ -9,7 +9,7 @@ import re
 import pytest
 
 from conftest import data_path
-from semcorr.bench import BenchSettings
+from semcorr.perf import BenchSettings
 from semcorr.cli import build_parser
 from semcorr.errors import InputError, SettingError
 from semcorr.eval import PCKSettings

@@ -160,7 +160,7 @@ class TestEarlierTeacherCaches:
 
 class TestEvaluationCache:
     def test_eval_features_live_in_a_store_and_earlier_cache_folders_are_named(self, tmp_path):
-        from semcorr.eval import FeatureStore
+        from semcorr.eval import FeatureCache
 
         earlier = tmp_path / "cache" / "0123456789abcdef"  # the evaluation cache of earlier versions: flat files
         earlier.mkdir(parents=True)
@@ -168,13 +168,13 @@ class TestEvaluationCache:
         images = sorted(LEGACY_IMAGES.glob("*/*.png"))
         extractor = build_extractor("baseline", input_size=56)
         with pytest.warns(UserWarning, match=r"1 folders of the earlier evaluation cache \(e.g. 0123456789abcdef\)"):
-            with FeatureStore(extractor, cache_dir=tmp_path / "cache", progress=False, workers=0) as first:
+            with FeatureCache(extractor, cache_dir=tmp_path / "cache", progress=False, workers=0) as first:
                 first.compute(images, flipped=images[:1])
                 folder = first.folder
         store = FeatureFolder(folder)
         assert folder.parent == tmp_path / "cache" and len(store.keys()) == 4 and store.embedding_kind is None
         shutil.rmtree(earlier)  # as the warning says
-        with FeatureStore(extractor, cache_dir=tmp_path / "cache", progress=False, workers=0) as second:
+        with FeatureCache(extractor, cache_dir=tmp_path / "cache", progress=False, workers=0) as second:
             second.compute(images, flipped=images[:1])
             assert second.computed == 0 and second.folder == folder
             features, geometry = second.get(images[0], flipped=True)

@@ -11,9 +11,8 @@ from helpers import tiny_backbone
 
 from semcorr.errors import CheckpointError, InputError
 from semcorr.features import build_extractor
-from semcorr.features.dinov2 import DinoV2Config, DinoV2Extractor, hf_config
-from semcorr.features.student import (CONFIG_FILE, WEIGHTS_FILE, NoAdapterWarning, StudentConfig, StudentExtractor,
-                                      add_lora, lora_parameters)
+from semcorr.features.backbones.dinov2 import DinoV2Config, DinoV2Extractor, hf_config
+from semcorr.features.distill.student import CONFIG_FILE, WEIGHTS_FILE, NoAdapterWarning, StudentConfig, StudentExtractor, add_lora, lora_parameters
 
 SIZE = 56
 
@@ -97,7 +96,7 @@ class TestLora:
 @pytest.fixture
 def tiny_small(monkeypatch):
     """Make the preset's ViT-S a tiny architecture (width 32, 2 blocks), built through the real path."""
-    from semcorr.features import dinov2
+    from semcorr.features.backbones import dinov2
 
     monkeypatch.setitem(dinov2.ARCHITECTURES, "s", (32, 2, 2, False))
 

@@ -12,7 +12,7 @@ import pytest
 
 from semcorr.cli import main
 from semcorr.errors import InputError
-from semcorr.threed import PairSettings, PairWriter, make_3d_pairs, make_header, open_3d_pairs, read_header
+from semcorr.threed import PairSettings, PairWriter, make_3d_pairs, make_header, open_3d_pairs, read_pair_file_header
 from threed_helpers import plane_scene
 
 SEQUENCES = 100
@@ -79,7 +79,7 @@ class TestKillAndResume:
         out = tmp_path / "pairs.h5"
         first = make_3d_pairs(many, out, progress=False, max_sequences=40)
         assert first["written"] == 40 and first["in_file"] == 40
-        with PairWriter(out, read_header(out)) as writer:  # what a resumed run finds done
+        with PairWriter(out, read_pair_file_header(out)) as writer:  # what a resumed run finds done
             assert len(writer.done) == 40
         (tmp_path / "pairs.h5.tmp").write_bytes(b"half a merge")  # a merge killed midway
         parts = tmp_path / "pairs.h5.parts"
@@ -114,7 +114,7 @@ class TestPairFile:
             make_3d_pairs(many, out, progress=False, settings=PairSettings(depth_tolerance=0.1))
         summary = make_3d_pairs(many, out, progress=False, settings=PairSettings(depth_tolerance=0.1),
                                 overwrite=True, max_sequences=1)
-        assert summary["in_file"] == 1 and read_header(out)["settings"]["depth_tolerance"] == 0.1
+        assert summary["in_file"] == 1 and read_pair_file_header(out)["settings"]["depth_tolerance"] == 0.1
         (tmp_path / "other.h5").write_bytes(b"not hdf5")
         with pytest.raises(InputError, match="other.h5: not an HDF5 file"):
             make_3d_pairs(many, tmp_path / "other.h5", progress=False)

@@ -22,6 +22,10 @@ def lazy_namespace(package: str, exports: Mapping[str, str]) -> tuple[Callable[[
             globals_of_package = importlib.import_module(package).__dict__
             globals_of_package[name] = value  # looked up once
             return value
+        from ._moved import RENAMED, renamed  # an old name keeps working for a release, with a warning
+
+        if f"{package}.{name}" in RENAMED:
+            return renamed(f"{package}.{name}")
         raise AttributeError(f"module {package!r} has no attribute {name!r}")
 
     def __dir__() -> list[str]:

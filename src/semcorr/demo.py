@@ -11,7 +11,7 @@ from .errors import WeightsUnavailableError
 from .features.config import DEFAULT_MODEL
 from .fileio import check_output_folder, make_folder
 from .features.registry import build_extractor
-from .matcher import match_images
+from .matching.matcher import match_images
 
 # A stereo pair of a motorcycle (scikit-image's data folder, from the Middlebury 2014 set).
 DEMO_IMAGES = ("motorcycle_left.png", "motorcycle_right.png")

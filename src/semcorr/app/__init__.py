@@ -5,7 +5,7 @@ heatmap of that point over image B and its best match.
     serve("baseline")                       # http://127.0.0.1:7860, until Ctrl-C
 
 A standard-library HTTP server (:mod:`.server`) serves one page (``static/``) and a small JSON API
-(:mod:`.api`); images live in a temporary folder (:mod:`.store`), features are computed once per
+(:mod:`.api`); images live in a temporary folder (:mod:`.uploads`), features are computed once per
 model and image (:mod:`.engine`). Names load on first use (:mod:`semcorr._lazy`).
 """
 
@@ -15,7 +15,7 @@ from .._lazy import lazy_namespace
 
 _EXPORTS = {
     "AppSettings": "settings", "AppServer": "server", "create_server": "server", "serve": "server",
-    "Engine": "engine", "load_matchers": "engine", "ImageStore": "store", "StoredImage": "store",
+    "Engine": "engine", "load_matchers": "engine", "Uploads": "uploads", "Upload": "uploads",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

@@ -23,7 +23,7 @@ from .engine import Engine
 
 def config(engine: Engine) -> dict[str, Any]:
     """What the page needs to start: the models, the examples, the limits."""
-    examples = [image.describe() for image in engine.store.examples()]
+    examples = [image.describe() for image in engine.uploads.examples()]
     settings = engine.settings
     return {"version": __version__, "models": engine.models(), "examples": examples,
             "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
@@ -32,7 +32,7 @@ def config(engine: Engine) -> dict[str, Any]:
 
 def upload(engine: Engine, data: bytes, name: str) -> dict[str, Any]:
     """Keep an uploaded image: ``{"id", "name", "width", "height", "url"}``."""
-    return engine.store.add_upload(data, name).describe()
+    return engine.uploads.add_upload(data, name).describe()
 
 
 def prepare(engine: Engine, body: dict[str, Any]) -> dict[str, Any]:

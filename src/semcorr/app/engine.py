@@ -14,7 +14,6 @@ import contextlib
 import io
 import threading
 import time
-from collections import OrderedDict
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
@@ -23,16 +22,17 @@ from PIL import Image
 from ..errors import InputError, WeightsUnavailableError
 from ..features.base import Extractor, FeatureMap
 from ..features.config import DEFAULT_MODEL
+from ..lru import LRU
 from ..images import check_points
-from ..matcher import Matcher
-from ..matching import MatchSettings
-from ..pose_align import flip_image
+from ..matching.matcher import Matcher
+from ..matching.points import MatchSettings
+from ..matching.pose_align import flip_image
 from ..transfer.coco import coco_document, image_record
 from ..transfer.examples import KeypointCategory
 from ..transfer.labeller import KeypointLabeller, TransferSettings
 from ..viz import similarity_overlay
 from .settings import AppSettings
-from .store import ImageStore, StoredImage
+from .uploads import Uploads, Upload
 
 HEATMAP_SIDE = 256  # longest side of a heatmap picture (from a 60x60 map); the page stretches it smoothly
 
@@ -68,14 +68,14 @@ class Engine:
         extractions: how many feature maps were computed so far (each image once per model and orientation).
     """
 
-    def __init__(self, matchers: dict[str, Matcher], store: ImageStore, settings: AppSettings) -> None:
+    def __init__(self, matchers: dict[str, Matcher], uploads: Uploads, settings: AppSettings) -> None:
         if not matchers:
             raise ValueError("the page needs at least one model")
         self.matchers = matchers
-        self.store = store
+        self.uploads = uploads
         self.settings = settings
         self.extractions = 0
-        self._features: OrderedDict[tuple[str, str, bool], FeatureMap] = OrderedDict()
+        self._features: LRU[tuple[str, str, bool], FeatureMap] = LRU(settings.cached_features)
         self._lock = threading.Lock()
 
     def models(self) -> list[dict[str, Any]]:
@@ -93,19 +93,16 @@ class Engine:
     def features(self, model: str, image_id: str, *, flipped: bool = False) -> FeatureMap:
         """The features of one image (mirrored with ``flipped``) by ``model``: computed once, then kept."""
         matcher = self.matcher(model)
-        image = self.store.get(image_id)
+        image = self.uploads.get(image_id)
         key = (model, image.id, flipped)
         with self._lock:
-            if key in self._features:
-                self._features.move_to_end(key)
-                return self._features[key]
-            pixels = self.store.pixels(image.id)
+            kept = self._features.get(key)
+            if kept is not None:
+                return kept
+            pixels = self.uploads.pixels(image.id)
             features = matcher.extractor.extract(flip_image(pixels) if flipped else pixels)
             self.extractions += 1
-            self._features[key] = features
-            while len(self._features) > self.settings.cached_features:
-                self._features.popitem(last=False)
-            return features
+            return self._features.put(key, features)
 
     def match(self, model: str, image_a: str, image_b: str, points: Any, *, pose_align: bool = False,
               heatmap: int | None = None) -> dict[str, Any]:
@@ -113,13 +110,13 @@ class Engine:
 
         Args:
             points: (N, 2) points (x, y) in image A's pixels.
-            pose_align: match from mirrored A where it agrees better with B (:mod:`semcorr.pose_align`).
+            pose_align: match from mirrored A where it agrees better with B (:mod:`semcorr.matching.pose_align`).
             heatmap: the index of the point whose similarity map over B to draw (``None``: none).
         Returns:
             ``{"result": <what semcorr match writes>, "heatmap": PNG bytes or None, "timing_ms": {...}}``.
         """
         matcher = self.matcher(model)
-        a, b = self.store.get(image_a), self.store.get(image_b)
+        a, b = self.uploads.get(image_a), self.uploads.get(image_b)
         checked = check_points(points, (a.height, a.width), image=f"image A ({a.name})")
         if len(checked) > self.settings.max_points:
             raise InputError(f"{len(checked)} points: this page matches at most {self.settings.max_points} at once; "
@@ -155,13 +152,13 @@ class Engine:
         """
         matcher = self.matcher(model)
         settings = TransferSettings(match=matcher.settings, pose_align=pose_align, min_confidence=min_confidence)
-        example = self.store.get(source)
+        example = self.uploads.get(source)
         checked = check_points(points, (example.height, example.width), image=f"the example ({example.name})")
         if not 1 <= len(checked) <= self.settings.max_points:
             raise InputError(f"{len(checked)} points: click 1 to {self.settings.max_points} points on image A first")
         if not 1 <= len(targets) <= self.settings.max_targets:
             raise InputError(f"{len(targets)} target images: give 1 to {self.settings.max_targets}")
-        images = [self.store.get(target) for target in targets]
+        images = [self.uploads.get(target) for target in targets]
         started = time.perf_counter()
         source_map = self.features(model, example.id)
         flipped = self.features(model, example.id, flipped=True) if pose_align else None
@@ -187,7 +184,7 @@ class Engine:
         return {"targets": answer, "coco": document, "timing_ms": {k: round(v, 1) for k, v in timing.items()}}
 
 
-def heatmap_png(similarity: Any, features: FeatureMap, image: StoredImage) -> bytes:
+def heatmap_png(similarity: Any, features: FeatureMap, image: Upload) -> bytes:
     """A PNG of one (h, w) similarity map over ``image`` (:func:`semcorr.viz.similarity_overlay`), at
     most :data:`HEATMAP_SIDE` pixels a side."""
     scale = min(1.0, HEATMAP_SIDE / max(image.width, image.height))
@@ -209,6 +206,6 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _describe(image: StoredImage) -> dict[str, Any]:
-    """How a result names an image (as :func:`semcorr.matcher.describe_image` does)."""
+def _describe(image: Upload) -> dict[str, Any]:
+    """How a result names an image (as :func:`semcorr.matching.matcher.describe_image` does)."""
     return {"name": image.name, "width": image.width, "height": image.height}

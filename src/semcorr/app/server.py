@@ -23,11 +23,11 @@ from ..demo import demo_images
 from ..errors import InputError, SemcorrError
 from ..features.base import Extractor
 from ..features.config import DEFAULT_MODEL
-from ..matching import MatchSettings
+from ..matching.points import MatchSettings
 from . import api
 from .engine import Engine, load_matchers
 from .settings import AppSettings
-from .store import ImageStore, clean_name, too_large_message
+from .uploads import Uploads, clean_name, too_large_message
 
 MAX_JSON_BYTES = 1_000_000  # a JSON request body (points and settings) is far smaller
 _STATIC_NAME = re.compile(r"[A-Za-z0-9_-]+\.(html|js|css|png|svg)")
@@ -47,7 +47,7 @@ class HttpError(Exception):
 
 
 class AppServer(ThreadingHTTPServer):
-    """The page's server: ``url``, ``engine`` (models, features), ``store`` (images in ``folder``).
+    """The page's server: ``url``, ``engine`` (models, features), ``uploads`` (images in ``folder``).
 
     Build it with :func:`create_server`; ``serve_forever()`` serves; ``close()`` stops listening
     and removes the temporary folder.
@@ -66,7 +66,7 @@ class AppServer(ThreadingHTTPServer):
         self.settings = settings
         self._folder = tempfile.TemporaryDirectory(prefix="semcorr-app-")
         self.folder = self._folder.name
-        self.store = ImageStore(self.folder, settings)
+        self.uploads = Uploads(self.folder, settings)
         self.log = log
 
     def server_bind(self) -> None:
@@ -101,10 +101,10 @@ def create_server(model: str | Extractor = DEFAULT_MODEL, *, models: tuple[str, 
     server = AppServer(settings, log)
     try:
         for path in demo_images():
-            server.store.add_example(path, path.stem)
+            server.uploads.add_example(path, path.stem)
         matchers = load_matchers(model, models=models, settings=match_settings, weights=weights,
                                  random_weights=random_weights, device=device, log=log, **overrides)
-        server.engine = Engine(matchers, server.store, settings)
+        server.engine = Engine(matchers, server.uploads, settings)
     except BaseException:
         server.close()
         raise
@@ -149,7 +149,7 @@ class Handler(BaseHTTPRequestHandler):
             return _json(api.config(self.server.engine))
         found = _IMAGE_URL.fullmatch(path)
         if found:
-            image = self.server.store.get(found.group(1))
+            image = self.server.uploads.get(found.group(1))
             return 200, _CONTENT_TYPES["png"], image.display.read_bytes()
         raise HttpError(404, f"{path[:100]}: no such page")
 

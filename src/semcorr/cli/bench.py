@@ -1,6 +1,6 @@
 """``semcorr bench`` (feature extraction per model), ``semcorr bench-train`` (a training step of the
 student), ``semcorr bench-sdxl`` (the SDXL-Turbo teacher) and ``semcorr bench-decode`` (decoding
-images for extraction): :mod:`semcorr.bench`."""
+images for extraction): :mod:`semcorr.perf`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .options import add_model_options, add_threads_option, model_spec
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from ..bench.extract import BenchSettings, format_table, run_bench as bench
+    from ..perf.extraction import BenchSettings, format_speed_table, run_bench as bench
     from ..fileio import check_output_file, write_json
     from ..runtime import set_threads
 
@@ -25,14 +25,14 @@ def run_bench(args: argparse.Namespace) -> int:
                              random_weights=args.random_weights, reference=args.reference, compile=args.compile,
                              interleave=args.interleave, adapter=args.adapter)
     result = bench(settings, progress=not args.quiet)
-    print(format_table(result))
+    print(format_speed_table(result))
     if args.out:
         write_json(args.out, result)
     return 0
 
 
 def run_train_step(args: argparse.Namespace) -> int:
-    from ..bench.train_step import format_train_step_table, run_train_step_bench
+    from ..perf.train_step import format_train_step_table, run_train_step_bench
     from ..runtime import set_threads
 
     set_threads(args.threads)
@@ -43,7 +43,7 @@ def run_train_step(args: argparse.Namespace) -> int:
 
 
 def run_sdxl(args: argparse.Namespace) -> int:
-    from ..bench.sdxl import run_sdxl_bench
+    from ..perf.sdxl import run_sdxl_bench
 
     run_sdxl_bench(precisions=args.precision, runs=args.runs, component_runs=args.component_runs,
                    timesteps=args.timesteps, input_size=args.input_size, flops_only=args.flops_only,
@@ -52,7 +52,7 @@ def run_sdxl(args: argparse.Namespace) -> int:
 
 
 def run_decode(args: argparse.Namespace) -> int:
-    from ..bench.decode import bench_decode, format_decode_table
+    from ..perf.decode import bench_decode, format_decode_table
     from ..fileio import write_json
 
     result = bench_decode(args.images, model=model_spec(args), workers=args.workers, batch_size=args.batch_size,

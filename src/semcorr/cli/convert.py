@@ -1,5 +1,5 @@
 """``semcorr convert-checkpoint``: the authors' DistillDIFT ``.ckpt`` -> a student folder
-(:func:`semcorr.features.distilldift.convert_checkpoint`)."""
+(:func:`semcorr.features.released.distilldift.convert_checkpoint`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from ..features.distilldift import convert_checkpoint
+    from ..features.released.distilldift import convert_checkpoint
 
     folder = convert_checkpoint(args.checkpoint, args.out)
     print(f"wrote {folder}; use it with --model distilldift-us --weights {folder} "

@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from ..errors import InputError
-from ..eval.benchmarks import BENCHMARKS
+from ..data.benchmarks import BENCHMARKS
 from ..eval.protocols import DEFAULT_PROTOCOL, PROTOCOLS
 from .options import add_match_options, add_model_options, given, match_settings, model_arguments, warn_random_weights
 

@@ -10,7 +10,7 @@ from .options import (add_match_options, add_model_options, add_points_options, 
 
 
 def run_match(args: argparse.Namespace) -> int:
-    from ..matcher import match_images
+    from ..matching.matcher import match_images
 
     result = match_images(args.image_a, args.image_b, points_from(args), settings=match_settings(args),
                           pose_align=args.pose_align, out=args.out, show=args.show, **model_arguments(args))

@@ -76,7 +76,7 @@ def given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
 def match_settings(args: argparse.Namespace):
     """The :class:`~semcorr.matching.MatchSettings` of :func:`add_match_options`' options
     (``--grid 0`` means the native grid)."""
-    from ..matching import MatchSettings
+    from ..matching.points import MatchSettings
 
     fields = given(args, MATCH_FIELDS)
     if fields.get("grid") == 0:

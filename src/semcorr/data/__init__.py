@@ -1,4 +1,5 @@
-"""Benchmark loaders: every benchmark yields the same :class:`Pair` record.
+"""Benchmark loaders (every benchmark yields the same :class:`Pair` record) and the benchmark
+registry (:mod:`.benchmarks`: names, splits, thresholds).
 
     from semcorr.data import load_spair
     pairs = load_spair("data/SPair-71k", "test")
@@ -11,6 +12,8 @@ from __future__ import annotations
 from .._lazy import lazy_namespace
 
 _EXPORTS = {"Pair": "pairs", "load_spair": "spair", "load_pf_willow": "pfwillow", "load_pf_pascal": "pfpascal",
-            "load_cub": "cub", "load_ap10k": "ap10k_pairs"}
+            "load_cub": "cub", "load_ap10k": "ap10k_pairs",
+            "BENCHMARKS": "benchmarks", "Benchmark": "benchmarks", "get_benchmark": "benchmarks",
+            "load_benchmark": "benchmarks"}
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

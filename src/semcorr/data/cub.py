@@ -30,20 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .pairs import ImageSizes, Pair
+from .pairs import ImageSizes, Pair, find_dataset_folder
 
 SPLITS = ("train", "test")
 DEFAULT_PAIRS = 1000
 DEFAULT_SEED = 42
-
-
-def find_root(root: str | Path) -> Path:
-    """The ``CUB_200_2011`` folder: ``root`` itself or ``root/CUB_200_2011``."""
-    root = Path(root)
-    for candidate in (root, root / "CUB_200_2011"):
-        if (candidate / "images.txt").is_file():
-            return candidate
-    raise InputError(f"{root}: not a CUB-200-2011 folder (expected images.txt in it or in CUB_200_2011/)")
 
 
 def _read_table(path: Path, columns: tuple[str, ...]) -> list[list[str]]:
@@ -137,7 +128,7 @@ def load_cub(root: str | Path, split: str = "test", *, n_pairs: int | None = DEF
     """
     if split not in SPLITS:
         raise InputError(f"CUB-200-2011 split must be one of {', '.join(SPLITS)}, got {split!r}")
-    root = find_root(root)
+    root = find_dataset_folder(root, "CUB_200_2011", "images.txt", "a CUB-200-2011 folder (expected images.txt in it or in CUB_200_2011/)")
     annotations = _Annotations(root)
     candidates = candidate_pairs(annotations, split)
     if n_pairs is not None:

@@ -139,6 +139,24 @@ def _inside(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
             & (y <= height + OUTSIDE_TOLERANCE))
 
 
+def find_dataset_folder(root: str | Path, folder: str, marker: str, what: str) -> Path:
+    """A benchmark's folder: ``root`` itself or ``root/<folder>``, whichever holds ``marker``.
+
+    Args:
+        what: the folder and what it holds, for the message (``"a CUB-200-2011 folder (expected ...)"``).
+
+    Raises:
+        InputError: ``root`` is a file, or neither folder holds ``marker``.
+    """
+    root = Path(root)
+    for candidate in (root, root / folder):
+        if (candidate / marker).exists():
+            return candidate
+    if root.is_file():
+        raise InputError(f"{root}: is a file, not {what.split(' (')[0]}")
+    raise InputError(f"{root}: not {what}")
+
+
 def read_mat(path: Path, field: str) -> dict[str, Any]:
     """The contents of a MATLAB ``.mat`` file that must hold ``field``; errors name the file and field."""
     import scipy.io

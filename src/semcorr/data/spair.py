@@ -23,23 +23,13 @@ import numpy as np
 
 from ..errors import InputError
 from ..fileio import read_json
-from .pairs import ImageSizes, Pair, as_box, as_points, check_image, require
+from .pairs import ImageSizes, Pair, as_box, as_points, check_image, find_dataset_folder, require
 
 SPLITS = ("trn", "val", "test")
 LAYOUTS = ("large", "small")
 _SPLIT_ALIASES = {"train": "trn", "validation": "val"}
 _FLAG_FIELDS = ("mirror", "viewpoint_variation", "scale_variation", "truncation", "occlusion",
                 "src_pose", "trg_pose", "pair_id")
-
-
-def find_root(root: str | Path) -> Path:
-    """The ``SPair-71k`` folder: ``root`` itself or ``root/SPair-71k``."""
-    root = Path(root)
-    for candidate in (root, root / "SPair-71k"):
-        if (candidate / "PairAnnotation").is_dir():
-            return candidate
-    raise InputError(f"{root}: not an SPair-71k folder (expected PairAnnotation/ and JPEGImages/ in it "
-                     "or in its SPair-71k/ subfolder)")
 
 
 def pair_names(root: Path, split: str, layout: str | None) -> list[str]:
@@ -72,7 +62,7 @@ def load_spair(root: str | Path, split: str = "test", *, layout: str | None = No
     split = _SPLIT_ALIASES.get(split, split)
     if split not in SPLITS:
         raise InputError(f"SPair-71k split must be one of {', '.join(SPLITS)}, got {split!r}")
-    root = find_root(root)
+    root = find_dataset_folder(root, "SPair-71k", "PairAnnotation", "an SPair-71k folder (expected PairAnnotation/ and JPEGImages/ in it or in its SPair-71k/ subfolder)")
     sizes, seen = ImageSizes(), set()
     pairs = []
     for name in pair_names(root, split, layout):

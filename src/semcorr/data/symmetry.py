@@ -1,7 +1,7 @@
 """Left/right mirror partners of benchmark keypoints, for pose alignment.
 
 In the mirror image of an animal or a car, the part that looks like its left eye is the original's
-right eye. When pose alignment (:mod:`semcorr.pose_align`) matches from the mirrored source, a
+right eye. When pose alignment (:mod:`semcorr.matching.pose_align`) matches from the mirrored source, a
 keypoint must therefore be looked up at its partner's mirrored position: DistillDIFT and GeoAware-SC
 do this for SPair-71k (and GeoAware-SC for AP-10K) and their pose-aligned figures depend on it.
 

@@ -1,4 +1,5 @@
-"""Benchmark evaluation: PCK (pure functions), the benchmark registry and the runner.
+"""Benchmark evaluation: PCK (pure functions), protocols, the evaluation cache and one runner for
+pair and k-shot evaluation (the benchmark registry is :mod:`semcorr.data.benchmarks`).
 
     from semcorr.eval import evaluate
     result = evaluate("spair", "data/SPair-71k", model="dinov2-b-reg")
@@ -12,10 +13,8 @@ from __future__ import annotations
 from .._lazy import lazy_namespace
 
 _EXPORTS = {
-    "BENCHMARKS": "benchmarks", "Benchmark": "benchmarks", "get_benchmark": "benchmarks",
-    "load_benchmark": "benchmarks",
     "PCKSettings": "pck", "correct_keypoints": "pck", "random_guess_correct": "pck", "summarize": "pck",
-    "threshold_length": "pck", "evaluate": "runner", "evaluate_models": "runner", "FeatureStore": "feature_store",
+    "threshold_length": "pck", "evaluate": "runner", "evaluate_models": "runner", "FeatureCache": "cache",
     "format_table": "report", "format_comparison": "report", "PROTOCOLS": "protocols", "Protocol": "protocols",
     "get_protocol": "protocols",
 }

@@ -36,10 +36,10 @@ from ..errors import InputError
 from ..features.base import Extractor
 from ..features.config import DEFAULT_MODEL
 from ..features.registry import resolve_extractor
-from ..matching import MatchSettings
+from ..matching.points import MatchSettings
 from ..transfer.labeller import KeypointLabeller, TransferSettings
-from .benchmarks import get_benchmark, load_benchmark
-from .feature_store import CacheMode, FeatureStore
+from ..data.benchmarks import get_benchmark, load_benchmark
+from .cache import CacheMode, FeatureCache
 from .pck import PCKSettings, alpha_key, correct_keypoints, threshold_length
 from .runner import pck_text, score_predictions
 
@@ -135,7 +135,7 @@ def evaluate_kshot(benchmark: str, data_root: str | Path, *, shots: int, seed: i
     scored: list[Pair] = []
     found: list[np.ndarray] = []
     confidences: list[np.ndarray] = []
-    with FeatureStore(extractor, mode=cache, cache_dir=cache_dir, batch_size=batch_size, progress=progress) as store:
+    with FeatureCache(extractor, mode=cache, cache_dir=cache_dir, batch_size=batch_size, progress=progress) as store:
         store.compute(everything, flipped=examples if pose_align else ())
         extracted = time.perf_counter()
         for group in tqdm(sorted(chosen), desc="transfer", unit="category", disable=not progress):

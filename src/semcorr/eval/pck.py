@@ -32,11 +32,10 @@ from typing import ClassVar, Literal, Sequence
 
 import numpy as np
 
+from ..data.benchmarks import THRESHOLD_KINDS, ThresholdKind
 from ..settings import check_bool, check_choice, check_numbers
 
-ThresholdKind = Literal["bbox", "image"]
 Average = Literal["keypoint", "image"]
-THRESHOLD_KINDS: tuple[str, ...] = ("bbox", "image")
 AVERAGES: tuple[str, ...] = ("keypoint", "image")
 
 

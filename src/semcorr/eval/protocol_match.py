@@ -15,8 +15,8 @@ from tqdm import tqdm
 
 from ..data.pairs import Pair
 from ..features.base import FeatureMap
-from ..matching import kernel_soft_argmax, sample_descriptors, zeroed_window_soft_argmax
-from .feature_store import FeatureStore
+from ..matching.kernels import kernel_soft_argmax, sample_descriptors, zeroed_window_soft_argmax
+from .cache import FeatureCache
 from .protocols import Frame, Protocol, pair_frames
 
 NORM_CHUNK = 64  # channels upsampled at a time for GECO's per-pixel norms
@@ -98,7 +98,7 @@ MATCHERS: dict[str, Callable[..., np.ndarray]] = {
 }
 
 
-def predict_with(protocol: Protocol, store: FeatureStore, pairs: Sequence[Pair], batch_size: int = 8,
+def predict_with(protocol: Protocol, store: FeatureCache, pairs: Sequence[Pair], batch_size: int = 8,
                  progress: bool = True) -> list[np.ndarray]:
     """Each pair's counted source keypoints found in its target image by ``protocol``'s matcher.
 

@@ -61,7 +61,7 @@ from ..errors import InputError
 from ..settings import ResizeMode
 from .pck import Average, ThresholdKind
 
-Matcher = Literal["window_soft_argmax", "nearest", "kernel_soft_argmax", "zeroed_window_soft_argmax", "image_argmax"]
+MatcherKind = Literal["window_soft_argmax", "nearest", "kernel_soft_argmax", "zeroed_window_soft_argmax", "image_argmax"]
 FrameKind = Literal["original", "stretched", "padded"]
 COMMON_GRID = 60
 
@@ -93,7 +93,7 @@ class Protocol:
     input_size: int | None
     resize_mode: ResizeMode | None
     grid: str
-    matcher: Matcher
+    matcher: MatcherKind
     similarity: Literal["cosine", "dot"]
     window: int | None
     temperature: float | None

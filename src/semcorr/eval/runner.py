@@ -34,10 +34,10 @@ from ..errors import InputError
 from ..features.base import Extractor
 from ..features.config import DEFAULT_MODEL
 from ..features.registry import build_extractor
-from ..matching import MatchSettings, transfer_points
-from ..pose_align import align_sources
-from .benchmarks import get_benchmark, load_benchmark
-from .feature_store import CacheMode, FeatureStore
+from ..matching.points import MatchSettings, transfer_points
+from ..matching.pose_align import align_sources
+from ..data.benchmarks import get_benchmark, load_benchmark
+from .cache import CacheMode, FeatureCache
 from .pck import PCKSettings, ThresholdKind, correct_keypoints, random_guess_correct, summarize, threshold_length
 from .protocol_match import predict_with
 from .protocols import DEFAULT_PROTOCOL, Frame, Protocol, get_protocol, pair_frames
@@ -56,13 +56,13 @@ def pck_text(pck: PCKSettings, alphas: tuple[float, ...], threshold: str, frame:
             f"correct if distance {'<=' if pck.inclusive else '<'} alpha * L, in {where}")
 
 
-def predict(store: FeatureStore, pairs: Sequence[Pair], settings: MatchSettings, batch_size: int = 8,
+def predict(store: FeatureCache, pairs: Sequence[Pair], settings: MatchSettings, batch_size: int = 8,
             progress: bool = True, *, pose_align: bool = False) -> list[np.ndarray]:
     """Transfer each pair's counted source keypoints into its target image.
 
     Args:
         pose_align: match each pair from its source or from the mirrored source, whichever agrees
-            better with the target (:mod:`semcorr.pose_align`); the store must hold the sources'
+            better with the target (:mod:`semcorr.matching.pose_align`); the store must hold the sources'
             mirrored features (``store.compute(..., flipped=sources)``).
     Returns:
         one (M_i, 2) float64 array of predicted target points (x, y) per pair.
@@ -70,7 +70,7 @@ def predict(store: FeatureStore, pairs: Sequence[Pair], settings: MatchSettings,
     return _predict(store, pairs, settings, batch_size, progress, pose_align)[0]
 
 
-def _predict(store: FeatureStore, pairs: Sequence[Pair], settings: MatchSettings, batch_size: int, progress: bool,
+def _predict(store: FeatureCache, pairs: Sequence[Pair], settings: MatchSettings, batch_size: int, progress: bool,
              pose_align: bool) -> tuple[list[np.ndarray], list[bool]]:
     """:func:`predict`, and per pair whether it was matched from the mirrored source."""
     found: list[np.ndarray] = []
@@ -242,7 +242,7 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
             protocols fix all but ``alphas``.
         limit: evaluate only the first ``limit`` pairs.
         batch_size: images per extractor call and pairs per matching call.
-        cache: ``memory``, ``disk`` or ``auto`` features (see :class:`FeatureStore`).
+        cache: ``memory``, ``disk`` or ``auto`` features (see :class:`FeatureCache`).
         cache_dir: keep disk features here and reuse them in later runs.
         loader_options: passed to the loader (``layout="small"`` for SPair, ``crowd_file`` for AP-10K...).
         predictions: also return ``"predictions"``: per pair ``{"id", "category", "pred", "gt",
@@ -251,7 +251,7 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
         progress: show progress bars (stderr).
         pose_align: the weakly supervised setting of GeoAware-SC: also extract every source image
             mirrored (once per image) and match each pair from the orientation whose mutual nearest
-            neighbours with the target agree best (:mod:`semcorr.pose_align`).
+            neighbours with the target agree best (:mod:`semcorr.matching.pose_align`).
     Returns:
         ``{"benchmark", "split", "model", "random_weights", "n_pairs", "n_keypoints", "pck":
         {"0.1": percent, ...}, "pck_per_keypoint", "pck_per_image", "pck_category_mean",
@@ -282,7 +282,7 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
     if rules.name != DEFAULT_PROTOCOL and rules.matcher == "window_soft_argmax":
         grid, window = rules.common_grid(extractor.grid_size()[0])
         matching = MatchSettings(grid=grid, window=window, temperature=rules.temperature)
-    with FeatureStore(extractor, mode=cache, cache_dir=cache_dir, batch_size=batch_size, progress=progress) as store:
+    with FeatureCache(extractor, mode=cache, cache_dir=cache_dir, batch_size=batch_size, progress=progress) as store:
         store.compute(images, flipped=mirrored)
         extracted = time.perf_counter()
         if matching is not None:

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from ..errors import ExportError, InputError
 from ..features.base import Extractor
-from ..features.dinov2 import IMAGENET_MEAN, IMAGENET_STD, DinoV2Extractor
+from ..features.backbones.dinov2 import IMAGENET_MEAN, IMAGENET_STD, DinoV2Extractor
 from ..fileio import atomic_file, check_output_file
 from ..geometry import ImageGeometry, resize_onto_canvas
 from ..images import ImageInput, load_image

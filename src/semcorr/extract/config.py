@@ -14,7 +14,7 @@ from ..settings import ON_ERROR, OnError, check_bool, check_choice, check_int, c
 if TYPE_CHECKING:
     from ..features.base import Extractor
 
-Engine = Literal["local", "ray"]
+EngineName = Literal["local", "ray"]
 ENGINES: tuple[str, ...] = ("local", "ray")
 
 

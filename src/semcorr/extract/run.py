@@ -20,14 +20,14 @@ from ..features.config import DEFAULT_MODEL
 from ..fileio import check_output_folder
 from ..images import ImageItem, list_images
 from ..runtime import resolve_rank
-from .config import ENGINES, Engine, ExtractSettings, ModelSpec, RaySettings
+from .config import ENGINES, EngineName, ExtractSettings, ModelSpec, RaySettings
 from .local import run_local
 from .report import ExtractReport
 
 
 def extract_features(images: str | os.PathLike | Sequence[ImageItem], out: str | os.PathLike, *,
                      model: str | ModelSpec | Extractor = DEFAULT_MODEL,
-                     settings: ExtractSettings = ExtractSettings(), engine: Engine = "local",
+                     settings: ExtractSettings = ExtractSettings(), engine: EngineName = "local",
                      ray: RaySettings = RaySettings(), rank: int | None = None, world_size: int | None = None,
                      progress: bool = True) -> ExtractReport:
     """Dense features (fp16) and, with ``settings.embeddings``, a global embedding of every image,

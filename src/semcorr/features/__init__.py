@@ -1,5 +1,10 @@
 """Feature extractors: one contract (:class:`FeatureMap`), named presets, typed configs.
 
+The contract is :mod:`.base`, the configs :mod:`.config` (no torch), the presets :mod:`.registry`;
+model files are grouped by kind: :mod:`.backbones` (DINOv2, the baseline, SDXL-Turbo),
+:mod:`.distill` (the teacher and the student) and :mod:`.released` (DistillDIFT, MARCO, DIY-SC,
+GECO as their authors released them). Loading machinery lives in :mod:`semcorr.weights`.
+
 Names load on first use (:mod:`semcorr._lazy`).
 """
 
@@ -12,9 +17,11 @@ _EXPORTS = {
     "ExtractorConfig": "config", "BaselineConfig": "config", "DinoV2Config": "config", "StudentConfig": "config",
     "DistillDiftConfig": "config", "SdxlTurboConfig": "config", "TeacherConfig": "config",
     "ARCHITECTURES": "config", "DEFAULT_MODEL": "config",
-    "DenseSiftExtractor": "baseline", "DinoV2Extractor": "dinov2", "StudentExtractor": "student",
-    "build_student": "student", "SdxlTurboExtractor": "sdxl", "EnsembleTeacher": "teacher",
-    "VARIANTS": "distilldift", "build_distilldift": "distilldift", "convert_checkpoint": "distilldift",
+    "DenseSiftExtractor": "backbones.baseline", "DinoV2Extractor": "backbones.dinov2",
+    "SdxlTurboExtractor": "backbones.sdxl.extractor",
+    "StudentExtractor": "distill.student", "build_student": "distill.student", "EnsembleTeacher": "distill.teacher",
+    "VARIANTS": "released.distilldift", "build_distilldift": "released.distilldift",
+    "convert_checkpoint": "released.distilldift",
     "PRESETS": "registry", "Preset": "registry", "build_extractor": "registry", "get_preset": "registry",
     "register_preset": "registry", "resolve_extractor": "registry",
 }

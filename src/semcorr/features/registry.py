@@ -16,19 +16,19 @@ import torch
 from ..errors import InputError
 from ..runtime import resolve_device
 from .base import Extractor
-from .baseline import DenseSiftExtractor
+from .backbones.baseline import DenseSiftExtractor
 from .config import (ARCHITECTURES, DEFAULT_MODEL, BaselineConfig, DinoV2Config, DistillDiftConfig, DiyScConfig,
                      ExtractorConfig, GecoConfig, MarcoConfig, SdxlTurboConfig, StudentConfig, TeacherConfig,
                      default_hub_id)
-from .dinov2 import DinoV2Extractor
-from .diysc import DiyScExtractor
-from .geco import GecoExtractor
-from .marco import MarcoExtractor
-from .released import RELEASES
-from .distilldift import OFFICIAL_URLS, VARIANTS, build_distilldift
-from .sdxl import SdxlTurboExtractor
-from .student import build_student
-from .teacher import EnsembleTeacher
+from .backbones.dinov2 import DinoV2Extractor
+from .released.diysc import DiyScExtractor
+from .released.geco import GecoExtractor
+from .released.marco import MarcoExtractor
+from ..weights.releases import RELEASES
+from .released.distilldift import OFFICIAL_URLS, VARIANTS, build_distilldift
+from .backbones.sdxl.extractor import SdxlTurboExtractor
+from .distill.student import build_student
+from .distill.teacher import EnsembleTeacher
 
 __all__ = ["DEFAULT_MODEL", "PRESETS", "Preset", "build_extractor", "get_preset", "make_config", "register_preset",
            "resolve_extractor"]

@@ -38,7 +38,7 @@ from ..features.registry import build_extractor
 from ..fileio import check_output_folder, make_folder, write_atomically
 from ..geometry import ImageGeometry
 from ..images import ImageInput, image_name, load_image
-from ..matching import sample_at_pixels
+from ..matching.kernels import sample_at_pixels
 from ..settings import check_bool, check_int, check_number
 from .refine import refine_mask
 

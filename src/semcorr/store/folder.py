@@ -44,6 +44,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_bytes
 from torch import Tensor
 
+from .._moved import legacy_class_path
 from ..errors import CheckpointError, InputError
 from ..features.base import Extractor
 from ..fileio import cannot_write, make_folder, read_json, remove_stale_temporaries, temporary_path, write_atomically
@@ -68,8 +69,11 @@ def rank_of(key: str, world_size: int) -> int:
 
 def extractor_identity(extractor: Extractor) -> dict[str, Any]:
     """What makes two runs' features comparable: the extractor's name, class, full config, grid and
-    whether its weights are random. Stored in the store's config.json."""
-    return {"model": extractor.name, "class": f"{type(extractor).__module__}.{type(extractor).__qualname__}",
+    whether its weights are random. Stored in the store's config.json. The class is named by the
+    path it had when stores were first written (:func:`semcorr._moved.legacy_class_path`), so that
+    moving a module does not orphan the stores its extractors filled."""
+    cls = type(extractor)
+    return {"model": extractor.name, "class": legacy_class_path(cls.__module__, cls.__qualname__),
             "random_weights": bool(extractor.random_weights), "config": dataclasses.asdict(extractor.config),
             "grid": list(extractor.grid_size())}
 
@@ -93,7 +97,7 @@ def _differences(stored: Any, wanted: Any, prefix: str = "") -> list[str]:
     return [] if stored == wanted else [f"{prefix[:-1] or 'identity'} ({stored!r} -> {wanted!r})"]
 
 
-def read_header(path: Path) -> dict[str, Any] | None:
+def read_entry_header(path: Path) -> dict[str, Any] | None:
     """The safetensors header of an entry file if the file is whole (its size is exactly what the
     header describes), else ``None``. Reads a few hundred bytes, not the tensors."""
     try:
@@ -197,7 +201,7 @@ class FeatureFolder:
 
     def _metadata(self, key: str, path: Path) -> dict[str, str] | None:
         """The metadata of ``key``'s entry if it is whole and belongs to ``key`` and this store."""
-        header = read_header(path)
+        header = read_entry_header(path)
         metadata = (header or {}).get("__metadata__") or {}
         if header is None or metadata.get("key") != key or metadata.get("identity") != self.digest:
             return None
@@ -274,7 +278,7 @@ class FeatureFolder:
     def __iter__(self) -> Iterator[str]:
         """The image keys of every whole entry (reads each entry's header)."""
         for path in self.entry_paths():
-            metadata = ((read_header(path) or {}).get("__metadata__") or {})
+            metadata = ((read_entry_header(path) or {}).get("__metadata__") or {})
             if metadata.get("identity") == self.digest and "key" in metadata and path.stem == entry_name(
                     metadata["key"]):
                 yield metadata["key"]

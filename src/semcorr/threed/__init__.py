@@ -23,7 +23,7 @@ _EXPORTS = {
     "make_pairs": "correspondence", "project": "correspondence", "select_frames": "correspondence",
     "thin": "correspondence",
     "make_3d_pairs": "generate", "open_views": "generate", "sequence_entry": "generate",
-    "PairWriter": "pairfile", "SequenceEntry": "pairfile", "make_header": "pairfile", "read_header": "pairfile",
+    "PairWriter": "pairfile", "SequenceEntry": "pairfile", "make_header": "pairfile", "read_pair_file_header": "pairfile",
     "PairFile": "pairloader", "ViewPair": "pairloader", "open_3d_pairs": "pairloader",
     "RGBDFolders": "rgbd", "read_rgbd_sequence": "rgbd",
     "PosedFrame": "views", "PosedSequence": "views", "PosedView": "views", "ViewDataset": "views",

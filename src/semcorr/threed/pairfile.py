@@ -168,7 +168,7 @@ class PairWriter:
         for stale in self._merge_leftovers():  # a merge that did not finish; the parts are still there
             stale.unlink(missing_ok=True)
         if self.path.exists():
-            existing = read_header(self.path)
+            existing = read_pair_file_header(self.path)
             _check_same(existing, self.header, self.path)
             with h5py.File(self.path, "r") as file:
                 done |= set(strings_of(file["sequences"]))
@@ -199,7 +199,7 @@ class PairWriter:
             path.unlink(missing_ok=True)
 
 
-def read_header(path: str | Path) -> dict[str, Any]:
+def read_pair_file_header(path: str | Path) -> dict[str, Any]:
     """The header of a pair file; InputError when it is not one."""
     path = Path(path)
     try:

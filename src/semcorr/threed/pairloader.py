@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import InputError
 from .correspondence import PairSettings
-from .pairfile import ARRAYS, strings_of, text_of, read_header
+from .pairfile import ARRAYS, strings_of, text_of, read_pair_file_header
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,7 +60,7 @@ class PairFile:
 
     def __init__(self, path: str | Path, *, root: str | Path | None = None, min_points: int = 1) -> None:
         self.path = Path(path)
-        self.header = read_header(self.path)
+        self.header = read_pair_file_header(self.path)
         self.settings = PairSettings(**self.header["settings"])
         self.root = Path(root) if root is not None else Path(self.header["root"])
         with h5py.File(self.path, "r") as file:

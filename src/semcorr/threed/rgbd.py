@@ -39,7 +39,7 @@ from ..fileio import read_json
 from .views import PosedFrame, PosedSequence, check_intrinsics, check_rigid, invert_rigid, k_from_integer_centres
 
 CAMERAS_FILE = "cameras.json"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+FRAME_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 PIXEL_CENTERS = ("integer", "half")
 
 
@@ -132,7 +132,7 @@ def _unlisted_note(folder: Path, frames: list[PosedFrame]) -> tuple[str, ...]:
     listed = {frame.image_path.resolve() for frame in frames}
     folders = {frame.image_path.parent for frame in frames}
     unlisted = sorted(p for d in folders for p in d.iterdir()
-                      if p.suffix.lower() in IMAGE_SUFFIXES and p.resolve() not in listed)
+                      if p.suffix.lower() in FRAME_SUFFIXES and p.resolve() not in listed)
     if not unlisted:
         return ()
     where = ", ".join(sorted(_shown(d, folder) + "/" for d in folders))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from ..errors import InputError
-from ..eval.benchmarks import get_benchmark
+from ..data.benchmarks import get_benchmark
 from ..features.config import PATCH_SIZE, StudentConfig, check_input_size, check_lora
 from ..settings import ON_ERROR, OnError, check_bool, check_choice, check_int, check_number, check_text, fail
 

@@ -30,7 +30,7 @@ from ..errors import InputError
 from ..fileio import check_output_folder
 from ..features.base import Extractor
 from ..features.registry import build_extractor
-from ..features.student import StudentExtractor
+from ..features.distill.student import StudentExtractor
 from ..images import ImageItem, list_images
 from ..runtime import resolve_rank
 from ..store.folder import FeatureFolder

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..errors import InputError
-from ..features.student import StudentExtractor
+from ..features.distill.student import StudentExtractor
 from ..fileio import check_output_folder, make_folder, read_json, write_atomically, write_json
 from ..runtime import resolve_device, resolve_rank
 from .checkpoint import check_resumable, load_checkpoint, rng_state, save_checkpoint, set_rng_state

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..matching import sample_descriptors, similarity_maps
+from ..matching.kernels import sample_descriptors, similarity_maps
 from .config import DEFAULT_BETA, DEFAULT_TEMPERATURE
 
 

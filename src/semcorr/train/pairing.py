@@ -27,7 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
 from ..errors import InputError
-from ..eval.benchmarks import get_benchmark, load_benchmark
+from ..data.benchmarks import get_benchmark, load_benchmark
 from ..fileio import write_atomically
 from ..images import ImageItem
 

@@ -31,8 +31,8 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 from ..fileio import check_output_folder
-from ..eval.benchmarks import get_benchmark, load_benchmark
-from ..features.student import StudentExtractor
+from ..data.benchmarks import get_benchmark, load_benchmark
+from ..features.distill.student import StudentExtractor
 from ..geometry import ImageGeometry
 from ..threed.pairloader import open_3d_pairs
 from .config import DEFAULT_BETA, FinetuneConfig

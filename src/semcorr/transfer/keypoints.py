@@ -35,7 +35,7 @@ from ..features.config import DEFAULT_MODEL
 from ..features.registry import resolve_extractor
 from ..fileio import check_output_file, check_output_folder, make_folder, write_json
 from ..images import ImageItem, list_images, load_image
-from ..pose_align import flip_image
+from ..matching.pose_align import flip_image
 from .coco import annotation_of, coco_document, error_record, example_record, image_record
 from .examples import ExampleSet, read_examples
 from .labeller import KeypointLabeller, Labels, TransferSettings

@@ -7,7 +7,7 @@ Per target batch the cost is the targets' one feature extraction (done by the ca
 matching: every example's keypoint descriptors against every target (one batched product), each
 match back into its example (cycle consistency), and the votes' combination (:mod:`.vote`). With
 ``pose_align`` each (example, target) pair is first given the example's orientation whose mutual
-nearest neighbours agree best with the target (:mod:`semcorr.pose_align`); a mirrored example's
+nearest neighbours agree best with the target (:mod:`semcorr.matching.pose_align`); a mirrored example's
 keypoint is looked up at its left/right partner's mirrored position (:mod:`.leftright`).
 """
 
@@ -18,8 +18,9 @@ import torch
 from torch import Tensor
 
 from ..features.base import FeatureMap
-from ..matching import MatchSettings, locate, sample_descriptors, similarity_maps
-from ..pose_align import choose_orientation, flip_points
+from ..matching.points import MatchSettings, locate
+from ..matching.kernels import sample_descriptors, similarity_maps
+from ..matching.pose_align import choose_orientation, flip_points
 from ..settings import ON_ERROR, OnError, check_bool, check_choice, check_int, check_number, fail
 from .vote import Votes, combine_votes, cycle_confidence
 

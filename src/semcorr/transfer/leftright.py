@@ -1,7 +1,7 @@
 """Left/right partners of named keypoints, for flip-aware transfer (``--pose-align``).
 
 In the mirror image of an animal, the part that looks like its left eye is the original's right
-eye. When an example is matched mirrored (:mod:`semcorr.pose_align`), each keypoint is therefore
+eye. When an example is matched mirrored (:mod:`semcorr.matching.pose_align`), each keypoint is therefore
 looked up at its partner's mirrored position. The partners come from (``--left-right``):
 
 * ``names`` (the default): keypoints whose names differ only in a ``left``/``right`` (or ``l``/``r``)

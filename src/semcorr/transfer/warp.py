@@ -39,7 +39,8 @@ from ..features.config import DEFAULT_MODEL
 from ..features.registry import resolve_extractor
 from ..fileio import atomic_file, check_output_file, write_atomically
 from ..images import ImageInput, image_name, load_image
-from ..matching import MatchSettings, locate, sample_at_pixels, sample_descriptors
+from ..matching.points import MatchSettings, locate
+from ..matching.kernels import sample_at_pixels, sample_descriptors
 from ..settings import check_int, check_number, fail
 from .vote import cycle_confidence
 

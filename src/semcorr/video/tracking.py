@@ -38,7 +38,8 @@ from ..features.config import DEFAULT_MODEL
 from ..features.registry import build_extractor
 from ..fileio import check_output_file, write_atomically, write_json
 from ..images import check_points
-from ..matching import MatchSettings, locate, sample_descriptors, similarity_maps
+from ..matching.points import MatchSettings, locate
+from ..matching.kernels import sample_descriptors, similarity_maps
 from ..runtime import fast_precision, resolve_device
 from ..settings import ON_ERROR, OnError, check_choice, check_int, check_number, fail
 from .io import VIDEO_FORMATS, VideoWriter, draw_points, iter_frames, read_frame, video_info
