@@ -12,7 +12,8 @@ from conftest import data_path
 from semcorr.data import load_pf_willow
 from semcorr.errors import InputError
 from semcorr.eval import FeatureCache, PCKSettings, evaluate
-from semcorr.eval.runner import predict, score_predictions
+from semcorr.eval.result import score_predictions
+from semcorr.eval.runner import predict
 from semcorr.features import build_extractor
 from semcorr.matching import MatchSettings
 

@@ -13,7 +13,7 @@ from semcorr.errors import InputError
 from semcorr.eval import PROTOCOLS, PCKSettings, evaluate, get_protocol
 from semcorr.eval.protocol_match import match_diysc, match_geco, match_marco
 from semcorr.eval.protocols import Frame, pair_frames
-from semcorr.eval.runner import score_predictions
+from semcorr.eval.result import score_predictions
 from semcorr.features.base import FeatureMap
 from semcorr.geometry import ImageGeometry
 from semcorr.matching import kernel_soft_argmax, zeroed_window_soft_argmax

@@ -10,7 +10,7 @@ per subclass). Per group, ``shots`` images are drawn as examples with a fixed se
 seeded with ``seed`` and the group's name, so a group's draw does not depend on the others); their
 keypoints are transferred by :mod:`semcorr.transfer` (votes combined by weighted geometric median)
 to every other image of the group, and each target is scored like a pair of pair evaluation
-(:func:`semcorr.eval.runner.score_predictions`, the same PCK options): a keypoint counts where the
+(:func:`semcorr.eval.result.score_predictions`, the same PCK options): a keypoint counts where the
 target has it and at least one example labels it. Every keypoint is placed (no confidence
 threshold) so the figure is comparable with pair evaluation; ``transfer.confident`` says what
 share of the counted keypoints reaches ``min_confidence`` and how often those are correct.
@@ -20,7 +20,6 @@ Groups with no more than ``shots`` images are left out (listed in ``transfer.ski
 from __future__ import annotations
 
 import dataclasses
-import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +37,9 @@ from ..features.config import DEFAULT_MODEL
 from ..features.registry import resolve_extractor
 from ..matching.points import MatchSettings
 from ..transfer.labeller import KeypointLabeller, TransferSettings
-from ..data.benchmarks import get_benchmark, load_benchmark
 from .cache import CacheMode, FeatureCache
 from .pck import PCKSettings, alpha_key, correct_keypoints, threshold_length
-from .runner import pck_text, score_predictions
+from .result import Clock, make_result, open_benchmark, pck_settings, pck_text, score_predictions
 
 
 @dataclass
@@ -113,23 +111,20 @@ def evaluate_kshot(benchmark: str, data_root: str | Path, *, shots: int, seed: i
         :func:`~semcorr.eval.evaluate`'s keys, a "pair" being (the group's examples, one target), plus
         ``"transfer": {"shots", "seed", "examples": {group: [image, ...]}, "skipped_groups", "confident"}``.
     """
-    start = time.perf_counter()
+    clock = Clock()
     if not isinstance(shots, int) or isinstance(shots, bool) or shots < 1:
         raise InputError(f"--transfer-shots must be an integer >= 1, got {shots!r}")
-    spec = get_benchmark(benchmark)
-    alphas = tuple(float(a) for a in (pck.alphas if pck.alphas is not None else spec.alphas))
-    threshold = pck.threshold or spec.threshold
     transfer = dataclasses.replace(transfer or TransferSettings(), match=settings, batch_size=batch_size,
                                    pose_align=pose_align)
-    split, pairs = load_benchmark(spec, data_root, split, **dict(loader_options or {}))
-    pairs = pairs[:limit] if limit is not None else pairs
-    groups = annotated_images(pairs)
+    run = open_benchmark(benchmark, data_root, split=split, limit=limit, pck=pck, loader_options=loader_options)
+    spec = run.spec
+    groups = annotated_images(run.pairs)
     chosen = {group: draw_examples(images, shots, seed, group) for group, images in groups.items()
               if len(images) > shots}
     if not chosen:
-        raise InputError(f"{data_root}: no {spec.title} {split} category has more than {shots} images")
+        raise InputError(f"{data_root}: no {spec.title} {run.split} category has more than {shots} images")
     extractor = resolve_extractor(model, weights=weights, random_weights=random_weights, device=device, **overrides)
-    loaded = time.perf_counter()
+    clock.lap("load")
     everything = [image.path for group in chosen for image in groups[group]]
     examples = [groups[group][i].path for group, rows in chosen.items() for i in rows]
     scored: list[Pair] = []
@@ -137,7 +132,7 @@ def evaluate_kshot(benchmark: str, data_root: str | Path, *, shots: int, seed: i
     confidences: list[np.ndarray] = []
     with FeatureCache(extractor, mode=cache, cache_dir=cache_dir, batch_size=batch_size, progress=progress) as store:
         store.compute(everything, flipped=examples if pose_align else ())
-        extracted = time.perf_counter()
+        clock.lap("features")
         for group in tqdm(sorted(chosen), desc="transfer", unit="category", disable=not progress):
             images, rows = groups[group], chosen[group]
             shown = [images[i] for i in rows]
@@ -159,38 +154,27 @@ def evaluate_kshot(benchmark: str, data_root: str | Path, *, shots: int, seed: i
                         found.append(points[pair.visible].astype(np.float64))
                         confidences.append(confidence[pair.visible])
         cache_used, computed = store.mode, store.computed
-    matched = time.perf_counter()
-    scores, records = score_predictions(scored, found, alphas, threshold, pck, predictions=predictions)
-    finished = time.perf_counter()
-    return {
-        "benchmark": spec.name, "title": f"{spec.title} {shots}-shot transfer", "split": split,
-        "data_root": str(data_root), "model": extractor.name, "random_weights": bool(extractor.random_weights),
-        "protocol": {"name": "k-shot transfer", "shots": shots, "seed": seed,
-                     "summary": f"{shots} example(s) per category drawn with seed {seed}, transferred to every other "
-                                "image of the category (the table's 'pairs' are target images)",
-                     "pck": pck_text(pck, alphas, threshold, "original")},
-        **scores, "n_images": len(everything),
-        "transfer": {
-            "shots": shots, "seed": seed,
-            "examples": {g: [str(groups[g][i].path) for i in r] for g, r in chosen.items()},
-            "skipped_groups": sorted(set(groups) - set(chosen)),
-            "confident": _confident(scored, found, confidences, alphas, threshold, pck, transfer.min_confidence),
-        },
-        "pose_align": {"enabled": pose_align},
-        "settings": {
-            "extractor": dataclasses.asdict(extractor.config), "matching": dataclasses.asdict(settings),
-            "transfer": {k: v for k, v in dataclasses.asdict(transfer).items() if k != "match"},
-            "pck": {"alphas": list(alphas), "threshold": threshold, "average": pck.average,
-                    "comparison": "<=" if pck.inclusive else "<"},
-            "batch_size": batch_size, "limit": limit, "feature_cache": cache_used, "pose_align": pose_align,
-            "device": str(extractor.device),
-        },
-        "timing": {"load_s": round(loaded - start, 3), "features_s": round(extracted - loaded, 3),
-                   "matching_s": round(matched - extracted, 3), "scoring_s": round(finished - matched, 3),
-                   "images_computed": computed},
-        "wall_time_s": round(finished - start, 3),
-        **({"predictions": records} if predictions else {}),
-    }
+    clock.lap("matching")
+    scores, records = score_predictions(scored, found, run.alphas, run.threshold, pck, predictions=predictions)
+    clock.lap("scoring")
+    return make_result(
+        run, extractor, title=f"{spec.title} {shots}-shot transfer",
+        protocol={"name": "k-shot transfer", "shots": shots, "seed": seed,
+                  "summary": f"{shots} example(s) per category drawn with seed {seed}, transferred to every other "
+                             "image of the category (the table's 'pairs' are target images)",
+                  "pck": pck_text(pck, run.alphas, run.threshold, "original")},
+        scores=scores, n_images=len(everything), clock=clock, images_computed=computed,
+        records=records if predictions else None,
+        settings={"matching": dataclasses.asdict(settings),
+                  "transfer": {k: v for k, v in dataclasses.asdict(transfer).items() if k != "match"},
+                  "pck": pck_settings(run, pck), "batch_size": batch_size, "limit": limit,
+                  "feature_cache": cache_used, "pose_align": pose_align},
+        transfer={"shots": shots, "seed": seed,
+                  "examples": {g: [str(groups[g][i].path) for i in r] for g, r in chosen.items()},
+                  "skipped_groups": sorted(set(groups) - set(chosen)),
+                  "confident": _confident(scored, found, confidences, run.alphas, run.threshold, pck,
+                                          transfer.min_confidence)},
+        pose_align={"enabled": pose_align})
 
 
 def _scored_pair(group: str, examples: list[AnnotatedImage], target: AnnotatedImage, benchmark: str) -> Pair:

@@ -20,7 +20,6 @@ reproduce those authors' rules, frame included; ``common`` is one rule for every
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -33,27 +32,18 @@ from ..data.symmetry import mirror_partner_rows
 from ..errors import InputError
 from ..features.base import Extractor
 from ..features.config import DEFAULT_MODEL
-from ..features.registry import build_extractor
+from ..features.registry import resolve_extractor
 from ..matching.points import MatchSettings, transfer_points
 from ..matching.pose_align import align_sources
-from ..data.benchmarks import get_benchmark, load_benchmark
 from .cache import CacheMode, FeatureCache
-from .pck import PCKSettings, ThresholdKind, correct_keypoints, random_guess_correct, summarize, threshold_length
+from .pck import PCKSettings
+from .result import Clock, make_result, open_benchmark, pck_settings, pck_text, score_predictions
 from .protocol_match import predict_with
-from .protocols import DEFAULT_PROTOCOL, Frame, Protocol, get_protocol, pair_frames
+from .protocols import DEFAULT_PROTOCOL, Protocol, get_protocol, pair_frames
 
-CHANCE_SAMPLES = 100
 POSE_ALIGN_RULE = ("per pair, the mirrored source where the mean feature distance of its mutual nearest "
                    "neighbours with the target (native grid) is lower, keypoints looked up at their left/right "
                    "partner's mirrored position (GeoAware-SC's adaptive pose alignment, mutual-NN variant)")
-
-
-def pck_text(pck: PCKSettings, alphas: tuple[float, ...], threshold: str, frame: str) -> str:
-    """The PCK rule in words, as the result and the table state it."""
-    length = "the target box's longer side" if threshold == "bbox" else "the target image's longer side"
-    where = "original target-image pixels" if frame == "original" else f"the {frame} input frame"
-    return (f"PCK@{'/'.join(format(a, 'g') for a in alphas)} of {length}, averaged per {pck.average}, "
-            f"correct if distance {'<=' if pck.inclusive else '<'} alpha * L, in {where}")
 
 
 def predict(store: FeatureCache, pairs: Sequence[Pair], settings: MatchSettings, batch_size: int = 8,
@@ -111,73 +101,7 @@ def _partner_rows(pairs: Sequence[Pair], length: int) -> torch.Tensor:
     return rows
 
 
-def score_predictions(pairs: Sequence[Pair], found: Sequence[np.ndarray], alphas: Sequence[float],
-                      threshold: ThresholdKind, pck: PCKSettings = PCKSettings(), *,
-                      predictions: bool = False,
-                      frames: Sequence[Frame] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """PCK of predicted target points, overall and per category, and the random-guess level.
-
-    Args:
-        pairs: the evaluated pairs.
-        found: per pair, (M_i, 2) predicted target points of its counted keypoints (:func:`predict`),
-            in original target-image pixels.
-        alphas, threshold: the thresholds and the length ``L`` (``bbox`` or ``image``).
-        pck: ``average`` picks the headline figure; ``inclusive`` the comparison.
-        predictions: also return one record per pair (``id, category, pred, gt, threshold_length``;
-            with ``frames``, ``threshold_length`` is in the frame and ``frame`` gives its scale and offset).
-        frames: per pair, the target's :class:`~semcorr.eval.protocols.Frame` distances and ``L``
-            are measured in (a protocol's input frame); ``None``: original pixels.
-    Returns:
-        the scoring part of :func:`evaluate`'s result, and the prediction records (or ``[]``).
-    """
-    correct = np.zeros((len(pairs), len(alphas)))
-    chance = np.zeros((len(pairs), len(alphas)))
-    counts = np.zeros(len(pairs), np.int64)
-    rng = np.random.default_rng(0)
-    records = []
-    for i, (pair, predicted) in enumerate(zip(pairs, found)):
-        _, target = pair.counted_points()
-        box, scored_target, scored = pair.target_box, target, np.asarray(predicted, np.float64)
-        if frames is None:
-            length = threshold_length(threshold, pair.target_box, pair.target_size)
-        else:
-            frame = frames[i]
-            length = frame.length(threshold, pair.target_box, pair.target_size)
-            scored_target = frame.to_frame(target, annotated=True).astype(np.float64)
-            scored = frame.to_frame(scored)
-            box = frame.to_frame(np.reshape(pair.target_box, (2, 2))).reshape(4)
-        correct[i] = correct_keypoints(scored, scored_target, length, alphas, inclusive=pck.inclusive).sum(axis=1)
-        chance[i] = random_guess_correct(scored_target, box, length, alphas, inclusive=pck.inclusive,
-                                         samples=CHANCE_SAMPLES, rng=rng)
-        counts[i] = len(target)
-        if predictions:
-            records.append({"id": pair.id, "category": pair.category, "pred": np.asarray(predicted).tolist(),
-                            "gt": target.astype(np.float64).tolist(), "threshold_length": length})
-            if frames is not None:
-                records[-1]["frame"] = {"scale": list(frames[i].scale), "offset": list(frames[i].offset)}
-    categories = [pair.category for pair in pairs]
-    summary = summarize(categories, correct, counts, alphas)
-    expected = summarize(categories, chance, counts, alphas)
-    chosen = f"per_{pck.average}"
-    scores = {
-        "n_pairs": summary["n_pairs"], "n_pairs_scored": summary["n_pairs_scored"],
-        "n_keypoints": summary["n_keypoints"],
-        "pck": summary[chosen], "pck_per_keypoint": summary["per_keypoint"], "pck_per_image": summary["per_image"],
-        "pck_category_mean": summary["category_mean"][chosen], "category_mean": summary["category_mean"],
-        "per_category": {name: {"n_pairs": row["n_pairs"], "n_keypoints": row["n_keypoints"], "pck": row[chosen],
-                                "per_keypoint": row["per_keypoint"], "per_image": row["per_image"]}
-                         for name, row in summary["per_category"].items()},
-        "chance": {"pck": expected[chosen], "per_keypoint": expected["per_keypoint"],
-                   "per_image": expected["per_image"],
-                   "what": f"expected PCK of a uniform random guess inside the target box "
-                           f"({CHANCE_SAMPLES} guesses per keypoint, seed 0)"},
-    }
-    return scores, records
-
-
-def _check(limit: int | None, batch_size: int) -> None:
-    if limit is not None and limit < 1:
-        raise InputError(f"--limit must be at least 1, got {limit}")
+def _check_batch_size(batch_size: int) -> None:
     if batch_size < 1:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
 
@@ -259,23 +183,18 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
         "chance", "pose_align": {"enabled", "n_flipped", ...}, "protocol": {"name", every rule,
         "summary", "pck"}, "settings", "timing", "wall_time_s", ...}``.
     """
-    start = time.perf_counter()
-    spec = get_benchmark(benchmark)
+    clock = Clock()
     rules, pck = _rules(get_protocol(protocol), settings, pck, pose_align)
-    alphas = tuple(float(a) for a in (pck.alphas if pck.alphas is not None else spec.alphas))
-    threshold = pck.threshold or spec.threshold
-    _check(limit, batch_size)
+    _check_batch_size(batch_size)
     if isinstance(model, Extractor) and (weights is not None or random_weights or overrides):
         raise InputError("weights, random_weights and extractor settings apply to a preset name, not to an Extractor")
     overrides = _input_overrides(rules, model, overrides)
-    split, pairs = load_benchmark(spec, data_root, split, **dict(loader_options or {}))
-    total_pairs = len(pairs)
-    pairs = pairs[:limit] if limit is not None else pairs
+    run = open_benchmark(benchmark, data_root, split=split, limit=limit, pck=pck, loader_options=loader_options)
+    pairs = run.pairs
     if not pairs:
-        raise InputError(f"{data_root}: no {spec.title} {split} pairs found")
-    extractor = model if isinstance(model, Extractor) else build_extractor(
-        model, weights=weights, random_weights=random_weights, device=device, **overrides)
-    loaded = time.perf_counter()
+        raise InputError(f"{data_root}: no {run.spec.title} {run.split} pairs found")
+    extractor = resolve_extractor(model, weights=weights, random_weights=random_weights, device=device, **overrides)
+    clock.lap("load")
     images = list(dict.fromkeys(path for pair in pairs for path in (pair.source_image, pair.target_image)))
     mirrored = list(dict.fromkeys(pair.source_image for pair in pairs)) if pose_align else []
     matching = settings if rules.name == DEFAULT_PROTOCOL else None
@@ -284,52 +203,38 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
         matching = MatchSettings(grid=grid, window=window, temperature=rules.temperature)
     with FeatureCache(extractor, mode=cache, cache_dir=cache_dir, batch_size=batch_size, progress=progress) as store:
         store.compute(images, flipped=mirrored)
-        extracted = time.perf_counter()
+        clock.lap("features")
         if matching is not None:
             found, flipped = _predict(store, pairs, matching, batch_size, progress, pose_align)
         else:
             found, flipped = predict_with(rules, store, pairs, batch_size, progress), [False] * len(pairs)
         cache_used, cache_folder, computed = store.mode, store.folder, store.computed
-    matched = time.perf_counter()
+    clock.lap("matching")
 
     frames = (None if rules.frame == "original"
               else [pair_frames(rules, pair, extractor.config.input_size)[1] for pair in pairs])
-    scores, records = score_predictions(pairs, found, alphas, threshold, pck, predictions=predictions, frames=frames)
+    scores, records = score_predictions(pairs, found, run.alphas, run.threshold, pck, predictions=predictions,
+                                        frames=frames)
     alignment: dict[str, Any] = {"enabled": pose_align, "n_flipped": sum(flipped) if pose_align else None}
     if pose_align:
         alignment.update(n_mirrored_images=len(mirrored), rule=POSE_ALIGN_RULE)
         for record, flip in zip(records, flipped):
             record["flipped"] = flip
-    finished = time.perf_counter()
-
-    result: dict[str, Any] = {
-        "benchmark": spec.name, "title": spec.title, "split": split, "data_root": str(data_root),
-        "model": extractor.name, "random_weights": bool(extractor.random_weights),
-        "protocol": {**rules.fields(), "summary": rules.summary(), "pck": pck_text(pck, alphas, threshold, rules.frame)},
-        **scores, "n_images": len(images), "n_pairs_in_split": total_pairs,
-        "pose_align": alignment,
-        "settings": {
-            "extractor": dataclasses.asdict(extractor.config),
-            "matching": dataclasses.asdict(matching) if matching is not None else None,
-            "pck": {"alphas": list(alphas), "threshold": threshold, "average": pck.average,
-                    "comparison": "<=" if pck.inclusive else "<"},
-            "batch_size": batch_size, "limit": limit, "feature_cache": cache_used, "pose_align": pose_align,
-            "cache_dir": str(cache_dir) if cache_dir is not None else None,
-            "loader_options": {k: str(v) for k, v in (loader_options or {}).items()},
-            "device": str(extractor.device),
-        },
-        "timing": {"load_s": round(loaded - start, 3), "features_s": round(extracted - loaded, 3),
-                   "matching_s": round(matched - extracted, 3), "scoring_s": round(finished - matched, 3),
-                   "images_computed": computed},
-        "wall_time_s": round(finished - start, 3),
+    clock.lap("scoring")
+    run_settings: dict[str, Any] = {
+        "matching": dataclasses.asdict(matching) if matching is not None else None,
+        "pck": pck_settings(run, pck), "batch_size": batch_size, "limit": limit, "feature_cache": cache_used,
+        "pose_align": pose_align, "cache_dir": str(cache_dir) if cache_dir is not None else None,
+        "loader_options": {k: str(v) for k, v in run.loader_options.items()},
     }
     if cache_folder is not None and cache_dir is not None:
-        result["settings"]["cache_folder"] = str(cache_folder)
-    if extractor.random_weights:
-        result["warning"] = "features from random weights: the scores carry no meaning"
-    if predictions:
-        result["predictions"] = records
-    return result
+        run_settings["cache_folder"] = str(cache_folder)
+    return make_result(
+        run, extractor, title=run.spec.title,
+        protocol={**rules.fields(), "summary": rules.summary(),
+                  "pck": pck_text(pck, run.alphas, run.threshold, rules.frame)},
+        scores=scores, n_images=len(images), settings=run_settings, clock=clock, images_computed=computed,
+        records=records if predictions else None, n_pairs_in_split=run.total_pairs, pose_align=alignment)
 
 
 def evaluate_models(benchmark: str, data_root: str | Path, models: Sequence[str], **options: Any) -> dict[str, Any]:

@@ -1,0 +1,200 @@
+"""One result skeleton for pair and k-shot evaluation: the benchmark's pairs, the stage clock,
+scoring, and the result dict both runs return.
+
+    run = open_benchmark("pf-willow", root, split=None, limit=None, pck=PCKSettings())
+    clock = Clock()                       # load, features, matching, scoring
+    scores, records = score_predictions(run.pairs, found, run.alphas, run.threshold, pck)
+    result = make_result(run, extractor, protocol=..., scores=scores, settings=..., clock=clock)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..data.benchmarks import Benchmark, ThresholdKind, get_benchmark, load_benchmark
+from ..data.pairs import Pair
+from ..errors import InputError
+from ..features.base import Extractor
+from .pck import PCKSettings, correct_keypoints, random_guess_correct, summarize, threshold_length
+from .protocols import Frame
+
+CHANCE_SAMPLES = 100
+STAGES = ("load", "features", "matching", "scoring")
+
+
+@dataclass(frozen=True)
+class BenchmarkRun:
+    """A benchmark opened for one evaluation.
+
+    Attributes:
+        spec: the benchmark (:data:`semcorr.data.benchmarks.BENCHMARKS`).
+        data_root: its folder as given.
+        split: the split evaluated.
+        pairs: the pairs evaluated (after ``limit``).
+        total_pairs: the pairs in the split.
+        alphas: PCK thresholds.
+        threshold: the length PCK scales (``bbox`` or ``image``).
+        limit: the ``limit`` asked for.
+        loader_options: passed to the loader.
+    """
+
+    spec: Benchmark
+    data_root: str
+    split: str
+    pairs: list[Pair]
+    total_pairs: int
+    alphas: tuple[float, ...]
+    threshold: ThresholdKind
+    limit: int | None
+    loader_options: Mapping[str, Any]
+
+
+def open_benchmark(benchmark: str, data_root: str | Path, *, split: str | None, limit: int | None,
+                   pck: PCKSettings, loader_options: Mapping[str, Any] | None = None,
+                   threshold: ThresholdKind | None = None) -> BenchmarkRun:
+    """Load a benchmark's pairs (the first ``limit``) and its PCK thresholds.
+
+    Raises:
+        InputError: an unknown benchmark, ``limit`` below 1, or no pairs.
+    """
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1, got {limit}")
+    spec = get_benchmark(benchmark)
+    alphas = tuple(float(a) for a in (pck.alphas if pck.alphas is not None else spec.alphas))
+    split, pairs = load_benchmark(spec, data_root, split, **dict(loader_options or {}))
+    total = len(pairs)
+    pairs = pairs[:limit] if limit is not None else pairs
+    return BenchmarkRun(spec, str(data_root), split, pairs, total, alphas, threshold or pck.threshold or spec.threshold,
+                        limit, dict(loader_options or {}))
+
+
+class Clock:
+    """Wall time of an evaluation's stages (:data:`STAGES`), each from the end of the one before."""
+
+    def __init__(self) -> None:
+        self.start = self.last = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        """``stage`` ended now."""
+        now = time.perf_counter()
+        self.seconds[stage] = now - self.last
+        self.last = now
+
+    def timing(self, **extra: Any) -> dict[str, Any]:
+        return {**{f"{stage}_s": round(self.seconds.get(stage, 0.0), 3) for stage in STAGES}, **extra}
+
+    def wall(self) -> float:
+        return round(self.last - self.start, 3)
+
+
+def pck_text(pck: PCKSettings, alphas: tuple[float, ...], threshold: str, frame: str) -> str:
+    """The PCK rule in words, as the result and the table state it."""
+    length = "the target box's longer side" if threshold == "bbox" else "the target image's longer side"
+    where = "original target-image pixels" if frame == "original" else f"the {frame} input frame"
+    return (f"PCK@{'/'.join(format(a, 'g') for a in alphas)} of {length}, averaged per {pck.average}, "
+            f"correct if distance {'<=' if pck.inclusive else '<'} alpha * L, in {where}")
+
+
+def score_predictions(pairs: Sequence[Pair], found: Sequence[np.ndarray], alphas: Sequence[float],
+                      threshold: ThresholdKind, pck: PCKSettings = PCKSettings(), *,
+                      predictions: bool = False,
+                      frames: Sequence[Frame] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """PCK of predicted target points, overall and per category, and the random-guess level.
+
+    Args:
+        pairs: the evaluated pairs.
+        found: per pair, (M_i, 2) predicted target points of its counted keypoints (:func:`predict`),
+            in original target-image pixels.
+        alphas, threshold: the thresholds and the length ``L`` (``bbox`` or ``image``).
+        pck: ``average`` picks the headline figure; ``inclusive`` the comparison.
+        predictions: also return one record per pair (``id, category, pred, gt, threshold_length``;
+            with ``frames``, ``threshold_length`` is in the frame and ``frame`` gives its scale and offset).
+        frames: per pair, the target's :class:`~semcorr.eval.protocols.Frame` distances and ``L``
+            are measured in (a protocol's input frame); ``None``: original pixels.
+    Returns:
+        the scoring part of :func:`evaluate`'s result, and the prediction records (or ``[]``).
+    """
+    correct = np.zeros((len(pairs), len(alphas)))
+    chance = np.zeros((len(pairs), len(alphas)))
+    counts = np.zeros(len(pairs), np.int64)
+    rng = np.random.default_rng(0)
+    records = []
+    for i, (pair, predicted) in enumerate(zip(pairs, found)):
+        _, target = pair.counted_points()
+        box, scored_target, scored = pair.target_box, target, np.asarray(predicted, np.float64)
+        if frames is None:
+            length = threshold_length(threshold, pair.target_box, pair.target_size)
+        else:
+            frame = frames[i]
+            length = frame.length(threshold, pair.target_box, pair.target_size)
+            scored_target = frame.to_frame(target, annotated=True).astype(np.float64)
+            scored = frame.to_frame(scored)
+            box = frame.to_frame(np.reshape(pair.target_box, (2, 2))).reshape(4)
+        correct[i] = correct_keypoints(scored, scored_target, length, alphas, inclusive=pck.inclusive).sum(axis=1)
+        chance[i] = random_guess_correct(scored_target, box, length, alphas, inclusive=pck.inclusive,
+                                         samples=CHANCE_SAMPLES, rng=rng)
+        counts[i] = len(target)
+        if predictions:
+            records.append({"id": pair.id, "category": pair.category, "pred": np.asarray(predicted).tolist(),
+                            "gt": target.astype(np.float64).tolist(), "threshold_length": length})
+            if frames is not None:
+                records[-1]["frame"] = {"scale": list(frames[i].scale), "offset": list(frames[i].offset)}
+    categories = [pair.category for pair in pairs]
+    summary = summarize(categories, correct, counts, alphas)
+    expected = summarize(categories, chance, counts, alphas)
+    chosen = f"per_{pck.average}"
+    scores = {
+        "n_pairs": summary["n_pairs"], "n_pairs_scored": summary["n_pairs_scored"],
+        "n_keypoints": summary["n_keypoints"],
+        "pck": summary[chosen], "pck_per_keypoint": summary["per_keypoint"], "pck_per_image": summary["per_image"],
+        "pck_category_mean": summary["category_mean"][chosen], "category_mean": summary["category_mean"],
+        "per_category": {name: {"n_pairs": row["n_pairs"], "n_keypoints": row["n_keypoints"], "pck": row[chosen],
+                                "per_keypoint": row["per_keypoint"], "per_image": row["per_image"]}
+                         for name, row in summary["per_category"].items()},
+        "chance": {"pck": expected[chosen], "per_keypoint": expected["per_keypoint"],
+                   "per_image": expected["per_image"],
+                   "what": f"expected PCK of a uniform random guess inside the target box "
+                           f"({CHANCE_SAMPLES} guesses per keypoint, seed 0)"},
+    }
+    return scores, records
+
+
+def pck_settings(run: BenchmarkRun, pck: PCKSettings) -> dict[str, Any]:
+    """The PCK part of a result's settings."""
+    return {"alphas": list(run.alphas), "threshold": run.threshold, "average": pck.average,
+            "comparison": "<=" if pck.inclusive else "<"}
+
+
+def make_result(run: BenchmarkRun, extractor: Extractor, *, title: str, protocol: dict[str, Any],
+                scores: dict[str, Any], n_images: int, settings: dict[str, Any], clock: Clock,
+                images_computed: int, records: list[dict[str, Any]] | None = None,
+                **sections: Any) -> dict[str, Any]:
+    """The result dict of :func:`semcorr.eval.evaluate` and :func:`semcorr.eval.kshot.evaluate_kshot`.
+
+    Args:
+        title: the table's title.
+        protocol: the rules (``name``, ``summary``, ``pck``, ...).
+        scores: :func:`score_predictions`'s first value.
+        settings: run-specific settings; the extractor's config and device are added.
+        records: per-pair predictions, when asked for.
+        **sections: further top-level keys (``pose_align``, ``transfer``, ...), in order.
+    """
+    result: dict[str, Any] = {
+        "benchmark": run.spec.name, "title": title, "split": run.split, "data_root": run.data_root,
+        "model": extractor.name, "random_weights": bool(extractor.random_weights), "protocol": protocol,
+        **scores, "n_images": n_images, **sections,
+        "settings": {"extractor": dataclasses.asdict(extractor.config), **settings, "device": str(extractor.device)},
+        "timing": clock.timing(images_computed=images_computed), "wall_time_s": clock.wall(),
+    }
+    if extractor.random_weights:
+        result["warning"] = "features from random weights: the scores carry no meaning"
+    if records is not None:
+        result["predictions"] = records
+    return result
