@@ -177,31 +177,58 @@ def resolve_extractor(model: str | Extractor, *, weights: str | None = None, ran
                              "Extractor")
         return model
     return build_extractor(model, weights=weights, random_weights=random_weights, device=device, **overrides)
-register_preset(Preset(
-    "marco", "MARCO (CVPR 2026): DINOv2-L/14-reg + parallel adapters in blocks 15-23 + 2 upsampling blocks, "
-    "770² -> 220x220x1024", MarcoConfig(), MarcoExtractor,
-    source=f"adapters and upsampler: {RELEASES['marco'].url}, downloaded on first use, or --weights; backbone: "
-           f"{_hub_source('l', True).replace('--weights', '--backbone')}",
-    licence=f"{RELEASES['marco'].licence}; {DINOV2_LICENCE}",
-    headline="SPair-71k PCK@0.1 87.2 per image (bbox, <=, in the 770² stretched frame): protocol marco "
-             "(the authors' README, supervised on SPair-71k)",
-))
-register_preset(Preset(
-    "diy-sc", "DIY-SC (ICCV 2025), DINOv2-only adapter: DINOv2-B/14 (no registers) last block before the final norm "
-    "+ bottleneck adapter, 840² letterbox (Lanczos, black) -> 60x60x768", DiyScConfig(), DiyScExtractor,
-    source=f"adapter: {RELEASES['diy-sc'].url}, downloaded on first use (SHA-256 checked), or --weights; "
-           f"backbone: {_hub_source('b', False).replace('--weights', '--backbone')}",
-    licence=f"{RELEASES['diy-sc'].licence} (adapter); {DINOV2_LICENCE}",
-    headline="SPair-71k PCK@0.1 74.3 per keypoint, 71.3 per image (bbox, <): protocol diy-sc (the authors' "
-             "notebook on their released 0300_dino_spair results; trained on pseudo-labels)",
-))
-register_preset(Preset(
-    "geco", "GECO (ICCV 2025): DINOv2-B/14 (no registers) with LoRA rank 10 on q and v of every block, folded in, "
-    "518² -> 37x37x768", GecoConfig(), GecoExtractor,
-    source=f"LoRA: the authors' {RELEASES['geco'].filename}, never shipped, downloaded only with --download "
-           f"({RELEASES['geco'].url}), or --weights; backbone: "
-           f"{_hub_source('b', False).replace('--weights', '--backbone')}",
-    licence=f"{RELEASES['geco'].licence} (LoRA weights); {DINOV2_LICENCE}",
-    headline="about 30 frames/s; state of the art on PF-PASCAL, APK and CUB (+6.0, +6.2, +4.1 PCK): protocol geco "
-             "(PCK@0.1 of the image's longer side, per keypoint, <=; the paper's abstract)",
-))
+
+
+@dataclass(frozen=True)
+class _ReleasedPreset:
+    """A preset whose weights are an authors' release (:data:`semcorr.weights.releases.RELEASES`):
+    its source and licence lines are generated from the release record.
+
+    Attributes:
+        part: what the released file holds (``adapter``, ``LoRA``, ...).
+        licence_of: what the release's licence covers, when the line says so.
+        backbone: the DINOv2 backbone's (size, registers).
+    """
+
+    name: str
+    description: str
+    config: ExtractorConfig
+    build: Callable[..., Extractor]
+    part: str
+    backbone: tuple[str, bool]
+    headline: str
+    licence_of: str = ""
+
+    def preset(self) -> Preset:
+        release = RELEASES[self.name]
+        if release.ask_first:
+            where = f"the authors' {release.filename}, never shipped, downloaded only with --download ({release.url})"
+        else:
+            where = f"{release.url}, downloaded on first use" + (" (SHA-256 checked)" if release.sha256 else "")
+        backbone = _hub_source(*self.backbone).replace("--weights", "--backbone")
+        licence = release.licence + (f" ({self.licence_of})" if self.licence_of else "")
+        return Preset(self.name, self.description, self.config, self.build,
+                      source=f"{self.part}: {where}, or --weights; backbone: {backbone}",
+                      licence=f"{licence}; {DINOV2_LICENCE}", headline=self.headline)
+
+
+for _released in (
+    _ReleasedPreset(
+        "marco", "MARCO (CVPR 2026): DINOv2-L/14-reg + parallel adapters in blocks 15-23 + 2 upsampling blocks, "
+        "770² -> 220x220x1024", MarcoConfig(), MarcoExtractor, part="adapters and upsampler", backbone=("l", True),
+        headline="SPair-71k PCK@0.1 87.2 per image (bbox, <=, in the 770² stretched frame): protocol marco "
+                 "(the authors' README, supervised on SPair-71k)"),
+    _ReleasedPreset(
+        "diy-sc", "DIY-SC (ICCV 2025), DINOv2-only adapter: DINOv2-B/14 (no registers) last block before the final "
+        "norm + bottleneck adapter, 840² letterbox (Lanczos, black) -> 60x60x768", DiyScConfig(), DiyScExtractor,
+        part="adapter", backbone=("b", False), licence_of="adapter",
+        headline="SPair-71k PCK@0.1 74.3 per keypoint, 71.3 per image (bbox, <): protocol diy-sc (the authors' "
+                 "notebook on their released 0300_dino_spair results; trained on pseudo-labels)"),
+    _ReleasedPreset(
+        "geco", "GECO (ICCV 2025): DINOv2-B/14 (no registers) with LoRA rank 10 on q and v of every block, folded "
+        "in, 518² -> 37x37x768", GecoConfig(), GecoExtractor, part="LoRA", backbone=("b", False),
+        licence_of="LoRA weights",
+        headline="about 30 frames/s; state of the art on PF-PASCAL, APK and CUB (+6.0, +6.2, +4.1 PCK): protocol "
+                 "geco (PCK@0.1 of the image's longer side, per keypoint, <=; the paper's abstract)"),
+):
+    register_preset(_released.preset())
