@@ -145,8 +145,8 @@ class TestCommand:
         from semcorr.cli import main
 
         monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now raises ImportError
-        with pytest.raises(InputError, match=r'onnxruntime.*pip install "semcorr\[onnx\]"'):
+        with pytest.raises(InputError, match=r"onnxruntime.*pip install 'semcorr\[onnx\]'"):
             export_onnx(_student(), tmp_path / "s.onnx", size=SIZE)
         assert main(["export-onnx", "--random-weights", "--out", str(tmp_path / "s.onnx")]) == 1
-        assert 'pip install "semcorr[onnx]"' in capsys.readouterr().err
+        assert "pip install 'semcorr[onnx]'" in capsys.readouterr().err
         assert not (tmp_path / "s.onnx").exists()

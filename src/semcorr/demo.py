@@ -1,13 +1,13 @@
-"""``semcorr demo``: the main job on two images bundled with scikit-image (no download)."""
+"""``semcorr demo``: the main job on two images bundled with scikit-image (``pip install 'semcorr[demo]'``;
+no download)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Callable
 
-import skimage.data
-
 from .errors import WeightsUnavailableError
+from .extras import require_extra
 from .features.config import DEFAULT_MODEL
 from .fileio import check_output_folder, make_folder
 from .features.registry import build_extractor
@@ -21,8 +21,12 @@ DEMO_POINTS = [[205, 318], [598, 375], [537, 155], [250, 185], [425, 200], [368,
 
 
 def demo_images() -> tuple[Path, Path]:
-    """Paths of the two demo images inside the installed scikit-image."""
-    folder = Path(skimage.data.__file__).parent
+    """Paths of the two demo images inside the installed scikit-image.
+
+    Raises:
+        MissingExtraError: scikit-image is not installed (``pip install 'semcorr[demo]'``).
+    """
+    folder = Path(require_extra("skimage.data", "the demo's sample images").__file__).parent
     return folder / DEMO_IMAGES[0], folder / DEMO_IMAGES[1]
 
 

@@ -48,3 +48,8 @@ class TrainingError(SemcorrError):
 
 class ExportError(SemcorrError):
     """A model could not be exported, or the exported model does not reproduce PyTorch's output."""
+
+
+class MissingExtraError(InputError):
+    """An optional dependency is not installed; the message names the extra that brings it
+    (``pip install 'semcorr[video]'``)."""

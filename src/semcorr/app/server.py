@@ -20,7 +20,7 @@ from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
 from ..demo import demo_images
-from ..errors import InputError, SemcorrError
+from ..errors import MissingExtraError, InputError, SemcorrError
 from ..features.base import Extractor
 from ..features.config import DEFAULT_MODEL
 from ..matching.points import MatchSettings
@@ -100,7 +100,12 @@ def create_server(model: str | Extractor = DEFAULT_MODEL, *, models: tuple[str, 
     """
     server = AppServer(settings, log)
     try:
-        for path in demo_images():
+        try:
+            examples = demo_images()
+        except MissingExtraError as error:  # the page works without them: uploads only
+            log(f"no example images: {error}")
+            examples = ()
+        for path in examples:
             server.uploads.add_example(path, path.stem)
         matchers = load_matchers(model, models=models, settings=match_settings, weights=weights,
                                  random_weights=random_weights, device=device, log=log, **overrides)

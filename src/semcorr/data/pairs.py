@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..extras import require_extra
 from ..errors import InputError
 
 
@@ -159,10 +160,10 @@ def find_dataset_folder(root: str | Path, folder: str, marker: str, what: str) -
 
 def read_mat(path: Path, field: str) -> dict[str, Any]:
     """The contents of a MATLAB ``.mat`` file that must hold ``field``; errors name the file and field."""
-    import scipy.io
+    scipy_io = require_extra("scipy.io", f"reading {path.name} (a MATLAB annotation file)")
 
     try:
-        contents = scipy.io.loadmat(str(path))
+        contents = scipy_io.loadmat(str(path))
     except FileNotFoundError:
         raise InputError(f"{path}: not found") from None
     except Exception as error:  # scipy raises ValueError, TypeError, MatReadError, ... on bad files

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib
 import logging
 import os
 import statistics
@@ -42,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..extras import require_extra
 from ..errors import ExportError, InputError
 from ..features.base import Extractor
 from ..features.backbones.dinov2 import IMAGENET_MEAN, IMAGENET_STD, DinoV2Extractor
@@ -51,7 +51,6 @@ from ..images import ImageInput, load_image
 from ..runtime import cpu_name, load_average
 from . import ONNX_OPSET
 
-INSTALL_HINT = 'pip install "semcorr[onnx]" (onnx, onnxruntime and onnxscript)'
 # Above this many weight bytes the weights go into PATH.data next to PATH (protobuf's 2 GB limit).
 _EXTERNAL_DATA_BYTES = 1_800_000_000
 
@@ -119,15 +118,10 @@ def require_onnx() -> tuple[Any, Any]:
     """Import ``onnx`` and ``onnxruntime`` (and check onnxscript, which the exporter needs).
 
     Raises:
-        InputError: naming the missing package and how to install the three.
+        MissingExtraError: naming the missing package and the extra that installs it.
     """
-    modules = []
-    for name in ("onnx", "onnxruntime", "onnxscript"):
-        try:
-            modules.append(importlib.import_module(name))
-        except ImportError:
-            raise InputError(f"ONNX export needs the {name} package, which is not installed: {INSTALL_HINT}") from None
-    return modules[0], modules[1]
+    onnx, onnxruntime, _ = (require_extra(name, "ONNX export") for name in ("onnx", "onnxruntime", "onnxscript"))
+    return onnx, onnxruntime
 
 
 def _prepare(extractor: Extractor) -> tuple[NormalisedFeatures, bool]:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..extras import require_extra
 from ..errors import InputError, SemcorrError
 from ..features.base import Extractor, Preparer, pixels_to
 from ..geometry import ImageGeometry
@@ -48,13 +49,9 @@ DECODE_MEMORY = 512 << 20
 
 
 def import_ray() -> Any:
-    """The ``ray`` module with Ray Data, or an :class:`InputError` saying how to install it."""
-    try:
-        import ray
-        import ray.data  # noqa: F401  (Ray Data is the part the engine uses)
-    except ImportError:
-        raise InputError("the ray engine needs Ray Data: pip install 'semcorr[ray]'") from None
-    return ray
+    """The ``ray`` module with Ray Data, or a :class:`~semcorr.errors.MissingExtraError` naming the extra."""
+    require_extra("ray.data", "the ray engine (Ray Data)")
+    return require_extra("ray", "the ray engine")
 
 
 def _columns(canvas: Any) -> dict[str, np.ndarray]:

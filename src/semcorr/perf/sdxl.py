@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..extras import require_extra
 from ..errors import InputError
 from ..features.config import SdxlTurboConfig
 from ..features.registry import build_extractor
@@ -35,7 +36,8 @@ from ..store.folder import FeatureFolder
 
 def unet_flops(latent: int = 122) -> dict[str, float]:
     """TFLOPs of one pass of the released SDXL UNet and of the teacher's trunk (counted on meta)."""
-    from diffusers import UNet2DConditionModel
+    diffusers = require_extra("diffusers", "the SDXL-Turbo teacher")
+    UNet2DConditionModel = diffusers.UNet2DConditionModel
 
     with torch.device("meta"):
         unet = UNet2DConditionModel(**SDXL_UNET_CONFIG)

@@ -38,10 +38,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from .. import __version__
+from ..extras import require_extra
 from ..errors import InputError
 from ..fileio import atomic_file, file_lock, make_folder, read_json, write_atomically, write_json
 from .correspondence import Correspondences, PairSettings
@@ -131,6 +131,7 @@ class PairWriter:
 
     def finish(self) -> int:
         """Merge the parts (and an earlier output) into the output file; returns its sequence count."""
+        h5py = require_extra("h5py", "3D pair files")
         shards = {}
         for shard in sorted(self.parts.glob("*.npz")) if self.parts.is_dir() else []:
             shards[_read_shard_meta(shard)["sequence"]] = shard
@@ -164,6 +165,7 @@ class PairWriter:
 
     def _resume(self) -> set[str]:
         """Clean what a crash left behind, check headers, and return the sequences already written."""
+        h5py = require_extra("h5py", "3D pair files")
         done: set[str] = set()
         for stale in self._merge_leftovers():  # a merge that did not finish; the parts are still there
             stale.unlink(missing_ok=True)
@@ -201,6 +203,7 @@ class PairWriter:
 
 def read_pair_file_header(path: str | Path) -> dict[str, Any]:
     """The header of a pair file; InputError when it is not one."""
+    h5py = require_extra("h5py", "3D pair files")
     path = Path(path)
     try:
         with h5py.File(path, "r") as file:

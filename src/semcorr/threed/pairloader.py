@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import h5py
 import numpy as np
 
+from ..extras import require_extra
 from ..errors import InputError
 from .correspondence import PairSettings
 from .pairfile import ARRAYS, strings_of, text_of, read_pair_file_header
@@ -59,6 +59,7 @@ class PairFile:
     """
 
     def __init__(self, path: str | Path, *, root: str | Path | None = None, min_points: int = 1) -> None:
+        h5py = require_extra("h5py", "3D pair files")
         self.path = Path(path)
         self.header = read_pair_file_header(self.path)
         self.settings = PairSettings(**self.header["settings"])
@@ -93,6 +94,7 @@ class PairFile:
                         **arrays)
 
     def _handle(self) -> Any:
+        h5py = require_extra("h5py", "3D pair files")
         if self._file is None or self._pid != os.getpid():
             self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
         return self._file

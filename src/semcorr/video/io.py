@@ -19,10 +19,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import av
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..extras import require_extra
 from ..errors import InputError
 from ..fileio import atomic_file
 from ..settings import OnError
@@ -55,6 +55,7 @@ class VideoInfo:
 
 
 def _open(path: str | os.PathLike):
+    av = require_extra("av", "reading and writing video")
     name = os.fsdecode(path)
     if Path(name).is_dir():
         raise InputError(f"{name}: is a directory, not a video file")
@@ -83,6 +84,7 @@ def _decode(path: str | os.PathLike, on_error: OnError = "skip") -> Iterator[tup
     cannot be read, or fewer frames than the container declares (a file cut short) are reported
     with the frame number: a warning (``on_error="skip"``; a damaged frame keeps its number) or
     an :class:`InputError` (``"stop"``). No frame at all is always an error."""
+    av = require_extra("av", "reading and writing video")
     name = os.fsdecode(path)
     index = decoded = 0
     with _open(path) as container:
@@ -212,6 +214,7 @@ class VideoWriter:
     """
 
     def __init__(self, path: str | os.PathLike, fps: Fraction | float = DEFAULT_FPS, *, crf: int = 20) -> None:
+        av = require_extra("av", "reading and writing video")
         self.path = os.fsdecode(path)
         container_format = VIDEO_FORMATS.get(Path(self.path).suffix.lower())
         if container_format is None:
@@ -233,6 +236,7 @@ class VideoWriter:
 
     def write(self, frame: np.ndarray) -> None:
         """Append one (H, W, 3) uint8 RGB frame; every frame must have the first frame's size."""
+        av = require_extra("av", "reading and writing video")
         height, width = frame.shape[:2]
         if self._size is None:
             self._size = (height, width)

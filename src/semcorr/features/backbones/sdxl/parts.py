@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 
+from ....extras import require_extra
 from ....errors import CheckpointError
 from ....fileio import read_json
 from ....weights.hub import resolve_pretrained
@@ -77,7 +78,8 @@ class SdxlComponents:
 
 def alphas_cumprod(schedule: dict[str, Any]) -> Tensor:
     """(T,) float64 cumulative products of (1 - beta) for a diffusers scheduler config."""
-    from diffusers import DDPMScheduler
+    diffusers = require_extra("diffusers", "the SDXL-Turbo teacher")
+    DDPMScheduler = diffusers.DDPMScheduler
 
     keys = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas")
     with torch.device("cpu"):  # also when the models are built under torch.device("meta")
@@ -102,7 +104,8 @@ def byte_level_tokenizer(pad_token: str = "<|endoftext|>") -> CLIPTokenizer:
 
 def build_vae(kind: VaeKind) -> AutoencoderKL | AutoencoderTiny:
     """The released SDXL VAE or TAESDXL architecture, untrained."""
-    from diffusers import AutoencoderKL, AutoencoderTiny
+    diffusers = require_extra("diffusers", "the SDXL-Turbo teacher")
+    AutoencoderKL, AutoencoderTiny = diffusers.AutoencoderKL, diffusers.AutoencoderTiny
 
     return AutoencoderKL(**SDXL_VAE_CONFIG) if kind == "full" else AutoencoderTiny(**TAESDXL_CONFIG)
 
@@ -110,7 +113,8 @@ def build_vae(kind: VaeKind) -> AutoencoderKL | AutoencoderTiny:
 def random_components(vae: VaeKind = "full") -> SdxlComponents:
     """The full SDXL-Turbo architecture, untrained (about 3.5B parameters; build it under
     ``torch.device("meta")`` to check shapes without allocating)."""
-    from diffusers import UNet2DConditionModel
+    diffusers = require_extra("diffusers", "the SDXL-Turbo teacher")
+    UNet2DConditionModel = diffusers.UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     return SdxlComponents(
@@ -175,7 +179,8 @@ def load_components(source: str, *, vae: VaeKind, model_name: str, dtype: torch.
         vae: ``full`` loads ``vae/``; ``tiny`` uses ``tiny_vae`` (TAESDXL, loaded by the caller).
         dtype: dtype of the UNet and text encoders; ``vae_dtype`` that of the full VAE.
     """
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    diffusers = require_extra("diffusers", "the SDXL-Turbo teacher")
+    AutoencoderKL, UNet2DConditionModel = diffusers.AutoencoderKL, diffusers.UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     folder = resolve_sdxl_folder(source, vae=vae, model_name=model_name)

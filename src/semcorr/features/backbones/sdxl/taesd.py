@@ -17,6 +17,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from ....extras import require_extra
 from ....errors import CheckpointError, InputError
 from ....weights.hub import resolve_pretrained
 from .parts import build_vae
@@ -80,7 +81,8 @@ def load_taesdxl(source: str | None = None, *, model: str = "sdxl-turbo") -> Aut
             folder; or a Hugging Face id (default ``madebyollin/taesdxl``).
         model: the preset name, for messages.
     """
-    from diffusers import AutoencoderTiny
+    diffusers = require_extra("diffusers", "the SDXL-Turbo teacher")
+    AutoencoderTiny = diffusers.AutoencoderTiny
 
     source = source or TAESDXL_ID
     path = Path(source).expanduser()
