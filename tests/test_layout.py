@@ -175,3 +175,32 @@ def test_importing_semcorr_imports_no_torch():
     code = "import sys, semcorr; semcorr.__version__; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def _public_definitions() -> dict[str, list[str]]:
+    """Every public function and class defined at a module's top level (outside the CLI), by name."""
+    found: dict[str, list[str]] = {}
+    for name, path in MODULES.items():
+        if name.startswith("semcorr.cli"):
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_"):
+                found.setdefault(node.name, []).append(name)
+    return found
+
+
+def test_no_two_public_names_collide():
+    """One word for one thing: no two modules define a public function or class of the same name, and
+    no two packages export the same name for different things."""
+    clashes = {name: modules for name, modules in _public_definitions().items() if len(modules) > 1}
+    assert not clashes
+    exported: dict[str, set[str]] = {}
+    for name, path in MODULES.items():
+        if not is_package(name):
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in node.targets):
+                for key, value in zip(node.value.keys, node.value.values):
+                    exported.setdefault(key.value, set()).add(f"{name}.{value.value}")
+    mixed = {export: sorted(sources) for export, sources in exported.items() if len(sources) > 1}
+    assert not mixed  # a name exported by two packages comes from the same module in both
