@@ -39,7 +39,9 @@ from ..matching.points import MatchSettings
 from ..transfer.labeller import KeypointLabeller, TransferSettings
 from .cache import CacheMode, FeatureCache
 from .pck import PCKSettings, alpha_key, correct_keypoints, threshold_length
+from .protocols import SEMCORR
 from .result import Clock, make_result, open_benchmark, pck_settings, pck_text, score_predictions
+from .runner import protocol_rules
 
 
 @dataclass
@@ -114,6 +116,7 @@ def evaluate_kshot(benchmark: str, data_root: str | Path, *, shots: int, seed: i
     clock = Clock()
     if not isinstance(shots, int) or isinstance(shots, bool) or shots < 1:
         raise InputError(f"--transfer-shots must be an integer >= 1, got {shots!r}")
+    rules, pck = protocol_rules(SEMCORR, settings, pck, pose_align)
     transfer = dataclasses.replace(transfer or TransferSettings(), match=settings, batch_size=batch_size,
                                    pose_align=pose_align)
     run = open_benchmark(benchmark, data_root, split=split, limit=limit, pck=pck, loader_options=loader_options)
@@ -159,9 +162,10 @@ def evaluate_kshot(benchmark: str, data_root: str | Path, *, shots: int, seed: i
     clock.lap("scoring")
     return make_result(
         run, extractor, title=f"{spec.title} {shots}-shot transfer",
-        protocol={"name": "k-shot transfer", "shots": shots, "seed": seed,
-                  "summary": f"{shots} example(s) per category drawn with seed {seed}, transferred to every other "
-                             "image of the category (the table's 'pairs' are target images)",
+        protocol={**rules.fields(), "name": "semcorr-kshot", "shots": shots, "seed": seed,
+                  "summary": f"protocol semcorr-kshot: {shots} example(s) per category drawn with seed {seed}, "
+                             "transferred to every other image of the category (the table's 'pairs' are target "
+                             f"images); {rules.summary().split(': ', 1)[1]}",
                   "pck": pck_text(pck, run.alphas, run.threshold, "original")},
         scores=scores, n_images=len(everything), clock=clock, images_computed=computed,
         records=records if predictions else None,
