@@ -5,9 +5,9 @@ import json
 
 import pytest
 import torch
-
 from conftest import data_path
 from helpers import tiny_backbone
+
 from semcorr import __version__
 from semcorr.eval import evaluate
 from semcorr.eval.digest import pairs_digest, weights_digest

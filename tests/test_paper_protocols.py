@@ -10,8 +10,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
-
 from conftest import data_path
+
 from semcorr.data.pairs import Pair
 from semcorr.errors import InputError
 from semcorr.eval import PCKSettings, evaluate
@@ -189,6 +189,22 @@ class TestEvalMatcher:
         assert np.isfinite(found).all() and len(notes) == 1
 
 
+def recompute(records, alpha_key):
+    """PCK from saved predictions alone, as docs/evaluation-protocols.md shows it."""
+    correct = total = 0
+    for r in records:
+        (sx, sy), (ox, oy), clamp = r["frame"]["scale"], r["frame"]["offset"], r["frame"]["clamp"]
+        for (px, py), (gx, gy) in zip(r["pred"], r["gt"]):
+            gx, gy = gx * sx + ox, gy * sy + oy
+            if clamp:
+                gx, gy = min(max(gx, clamp[0]), clamp[1]), min(max(gy, clamp[0]), clamp[1])
+            d = math.hypot(px * sx + ox - gx, py * sy + oy - gy)
+            limit = r["thresholds"][alpha_key]
+            correct += d <= limit if r["comparison"] == "<=" else d < limit
+            total += 1
+    return 100 * correct / total
+
+
 def spair_copy(tmp_path, edit):
     root = tmp_path / "SPair-71k"
     shutil.copytree(data_path("spair-71k-mini", "SPair-71k"), root)
@@ -223,6 +239,9 @@ class TestOutsideKeypoints:
                 correct += math.hypot((px - gx) * height / width, py - gy) < 0.1 * max(x2 - x1, y2 - y1)
                 total += 1
         assert 100 * correct / total == pytest.approx(paper["pck"]["0.1"])
+        for key in ("0.1", "0.05", "0.01"):
+            assert recompute(paper["predictions"], key) == pytest.approx(paper["pck_per_keypoint"][key])
+            assert recompute(own["predictions"], key) == pytest.approx(own["pck_per_keypoint"][key])
         assert paper["pairs_digest"] == own["pairs_digest"]  # the same pair list, other rules
 
     def test_marco_clamps_them_into_its_canvas(self, tmp_path, one_thread):
@@ -234,7 +253,9 @@ class TestOutsideKeypoints:
         record = next(r for r in result["predictions"] if r["id"] == pair_id)
         assert record["frame"]["clamp"] == [1e-4, 770 - 1 - 1e-4] and record["gt"][0][0] == 560.0
         frame = Frame(tuple(record["frame"]["scale"]), tuple(record["frame"]["offset"]), (1e-4, 770 - 1 - 1e-4), 770)
-        assert frame.to_frame(np.array([record["gt"][0]]), annotated=True)[0, 0] == pytest.approx(770 - 1 - 1e-4, abs=1e-3)
+        clamped = frame.to_frame(np.array([record["gt"][0]]), annotated=True)[0, 0]
+        assert clamped == pytest.approx(770 - 1 - 1e-4, abs=1e-3)
+        assert recompute(result["predictions"], "0.1") == pytest.approx(result["pck_per_keypoint"]["0.1"])
 
 
 def test_old_name_warns_once_and_runs_semcorr(cli, tmp_path, one_thread):

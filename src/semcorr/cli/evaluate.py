@@ -121,12 +121,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--loader-option", action="append", default=[], metavar="KEY=VALUE",
                         help="passed to the loader, e.g. layout=small (SPair), crowd_file=PATH (AP-10K), "
                              "n_pairs=4000 (CUB)")
-    parser.add_argument("--out", metavar="JSON", help="write the results file: model and weights digest, every rule of "
-                        "the protocol, pair-list digest, per-category PCK, settings, timing (`semcorr compare` reads it)")
+    parser.add_argument("--out", metavar="JSON", help="write the results file: model and weights digest, every rule "
+                        "of the protocol, pair-list digest, per-category PCK, settings, timing (read by `semcorr "
+                        "compare`)")
     parser.add_argument("--save-predictions", metavar="JSON",
                         help="write per pair what an independent check needs: [{id, category, source_image, "
-                             "target_image, source_size, target_size, keypoint_ids, source_points, pred, gt, target_box, "
-                             "threshold_length, thresholds, comparison, frame}, ...], points in original pixels")
+                             "target_image, source_size, target_size, keypoint_ids, source_points, pred, gt, "
+                             "target_box, threshold_length, thresholds, comparison, frame}, ...], points in original "
+                             "pixels")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run_eval)
 

@@ -98,9 +98,9 @@ def compare_results(results: Sequence[dict[str, Any]], labels: Sequence[str] | N
         if result["pairs_digest"] != first["pairs_digest"]:
             mixed = True
             if not allow_mixed:
-                raise InputError(f"{label}: another pair list than {labels[0]} ({result['benchmark']} {result['split']}, "
-                                 f"{result['n_pairs']} pairs, vs {first['benchmark']} {first['split']}, "
-                                 f"{first['n_pairs']} pairs); pass --allow-mixed to show them anyway")
+                raise InputError(f"{label}: another pair list than {labels[0]} ({result['benchmark']} "
+                                 f"{result['split']}, {result['n_pairs']} pairs, vs {first['benchmark']} "
+                                 f"{first['split']}, {first['n_pairs']} pairs); pass --allow-mixed to show them anyway")
     keys = [set(r["pck_per_keypoint"]) for r in results]
     shown = _alpha_key(alpha) if alpha is not None else ("0.1" if all("0.1" in k for k in keys)
                                                         else next(iter(first["pck_per_keypoint"])))

@@ -85,7 +85,7 @@ class Frame:
         points = np.asarray(points, np.float32)
         if self.precision == "float16":
             points = points.astype(np.float16).astype(np.float32)
-        frame = (points * np.float32(self.scale) + np.float32(self.offset)).astype(np.float32)
+        frame = (points * np.asarray(self.scale, np.float32) + np.asarray(self.offset, np.float32)).astype(np.float32)
         return np.clip(frame, *self.clamp).astype(np.float32) if self.clamp else frame
 
     def from_frame(self, points: np.ndarray) -> np.ndarray:

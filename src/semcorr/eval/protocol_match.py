@@ -7,7 +7,7 @@ authors' ``train/eval.py``. Predictions come back in original target-image pixel
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -22,8 +22,16 @@ from .cache import FeatureCache
 from .frames import Frame
 from .protocols import Protocol, pair_frames
 
+T = TypeVar("T")
 NORM_CHUNK = 64  # channels upsampled at a time for the per-pixel norms at image resolution
 DISTILLDIFT_EPS = 1e-10  # eval/eval.py normalize_feats
+
+
+def _needed(value: T | None, what: str, protocol: Protocol) -> T:
+    """A setting the matcher needs (every protocol that uses the matcher sets it)."""
+    if value is None:
+        raise ValueError(f"protocol {protocol.name} has no {what}")
+    return value
 
 
 def _descriptors(fmap: FeatureMap, protocol: Protocol) -> Tensor:
@@ -52,7 +60,8 @@ def match_marco(protocol: Protocol, source: FeatureMap, target: FeatureMap, poin
     sampled = F.grid_sample(features_s[None], grid[None, :, None], mode="bilinear", padding_mode="border",
                             align_corners=True)[0, :, :, 0].T  # (N, C)
     similarity = (sampled @ features_t.flatten(1)).view(1, len(points), *features_t.shape[-2:])
-    cells, _ = kernel_soft_argmax(similarity, protocol.sigma, protocol.temperature)
+    cells, _ = kernel_soft_argmax(similarity, _needed(protocol.sigma, "sigma", protocol),
+                                  _needed(protocol.temperature, "temperature", protocol))
     target_h, target_w = target.geometries[0].input_size
     found = cells[0] * cells.new_tensor(((target_w - 1) / (width - 1), (target_h - 1) / (height - 1)))
     return frames[1].from_frame(found.cpu().numpy())
@@ -80,15 +89,16 @@ def match_cells(protocol: Protocol, source: FeatureMap, target: FeatureMap, poin
     """
     grid_s, grid_t = _cell_grid(source, protocol), _cell_grid(target, protocol)
     height, width = grid_s.shape[-2:]
-    side = frames[0].side
+    side, target_side = _needed(frames[0].side, "frame side", protocol), _needed(frames[1].side, "frame side", protocol)
     kps = frames[0].to_frame(points, annotated=True)
     cells_x = (np.float32(width / side) * kps[:, 0]).astype(np.int32).astype(np.int64)
     cells_y = (np.float32(height / side) * kps[:, 1]).astype(np.int32).astype(np.int64)
     flat = _wrapped(width * cells_y + cells_x, height * width, pair, notes)
     descriptors = grid_s.flatten(1)[:, torch.from_numpy(flat).to(grid_s.device)].T  # (N, C)
     similarity = (descriptors @ grid_t.flatten(1)).view(1, len(points), height, width)
-    cells, _ = zeroed_window_soft_argmax(similarity, protocol.window // 2, protocol.temperature)
-    stride = np.array((frames[1].side / width, frames[1].side / height))
+    cells, _ = zeroed_window_soft_argmax(similarity, _needed(protocol.window, "window", protocol) // 2,
+                                         _needed(protocol.temperature, "temperature", protocol))
+    stride: np.ndarray = np.array([target_side / width, target_side / height])
     return frames[1].from_frame(cells[0].cpu().numpy() * stride + stride // 2)
 
 

@@ -56,7 +56,8 @@ LOOKUPS: dict[str, str] = {
     "pixel floor": "the pixel floor(x), floor(y) of the map upsampled to the image (negative indices wrap)",
     "pixel round": "the pixel round(x), round(y) of the map upsampled to the image, clamped to the image",
 }
-OUTSIDE = {"count": "keypoints outside their image counted", "leave out": "keypoints > 1 px outside their image left out"}
+OUTSIDE = {"count": "keypoints outside their image counted",
+           "leave out": "keypoints > 1 px outside their image left out"}
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,8 @@ class Protocol:
         if self.temperature:
             parts.append(f"temperature {self.temperature:g}")
         threshold = {"bbox": "target box", "image": "target image", None: "benchmark's"}[self.threshold]
-        frame = f"the {self.frame_size or 'input'} {self.frame} frame" if self.frame != "original" else "original pixels"
+        frame = (f"the {self.frame_size or 'input'} {self.frame} frame" if self.frame != "original"
+                 else "original pixels")
         parts.append(f"PCK per {self.average} (both reported), {self.fields()['comparison']}, {threshold} threshold "
                      f"({self.length_rule}), in {frame}{', keypoints clamped into it' if self.clamp else ''}, "
                      f"{self.precision}")
@@ -218,7 +220,9 @@ DISTILLDIFT_PAPER = PaperProtocol(
     name="distilldift-paper",
     source="the DistillDIFT paper's figures (WACV 2025) as the authors' released code measures them",
     rules={"spair": DISTILLDIFT_EVAL, "pf-pascal": DISTILLDIFT_EVAL_PASCAL,
-           "pf-willow": DISTILLDIFT_TRAIN,
+           "pf-willow": dataclasses.replace(DISTILLDIFT_TRAIN, deviations=(*DISTILLDIFT_TRAIN.deviations, (
+               "pairs and keypoints from the subclass folders' .mat files (every ordered pair of a subclass); the "
+               "authors read CNNGeometric's test_pairs_pf.csv, believed to hold the same 900 pairs (not verified)"))),
            "cub": dataclasses.replace(DISTILLDIFT_TRAIN, length_rule="float16 size")},
     refusal="the DistillDIFT authors' code evaluates SPair-71k, PF-WILLOW, CUB-200-2011 and PF-PASCAL only (no AP-10K)")
 

@@ -161,8 +161,9 @@ def score_predictions(pairs: Sequence[Pair], found: Sequence[np.ndarray], alphas
         length = frame.length(threshold, pair.target_box, pair.target_size)
         correct[i] = frame.correct(predicted, target, length, alphas, inclusive=pck.inclusive).sum(axis=1)
         box = frame.to_frame(np.reshape(pair.target_box, (2, 2))).reshape(4)
-        chance[i] = random_guess_correct(frame.to_frame(target, annotated=True).astype(np.float64), box, length,
-                                         alphas, inclusive=pck.inclusive, samples=CHANCE_SAMPLES, rng=rng)
+        truth = frame.to_frame(target, annotated=True).astype(np.float64)
+        chance[i] = random_guess_correct(truth, box.tolist(), length, alphas, inclusive=pck.inclusive,
+                                         samples=CHANCE_SAMPLES, rng=rng)
         counts[i] = len(target)
         if predictions:
             records.append({
@@ -170,7 +171,8 @@ def score_predictions(pairs: Sequence[Pair], found: Sequence[np.ndarray], alphas
                 "target_image": str(pair.target_image), "source_size": list(pair.source_size),
                 "target_size": list(pair.target_size), "keypoint_ids": pair.keypoint_ids[pair.visible].tolist(),
                 "source_points": source.astype(np.float64).tolist(), "pred": predicted.tolist(),
-                "gt": target.astype(np.float64).tolist(), "target_box": np.asarray(pair.target_box, np.float64).tolist(),
+                "gt": target.astype(np.float64).tolist(),
+                "target_box": np.asarray(pair.target_box, np.float64).tolist(),
                 "threshold_length": length,
                 "thresholds": {alpha_key(a): v for a, v in zip(alphas, frame.limits(length, alphas))},
                 "comparison": comparison, "frame": frame.fields()})
@@ -220,7 +222,8 @@ def make_result(run: BenchmarkRun, extractor: Extractor, *, title: str, protocol
         "format": RESULT_FORMAT, "version": RESULT_VERSION, "semcorr_version": __version__,
         "benchmark": run.spec.name, "title": title, "split": run.split, "data_root": run.data_root,
         "pairs_digest": pairs_digest(run.loaded), "model": extractor.name, "weights_digest": weights_digest(extractor),
-        "random_weights": bool(extractor.random_weights), "protocol": protocol, **scores, "n_images": n_images, **sections,
+        "random_weights": bool(extractor.random_weights), "protocol": protocol, **scores, "n_images": n_images,
+        **sections,
         "settings": {"extractor": dataclasses.asdict(extractor.config), **settings, "device": str(extractor.device)},
         "timing": clock.timing(images_computed=images_computed), "wall_time_s": clock.wall(),
     }

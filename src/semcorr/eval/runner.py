@@ -172,16 +172,16 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
         cache: ``memory``, ``disk`` or ``auto`` features (see :class:`FeatureCache`).
         cache_dir: keep disk features here and reuse them in later runs.
         loader_options: passed to the loader (``layout="small"`` for SPair, ``crowd_file`` for AP-10K...).
-        predictions: also return ``"predictions"``: per pair, counted keypoints only, what an
-            independent check needs (:func:`~.result.score_predictions`; + ``"flipped"`` with ``pose_align``).
+        predictions: also return ``"predictions"``: per pair, counted keypoints only, what an independent
+            check needs (:func:`~.result.score_predictions`; + ``"flipped"`` with ``pose_align``).
         progress: show progress bars (stderr).
         pose_align: the weakly supervised setting of GeoAware-SC: also extract every source image
             mirrored (once per image) and match each pair from the orientation whose mutual nearest
             neighbours with the target agree best (:mod:`semcorr.matching.pose_align`).
     Returns:
         a results file (:func:`~.result.make_result`): ``{"format", "version", "semcorr_version",
-        "benchmark", "split", "pairs_digest", "model", "weights_digest", "random_weights", "n_pairs", "n_keypoints", "pck":
-        {"0.1": percent, ...}, "pck_per_keypoint", "pck_per_image", "pck_category_mean",
+        "benchmark", "split", "pairs_digest", "model", "weights_digest", "random_weights", "n_pairs",
+        "n_keypoints", "pck": {"0.1": percent, ...}, "pck_per_keypoint", "pck_per_image", "pck_category_mean",
         "per_category": {name: {"n_pairs", "n_keypoints", "pck", "per_keypoint", "per_image"}},
         "chance", "pose_align": {"enabled", "n_flipped", ...}, "protocol": {"name", every rule,
         "summary", "pck"}, "settings", "timing", "wall_time_s", ...}``.
