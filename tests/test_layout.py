@@ -19,12 +19,12 @@ SOURCE = REPO / "src" / "semcorr"
 # and the layers above it, never one below.
 LAYERS = (
     "semcorr._moved", "semcorr._lazy", "semcorr.errors", "semcorr.extras", "semcorr.settings", "semcorr.fileio",
-    "semcorr.lru", "semcorr.runtime", "semcorr.download", "semcorr.geometry", "semcorr.images", "semcorr.viz", "semcorr.weights",
-    "semcorr.features.config", "semcorr.features.base", "semcorr.features.backbones", "semcorr.features.distill",
-    "semcorr.features.released", "semcorr.features", "semcorr.matching", "semcorr.data", "semcorr.transfer",
-    "semcorr.store", "semcorr.extract", "semcorr.threed", "semcorr.eval", "semcorr.train", "semcorr.video",
-    "semcorr.segment", "semcorr.export", "semcorr.perf", "semcorr.demo", "semcorr.app", "semcorr.labelstudio",
-    "semcorr.cli",
+    "semcorr.lru", "semcorr.runtime", "semcorr.download", "semcorr.geometry", "semcorr.images", "semcorr.viz",
+    "semcorr.weights", "semcorr.features.config", "semcorr.features.base", "semcorr.features.backbones",
+    "semcorr.features.distill", "semcorr.features.released", "semcorr.features", "semcorr.matching", "semcorr.data",
+    "semcorr.transfer", "semcorr.store", "semcorr.extract", "semcorr.threed", "semcorr.eval", "semcorr.train",
+    "semcorr.video", "semcorr.segment", "semcorr.export", "semcorr.perf", "semcorr.demo", "semcorr.app",
+    "semcorr.labelstudio", "semcorr.cli",
 )
 
 
