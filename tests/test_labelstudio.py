@@ -8,8 +8,10 @@ keypoint's true place in every crop is known exactly; the model is the weight-fr
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +21,8 @@ from PIL import Image
 
 from labelstudio_server import LabelStudioServer, find_label_studio, make_template
 from semcorr.errors import InputError, SettingError
-from semcorr.labelstudio import LabelStudioSettings, create_backend_server, project_examples, read_label_config
+from semcorr.labelstudio import (LabelStudioClient, LabelStudioError, LabelStudioSettings, create_backend_server,
+                                 project_examples, read_label_config)
 
 LABELS = ("left eye", "right eye", "nose")
 SCENE_POINTS = {"left eye": (172.0, 110.0), "right eye": (315.0, 133.0), "nose": (262.0, 240.0)}  # chelsea's pixels
@@ -132,6 +135,64 @@ class TestSettings:
                 assert json.loads(response.read())["status"] == "UP"
         finally:
             server.close()
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """A stand-in web server on 127.0.0.1: records each request's path and Authorization header;
+    ``/redirect`` sends the client to ``/moved`` on ``elsewhere``, any other path answers a PNG."""
+
+    elsewhere = ""
+
+    def do_GET(self):  # noqa: N802 (the standard library's name)
+        self.server.seen.append((self.path, self.headers.get("Authorization")))
+        if self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", self.elsewhere + "/moved")
+            self.end_headers()
+            return
+        body = crop_png((0, 0), (64, 48))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def two_hosts():
+    """Two stand-in servers on different ports (different origins): Label Studio's and another."""
+    servers = []
+    for _ in range(2):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("Handler", (Recorder,), {}))
+        server.seen = []
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+    ours, other = servers
+    ours.RequestHandlerClass.elsewhere = f"http://127.0.0.1:{other.server_port}"
+    yield ours, other
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+class TestClient:
+    def test_the_key_goes_to_label_studio_only(self, two_hosts):
+        ours, other = two_hosts
+        client = LabelStudioClient(f"http://127.0.0.1:{ours.server_port}", "secret-key")
+        for url in ("/data/upload/1/a.png", f"http://127.0.0.1:{other.server_port}/b.png", "/redirect"):
+            assert client.image(url, 1_000_000).startswith(b"\x89PNG")
+        assert ours.seen == [("/data/upload/1/a.png", "Token secret-key"), ("/redirect", "Token secret-key")]
+        assert other.seen == [("/b.png", None), ("/moved", None)]  # never the key, nor after a redirect
+
+    def test_an_image_over_the_limit_or_not_http_is_one_line(self, two_hosts):
+        client = LabelStudioClient(f"http://127.0.0.1:{two_hosts[0].server_port}", "secret-key")
+        with pytest.raises(LabelStudioError, match=r"a.png: 0.0 MB is over the limit of 0.0001 MB"):
+            client.image("/a.png", 100)
+        with pytest.raises(LabelStudioError, match=r"reads images over http\(s\) only, not s3://"):
+            client.image("s3://bucket/a.png", 1_000_000)
+        assert "secret-key" not in repr(client)
 
 
 def post(url: str, path: str, body: dict | bytes, headers: dict | None = None) -> tuple[int, dict]:

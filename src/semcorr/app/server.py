@@ -13,6 +13,7 @@ import re
 import tempfile
 from collections.abc import Callable
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -72,8 +73,9 @@ def create_server(model: str | Extractor = DEFAULT_MODEL, *, models: tuple[str, 
     """
     server = AppServer(settings, log)
     try:
+        examples: tuple[Path, ...]
         try:
-            examples = demo_images()
+            examples = tuple(demo_images())
         except MissingExtraError as error:  # the page works without them: uploads only
             log(f"no example images: {error}")
             examples = ()
