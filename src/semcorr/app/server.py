@@ -16,6 +16,7 @@ import tempfile
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
@@ -100,6 +101,7 @@ def create_server(model: str | Extractor = DEFAULT_MODEL, *, models: tuple[str, 
     """
     server = AppServer(settings, log)
     try:
+        examples: tuple[Path, ...]
         try:
             examples = demo_images()
         except MissingExtraError as error:  # the page works without them: uploads only
@@ -136,13 +138,13 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "semcorr-app"
     timeout = 60  # seconds a connection may stay silent (a body announced but never sent)
 
-    def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+    def do_GET(self) -> None:
         self._answer(self._get)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._answer(self._post)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         """Requests are not logged; errors that are bugs are (:meth:`_answer`)."""
 
     def _get(self, path: str) -> tuple[int, str, bytes]:
