@@ -18,7 +18,7 @@ import importlib.abc
 import importlib.machinery
 import sys
 import warnings
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any
 
 REMOVED_IN = "0.3.0"
@@ -97,7 +97,7 @@ def legacy_class_path(module: str, qualname: str) -> str:
 
 def _probed_by_import() -> bool:
     """True when ``from module import name`` only checks that the name exists (it then asks again)."""
-    frame = sys._getframe(2)
+    frame: FrameType | None = sys._getframe(2)
     for _ in range(4):
         if frame is None:
             return False

@@ -26,7 +26,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 from urllib.parse import urlparse
 
 from tqdm import tqdm
@@ -121,7 +121,7 @@ def _fetch_once(url: str, part: Path, timeout: float, bar: tqdm) -> None:
         raise _Cut(f"received {received} bytes, more than the announced {total}; restarting")
 
 
-def _copy(response: http.client.HTTPResponse, handle: BinaryIO, received: int, bar: tqdm) -> int:
+def _copy(response: http.client.HTTPResponse, handle: IO[bytes], received: int, bar: tqdm) -> int:
     while True:
         try:
             chunk = response.read(CHUNK)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from typing import Sequence
+from typing import NoReturn, Sequence, TextIO
 
 from .. import __version__
 from ..errors import SemcorrError
@@ -27,7 +27,7 @@ COMMAND_GROUPS = (match, transfer, app, labelstudio, evaluate, extract, cache, t
 class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (no usage block), exit status 2."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
 
 
@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None) -> None:
     print(f"semcorr: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 

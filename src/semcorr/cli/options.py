@@ -11,13 +11,16 @@ import argparse
 import math
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import InputError
 from ..extract.config import ENGINES, ExtractSettings, ModelSpec, RaySettings
 from ..features.config import DEFAULT_MODEL
 from ..fileio import read_json
 from ..settings import ON_ERROR, PRECISIONS, RESIZE_MODES
+
+if TYPE_CHECKING:
+    from ..matching.points import MatchSettings
 
 MATCH_FIELDS = ("grid", "method", "window", "temperature")
 
@@ -73,7 +76,7 @@ def given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
-def match_settings(args: argparse.Namespace):
+def match_settings(args: argparse.Namespace) -> MatchSettings:
     """The :class:`~semcorr.matching.MatchSettings` of :func:`add_match_options`' options
     (``--grid 0`` means the native grid)."""
     from ..matching.points import MatchSettings

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -35,6 +36,7 @@ from .pairs import ImageSizes, Pair, find_dataset_folder
 SPLITS = ("train", "test")
 DEFAULT_PAIRS = 1000
 DEFAULT_SEED = 42
+_Value = TypeVar("_Value")
 
 
 def _read_table(path: Path, columns: tuple[str, ...]) -> list[list[str]]:
@@ -72,7 +74,7 @@ class _Annotations:
         self.is_train = self._column(root / "train_test_split.txt", ("image_id", "is_training_image"), int)
         path = root / "bounding_boxes.txt"
         columns = ("image_id", "x", "y", "width", "height")
-        self.boxes = {}
+        self.boxes: dict[str, np.ndarray] = {}
         for number, row in enumerate(_read_table(path, columns), start=1):
             x, y, width, height = _numbers(path, row, columns, number)
             self.boxes[row[0]] = np.array([x, y, x + width, y + height], np.float32)
@@ -94,7 +96,7 @@ class _Annotations:
                 raise InputError(f"{path}: line {number}: field '{columns[1]}' must be an integer") from None
         return values
 
-    def need(self, table: dict, image_id: str, path: str) -> object:
+    def need(self, table: dict[str, _Value], image_id: str, path: str) -> _Value:
         if image_id not in table:
             raise InputError(f"{self.root / path}: no entry for image {image_id}")
         return table[image_id]

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..data.benchmarks import ThresholdKind
 from ..data.pairs import Pair
 from ..data.symmetry import mirror_pairs
 from ..errors import InputError
@@ -189,7 +190,7 @@ def _scored_pair(group: str, examples: list[AnnotatedImage], target: AnnotatedIm
 
 
 def _confident(pairs: list[Pair], found: list[np.ndarray], confidences: list[np.ndarray], alphas: tuple[float, ...],
-               threshold: str, pck: PCKSettings, min_confidence: float) -> dict[str, Any]:
+               threshold: ThresholdKind, pck: PCKSettings, min_confidence: float) -> dict[str, Any]:
     """Share of counted keypoints at or above ``min_confidence``, and their PCK (per keypoint)."""
     kept, correct = 0, np.zeros(len(alphas))
     total = sum(len(c) for c in confidences)

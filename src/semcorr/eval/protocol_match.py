@@ -38,6 +38,7 @@ def match_marco(protocol: Protocol, source: FeatureMap, target: FeatureMap, poin
     sampled = F.grid_sample(features_s[None], grid[None, :, None], mode="bilinear", padding_mode="border",
                             align_corners=True)[0, :, :, 0].T  # (N, C)
     similarity = (sampled @ features_t.flatten(1)).view(1, len(points), *features_t.shape[-2:])
+    assert protocol.sigma is not None and protocol.temperature is not None  # MARCO's protocol sets both
     cells, _ = kernel_soft_argmax(similarity, protocol.sigma, protocol.temperature)
     target_h, target_w = target.geometries[0].input_size
     found = cells[0] * cells.new_tensor(((target_w - 1) / (width - 1), (target_h - 1) / (height - 1)))
@@ -55,6 +56,7 @@ def match_diysc(protocol: Protocol, source: FeatureMap, target: FeatureMap, poin
     cells_y = np.clip((np.float32(height / canvas_h) * kps[:, 1]).astype(np.int32), 0, height - 1)
     descriptors = features_s[:, torch.from_numpy(cells_y).long(), torch.from_numpy(cells_x).long()].T  # (N, C)
     similarity = (descriptors @ features_t.flatten(1)).view(1, len(points), height, width)
+    assert protocol.window is not None and protocol.temperature is not None  # DIY-SC's protocol sets both
     cells, _ = zeroed_window_soft_argmax(similarity, protocol.window // 2, protocol.temperature)
     target_h, target_w = target.geometries[0].input_size
     stride = np.array((target_w / width, target_h / height))

@@ -169,6 +169,7 @@ class Frame:
         height, width = image_size
         if kind == "original":
             return cls((1.0, 1.0), (0.0, 0.0))
+        assert canvas is not None  # the protocols with a stretched or padded frame have a canvas
         if kind == "stretched":
             return cls((canvas / width, canvas / height), (0.0, 0.0), (1e-4, canvas - 1 - 1e-4))
         scale = canvas / max(width, height)  # padded: DIY-SC's preprocess_kps_pad
@@ -183,7 +184,8 @@ class Frame:
         float32 as the authors' tensors, clamped where the protocol clamps them; predictions in float64."""
         if not annotated:
             return np.asarray(points, np.float64) * np.asarray(self.scale) + np.asarray(self.offset)
-        frame = (np.asarray(points, np.float32) * np.float32(self.scale) + np.float32(self.offset)).astype(np.float32)
+        frame = (np.asarray(points, np.float32) * np.asarray(self.scale, np.float32)
+                 + np.asarray(self.offset, np.float32)).astype(np.float32)
         return np.clip(frame, *self.clamp).astype(np.float32) if self.clamp else frame
 
     def from_frame(self, points: np.ndarray) -> np.ndarray:

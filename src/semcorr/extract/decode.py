@@ -83,7 +83,8 @@ class PreparedImages(Dataset):
 
 def collate(records: Sequence[Prepared]) -> PreparedBatch:
     """Stack the canvases of the images that loaded; keep the failures apart."""
-    loaded = [(item, canvas, geometry) for item, canvas, geometry, error in records if error is None]
+    loaded = [(item, canvas, geometry) for item, canvas, geometry, _ in records  # those that loaded: no error
+              if canvas is not None and geometry is not None]
     failures = [(item, error) for item, _, _, error in records if error is not None]
     pixels = stack_pixels([canvas for _, canvas, _ in loaded]) if loaded else None
     return PreparedBatch([item for item, _, _ in loaded], pixels, tuple(g for _, _, g in loaded), failures)

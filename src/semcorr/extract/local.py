@@ -54,6 +54,7 @@ def extract_batches(extractor: Extractor, items: Sequence[ImageItem],
     for batch in _batches(loader):
         entries = []
         if batch.items:
+            assert batch.pixels is not None  # some images loaded
             pixels = pixels_to(batch.pixels, device, non_blocking=True)
             categories = [item.category for item in batch.items] if extractor.prompted else None
             fmap = extractor.extract_prepared(pixels, batch.geometries, embeddings=settings.embeddings,

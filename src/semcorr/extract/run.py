@@ -50,7 +50,7 @@ def extract_features(images: str | os.PathLike | Sequence[ImageItem], out: str |
     if engine not in ENGINES:
         raise InputError(f"--engine {engine!r}: must be one of {', '.join(ENGINES)}")
     check_output_folder(out, what="store folder")
-    items = list(images) if isinstance(images, (list, tuple)) else list_images(images)
+    items = list_images(images) if isinstance(images, (str, os.PathLike)) else list(images)
     spec = ModelSpec(model) if isinstance(model, str) else model
     if engine == "ray":
         if (world_size or resolve_rank()[1]) > 1:
@@ -58,7 +58,7 @@ def extract_features(images: str | os.PathLike | Sequence[ImageItem], out: str |
                              "torchrun or with --world-size")
         from .ray_engine import run_ray
 
-        return run_ray(spec, items, out, settings, ray, progress=progress)
+        return run_ray(spec, items, Path(out), settings, ray, progress=progress)
     rank, world_size = resolve_rank(rank, world_size)
     extractor = spec if isinstance(spec, Extractor) else spec.build()
     return run_local(extractor, items, Path(out), settings, rank=rank, world_size=world_size, progress=progress)

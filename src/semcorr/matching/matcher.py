@@ -64,7 +64,8 @@ class Matcher:
             "distance_flipped": d}`` with ``pose_align``).
         """
         pixels_a, pixels_b = load_image(image_a), load_image(image_b)
-        source_points = check_points(points, tuple(pixels_a.shape[-2:]), image=f"image A ({image_name(image_a)})")
+        source_points = check_points(points, (pixels_a.shape[-2], pixels_a.shape[-1]),
+                                     image=f"image A ({image_name(image_a)})")
         if pose_align:
             features = self.extractor.extract([pixels_a, flip_image(pixels_a), pixels_b])  # decided on the native grid
             features_a, flipped_a, features_b = features[0], features[1], features[2]

@@ -121,7 +121,8 @@ class PairWriter:
             raise ValueError(f"sequence {entry.sequence} is already in {self.path}")
         meta = {"sequence": entry.sequence, "frames": list(entry.frames), "images": list(entry.images),
                 "sizes": [list(s) for s in entry.sizes], "frame_count": entry.frame_count}
-        arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(meta))}
+        # name -> array; Any, else mypy would match **arrays against np.savez's allow_pickle too
+        arrays: dict[str, Any] = {"meta": np.array(json.dumps(meta))}
         for i, pair in enumerate(entry.pairs):
             arrays.update({f"{name}_{i}": getattr(pair, name) for name in ARRAYS})
         buffer = io.BytesIO()

@@ -89,8 +89,7 @@ class PairFile:
         return ViewPair(sequence=sequence, source_frame=text_of(sequence_group.attrs["source_frame"]),
                         target_frame=target, source_image=self.root / text_of(sequence_group.attrs["source_image"]),
                         target_image=self.root / text_of(group.attrs["target_image"]),
-                        source_size=tuple(int(v) for v in group.attrs["source_size"]),
-                        target_size=tuple(int(v) for v in group.attrs["target_size"]),
+                        source_size=_size(group.attrs["source_size"]), target_size=_size(group.attrs["target_size"]),
                         **arrays)
 
     def _handle(self) -> Any:
@@ -112,6 +111,12 @@ class PairFile:
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_file": None, "_pid": -1}
+
+
+def _size(value: Any) -> tuple[int, int]:
+    """An (H, W) attribute of the pair file as ints."""
+    height, width = (int(v) for v in value)
+    return height, width
 
 
 def open_3d_pairs(path: str | Path, *, root: str | Path | None = None, min_points: int = 1) -> PairFile:

@@ -24,7 +24,9 @@ CHECKPOINT_VERSION = 1
 
 def rng_state() -> dict[str, Any]:
     """This process's RNG states as tensors and plain values (safe for ``weights_only`` loading)."""
-    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    numpy_state = np.random.get_state(legacy=True)  # the default, named: numpy's stubs pick legacy=False
+    assert isinstance(numpy_state, tuple)  # legacy=True gives the tuple form for the default bit generator
+    kind, keys, position, has_gauss, gauss = numpy_state
     version, internal, gauss_next = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),

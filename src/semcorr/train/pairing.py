@@ -18,7 +18,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, TypeVar
+from typing import TYPE_CHECKING, Sequence, TypeVar
 
 import torch
 from torch import Tensor
@@ -30,6 +30,9 @@ from ..errors import InputError
 from ..data.benchmarks import get_benchmark, load_benchmark
 from ..fileio import write_atomically
 from ..images import ImageItem
+
+if TYPE_CHECKING:
+    from ..features.backbones.dinov2 import DinoV2Extractor
 
 T = TypeVar("T")
 
@@ -144,7 +147,7 @@ def benchmark_pairs(benchmark: str, data_root: str | os.PathLike, split: str = "
     """A benchmark's pairs of ``split`` as image keys (images only, no keypoints), and the folder
     the keys are relative to: ``images`` when given, else the folder holding all of the pairs'
     images (``JPEGImages`` of SPair-71k)."""
-    _, pairs = load_benchmark(get_benchmark(benchmark), data_root, split)
+    _, pairs = load_benchmark(get_benchmark(benchmark), Path(data_root), split)
     if not pairs:
         raise InputError(f"{data_root}: {benchmark} split {split!r} has no pairs")
     files = [path for pair in pairs for path in (pair.source_image, pair.target_image)]
@@ -174,7 +177,7 @@ def keys_digest(items: Sequence[ImageItem]) -> str:
     return hashlib.sha256(json.dumps([item.key for item in items]).encode()).hexdigest()[:16]
 
 
-def class_embeddings(extractor, items: Sequence[ImageItem], *, batch_size: int = 16,
+def class_embeddings(extractor: DinoV2Extractor, items: Sequence[ImageItem], *, batch_size: int = 16,
                      rank: int = 0, world_size: int = 1) -> Tensor:
     """DINOv2 class tokens of this rank's share of ``items`` (every ``world_size``-th from ``rank``).
 
@@ -187,6 +190,7 @@ def class_embeddings(extractor, items: Sequence[ImageItem], *, batch_size: int =
     rows = []
     for start in range(0, len(share), batch_size):
         pixels, _ = extractor.preprocess([item.path for item in share[start:start + batch_size]])
+        assert isinstance(pixels, Tensor)  # DINOv2's canvases: one batch, not the teacher's dict
         with torch.inference_mode():
             tokens = extractor.model(pixel_values=(pixels - extractor.mean) / extractor.std).last_hidden_state
         rows.append(torch.nn.functional.normalize(tokens[:, 0].float(), dim=1).cpu())

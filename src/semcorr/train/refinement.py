@@ -23,11 +23,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..errors import InputError
 from ..fileio import check_output_folder
@@ -38,6 +38,9 @@ from ..threed.pairloader import open_3d_pairs
 from .config import DEFAULT_BETA, FinetuneConfig
 from .engine import RunContext, TrainResult, train_student
 from .losses import refinement_loss
+
+if TYPE_CHECKING:
+    from ..features.backbones.dinov2 import DinoBackbone
 from .pairing import epoch_generator, rank_share
 
 
@@ -120,7 +123,7 @@ def points_loss(features: Tensor, geometries: Sequence[ImageGeometry], source_xy
         scalar: mean distance over all points, as a fraction of each target image's longer side.
     """
     count = len(source_xy)
-    grid = tuple(features.shape[-2:])
+    grid = (features.shape[-2], features.shape[-1])
     most = max(len(points) for points in source_xy)
     source = torch.zeros(count, most, 2)
     target = torch.zeros(count, most, 2)
@@ -195,18 +198,19 @@ class RefineTask:
         indices = self._share[1][step * self.pairs_per_step:(step + 1) * self.pairs_per_step]
         batch = [self.pairs[i] for i in indices]
         pixels, geometries = self.student.preprocess([p.source_image for p in batch] + [p.target_image for p in batch])
+        assert isinstance(pixels, Tensor)  # the student's canvases: one batch, not the teacher's dict
         features = forward(pixels)
         points = [self._points(pair, epoch, index) for pair, index in zip(batch, indices)]
         return points_loss(features, geometries, [s for s, _ in points], [t for _, t in points], self.config.beta)
 
 
-def refine_student(config: FinetuneConfig, backbone: nn.Module | None = None) -> StudentExtractor:
+def refine_student(config: FinetuneConfig, backbone: DinoBackbone | None = None) -> StudentExtractor:
     """The student a run starts from: the backbone with ``config.adapter`` loaded (not merged), or
     with a new adapter."""
     return StudentExtractor(config.student_config(), random_weights=config.random_weights, backbone=backbone)
 
 
-def finetune(config: FinetuneConfig, out: str | os.PathLike, *, backbone: nn.Module | None = None,
+def finetune(config: FinetuneConfig, out: str | os.PathLike, *, backbone: DinoBackbone | None = None,
              on_step: Callable[[int, float], None] | None = None) -> TrainResult:
     """Refine the student's LoRA adapter on known correspondences; resumes from ``out/checkpoint.pt``.
 

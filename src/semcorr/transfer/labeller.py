@@ -115,6 +115,7 @@ class KeypointLabeller:
         self.sides = torch.tensor([float(max(g.original_size)) for g in examples.geometries], device=device)
         self.descriptors = self._descriptors(self.maps, self.points)
         if settings.pose_align:
+            assert flipped is not None  # refused above
             partners = torch.arange(keypoints) if partners is None else torch.as_tensor(partners)
             partners = partners.to(device, torch.int64)
             widths = torch.tensor([float(g.original_size[1]) for g in examples.geometries], device=device)

@@ -88,10 +88,10 @@ def released_file(release: Release, weights: str | None, *, download: bool, prog
         reason = (f"their licence is {release.licence}, so semcorr downloads them only when asked: pass "
                   "--download (download=True)" if release.ask_first else "downloads are switched off")
         raise WeightsUnavailableError(f"{release.preset}: weights are not in the cache ({target}); {reason}. {supply}")
-    reason = unreachable_reason(release.url)
-    if reason:
+    unreachable = unreachable_reason(release.url)
+    if unreachable:
         raise WeightsUnavailableError(f"{release.preset}: weights are not in the cache ({target}) and cannot be "
-                                      f"downloaded from {release.url} ({reason}). {supply}")
+                                      f"downloaded from {release.url} ({unreachable}). {supply}")
     print(f"{release.preset}: downloading {release.url} (licence: {release.licence}) into {target}", file=sys.stderr)
     try:
         download_file(release.url, target, progress=progress, description=f"{release.preset}: {release.filename}")

@@ -64,6 +64,10 @@ class InertObject:
     """
 
     qualified_name: ClassVar[str] = "?"
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    state: Any
+    items: list[Any]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "InertObject":
         instance = object.__new__(cls)
@@ -142,7 +146,7 @@ def read_checkpoint(path: Path) -> Any:
     """
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - every failure becomes a one-line CheckpointError
+    except Exception as error:  # every failure becomes a one-line CheckpointError
         if "Weights only load failed" not in str(error):
             first_line = (str(error).strip().splitlines() or [""])[0]
             raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint ({type(error).__name__}: "
@@ -152,7 +156,7 @@ def read_checkpoint(path: Path) -> Any:
     except UnsafePickleError as error:
         raise CheckpointError(f"{path}: refused: its pickle names {error}, which would run code when loaded; "
                               "semcorr reads only tensors and plain data") from None
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         first_line = (str(error).strip().splitlines() or [""])[0]
         raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint ({type(error).__name__}: "
                               f"{first_line})") from None
