@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +117,102 @@ class TestOutputsCheckedFirst:
         one_line(result, "cannot write it", "too large")
         assert not [p for p in (tmp_path / "cache").rglob("*.safetensors")]
         assert not [p for p in (tmp_path / "cache").rglob("*.tmp")]
+
+
+def _cache_teacher_process(listing: Path, out: Path, *extra: str, limit_fsize: int | None = None) -> list[str]:
+    """The command line of ``semcorr cache-teacher`` (baseline model) as a real process, under
+    ``prlimit --fsize`` when ``limit_fsize`` is given."""
+    command = [sys.executable, "-m", "semcorr.cli", "cache-teacher", str(listing), "--out", str(out), "--model",
+               "baseline", "--no-progress", *extra]
+    if limit_fsize is None:
+        return command
+    if shutil.which("prlimit") is None:
+        pytest.skip("prlimit (util-linux) is not installed")
+    return ["prlimit", f"--fsize={limit_fsize}", *command]
+
+
+def _environment() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+
+
+def _entries(store: Path) -> list[Path]:
+    return sorted(store.rglob("*.safetensors"))
+
+
+class TestDecodingWorkers:
+    """A decoding worker that cannot hand its batch over, or dies, ends the run within seconds in one
+    line that says why; the store holds only whole entries."""
+
+    def test_a_file_size_limit_is_named_within_seconds(self, images, tmp_path):
+        """Under ``prlimit --fsize`` the worker cannot make the shared-memory file of its batch (EFBIG):
+        the run used to wait for that batch for 600 s."""
+        from semcorr.extract.decode import canvas_bytes
+        from semcorr.features.registry import build_extractor
+
+        listing = tmp_path / "list.txt"
+        listing.write_text(f"{images[0]}\n{images[1]}\n")
+        batch_mb = 2 * canvas_bytes(build_extractor("baseline").preparer()) / 1e6
+        start = time.perf_counter()
+        result = subprocess.run(_cache_teacher_process(listing, tmp_path / "cache", "--workers", "1",
+                                                       limit_fsize=1000),
+                                capture_output=True, text=True, timeout=120, env=_environment())
+        seconds = time.perf_counter() - start
+        line = one_line(result)
+        assert line == (f"semcorr: error: a decoding worker cannot hand over its batch of 2 images "
+                        f"({batch_mb:.1f} MB): the file-size limit (ulimit -f) is 1000 bytes, less than the "
+                        "shared-memory file in /dev/shm that takes the batch; raise the limit, or rerun with "
+                        "--workers 0 (decoding in this process)")
+        assert not _entries(tmp_path / "cache") and not list((tmp_path / "cache").rglob("*.tmp"))
+        print(f"file-size limit: one line after {seconds:.1f} s (process start included)")
+        assert seconds < 120
+
+    def test_a_killed_worker_is_named_with_its_signal(self, tmp_path):
+        """SIGKILL to the decoding worker mid-run (as the out-of-memory killer sends it)."""
+        big = tmp_path / "big.png"
+        ramp = np.linspace(0, 255, 2400, dtype=np.float32)
+        Image.fromarray(np.stack([np.add.outer(ramp[:1600] / 2, ramp / 2).astype(np.uint8)] * 3, -1)).save(big)
+        folder = tmp_path / "images"
+        folder.mkdir()
+        for index in range(400):  # one slow-to-decode image under many names: a long run
+            (folder / f"{index:03d}.png").symlink_to(big)
+        store = tmp_path / "cache"
+        process = subprocess.Popen(_cache_teacher_process(folder, store, "--workers", "1", "--batch-size", "2"),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment())
+        try:
+            worker = _worker_once_written(process, store)
+            os.kill(worker, signal.SIGKILL)
+            killed = time.perf_counter()
+            stdout, stderr = process.communicate(timeout=120)
+            seconds = time.perf_counter() - killed
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        line = one_line(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+        assert line == (f"semcorr: error: a decoding worker (pid {worker}) was killed by signal SIGKILL (Killed): "
+                        "the out-of-memory killer sends it when memory runs out; rerun with fewer --workers, or "
+                        "--workers 0 (decoding in this process)")
+        print(f"SIGKILL: one line {seconds:.2f} s after the kill")
+        assert seconds < 10
+        from semcorr.store import FeatureFolder
+
+        written = _entries(store)
+        assert 0 < len(written) < 400 and not list(store.rglob("*.tmp"))
+        assert len(FeatureFolder(store).keys()) == len(written)  # every entry whole
+
+
+def _worker_once_written(process: subprocess.Popen, store: Path, wait: float = 240.0) -> int:
+    """The pid of ``process``'s decoding worker (its child) once the first entries are written."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended first: {process.communicate()[1][-2000:]}")
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+        pids = [int(pid) for pid in children.read_text().split()] if children.exists() else []
+        if pids and len(_entries(store)) >= 2:
+            return pids[0]
+        time.sleep(0.05)
+    raise AssertionError("no decoding worker, or no entry written, in time")
 
 
 def test_decoding_workers_fit_in_shared_memory():
