@@ -27,8 +27,8 @@ import re
 import shutil
 import signal
 import warnings
-from dataclasses import dataclass, field
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
