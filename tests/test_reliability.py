@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -446,3 +447,96 @@ class TestDamagedVideo:
         one_line(cli("video", cut, "--points", "10,10", "--model", "baseline", "--tracks", tmp_path / "s.csv",
                      "--on-error", "stop", "--quiet"), "cut.mp4", "--on-error stop")
         assert not (tmp_path / "s.csv").exists()
+
+
+@pytest.fixture
+def pair_file(tmp_path):
+    """A small 3D pair file (synthetic plane sequences, 64x48 images) and the name of its first pair."""
+    from threed_helpers import plane_scene
+
+    from semcorr.threed import make_3d_pairs
+
+    data = tmp_path / "scenes"
+    for index in range(2):
+        plane_scene(data / f"seq{index}", [0.0, 0.02, 0.04, 0.06])
+    path = tmp_path / "pairs.h5"
+    make_3d_pairs(data, path, progress=False)
+    with h5py.File(path, "r") as file:
+        name = file["index"][0].decode()
+    return path, name
+
+
+def _set_point(path: Path, name: str, key: str, row: int, value: tuple[float, float]) -> None:
+    with h5py.File(path, "r+") as file:
+        points = file["pairs"][name][key][()]
+        points[row] = value
+        file["pairs"][name][key][...] = points
+
+
+class TestPairInputsCheckedBeforeTraining:
+    """Pair files and pair lists are checked whole when opened: a bad row is named before any training
+    step (it used to stop the run when its batch came up, after checkpoints were written)."""
+
+    def test_a_pair_file_with_a_nan_or_an_outside_point(self, pair_file):
+        from semcorr.threed import open_3d_pairs
+
+        path, name = pair_file
+        _set_point(path, name, "target_xy", 3, (float("nan"), 12.5))
+        with pytest.raises(InputError) as caught:
+            open_3d_pairs(path)
+        assert str(caught.value) == (f"{path}: pair {name}, row 3: target_xy (nan, 12.5) is not finite; the file is "
+                                     "damaged, make it again with `semcorr make-3d-pairs`")
+        _set_point(path, name, "target_xy", 3, (10.0, 12.5))
+        _set_point(path, name, "source_xy", 1, (70.0, -2.0))
+        with pytest.raises(InputError) as caught:
+            open_3d_pairs(path)
+        assert str(caught.value) == (f"{path}: pair {name}, row 1: source_xy (70, -2) lies outside its 64x48 source "
+                                     "image; the file is damaged, make it again with `semcorr make-3d-pairs`")
+
+    def test_finetune_3d_refuses_it_before_writing_anything(self, cli, pair_file, tmp_path):
+        path, name = pair_file
+        _set_point(path, name, "target_xy", 0, (float("inf"), 1.0))
+        result = cli("finetune-3d", "--pair-file", path, "--out", tmp_path / "run", "--random-weights",
+                     "--input-size", "28", "--epochs", "1", "--no-progress")
+        assert one_line(result) == (f"semcorr: error: {path}: pair {name}, row 0: target_xy (inf, 1) is not finite; "
+                                    "the file is damaged, make it again with `semcorr make-3d-pairs`")
+        assert not (tmp_path / "run").exists()
+
+    def test_distill_refuses_a_pair_list_line_before_writing_anything(self, cli, tmp_path):
+        listing, cache = TestNoNaN()._cache(tmp_path)
+        keys = listing.read_text().split()
+        pairs = tmp_path / "pairs.txt"
+        pairs.write_text(f"{keys[0]} {keys[1]}\n# a comment\n{keys[2]} elsewhere/missing.png\n")
+        result = cli("distill", "--images", listing, "--pair-list", pairs, "--teacher-cache", cache, "--out",
+                     tmp_path / "run", "--random-weights", "--input-size", "28", "--no-progress")
+        assert one_line(result) == (f"semcorr: error: {pairs}:3: image 'elsewhere/missing.png' is not among the "
+                                    f"images of --images {listing}")
+        assert not (tmp_path / "run").exists()
+
+
+class TestRefusalsNameTheProblem:
+    def test_a_checkpoint_naming_a_forbidden_global_or_no_checkpoint(self, cli, images, tmp_path):
+        class Payload:
+            def __reduce__(self):
+                return (os.system, ("true",))
+
+        evil = tmp_path / "evil.pth"
+        torch.save({"model": {"w": torch.zeros(2)}, "args": Payload()}, evil)
+        garbage = tmp_path / "garbage.pth"
+        garbage.write_bytes(bytes(range(7, 256)) * 8)
+        for path, message in ((evil, f"{evil}: refused: the file names os.system, which semcorr never loads"),
+                              (garbage, f"{garbage}: not a checkpoint (neither PyTorch's zip format nor a pickle)")):
+            result = cli("match", *images, "--points", "1,1", "--model", "dinov2-s", "--weights", path, "--out",
+                         tmp_path / "m.json")
+            assert one_line(result) == f"semcorr: error: {message}"
+        assert not (tmp_path / "m.json").exists()
+
+    def test_a_data_root_that_is_a_file(self, cli, tmp_path):
+        afile = tmp_path / "PF-WILLOW.zip"
+        afile.write_bytes(b"PK\x03\x04 not unpacked")
+        for benchmark, folder in (("pf-willow", "the PF-WILLOW folder"), ("spair", "an SPair-71k folder"),
+                                  ("cub", "a CUB-200-2011 folder"), ("pf-pascal", "the PF-dataset-PASCAL folder"),
+                                  ("ap10k", "an AP-10K folder or COCO keypoint .json file")):
+            result = cli("eval", benchmark, "--data-root", afile, "--model", "baseline", "--out", tmp_path / "r.json")
+            assert one_line(result) == f"semcorr: error: {afile}: is a file, not {folder}", benchmark
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["PF-WILLOW.zip"]

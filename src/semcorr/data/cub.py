@@ -130,7 +130,8 @@ def load_cub(root: str | Path, split: str = "test", *, n_pairs: int | None = DEF
     """
     if split not in SPLITS:
         raise InputError(f"CUB-200-2011 split must be one of {', '.join(SPLITS)}, got {split!r}")
-    root = find_dataset_folder(root, "CUB_200_2011", "images.txt", "a CUB-200-2011 folder (expected images.txt in it or in CUB_200_2011/)")
+    root = find_dataset_folder(root, "CUB_200_2011", "images.txt",
+                               "a CUB-200-2011 folder (expected images.txt in it or in CUB_200_2011/)")
     annotations = _Annotations(root)
     candidates = candidate_pairs(annotations, split)
     if n_pairs is not None:

@@ -62,7 +62,8 @@ def load_spair(root: str | Path, split: str = "test", *, layout: str | None = No
     split = _SPLIT_ALIASES.get(split, split)
     if split not in SPLITS:
         raise InputError(f"SPair-71k split must be one of {', '.join(SPLITS)}, got {split!r}")
-    root = find_dataset_folder(root, "SPair-71k", "PairAnnotation", "an SPair-71k folder (expected PairAnnotation/ and JPEGImages/ in it or in its SPair-71k/ subfolder)")
+    root = find_dataset_folder(root, "SPair-71k", "PairAnnotation", "an SPair-71k folder (expected PairAnnotation/ "
+                               "and JPEGImages/ in it or in its SPair-71k/ subfolder)")
     sizes, seen = ImageSizes(), set[Path]()
     pairs = []
     for name in pair_names(root, split, layout):
