@@ -11,10 +11,11 @@ import dataclasses
 import types
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from .._moved import renamed_names
 from ..extras import require_extra
 from ..errors import InputError
 
@@ -258,3 +259,7 @@ def check_image(path: Path, source: Path | str, seen: set[Path]) -> Path:
             raise InputError(f"{source}: image {path} not found")
         seen.add(path)
     return path
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

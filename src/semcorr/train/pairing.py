@@ -26,6 +26,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
+from .._moved import renamed_names
 from ..data.benchmarks import get_benchmark, load_benchmark
 from ..errors import InputError
 from ..fileio import write_atomically
@@ -221,3 +222,7 @@ def save_embeddings(path: Path, embeddings: Tensor, digest: str) -> None:
     """Write (N, C) embeddings with the digest of their image list and model, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, safetensors_bytes({"embeddings": embeddings.contiguous()}, metadata={"digest": digest}))
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)
