@@ -209,7 +209,9 @@ def _worker_once_written(process: subprocess.Popen, store: Path, wait: float = 2
         if process.poll() is not None:
             raise AssertionError(f"the run ended first: {process.communicate()[1][-2000:]}")
         children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
-        pids = [int(pid) for pid in children.read_text().split()] if children.exists() else []
+        if not children.exists():
+            pytest.skip("this kernel does not list a process's children in /proc")
+        pids = [int(pid) for pid in children.read_text().split()]
         if pids and len(_entries(store)) >= 2:
             return pids[0]
         time.sleep(0.05)
