@@ -39,14 +39,15 @@ class TeacherCache(FeatureFolder):
     it did for the teacher caches this class wrote."""
 
     @classmethod
-    def create(cls, root: str | os.PathLike, identity: dict[str, Any],  # type: ignore[override]
-               ) -> TeacherCache:
+    def create(cls, root: str | os.PathLike, identity: dict[str, Any],  # type: ignore[override]  # the old API:
+               ) -> TeacherCache:  # no embedding argument
         """Open ``root`` for writing features of the teacher ``identity`` (no embeddings), creating it."""
         store = super().create(root, identity)
         assert isinstance(store, TeacherCache)
         return store
 
-    def put(self, key: str, features: Tensor, original_size: tuple[int, int]) -> int:  # type: ignore[override]
+    def put(self, key: str, features: Tensor,  # type: ignore[override]  # the old API: the size, not the geometry
+            original_size: tuple[int, int]) -> int:
         """Store (C, h, w) features of image ``key`` whose original image is ``original_size`` (H, W)."""
         config = self.identity.get("config", {})
         canvas = config.get("dino", config)  # the teacher's grid is its DINOv2 member's

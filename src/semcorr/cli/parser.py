@@ -43,8 +43,9 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
 
-    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
-                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]  # one signature
+                         namespace: argparse.Namespace | None = None,  # for typeshed's overloads
+                         ) -> tuple[argparse.Namespace, list[str]]:
         """argparse's parse, then the image paths that followed ``--points`` given to the positional
         arguments still missing, in order."""
         if not any(isinstance(action, PointsAction) for action in self._actions):
