@@ -375,3 +375,25 @@ class TestAP10KSets:
         assert len(cross_family) == 30 and {p.category for p in cross_family} == {"all"}
         assert [p.id for p in build_pairs(groups, "test", "cross-family")] == [p.id for p in cross_family]
         assert [p.id for p in build_pairs(groups, "test", "cross-family", seed=1)] != [p.id for p in cross_family]
+
+
+# What every benchmark's folder is called in the messages of a data root that is a file or missing.
+AP10K = "an AP-10K folder or COCO keypoint .json file"
+FOLDERS = {"spair": "an SPair-71k folder", "pf-willow": "the PF-WILLOW folder",
+           "pf-pascal": "the PF-dataset-PASCAL folder", "cub": "a CUB-200-2011 folder",
+           "ap10k-intra-species": AP10K, "ap10k-cross-species": AP10K, "ap10k-cross-family": AP10K}
+
+
+def test_a_data_root_that_is_a_file_or_missing_says_so_for_every_benchmark(tmp_path):
+    from semcorr.data.benchmarks import BENCHMARKS, load_benchmark
+
+    assert set(FOLDERS) == set(BENCHMARKS)
+    afile = tmp_path / "annotations.txt"
+    afile.write_text("not a folder\n")
+    for name, benchmark in BENCHMARKS.items():
+        with pytest.raises(InputError) as caught:
+            load_benchmark(benchmark, afile)
+        assert str(caught.value) == f"{afile}: is a file, not {FOLDERS[name]}", name
+        with pytest.raises(InputError) as caught:
+            load_benchmark(benchmark, tmp_path / "missing")
+        assert str(caught.value) == f"{tmp_path / 'missing'}: not found; expected {FOLDERS[name]}", name

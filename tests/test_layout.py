@@ -24,7 +24,7 @@ LAYERS = (
     "semcorr.features.distill", "semcorr.features.released", "semcorr.features", "semcorr.matching", "semcorr.data",
     "semcorr.transfer", "semcorr.store", "semcorr.extract", "semcorr.threed", "semcorr.eval", "semcorr.train",
     "semcorr.video", "semcorr.segment", "semcorr.export", "semcorr.perf", "semcorr.demo", "semcorr.app",
-    "semcorr.labelstudio", "semcorr.cli",
+    "semcorr.labelstudio", "semcorr._legacy", "semcorr.cli",
 )
 
 

@@ -46,6 +46,10 @@ class TrainingError(SemcorrError):
     """A training run cannot go on: its loss or its weights are no longer finite numbers."""
 
 
+class DecodingError(SemcorrError):
+    """The processes that decode images stopped: one died, was killed, or could not hand its batch over."""
+
+
 class ExportError(SemcorrError):
     """A model could not be exported, or the exported model does not reproduce PyTorch's output."""
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._moved import renamed_names
 from ..errors import InputError
 from ..fileio import read_json
 from .pairs import Pair, require
@@ -151,3 +152,7 @@ def prepared_instance(path: Path, root: Path, cache: dict[Path, Instance]) -> In
                     "supercategory": data.get("supercategory") or relative.parent.parent.name}
         cache[path] = parse_instance(data, data, category, path, image)
     return cache[path]
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

@@ -44,7 +44,7 @@ import numpy as np
 from ..errors import InputError
 from ..fileio import read_json
 from .ap10k import Instance, coco_files, make_pair, prepared_instance, read_coco
-from .pairs import Pair, require
+from .pairs import Pair, dataset_root, require
 
 SUBSETS = ("intra-species", "cross-species", "cross-family")
 _FOLDER_SUFFIX = {"intra-species": "", "cross-species": "_cross_species", "cross-family": "_cross_family"}
@@ -225,9 +225,7 @@ def load_ap10k(root: str | Path, split: str = "test", *, subset: str = "intra-sp
     if split not in ("trn", "val", "test") or (split == "trn" and subset != "intra-species"):
         raise InputError(f"AP-10K {subset} has splits {'trn, ' if subset == 'intra-species' else ''}val and test, "
                          f"got {split!r}")
-    root = Path(root)
-    if not root.exists():
-        raise InputError(f"{root}: not found; expected an AP-10K folder or COCO keypoint json")
+    root = dataset_root(root, "an AP-10K folder or COCO keypoint .json file", file_suffix=".json")
     if (root / "PairAnnotation").is_dir():
         return load_prepared(root, split, subset)
     paths, image_root = coco_files(root)

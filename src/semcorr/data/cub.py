@@ -26,14 +26,17 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from .._moved import renamed_names
 from ..errors import InputError
 from .pairs import ImageSizes, Pair, find_dataset_folder
 
 SPLITS = ("train", "test")
+# find_dataset_folder's arguments: the root itself or its CUB_200_2011/ subfolder, whichever holds images.txt
+FOLDER = ("CUB_200_2011", "images.txt", "a CUB-200-2011 folder (expected images.txt in it or in CUB_200_2011/)")
 DEFAULT_PAIRS = 1000
 DEFAULT_SEED = 42
 _Value = TypeVar("_Value")
@@ -130,7 +133,7 @@ def load_cub(root: str | Path, split: str = "test", *, n_pairs: int | None = DEF
     """
     if split not in SPLITS:
         raise InputError(f"CUB-200-2011 split must be one of {', '.join(SPLITS)}, got {split!r}")
-    root = find_dataset_folder(root, "CUB_200_2011", "images.txt", "a CUB-200-2011 folder (expected images.txt in it or in CUB_200_2011/)")
+    root = find_dataset_folder(root, *FOLDER)
     annotations = _Annotations(root)
     candidates = candidate_pairs(annotations, split)
     if n_pairs is not None:
@@ -156,3 +159,7 @@ def load_cub(root: str | Path, split: str = "test", *, n_pairs: int | None = DEF
             flags={"source_image_id": source_id, "target_image_id": target_id},
         ))
     return pairs
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

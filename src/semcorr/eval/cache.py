@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from ..errors import CheckpointError, InputError
 from ..extract.config import ExtractSettings
+from ..extract.decode import worker_failures_explained
 from ..extract.local import extract_batches
 from ..features.base import Extractor, FeatureMap
 from ..geometry import ImageGeometry
@@ -166,7 +167,8 @@ class FeatureCache:
             return self._open_folder().put(entry.key, entry.features, entry.geometry, norms=entry.norms)
 
         writer = BackgroundWriter(write)
-        with tqdm(total=len(missing), desc="features", unit="img", disable=not self.progress) as bar, writer:
+        with worker_failures_explained(), tqdm(total=len(missing), desc="features", unit="img",
+                                               disable=not self.progress) as bar, writer:
             for batch in extract_batches(self.extractor, items, self.settings):
                 if batch.failures:
                     raise InputError(batch.failures[0][1])

@@ -52,10 +52,11 @@ The protocols, as each author's code does it:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from .._moved import renamed_names
 from ..data.pairs import Pair
 from ..errors import InputError
 from ..settings import ResizeMode
@@ -204,3 +205,7 @@ class Frame:
 def pair_frames(protocol: Protocol, pair: Pair, canvas: int | None) -> tuple[Frame, Frame]:
     """The (source, target) frames of a pair under ``protocol`` on a ``canvas``-wide input."""
     return (Frame.of(protocol.frame, pair.source_size, canvas), Frame.of(protocol.frame, pair.target_size, canvas))
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence, Union, cast
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence, Union, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._moved import renamed_names
 from ..errors import CheckpointError, InputError
 from ..geometry import ImageGeometry, resize_onto_canvas
 from ..images import ImageInput, image_name, load_image, pil_canvas, warn_if_small
@@ -288,3 +289,7 @@ def require_finite(tensors: Mapping[str, Tensor], source: str) -> None:
         if tensor.is_floating_point() and tensor.device.type != "meta" and not torch.isfinite(tensor).all():
             raise CheckpointError(f"{source}: {name} holds non-finite values (NaN or inf); these weights are broken "
                                   "(a diverged training run?)")
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

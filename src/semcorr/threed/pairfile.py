@@ -36,11 +36,12 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import __version__
+from .._moved import renamed_names
 from ..extras import require_extra
 from ..errors import InputError
 from ..fileio import atomic_file, file_lock, make_folder, read_json, write_atomically, write_json
@@ -285,3 +286,7 @@ def strings_of(dataset: Any) -> list[str]:
 
 def text_of(value: Any) -> str:
     return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

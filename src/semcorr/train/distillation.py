@@ -56,7 +56,10 @@ def _training_images(config: DistillConfig) -> tuple[list[ImageItem], KeyPairs]:
                                                     images=config.images)
         return list_images(images), tuple(key_pairs)
     items = list_images(config.images or "")
-    return items, (tuple(pairing.read_pair_list(config.pair_list)) if config.pair_list else ())
+    if not config.pair_list:
+        return items, ()
+    keys = {item.key for item in items}
+    return items, tuple(pairing.read_pair_list(config.pair_list, keys, where=f"--images {config.images}"))
 
 
 def _gather_rows(local: Tensor, total: int, rank: int, world_size: int, device: torch.device) -> Tensor:

@@ -16,18 +16,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
-from torch import Tensor
-
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
+from torch import Tensor
 
-from ..errors import InputError
+from .._moved import renamed_names
 from ..data.benchmarks import get_benchmark, load_benchmark
+from ..errors import InputError
 from ..fileio import write_atomically
 from ..images import ImageItem
 
@@ -122,8 +123,11 @@ def rank_share(pairs: Sequence[T], rank: int, world_size: int) -> list[T]:
     return list(pairs[rank:usable:world_size])
 
 
-def read_pair_list(path: str | os.PathLike) -> list[tuple[str, str]]:
-    """Pairs of image keys from a text file: ``source target`` per line (``#`` comments)."""
+def read_pair_list(path: str | os.PathLike, keys: Collection[str] | None = None,
+                   where: str = "the image folder") -> list[tuple[str, str]]:
+    """Pairs of image keys from a text file: ``source target`` per line (``#`` comments). With
+    ``keys`` (the images at hand, listed in ``where``), a key that is not among them is refused,
+    naming its line, before any training."""
     path = Path(path)
     try:
         lines = path.read_text().splitlines()
@@ -136,6 +140,9 @@ def read_pair_list(path: str | os.PathLike) -> list[tuple[str, str]]:
             continue
         if len(fields) != 2:
             raise InputError(f"{path}:{number}: expected 'source target', got {line.strip()!r}")
+        absent = [key for key in fields if keys is not None and key not in keys]
+        if absent:
+            raise InputError(f"{path}:{number}: image {absent[0]!r} is not among the images of {where}")
         pairs.append((fields[0], fields[1]))
     if not pairs:
         raise InputError(f"{path}: lists no pairs")
@@ -215,3 +222,7 @@ def save_embeddings(path: Path, embeddings: Tensor, digest: str) -> None:
     """Write (N, C) embeddings with the digest of their image list and model, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, safetensors_bytes({"embeddings": embeddings.contiguous()}, metadata={"digest": digest}))
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

@@ -84,21 +84,37 @@ class _PairFilePairs:
 
 
 def open_point_pairs(pairs: str, data_root: str | None = None, split: str = "trn") -> PointPairs:
-    """The training pairs of a :class:`FinetuneConfig`: a pair file, or a benchmark's keypoint pairs
-    (each with its keypoints visible in both images; pairs without any are left out)."""
+    """The training pairs of a :class:`FinetuneConfig`: a pair file (``pair_file``), or a
+    benchmark's keypoint pairs (``benchmark`` with ``data_root``; each with its keypoints visible in
+    both images; pairs without any are left out). Either is checked whole here, before training."""
     path = Path(pairs).expanduser()
     if path.is_file():
-        found = _PairFilePairs(path)
-        if len(found) == 0:
-            raise InputError(f"{path}: the pair file has no pairs with correspondences; run `semcorr make-3d-pairs`")
-        return found
+        return pair_file_pairs(path)
     try:
         benchmark = get_benchmark(pairs)
     except InputError:
-        raise InputError(f"--pairs {pairs}: neither a pair file of `semcorr make-3d-pairs` nor a benchmark "
+        raise InputError(f"{pairs}: neither a pair file of `semcorr make-3d-pairs` nor a benchmark "
                          "name (spair, pf-pascal, ...)") from None
+    return benchmark_point_pairs(benchmark.name, data_root, split)
+
+
+def pair_file_pairs(path: str | os.PathLike) -> PointPairs:
+    """The pairs of a ``semcorr make-3d-pairs`` file (``--pair-file``), every point checked."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InputError(f"--pair-file {path}: {'is a folder, not a pair file' if path.is_dir() else 'not found'}")
+    found = _PairFilePairs(path)
+    if len(found) == 0:
+        raise InputError(f"{path}: the pair file has no pairs with correspondences; run `semcorr make-3d-pairs`")
+    return found
+
+
+def benchmark_point_pairs(name: str, data_root: str | None, split: str = "trn") -> PointPairs:
+    """A benchmark's labelled keypoint pairs (``--benchmark``), each with its keypoints visible in
+    both images; pairs without any are left out."""
+    benchmark = get_benchmark(name)
     if not data_root:
-        raise InputError(f"--pairs {pairs}: give the benchmark's folder with --data-root")
+        raise InputError(f"--benchmark {name}: give the benchmark's folder with --data-root")
     _, loaded = load_benchmark(benchmark, data_root, split)
     records = []
     for pair in loaded:
@@ -228,7 +244,8 @@ def finetune(config: FinetuneConfig, out: str | os.PathLike, *, backbone: DinoBa
         PosixPath('run3d/adapter')
     """
     check_output_folder(out, what="run folder")  # before any work (train_student checks again, for every run)
-    pairs = open_point_pairs(config.pair_file or config.benchmark or "", config.data_root, config.split)
+    pairs = (pair_file_pairs(config.pair_file) if config.pair_file is not None
+             else benchmark_point_pairs(config.benchmark or "", config.data_root, config.split))
     return train_student(config, out, build_student=lambda: refine_student(config, backbone),
                          make_task=lambda student, context: RefineTask(config, student, pairs, context),
                          on_step=on_step)

@@ -14,7 +14,7 @@ _EXPORTS = {
     "Release": "releases", "RELEASES": "releases", "released_file": "releases", "read_release": "releases",
     "check_state": "releases", "sha256": "releases",
     "read_checkpoint": "safe_pickle", "read_state_dict": "safe_pickle", "UnsafePickleError": "safe_pickle",
-    "InertObject": "safe_pickle",
+    "InertObject": "safe_pickle", "unreadable": "safe_pickle",
     "convert_official_state_dict": "dinov2_checkpoint", "load_official_checkpoint": "dinov2_checkpoint",
 }
 __all__ = sorted(_EXPORTS)
