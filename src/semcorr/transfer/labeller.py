@@ -21,7 +21,7 @@ from ..features.base import FeatureMap
 from ..matching import MatchSettings, locate, sample_descriptors, similarity_maps
 from ..pose_align import choose_orientation, flip_points
 from ..settings import ON_ERROR, OnError, check_bool, check_choice, check_int, check_number, fail
-from .vote import Votes, combine_votes, cycle_confidence
+from .vote import CONFIDENCE_RULES, MAP_RULES, VOTE_RULES, Votes, combine_maps, combine_votes, cycle_confidence, vote_point
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class TransferSettings:
         batch_size: target images per feature extraction.
         pose_align: match from each example or its mirror image, whichever agrees better with the
             target, with left/right partners swapped (flip-aware transfer).
+        vote: how the examples are combined (:mod:`.vote`).
+        confidence: how the combined point's confidence is measured (:mod:`.vote`).
         on_error: an unreadable target image is reported and skipped (``skip``) or ends the run (``stop``).
     """
 
@@ -47,6 +49,8 @@ class TransferSettings:
     batch_size: int = 8
     pose_align: bool = False
     on_error: OnError = "skip"
+    vote: str = "median"
+    confidence: str = "agreement"
 
     def __post_init__(self) -> None:
         if not isinstance(self.match, MatchSettings):
@@ -57,6 +61,8 @@ class TransferSettings:
         check_int(self, "batch_size", minimum=1)
         check_bool(self, "pose_align")
         check_choice(self, "on_error", ON_ERROR)
+        check_choice(self, "vote", VOTE_RULES)
+        check_choice(self, "confidence", CONFIDENCE_RULES)
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,25 @@ class KeypointLabeller:
         shape = flipped.shape + (1,) * (original.dim() - 1)
         return torch.where(flipped.view(shape), mirrored.expand_as(expanded), expanded)
 
+    def _cycle(self, up: FeatureMap, found: Tensor, flipped: Tensor) -> Tensor:
+        """(B, E, K) cycle confidence of target points (B, E, K, 2) on ``up``'s grid, each matched back
+        into its example (in the example's chosen orientation)."""
+        settings, mirrored = self.settings, self.settings.pose_align
+        batch, (count, keypoints) = len(up), self.labelled.shape
+        back_descriptors = sample_descriptors(up.features, found.reshape(batch, count * keypoints, 2))
+        back_descriptors = back_descriptors.view(batch, count, keypoints, -1)
+        back_similarity = torch.einsum("bekc,echw->bekhw", back_descriptors, self.maps.features)
+        if mirrored:
+            back_mirrored = torch.einsum("bekc,echw->bekhw", back_descriptors, self.flipped_maps.features)
+            back_similarity = torch.where(flipped[..., None, None, None], back_mirrored, back_similarity)
+        grid = self.maps.grid_size
+        valid = self.maps.valid_cells().repeat(batch, 1, 1)
+        back, _ = locate(back_similarity.reshape(batch * count, keypoints, *grid), settings.match, valid)
+        back = torch.stack([self.maps.geometries[i % count].from_grid(p, grid) for i, p in enumerate(back)])
+        start = self._pick(flipped, self.points, self.flipped_points if mirrored else None)
+        error = (back.view(batch, count, keypoints, 2) - start).norm(dim=-1)
+        return cycle_confidence(error, settings.cycle_tolerance * self.sides[None, :, None])
+
     def label(self, target: FeatureMap) -> Labels:
         """Find every example's keypoints in the B target images and combine the votes.
 
@@ -160,21 +185,26 @@ class KeypointLabeller:
         queries = self._pick(flipped, self.descriptors, self.flipped_descriptors if mirrored else None)
         similarity = similarity_maps(queries.reshape(batch, count * keypoints, -1), up.features)
         found, _ = locate(similarity, settings.match, up.valid_cells())  # (B, E K, 2) target grid
-        back_descriptors = sample_descriptors(up.features, found).view(batch, count, keypoints, -1)
-        back_similarity = torch.einsum("bekc,echw->bekhw", back_descriptors, self.maps.features)
-        if mirrored:
-            back_mirrored = torch.einsum("bekc,echw->bekhw", back_descriptors, self.flipped_maps.features)
-            back_similarity = torch.where(flipped[..., None, None, None], back_mirrored, back_similarity)
-        grid = self.maps.grid_size
-        valid = self.maps.valid_cells().repeat(batch, 1, 1)
-        back, _ = locate(back_similarity.reshape(batch * count, keypoints, *grid), settings.match, valid)
-        back = torch.stack([self.maps.geometries[i % count].from_grid(p, grid) for i, p in enumerate(back)])
-        start = self._pick(flipped, self.points, self.flipped_points if mirrored else None)
-        error = (back.view(batch, count, keypoints, 2) - start).norm(dim=-1)
-        cycle = cycle_confidence(error, settings.cycle_tolerance * self.sides[None, :, None])
+        found = found.view(batch, count, keypoints, 2)
+        cycle = self._cycle(up, found, flipped)
         voted = self._pick(flipped, self.labelled, self.flipped_labelled if mirrored else None)
-        found = torch.stack([g.from_grid(p, up.grid_size) for g, p in zip(up.geometries, found)])
+        to_pixels = [g for g in up.geometries]
+        pixels = torch.stack([g.from_grid(p, up.grid_size) for g, p in zip(to_pixels, found)])
         target_sides = torch.tensor([float(max(g.original_size)) for g in target.geometries], device=found.device)
-        votes = combine_votes(found.view(batch, count, keypoints, 2), cycle, voted, target_sides,
-                              settings.agreement_tolerance)
+        if settings.vote in MAP_RULES:
+            weights = voted.to(similarity.dtype)
+            if settings.vote != "summed":
+                weights = weights * cycle.clamp(min=1e-6)
+            maps = combine_maps(similarity.view(batch, count, keypoints, *up.grid_size), weights, settings.vote,
+                                settings.match.temperature)
+            combined_grid, _ = locate(maps, settings.match, up.valid_cells())  # (B, K, 2)
+            combined = torch.stack([g.from_grid(p, up.grid_size) for g, p in zip(to_pixels, combined_grid)])
+        else:
+            combined = vote_point(pixels, cycle, voted, target_sides, settings.vote, settings.agreement_tolerance)
+            combined_grid = torch.stack([g.to_grid(p, up.grid_size) for g, p in zip(to_pixels, combined)])
+        combined_cycle = None
+        if settings.confidence == "cycle":
+            combined_cycle = self._cycle(up, combined_grid[:, None].expand(batch, count, keypoints, 2), flipped)
+        votes = combine_votes(pixels, cycle, voted, target_sides, settings.agreement_tolerance, combined,
+                              combined_cycle)
         return Labels(votes, flipped)
