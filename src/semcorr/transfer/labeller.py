@@ -5,7 +5,8 @@
 
 Per target batch the cost is the targets' one feature extraction (done by the caller) plus
 matching: every example's keypoint descriptors against every target (one batched product), each
-match back into its example (cycle consistency), and the votes' combination (:mod:`.vote`). With
+match back into its example (cycle consistency), the votes' combination (:mod:`.vote`) and the
+combined point matched back into every example (its confidence). With
 ``pose_align`` each (example, target) pair is first given the example's orientation whose mutual
 nearest neighbours agree best with the target (:mod:`semcorr.pose_align`); a mirrored example's
 keypoint is looked up at its left/right partner's mirrored position (:mod:`.leftright`).
@@ -21,7 +22,7 @@ from ..features.base import FeatureMap
 from ..matching import MatchSettings, locate, sample_descriptors, similarity_maps
 from ..pose_align import choose_orientation, flip_points
 from ..settings import ON_ERROR, OnError, check_bool, check_choice, check_int, check_number, fail
-from .vote import CONFIDENCE_RULES, MAP_RULES, VOTE_RULES, Votes, combine_maps, combine_votes, cycle_confidence, vote_point
+from .vote import Votes, combine_votes, cycle_confidence, vote_point
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,11 @@ class TransferSettings:
         min_confidence: keypoints whose confidence is below this are written as not visible
             (``v = 0``, x = y = 0) rather than placed.
         cycle_tolerance: ``tau_c`` of the cycle confidence, a fraction of the example's longer side.
-        agreement_tolerance: ``tau_a`` of the agreement, a fraction of the target's longer side.
+        agreement_tolerance: ``tau_a``, how close votes must be to support each other, a fraction of
+            the target's longer side.
         batch_size: target images per feature extraction.
         pose_align: match from each example or its mirror image, whichever agrees better with the
             target, with left/right partners swapped (flip-aware transfer).
-        vote: how the examples are combined (:mod:`.vote`).
-        confidence: how the combined point's confidence is measured (:mod:`.vote`).
         on_error: an unreadable target image is reported and skipped (``skip``) or ends the run (``stop``).
     """
 
@@ -49,8 +49,6 @@ class TransferSettings:
     batch_size: int = 8
     pose_align: bool = False
     on_error: OnError = "skip"
-    vote: str = "median"
-    confidence: str = "agreement"
 
     def __post_init__(self) -> None:
         if not isinstance(self.match, MatchSettings):
@@ -61,8 +59,6 @@ class TransferSettings:
         check_int(self, "batch_size", minimum=1)
         check_bool(self, "pose_align")
         check_choice(self, "on_error", ON_ERROR)
-        check_choice(self, "vote", VOTE_RULES)
-        check_choice(self, "confidence", CONFIDENCE_RULES)
 
 
 @dataclass(frozen=True)
@@ -188,23 +184,10 @@ class KeypointLabeller:
         found = found.view(batch, count, keypoints, 2)
         cycle = self._cycle(up, found, flipped)
         voted = self._pick(flipped, self.labelled, self.flipped_labelled if mirrored else None)
-        to_pixels = [g for g in up.geometries]
-        pixels = torch.stack([g.from_grid(p, up.grid_size) for g, p in zip(to_pixels, found)])
+        pixels = torch.stack([g.from_grid(p, up.grid_size) for g, p in zip(up.geometries, found)])
         target_sides = torch.tensor([float(max(g.original_size)) for g in target.geometries], device=found.device)
-        if settings.vote in MAP_RULES:
-            weights = voted.to(similarity.dtype)
-            if settings.vote != "summed":
-                weights = weights * cycle.clamp(min=1e-6)
-            maps = combine_maps(similarity.view(batch, count, keypoints, *up.grid_size), weights, settings.vote,
-                                settings.match.temperature)
-            combined_grid, _ = locate(maps, settings.match, up.valid_cells())  # (B, K, 2)
-            combined = torch.stack([g.from_grid(p, up.grid_size) for g, p in zip(to_pixels, combined_grid)])
-        else:
-            combined = vote_point(pixels, cycle, voted, target_sides, settings.vote, settings.agreement_tolerance)
-            combined_grid = torch.stack([g.to_grid(p, up.grid_size) for g, p in zip(to_pixels, combined)])
-        combined_cycle = None
-        if settings.confidence == "cycle":
-            combined_cycle = self._cycle(up, combined_grid[:, None].expand(batch, count, keypoints, 2), flipped)
-        votes = combine_votes(pixels, cycle, voted, target_sides, settings.agreement_tolerance, combined,
-                              combined_cycle)
+        point = vote_point(pixels, cycle, voted, target_sides, settings.agreement_tolerance)
+        on_grid = torch.stack([g.to_grid(p, up.grid_size) for g, p in zip(up.geometries, point)])
+        point_cycle = self._cycle(up, on_grid[:, None].expand(batch, count, keypoints, 2), flipped)
+        votes = combine_votes(pixels, cycle, voted, point, point_cycle, target_sides, settings.agreement_tolerance)
         return Labels(votes, flipped)
