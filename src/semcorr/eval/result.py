@@ -87,11 +87,19 @@ class Clock:
         self.seconds[stage] = now - self.last
         self.last = now
 
+    def fork(self) -> "Clock":
+        """A clock that goes on from now with this one's stages so far (one of several runs that share
+        the stages before, e.g. each K of a k-shot curve)."""
+        clock = Clock()
+        clock.start, clock.seconds = self.start, dict(self.seconds)
+        return clock
+
     def timing(self, **extra: Any) -> dict[str, Any]:
         return {**{f"{stage}_s": round(self.seconds.get(stage, 0.0), 3) for stage in STAGES}, **extra}
 
     def wall(self) -> float:
-        return round(self.last - self.start, 3)
+        """Seconds of the stages this clock timed."""
+        return round(sum(self.seconds.values()), 3)
 
 
 def pck_text(pck: PCKSettings, alphas: tuple[float, ...], threshold: str, frame: str) -> str:

@@ -43,8 +43,9 @@ from .leftright import left_right_partners
 from .resume import PartialRun
 from .sheet import draw_keypoints, picture_name, save_picture, write_contact_sheet
 
-CONFIDENCE_RULE = ("mean over the examples labelling the keypoint of cycle confidence x agreement with the "
-                   "weighted geometric median of their votes (semcorr.transfer.vote)")
+CONFIDENCE_RULE = ("the point is the cycle-weighted mode of the examples' votes; its confidence is the mean of the "
+                   "better half of its cycle confidences into the examples labelling the keypoint "
+                   "(semcorr.transfer.vote)")
 
 
 def example_labeller(extractor: Extractor, examples: ExampleSet, settings: TransferSettings,
