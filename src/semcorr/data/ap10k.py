@@ -42,6 +42,7 @@ class Instance:
         size: (H, W) of the image.
         species, family: the category name and supercategory.
         source: the annotation file.
+        image_id: the COCO image id (GeoAware-SC's crowd list names images); None where unknown.
     """
 
     id: int
@@ -52,6 +53,7 @@ class Instance:
     species: str
     family: str
     source: Path
+    image_id: int | None = None
 
 
 def parse_instance(annotation: Any, image: Any, category: Any, path: Path, image_path: Path) -> Instance:
@@ -68,7 +70,7 @@ def parse_instance(annotation: Any, image: Any, category: Any, path: Path, image
         id=int(require(annotation, "id", where)), image=image_path, keypoints=keypoints.reshape(-1, 3),
         box=np.array([box[0], box[1], box[0] + box[2], box[1] + box[3]], np.float32), size=size,
         species=str(require(category, "name", where)), family=str(category.get("supercategory") or "animal"),
-        source=path,
+        source=path, image_id=int(annotation["image_id"]) if "image_id" in annotation else None,
     )
 
 
