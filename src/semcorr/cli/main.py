@@ -15,11 +15,12 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import SemcorrError
-from . import app, bench, cache, convert, evaluate, export, extract, match, segment, threed, train, transfer, video
+from . import (app, bench, cache, convert, data, evaluate, export, extract, match, segment, threed, train, transfer,
+               video)
 from .options import gather_points
 
 # Each registers its commands on the subparsers; in the order `semcorr --help` lists them.
-COMMAND_GROUPS = (match, transfer, app, evaluate, extract, cache, train, threed, video, segment, bench, export,
+COMMAND_GROUPS = (match, transfer, app, evaluate, data, extract, cache, train, threed, video, segment, bench, export,
                   convert)
 
 
