@@ -256,11 +256,17 @@ def test_download_verify_and_rerun(cli, server, spair):
 def test_a_cut_connection_resumes_with_a_range_request(cli, server, spair):
     archive, path, root = spair
     server.cut_once[path] = len(archive) // 2
-    result = cli("data", "download", "spair-71k", "--root", root, "--no-progress")
+    result = cli("data", "download", "spair-71k", "--root", root, "--no-progress", "--keep-archives")
     assert result.returncode == 0, result.stderr
     assert server.gets(path) == [None, f"bytes={len(archive) // 2}-"]
     assert lock_of(root, "spair-71k")["files"]["SPair-71k.tar.gz"]["sha256"] == sha256(archive)  # whole
     assert (dataset_path("spair-71k", root) / "PairAnnotation" / "test").is_dir()
+    kept = root / ".downloads" / "spair-71k" / "SPair-71k.tar.gz"
+    assert kept.read_bytes() == archive and list(kept.parent.iterdir()) == [kept]
+    assert "ok    1 kept file(s): SHA-256 as recorded" in cli("data", "verify", "spair-71k", "--root", root).stdout
+    kept.write_bytes(archive[:-1] + b"!")
+    one_line(cli("data", "verify", "spair-71k", "--root", root),
+             ".downloads/spair-71k/SPair-71k.tar.gz: its SHA-256 differs from the one recorded at download")
 
 
 def test_dry_run_shows_the_plan_and_downloads_nothing(cli, server, spair):

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from tqdm import tqdm
+
 from ..errors import InputError
 from ..fileio import WRITE_ERRORS, cannot_write
 
@@ -126,12 +128,13 @@ def _climbs_out(path: PurePosixPath) -> bool:
     return False
 
 
-def extract_archive(path: Path, folder: Path, *, only: Collection[str] = ()) -> int:
+def extract_archive(path: Path, folder: Path, *, only: Collection[str] = (), progress: bool = False) -> int:
     """Extract ``path`` into ``folder`` (which must exist) after checking every member.
 
     Args:
         only: extract just these members (paths inside the archive); all when empty. A listed
             member missing from the archive is an error.
+        progress: a progress bar (bytes written) on stderr.
     Returns:
         the number of files written.
     Raises:
@@ -152,9 +155,11 @@ def extract_archive(path: Path, folder: Path, *, only: Collection[str] = ()) -> 
                          f"{free / 1e9:.2f} GB are free")
     wanted = {m.name for m in members}
     try:
-        if archive_kind(path) == "zip":
-            return _extract_zip(path, folder, wanted)
-        return _extract_tar(path, folder, wanted)
+        with tqdm(total=needed, desc=f"extracting {path.name}", unit="B", unit_scale=True, unit_divisor=1024,
+                  disable=not progress, leave=False) as bar:
+            if archive_kind(path) == "zip":
+                return _extract_zip(path, folder, wanted, bar)
+            return _extract_tar(path, folder, wanted, bar)
     except InputError:
         raise
     except OSError as error:
@@ -165,7 +170,7 @@ def extract_archive(path: Path, folder: Path, *, only: Collection[str] = ()) -> 
         raise _damaged(path, error) from None
 
 
-def _extract_zip(path: Path, folder: Path, wanted: set[str]) -> int:
+def _extract_zip(path: Path, folder: Path, wanted: set[str], bar: tqdm) -> int:
     written = 0
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
@@ -183,16 +188,19 @@ def _extract_zip(path: Path, folder: Path, wanted: set[str]) -> int:
             with archive.open(info) as source, _open_for_writing(target) as sink:
                 shutil.copyfileobj(source, sink, 1 << 20)
             written += 1
+            bar.update(info.file_size)
     return written
 
 
-def _extract_tar(path: Path, folder: Path, wanted: set[str]) -> int:
+def _extract_tar(path: Path, folder: Path, wanted: set[str], bar: tqdm) -> int:
     with tarfile.open(path) as archive:
         members = [info for info in archive.getmembers() if info.name in wanted]
-        if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12: tarfile's own checks, on top of ours
-            archive.extractall(folder, members=members, filter="data")
-        else:  # pragma: no cover - older Pythons
-            archive.extractall(folder, members=members)
+        for info in members:
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12: tarfile's own checks, on top of ours
+                archive.extract(info, folder, filter="data")
+            else:  # pragma: no cover - older Pythons
+                archive.extract(info, folder)
+            bar.update(info.size if info.isfile() else 0)
     return sum(1 for info in members if info.isfile())
 
 

@@ -44,7 +44,7 @@ def measure(folder: Path, count: Count) -> int | None:
 
 
 def _unit(count: Count, value: int) -> str:
-    return f"{value:,} {count.kind if count.kind != 'files' or value != 1 else 'file'}"
+    return f"{value:,} {count.kind if value != 1 else count.kind[:-1]}"
 
 
 def check_counts(folder: Path, counts: tuple[Count, ...] | list[Count], recorded: dict[str, int]

@@ -41,11 +41,6 @@ def dataset_path(name: str, root: str | os.PathLike) -> Path:
     return folder / dataset.loader_root if dataset.loader_root else folder
 
 
-def lock_path(name: str, root: str | os.PathLike) -> Path:
-    """``ROOT/<name>.lock.json``: the record of what was downloaded."""
-    return Path(root).expanduser() / f"{get_dataset(name).name}.lock.json"
-
-
 def resolve_mirror(mirror: str | None) -> str | None:
     """``mirror``, else ``$SEMCORR_DATA_MIRROR``, checked to be an http(s) address (or None: the publishers')."""
     mirror = mirror or os.environ.get(MIRROR_VARIABLE) or None
@@ -103,6 +98,15 @@ class Fetcher:
     progress: bool
     lock: DataLock
     fetched: dict[str, dict[str, Any]] = field(default_factory=dict)  # lock entries of this run's files
+    unreachable: dict[str, str | None] = field(default_factory=dict)  # per host: why it cannot be reached
+
+    def _unreachable(self, url: str) -> str | None:
+        """Why ``url``'s host cannot be reached (asked once per host and run), or None."""
+        parsed = urlparse(url)
+        host = f"{parsed.scheme}://{parsed.netloc}"
+        if host not in self.unreachable:
+            self.unreachable[host] = unreachable_reason(url)
+        return self.unreachable[host]
 
     @property
     def downloads(self) -> Path:
@@ -116,12 +120,13 @@ class Fetcher:
         that could not be fetched (a warning says so)."""
         target = self.downloads / file.name
         url = self.url(file)
-        expected, source = file.sha256, "the publisher's"
+        expected, checked, source = file.sha256, "the publisher's", "the publisher's"
         if expected is None and self.lock.sha256(file.name):
-            expected, source = self.lock.sha256(file.name), f"the first download's, recorded in {self.lock.path}"
+            expected, checked = self.lock.sha256(file.name), "the first download's"
+            source = f"the first download's, recorded in {self.lock.path}"
         try:
             if not target.is_file():
-                reason = unreachable_reason(url)
+                reason = self._unreachable(url)
                 if reason:
                     raise DownloadError(f"{self.dataset.name}: cannot download {url} ({reason}); fetch it where the "
                                         f"internet is reachable and put it at {target}, or use --mirror")
@@ -134,7 +139,7 @@ class Fetcher:
             return None
         sha256 = expected or self._check_catalog_checksum(file, target)
         self.fetched[file.name] = {"url": url, "bytes": target.stat().st_size, "sha256": sha256,
-                                   "checked": source if expected else "recorded at this first download"}
+                                   "checked": checked if expected else "recorded at this first download"}
         return target
 
     def _check_catalog_checksum(self, file: DataFile, target: Path) -> str:
@@ -219,7 +224,7 @@ def build_part(fetcher: Fetcher, part: Part, *, keep_archives: bool) -> None:
                 continue
             say(f"{name}: extracting {file.name}")
             try:
-                extract_archive(path, destination, only=file.members)
+                extract_archive(path, destination, only=file.members, progress=fetcher.progress)
             except ArchiveError as error:
                 path.unlink(missing_ok=True)
                 fetcher.fetched.pop(file.name, None)

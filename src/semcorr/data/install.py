@@ -69,7 +69,7 @@ def download_dataset(name: str, root: str | os.PathLike, *, mirror: str | None =
         raise InputError(f"{dataset.name}: choose categories with --categories a,b (or --categories all: "
                          f"{dataset.size})")
     mirror = resolve_mirror(mirror)
-    root = make_folder(check_output_folder(root, what="data root"))
+    root = make_folder(check_output_folder(Path(root).expanduser().absolute(), what="data root"))
     busy = f"{root}: another `semcorr data download {dataset.name}` is running into this root; wait for it"
     with file_lock(root / f".{dataset.name}.busy", wait=False, busy=busy):
         remove_stale_temporaries(root.glob(f".{dataset.name}*.tmp"))

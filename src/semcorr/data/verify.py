@@ -90,7 +90,7 @@ def verify_dataset(name: str, root: str | os.PathLike, *, load: bool = False) ->
         InputError: an unknown name, or the dataset is not there at all.
     """
     dataset = get_dataset(name)
-    root = Path(root).expanduser()
+    root = Path(root).expanduser().absolute()
     folder = root / dataset.name
     if not folder.is_dir():
         raise InputError(f"{folder}: not found; download it with `semcorr data download {dataset.name} --root {root}`")
