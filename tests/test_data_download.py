@@ -593,7 +593,7 @@ def test_co3d_downloads_chosen_categories_checked_against_the_publishers_sha256(
 
 def ap10k_tree(folder: Path) -> Path:
     """AP-10K's official layout: 2 families, 3 species, 14 images; image 7 holds two animals, image 3 is
-    on the crowd list; annotation ids differ from image ids (as in AP-10K)."""
+    on the crowd list; annotation ids differ from image ids and run in another order (as in AP-10K)."""
     base = folder / "ap-10k"
     categories = [{"id": 1, "name": "cat", "supercategory": "Felidae"},
                   {"id": 2, "name": "lion", "supercategory": "Felidae"},
@@ -605,7 +605,7 @@ def ap10k_tree(folder: Path) -> Path:
         write_image(base / "data" / f"{image_id:012d}.jpg", seed=image_id)
         for extra in range(2 if image_id == 7 else 1):
             keypoints = [v for k in range(17) for v in (1 + k + extra, 2 + k, 2)]
-            annotations.append({"id": 1000 + len(annotations), "image_id": image_id, "category_id": category,
+            annotations.append({"id": 2000 - 7 * len(annotations) % 50, "image_id": image_id, "category_id": category,
                                 "keypoints": keypoints, "num_keypoints": 17, "bbox": [1, 2, 30, 20]})
     for split in ("train", "val", "test"):
         for number in (1, 2, 3):

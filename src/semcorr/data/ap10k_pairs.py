@@ -13,7 +13,9 @@ The definition (GeoAware-SC's ``prepare_ap10k`` notebook), step by step, with wh
 2. Keep animals with at least 3 annotated keypoints (``v > 0``).
 3. Per species (folders ``<family>/<species>``), split the animals: the **last 30 are test**, the
    20 before them validation, the rest training. GeoAware-SC takes them in file-system order
-   (not reproducible across machines); we take them in ascending annotation id.
+   (not reproducible across machines); we take them in ascending image id (the names of
+   GeoAware-SC's per-image files), so the sets are the same whether rebuilt from the COCO json or
+   read from a folder prepared by ``semcorr data download ap-10k``.
 4. A pair qualifies when ``sum((v_src / 2) * (v_trg / 2)) >= 3`` over the keypoints (COCO
    ``v = 2`` for visible, so: at least 3 keypoints visible in both).
 5. **intra-species**: per species, shuffle the split's animals, take every unordered pair
@@ -69,14 +71,18 @@ def eligible(groups: Sequence[Sequence[Instance]], crowd: set[int] | None) -> li
     return kept
 
 
+def _image_order(animal: Instance) -> tuple[int, int]:
+    return (animal.id if animal.image_id is None else animal.image_id, animal.id)
+
+
 def split_species(animals: Sequence[Instance], split: str) -> dict[tuple[str, str], list[Instance]]:
-    """Step 3: ``{(family, species): the split's animals in ascending id}``, sorted by family, species."""
+    """Step 3: ``{(family, species): the split's animals in ascending image id}``, sorted by family, species."""
     species: dict[tuple[str, str], list[Instance]] = {}
     for animal in animals:
         species.setdefault((animal.family, animal.species), []).append(animal)
     result = {}
     for key in sorted(species):
-        members = sorted(species[key], key=lambda a: a.id)
+        members = sorted(species[key], key=_image_order)
         test = min(TEST_PER_SPECIES, len(members))
         val = min(VAL_PER_SPECIES, len(members) - test)
         train = len(members) - test - val
