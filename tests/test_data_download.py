@@ -477,6 +477,48 @@ def test_zip_dataset_with_its_pair_list(cli, server, tmp_path, monkeypatch):
              "(and 1 more check(s) failed)")
 
 
+def pascal_tree(folder: Path) -> Path:
+    """PF-PASCAL's layout: 3 aeroplane images with .mat keypoints and boxes."""
+    import scipy.io
+
+    base = folder / "PF-dataset-PASCAL"
+    for index in range(3):
+        write_image(base / "JPEGImages" / f"2009_00000{index}.jpg", seed=index)
+        (base / "Annotations" / "aeroplane").mkdir(parents=True, exist_ok=True)
+        scipy.io.savemat(base / "Annotations" / "aeroplane" / f"2009_00000{index}.mat",
+                         {"kps": np.array([[5.0, 6], [20, 12 + index]]), "bbox": np.array([[1, 2, 30, 25]])})
+    return folder
+
+
+def test_pair_lists_go_beside_the_images_and_a_web_page_is_not_a_pair_list(cli, server, tmp_path, monkeypatch):
+    fake_catalog(monkeypatch, "pf-pascal", counts=(Count("PF-dataset-PASCAL/Annotations/*", 1, "folders"),
+                                                   Count("PF-dataset-PASCAL/test_pairs_pf_pascal.csv", 2, "rows")),
+                 loads=(Load("pf-pascal", "test", 2),))
+    server.serve("pf-pascal", "PF-dataset-PASCAL.zip", zipped(pascal_tree(tmp_path / "build")))
+    header = b"source_image,target_image,class,XA,YA,XB,YB\n"
+    row = b"PF-dataset-PASCAL/JPEGImages/2009_00000%d.jpg,PF-dataset-PASCAL/JPEGImages/2009_00000%d.jpg," \
+          b"1,5;20,6;12,5;20,6;13\n"
+    server.serve("pf-pascal", "test_pairs_pf_pascal.csv", header + row % (0, 1) + row % (1, 2))
+    server.serve("pf-pascal", "val_pairs_pf_pascal.csv", header + row % (2, 0))
+    server.serve("pf-pascal", "trn_pairs_pf_pascal.csv", b"<!DOCTYPE html><title>Google Drive - quota</title>")
+    root = tmp_path / "data"
+    result = cli("data", "download", "pf-pascal", "--root", root, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "optional file trn_pairs_pf_pascal.csv skipped" in result.stderr and "sent a web page" in result.stderr
+    folder = dataset_path("pf-pascal", root)
+    assert sorted(p.name for p in folder.iterdir()) == ["Annotations", "JPEGImages", "test_pairs_pf_pascal.csv",
+                                                       "val_pairs_pf_pascal.csv"]
+    assert "trn_pairs_pf_pascal.csv" not in lock_of(root, "pf-pascal")["files"]
+    verified = cli("data", "verify", "pf-pascal", "--root", root, "--load")
+    assert verified.returncode == 0 and "ok    pf-pascal test: the loader reads 2 pairs" in verified.stdout
+
+    shutil.rmtree(root)
+    server.files["/pf-pascal/test_pairs_pf_pascal.csv"] = b"<html><body>Sign in</body></html>"
+    one_line(cli("data", "download", "pf-pascal", "--root", root, "--no-progress"),
+             "sent a web page instead of test_pairs_pf_pascal.csv")
+    assert not (root / "pf-pascal").exists()
+
+
 def cub_tree(folder: Path) -> Path:
     """CUB-200-2011's official layout: 2 classes x 3 images (2 test, 1 train), 15 parts each."""
     base = folder / "CUB_200_2011"

@@ -35,7 +35,7 @@ class Instance:
     """One annotated animal.
 
     Attributes:
-        id: the annotation id.
+        id: the annotation id (in GeoAware-SC's prepared files: the image id, as their merge leaves it).
         image: the image file (not checked until a pair uses it).
         keypoints: (K, 3) float32 COCO ``x, y, v``.
         box: (4,) float32 ``x1, y1, x2, y2``.

@@ -259,5 +259,5 @@ def read_crowd_file(path: Path) -> set[int]:
             try:
                 ids.add(int(text))
             except ValueError:
-                raise InputError(f"{path}: line {number}: {text!r} is not an annotation id") from None
+                raise InputError(f"{path}: line {number}: {text!r} is not an image id") from None
     return ids

@@ -56,11 +56,15 @@ def archive_kind(path: Path) -> Literal["zip", "tar"]:
             return "tar"
     except (OSError, EOFError, zlib.error):
         pass
+    page = " (the server sent a web page instead: a login, quota or warning page?)" if is_web_page(path) else ""
+    raise ArchiveError(f"{path}: not a zip or tar archive{page}")
+
+
+def is_web_page(path: Path) -> bool:
+    """Whether the file is an HTML page (what a server sends instead of a file it will not give)."""
     with open(path, "rb") as handle:
         start = handle.read(512).lstrip().lower()
-    page = " (the server sent a web page instead: a login, quota or warning page?)" if start.startswith(
-        (b"<!doctype html", b"<html")) else ""
-    raise ArchiveError(f"{path}: not a zip or tar archive{page}")
+    return start.startswith((b"<!doctype html", b"<html"))
 
 
 def list_members(path: Path) -> list[Member]:

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlparse
 from ..download import download_file, file_digests, remote_size, unreachable_reason
 from ..errors import DownloadError, InputError
 from ..fileio import make_folder, read_json, temporary_path, write_json
-from .archives import ArchiveError, extract_archive
+from .archives import ArchiveError, extract_archive, is_web_page
 from .catalog import Count, DataFile, Dataset, get_dataset
 from .checks import check_counts
 
@@ -132,6 +132,10 @@ class Fetcher:
                                         f"internet is reachable and put it at {target}, or use --mirror")
             download_file(url, target, progress=self.progress if progress is None else progress,
                           description=f"{self.dataset.name}: {file.name}", sha256=expected, sha256_source=source)
+            if not file.archive and is_web_page(target):  # archives: refused by name when extracted
+                target.unlink()
+                raise DownloadError(f"{url}: the server sent a web page instead of {file.name} (a login, quota or "
+                                    "warning page?); it was deleted")
         except DownloadError as error:
             if file.required:
                 raise
