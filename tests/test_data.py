@@ -301,6 +301,17 @@ class TestAP10K:
         assert [p.id for p in pairs] == [p.id for p in load_ap10k(data_path("ap10k-samples", "horse10"))]
         assert len(load_ap10k(data_path("ap10k-samples", "animalpose"))) == 1
 
+    def test_the_crowd_list_names_image_ids(self):
+        """GeoAware-SC's ap-10k_is_crowd.txt lists its per-image file names: image ids, which in AP-10K
+        differ from annotation ids (annotation 9284 is on image 37516)."""
+        from semcorr.data.ap10k import coco_files, read_coco
+        from semcorr.data.ap10k_pairs import eligible
+
+        groups = read_coco(*coco_files(data_path("ap10k-samples", "ap10k")))
+        assert sorted((a.id, a.image_id) for group in groups for a in group) == [(6, 4), (9284, 37516)]
+        assert [a.id for a in eligible(groups, {37516})] == [6]
+        assert sorted(a.id for a in eligible(groups, {9284})) == [6, 9284]
+
     def test_crowd_file_and_bad_json(self, tmp_path):
         crowd = tmp_path / "crowd.txt"
         crowd.write_text("000000000100\n")

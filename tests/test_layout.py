@@ -162,7 +162,7 @@ print("torch imported:", "torch" in sys.modules)
 
 @pytest.mark.parametrize("args", [["--help"], ["match", "--help"], ["distill", "--help"], ["eval", "--help"],
                                   ["transfer", "--help"], ["warp", "--help"], ["extract", "--help"],
-                                  ["cache-teacher", "--help"],
+                                  ["cache-teacher", "--help"], ["data", "list"], ["data", "download", "--help"],
                                   ["match", "only-one-image.png"], ["bench", "--precision", "fp64"]])
 def test_help_and_argument_errors_import_no_torch(args):
     env = dict(os.environ, PYTHONPATH=str(SOURCE.parent))

@@ -34,22 +34,6 @@ def images():
     return folder / "Cars_006a.png", folder / "Cars_007a.png"
 
 
-@pytest.fixture
-def read_only(tmp_path):
-    """A folder nothing may be written into, even by root (immutable), or skip where that cannot be made."""
-    folder = tmp_path / "read-only"
-    folder.mkdir()
-    folder.chmod(0o555)
-    if os.access(folder, os.W_OK):  # root ignores permissions: make it immutable
-        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)]).returncode != 0:
-            folder.chmod(0o755)
-            pytest.skip("cannot make a read-only folder here (root, and no chattr)")
-    yield folder
-    if shutil.which("chattr"):
-        subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
-    folder.chmod(0o755)
-
-
 def one_line(result, *culprits: str) -> str:
     """The single error line of a failed run, which must name every culprit."""
     lines = result.stderr.strip().splitlines()

@@ -132,3 +132,10 @@ def compile_extractor(extractor: Extractor, *, mode: str | None = None) -> Extra
 def config_digest(config: TrainConfig) -> str:
     """``semcorr.train.engine.config_digest``: the hash of a run's settings that change its result."""
     return config.digest()
+
+
+def sha256(path: Path) -> str:
+    """``semcorr.features.released.sha256``: the SHA-256 hex digest of a file."""
+    from .download import file_digests
+
+    return file_digests(Path(path))["sha256"]

@@ -142,7 +142,7 @@ RENAMED: dict[str, str] = {
     "semcorr.features.distilldift.CACHE_VARIABLE": "semcorr.download.CACHE_VARIABLE",
     "semcorr.features.released.Release": "semcorr.weights.releases.Release",
     "semcorr.features.released.RELEASES": "semcorr.weights.releases.RELEASES",
-    "semcorr.features.released.sha256": "semcorr.weights.releases.sha256",
+    "semcorr.features.released.sha256": "semcorr._legacy.sha256",
     "semcorr.features.released.released_file": "semcorr.weights.releases.released_file",
     "semcorr.features.released.read_release": "semcorr.weights.releases.read_release",
     "semcorr.features.released.check_state": "semcorr.weights.releases.check_state",
@@ -169,6 +169,7 @@ RENAMED: dict[str, str] = {
 # Adapters (semcorr._legacy) of old names whose replacement takes other arguments: the replacement,
 # as the warning names it (how it differs in parentheses).
 ADAPTED: dict[str, str] = {
+    "semcorr._legacy.sha256": "semcorr.download.file_digests (file_digests(path)['sha256'])",
     "semcorr._legacy.TeacherCache":
         "semcorr.store.FeatureFolder (put takes the image's ImageGeometry instead of its original size; "
         "geometry(key).original_size gives the size back)",

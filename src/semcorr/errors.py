@@ -38,6 +38,10 @@ class WeightsUnavailableError(SemcorrError):
     """Model weights could not be found locally and could not be downloaded."""
 
 
+class DownloadError(SemcorrError):
+    """A file could not be downloaded, or what arrived is not the file asked for (its checksum differs)."""
+
+
 class CheckpointError(SemcorrError):
     """A checkpoint file does not fit the model it is loaded into."""
 
