@@ -18,7 +18,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, TypeVar
+from typing import TYPE_CHECKING, Sequence, TypeVar
 
 import torch
 from torch import Tensor
@@ -30,6 +30,9 @@ from ..errors import InputError
 from ..data.benchmarks import get_benchmark, load_benchmark
 from ..fileio import write_atomically
 from ..images import ImageItem
+
+if TYPE_CHECKING:
+    from ..features.backbones.dinov2 import DinoV2Extractor
 
 T = TypeVar("T")
 
@@ -174,7 +177,7 @@ def keys_digest(items: Sequence[ImageItem]) -> str:
     return hashlib.sha256(json.dumps([item.key for item in items]).encode()).hexdigest()[:16]
 
 
-def class_embeddings(extractor, items: Sequence[ImageItem], *, batch_size: int = 16,
+def class_embeddings(extractor: DinoV2Extractor, items: Sequence[ImageItem], *, batch_size: int = 16,
                      rank: int = 0, world_size: int = 1) -> Tensor:
     """DINOv2 class tokens of this rank's share of ``items`` (every ``world_size``-th from ``rank``).
 
