@@ -18,8 +18,9 @@ SOURCE = REPO / "src" / "semcorr"
 # Every module belongs to the first layer whose prefix it has; a module may import its own layer
 # and the layers above it, never one below.
 LAYERS = (
-    "semcorr._moved", "semcorr._lazy", "semcorr.errors", "semcorr.settings", "semcorr.fileio", "semcorr.lru",
-    "semcorr.runtime", "semcorr.download", "semcorr.geometry", "semcorr.images", "semcorr.viz", "semcorr.weights",
+    "semcorr._moved", "semcorr._lazy", "semcorr.errors", "semcorr.extras", "semcorr.settings", "semcorr.fileio",
+    "semcorr.lru", "semcorr.runtime", "semcorr.download", "semcorr.geometry", "semcorr.images", "semcorr.viz",
+    "semcorr.weights",
     "semcorr.features.config", "semcorr.features.base", "semcorr.features.backbones", "semcorr.features.distill",
     "semcorr.features.released", "semcorr.features", "semcorr.matching", "semcorr.data", "semcorr.transfer",
     "semcorr.store", "semcorr.extract", "semcorr.threed", "semcorr.eval", "semcorr.train", "semcorr.video",
