@@ -167,7 +167,9 @@ def random_guess_correct(target: np.ndarray, box: Sequence[float] | np.ndarray, 
     Args:
         target: (N, 2) ground-truth target points.
         box: the target box ``(x1, y1, x2, y2)`` the guesses are drawn from.
-        length, alphas, inclusive: as in :func:`correct_keypoints`.
+        length: as in :func:`correct_keypoints`.
+        alphas: as in :func:`correct_keypoints`.
+        inclusive: as in :func:`correct_keypoints`.
         samples: Monte-Carlo guesses per keypoint.
         rng: the random generator (default: seeded with 0, so the figure is deterministic).
     Returns:

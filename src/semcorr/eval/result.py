@@ -120,7 +120,8 @@ def score_predictions(pairs: Sequence[Pair], found: Sequence[np.ndarray], alphas
         pairs: the evaluated pairs.
         found: per pair, (M_i, 2) predicted target points of its counted keypoints (:func:`predict`),
             in original target-image pixels.
-        alphas, threshold: the thresholds and the length ``L`` (``bbox`` or ``image``).
+        alphas: the thresholds.
+        threshold: the length ``L`` (``bbox`` or ``image``).
         pck: ``average`` picks the headline figure; ``inclusive`` the comparison.
         predictions: also return one record per pair (``id, category, pred, gt, threshold_length``;
             with ``frames``, ``threshold_length`` is in the frame and ``frame`` gives its scale and offset).

@@ -280,7 +280,8 @@ def export_onnx(extractor: Extractor, path: str | os.PathLike, *, size: int | No
         opset: ONNX opset (default :data:`ONNX_OPSET`).
         tolerance: largest allowed max abs difference of the features, onnxruntime vs PyTorch.
         images: B images for the check (resized as ``extract`` does); ``None``: seeded random pixels.
-        runs, warmup: timed (round-robin) and untimed calls of each runtime; ``runs=0`` skips the timing.
+        runs: timed (round-robin) calls of each runtime; ``runs=0`` skips the timing.
+        warmup: untimed calls of each runtime before them.
         threads: CPU threads for onnxruntime and torch (default: torch's current setting).
         seed: seed of the random check pixels.
     Returns:

@@ -44,7 +44,8 @@ def extract_features(images: str | os.PathLike | Sequence[ImageItem], out: str |
         settings: batch size, decoding workers, errors, embeddings.
         engine: ``local`` or ``ray``.
         ray: the Ray engine's cluster address and resources.
-        rank, world_size: the local engine's share (default ``RANK`` / ``WORLD_SIZE``, else the whole list).
+        rank: the local engine's share (default ``RANK``, else the whole list).
+        world_size: the number of shares (default ``WORLD_SIZE``, else 1).
         progress: a progress bar on stderr.
     """
     if engine not in ENGINES:

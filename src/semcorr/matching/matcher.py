@@ -51,7 +51,8 @@ class Matcher:
         """Find ``points`` of image A in image B.
 
         Args:
-            image_a, image_b: paths, PIL images or (3, H, W) tensors.
+            image_a: a path, PIL image or (3, H, W) tensor.
+            image_b: the same for image B.
             points: (N, 2) points (x, y) in image A's pixels.
             return_similarity: also return the (N, h, w) similarity maps over B's grid.
             pose_align: also extract mirrored A and match from it when its mutual nearest
@@ -82,9 +83,11 @@ class Matcher:
         """:meth:`match` on features already extracted (by ``self.extractor``; e.g. kept across calls).
 
         Args:
-            features_a, features_b: the features of image A and of image B (one image each).
+            features_a: the features of image A (one image).
+            features_b: the features of image B (one image).
             points: (N, 2) checked points (x, y) in image A's pixels (:func:`~semcorr.images.check_points`).
-            image_a, image_b: ``{"name": ..., "width": ..., "height": ...}`` (:func:`describe_image`).
+            image_a: ``{"name": ..., "width": ..., "height": ...}`` (:func:`describe_image`).
+            image_b: the same for image B.
             flipped_a: the features of mirrored image A: pose alignment, decided on their native grid.
         Returns:
             :meth:`match`'s result.

@@ -133,7 +133,8 @@ def points_loss(features: Tensor, geometries: Sequence[ImageGeometry], source_xy
     Args:
         features: (2P, C, h, w) student features: the P sources, then the P targets.
         geometries: the 2P images' geometries (from ``student.preprocess``).
-        source_xy, target_xy: P tensors (N_i, 2) of points in the original images' pixels.
+        source_xy: P tensors (N_i, 2) of points in the original source images' pixels.
+        target_xy: P tensors (N_i, 2) of the matching points in the original target images' pixels.
         beta: the soft-argmax's inverse temperature.
     Returns:
         scalar: mean distance over all points, as a fraction of each target image's longer side.
