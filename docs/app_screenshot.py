@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import sys
-import threading
 from pathlib import Path
 
 from PIL import Image
@@ -25,8 +24,7 @@ WIDTH = 1000  # pixels of the saved picture
 
 
 def main(out: Path) -> None:
-    server = create_server("baseline", settings=AppSettings(port=0), log=lambda line: None)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = create_server("baseline", settings=AppSettings(port=0), log=lambda line: None).start()
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,930",
@@ -49,7 +47,6 @@ def main(out: Path) -> None:
         picture = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
     finally:
         driver.quit()
-        server.shutdown()
         server.close()
     picture = picture.resize((WIDTH, round(picture.height * WIDTH / picture.width)), Image.Resampling.LANCZOS)
     picture.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(out, optimize=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
+import subprocess
 import sys
 import traceback
 import warnings
@@ -43,6 +45,22 @@ def _offline_hub(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     HF_HUB_OFFLINE as offline), and none sees the user's semcorr cache."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("SEMCORR_CACHE", str(tmp_path_factory.getbasetemp() / "semcorr-cache"))
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A folder nothing may be written into, even by root (immutable), or skip where that cannot be made."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.access(folder, os.W_OK):  # root ignores permissions: make it immutable
+        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)]).returncode != 0:
+            folder.chmod(0o755)
+            pytest.skip("cannot make a read-only folder here (root, and no chattr)")
+    yield folder
+    if shutil.which("chattr"):
+        subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+    folder.chmod(0o755)
 
 
 @dataclass

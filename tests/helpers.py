@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import torch
@@ -164,11 +163,7 @@ def running_app(model: str = "baseline", **settings):
     from semcorr.app import AppSettings, create_server
 
     server = create_server(model, settings=AppSettings(port=0, **settings), log=lambda line: None)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
     try:
-        yield server
+        yield server.start()
     finally:
-        server.shutdown()
-        thread.join()
         server.close()

@@ -8,6 +8,7 @@ import http.client
 import io
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -44,8 +45,13 @@ def request(server, path: str, body: bytes | dict | None = None, headers: dict |
         return error.code, json.loads(error.read())
 
 
+def send_image(server, data: bytes, name: str, kind: str = "image/png") -> tuple[int, dict]:
+    """POST an image file's bytes as the page does: its type, its name in X-Filename."""
+    return request(server, "/api/images", data, {"Content-Type": kind, "X-Filename": name})
+
+
 def upload(server, path: Path) -> dict:
-    status, answer = request(server, "/api/images", path.read_bytes(), {"X-Filename": path.name})
+    status, answer = send_image(server, path.read_bytes(), path.name)
     assert status == 200, answer
     return answer
 
@@ -189,6 +195,7 @@ class TestUploads:
         connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=30)
         connection.putrequest("POST", "/api/images")
         connection.putheader("Content-Length", str(3_000_000))
+        connection.putheader("Content-Type", "image/jpeg")
         connection.putheader("X-Filename", "huge.jpg")
         connection.endheaders()
         response = connection.getresponse()
@@ -201,29 +208,32 @@ class TestUploads:
     def test_too_many_pixels_refused_before_decoding(self, server, tmp_path):
         path = tmp_path / "wide.png"
         Image.new("RGB", (2000, 1000), "white").save(path)  # 2 Mpx in a few kB
-        status, answer = request(server, "/api/images", path.read_bytes(), {"X-Filename": "wide.png"})
+        status, answer = send_image(server, path.read_bytes(), "wide.png")
         assert status == 400
         assert answer["error"].startswith("wide.png: 2000x1000 pixels (2.0 Mpx) is over this page's limit of 1 Mpx")
 
     def test_not_an_image_names_the_file_not_the_server_folder(self, server):
-        status, answer = request(server, "/api/images", b"hello", {"X-Filename": "..%2Fnotes.txt"})
+        status, answer = send_image(server, b"hello", "..%2Fnotes.txt", "application/octet-stream")
         assert status == 400 and answer["error"] == "notes.txt: not an image file (Pillow cannot identify it)"
 
     def test_no_length(self, server):
         connection = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=30)
         connection.putrequest("POST", "/api/images")
+        connection.putheader("Content-Type", "image/png")
+        connection.putheader("X-Filename", "nothing.png")
         connection.endheaders()
         response = connection.getresponse()
         assert response.status == 411 and "Content-Length" in json.loads(response.read())["error"]
 
-    def test_a_body_shorter_than_announced(self, server):
+    def test_a_body_shorter_than_announced_keeps_nothing(self, server):
+        """The client goes away mid-body: nobody is left to answer; nothing is kept, the server serves on."""
+        before = server.uploads._images.copy()
         with socket.create_connection(("127.0.0.1", server.server_port), timeout=30) as connection:
-            connection.sendall(b"POST /api/images HTTP/1.0\r\nContent-Length: 100\r\nX-Filename: cut.png\r\n\r\n"
-                               + b"x" * 10)
+            connection.sendall(b"POST /api/images HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n"
+                               b"Content-Type: image/png\r\nX-Filename: cut.png\r\n\r\n" + b"x" * 10)
             connection.shutdown(socket.SHUT_WR)
-            answer = connection.makefile("rb").read().decode()
-        assert answer.startswith("HTTP/1.0 400")
-        assert answer.endswith('{"error": "cut.png: the body ended after 10 of 100 bytes"}')
+            assert connection.makefile("rb").read() == b""  # closed, unanswered
+        assert server.uploads._images == before and request(server, "/api/config")[0] == 200
 
     def test_nothing_written_outside_the_temporary_folder(self, tmp_path, monkeypatch):
         images = shifted_pair(tmp_path)
@@ -290,3 +300,124 @@ class TestCommand:
         with pytest.raises(SettingError, match=r"--max-upload-mb 0 \(AppSettings.max_upload_mb\)"):
             AppSettings(max_upload_mb=0)
         assert AppSettings(max_megapixels=2.5).max_pixels == 2_500_000
+
+
+def raw_request(port: int, head: bytes, body: bytes = b"", timeout: float = 30) -> tuple[int, dict]:
+    """(status, JSON answer) of a request written byte for byte (``head`` without its final blank line)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as connection:
+        connection.sendall(head + b"\r\n\r\n" + body)
+        response = http.client.HTTPResponse(connection)
+        response.begin()
+        return response.status, json.loads(response.read())
+
+
+class TestSecurity:
+    """What another web page, or a client that misbehaves, cannot do (semcorr.app.guard)."""
+
+    @pytest.mark.parametrize("host", ["evil.example", "evil.example:7860", "127.0.0.1.evil.example", "[::2]:80"])
+    def test_a_foreign_host_is_refused(self, server, host):
+        """DNS rebinding: a page on another name that resolves to this machine reaches nothing."""
+        for path, body in (("/", None), ("/api/config", None), ("/api/match", {"model": "baseline"})):
+            status, answer = request(server, path, body, {"Host": host})
+            assert status == 421 and "is not one this server answers to" in answer["error"]
+            assert "\n" not in answer["error"]
+
+    @pytest.mark.parametrize("host", ["127.0.0.1", "localhost:1234", "LOCALHOST.", "[::1]:7860"])
+    def test_loopback_names_are_served(self, server, host):
+        assert request(server, "/api/config", None, {"Host": host})[0] == 200
+
+    def test_allowed_host_adds_a_name(self):
+        with running_app("baseline", allowed_hosts=("semcorr.test",)) as server:
+            assert request(server, "/api/config", None, {"Host": f"semcorr.test:{server.server_port}"})[0] == 200
+            assert request(server, "/api/config", None, {"Host": "other.test"})[0] == 421
+
+    def test_a_cross_origin_upload_is_refused_and_keeps_nothing(self, server):
+        """CSRF: another site's page may POST text/plain without asking the browser's permission."""
+        before = dict(server.uploads._images)
+        png = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(png, format="PNG")
+        for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"},
+                        {"Origin": f"http://127.0.0.1:{server.server_port + 1}"}, {"Sec-Fetch-Site": "cross-site"}):
+            status, answer = request(server, "/api/images", png.getvalue(),
+                                     {"Content-Type": "text/plain", "X-Filename": "x.png", **headers})
+            assert status == 403 and "refused" in answer["error"]
+        assert server.uploads._images == before
+
+    def test_a_same_origin_post_is_served(self, server):
+        own = {"Origin": server.url, "Sec-Fetch-Site": "same-origin"}
+        status, _ = request(server, "/api/prepare", {"model": "baseline", "images": ["motorcycle_left"]}, own)
+        assert status == 200
+
+    @pytest.mark.parametrize("kind", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+    def test_json_only_as_application_json(self, server, kind):
+        body = json.dumps({"model": "baseline", "images": ["motorcycle_left"]}).encode()
+        status, answer = request(server, "/api/prepare", body, {"Content-Type": kind})
+        assert status == 415 and answer["error"].startswith("send JSON as application/json")
+
+    @pytest.mark.parametrize("kind", ["text/plain", "application/x-www-form-urlencoded"])
+    def test_an_upload_only_as_an_image_type(self, server, kind, tmp_path):
+        status, answer = send_image(server, b"\x89PNG", "a.png", kind)
+        assert status == 415 and "image/" in answer["error"]
+
+    def test_an_oversized_json_body_is_refused_unread(self, server):
+        head = (f"POST /api/match HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {5_000_000}").encode()
+        status, answer = raw_request(server.server_port, head)
+        assert status == 413 and answer["error"] == "the request is over 1000000 bytes"
+
+    def test_an_oversized_chunked_upload_is_cut_off(self, server):
+        chunk = b"x" * 65536
+        body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(10)) + b"0\r\n\r\n"  # 655 kB > 0.5 MB
+        head = (b"POST /api/images HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nX-Filename: big.png\r\n"
+                b"Transfer-Encoding: chunked")
+        status, answer = raw_request(server.server_port, head, body)
+        assert status == 413 and answer["error"].startswith("big.png: ") and "over this page's upload limit of 0.5 MB" \
+            in answer["error"]
+
+    def test_slow_clients_are_cut_off(self):
+        with running_app("baseline", client_timeout=1.0) as server:
+            started = time.monotonic()
+            with socket.create_connection(("127.0.0.1", server.server_port), timeout=30) as connection:
+                connection.sendall(b"GET /api/config HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # headers never end
+                assert connection.recv(100) == b""  # closed by the server
+            assert 0.9 <= time.monotonic() - started < 10
+            started = time.monotonic()
+            head = (b"POST /api/match HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 50")
+            status, answer = raw_request(server.server_port, head, b'{"model": ')  # the body never ends
+            assert status == 408 and answer["error"] == "the request's body did not arrive within 1 s"
+            assert 0.9 <= time.monotonic() - started < 10
+            assert request(server, "/api/config")[0] == 200
+
+    def test_requests_at_once_are_bounded(self):
+        with running_app("baseline", max_requests=1, client_timeout=5.0) as server:
+            with socket.create_connection(("127.0.0.1", server.server_port), timeout=30) as waiting:
+                waiting.sendall(b"POST /api/match HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                                b"Content-Length: 50\r\n\r\n{")  # holds the one place until its body times out
+                time.sleep(0.3)
+                status, answer = request(server, "/api/config")
+                assert status == 503 and answer["error"].startswith("the server is busy (1 requests at once)")
+            time.sleep(0.3)
+            assert request(server, "/api/config")[0] == 200
+
+    def test_a_bug_is_one_line_without_internals(self, tmp_path, monkeypatch):
+        lines = []
+        server = create_server("baseline", settings=AppSettings(port=0), log=lines.append).start()
+        try:
+            def broken(*args, **kwargs):
+                raise RuntimeError("secret detail /home/user/weights")
+
+            monkeypatch.setattr(server.engine, "match", broken)
+            status, answer = request(server, "/api/match", {"model": "baseline", "image_a": "motorcycle_left",
+                                                            "image_b": "motorcycle_right", "points": [[1, 1]]})
+        finally:
+            server.close()
+        assert status == 500 and answer == {"error": "internal error (the server's log has the details)"}
+        assert "Traceback" in lines[-1] and "secret detail" in lines[-1]
+
+    def test_responses_carry_the_protective_headers(self, server):
+        with urllib.request.urlopen(server.url + "/api/config", timeout=30) as response:
+            assert response.headers["Cache-Control"] == "no-store"
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+        with urllib.request.urlopen(server.url + "/", timeout=30) as response:
+            assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]

@@ -119,3 +119,119 @@ def test_models_lists_source_licence_and_headline_of_every_preset(cli):
     for name, protocol in (("marco", "protocol marco"), ("diy-sc", "protocol diy-sc"), ("geco", "protocol geco"),
                            ("distilldift-us", "protocol distilldift-paper"), ("dinov2-b-reg", "protocol distilldift-paper")):
         assert protocol in PRESETS[name].headline
+
+
+def parse(*argv):
+    """The namespace ``semcorr ARGV`` parses to, and the warnings parsing gave."""
+    import warnings
+
+    from semcorr.cli import build_parser
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        args = build_parser().parse_args([str(arg) for arg in argv])
+    return args, [str(warning.message) for warning in caught]
+
+
+def all_parsers():
+    import argparse
+
+    from semcorr.cli import build_parser
+
+    found, todo = [], [build_parser()]
+    while todo:
+        parser = todo.pop()
+        found.append(parser)
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo.extend(action.choices.values())
+    return found
+
+
+class TestArguments:
+    def test_no_parser_takes_abbreviated_options(self, cli, willow_pair, tmp_path):
+        parsers = all_parsers()
+        assert len(parsers) > 20 and not [parser.prog for parser in parsers if parser.allow_abbrev]
+        result = cli("match", *willow_pair, "--points", "10,10", "--mod", "baseline")
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr == "semcorr: error: unrecognized arguments: --mod baseline (see `semcorr --help`)\n"
+        # `--pairs` was taken for `--pairs-per-step` by prefix ("invalid int value"); it is the old --pair-file
+        result = cli("finetune-3d", "--pairs", tmp_path / "p.h5", "--out", tmp_path / "run", "--random-weights")
+        assert result.returncode == 1 and result.stderr.splitlines() == [
+            "semcorr: warning: --pairs is now --pair-file; the old spelling works until semcorr 0.3.0",
+            f"semcorr: error: --pair-file {tmp_path / 'p.h5'}: not found"]
+        assert not (tmp_path / "run").exists()
+
+    def test_renamed_options_keep_their_old_spelling(self, tmp_path):
+        listing = tmp_path / "pairs.txt"
+        cases = [
+            (("finetune-3d", "--out", "run", "--pairs", "p.h5"), {"pair_file": "p.h5", "benchmark": None},
+             "--pairs is now --pair-file"),
+            (("finetune-3d", "--out", "run", "--pairs", "spair", "--data-root", "S"),
+             {"pair_file": None, "benchmark": "spair", "data_root": "S"}, "--pairs spair is now --benchmark spair"),
+            (("distill", "--out", "run", "--images", "i", "--pairs", listing), {"pair_list": str(listing)},
+             "--pairs is now --pair-list"),
+            (("distill", "--out", "run", "--pairs", tmp_path),
+             {"pair_list": None, "benchmark": "spair", "data_root": str(tmp_path), "split": "trn"},
+             f"--pairs {tmp_path} is now --benchmark spair --data-root {tmp_path}"),
+        ]
+        for argv, expected, warning in cases:
+            args, warned = parse(*argv)
+            assert {name: getattr(args, name) for name in expected} == expected, argv
+            assert warned == [f"{warning}; the old spelling works until semcorr 0.3.0"], argv
+        _, warned = parse("finetune-3d", "--out", "run", "--pairs", "a.h5", "--pairs", "b.h5")
+        assert len(warned) == 1  # once per run
+
+    def test_the_renamed_options_table(self, cli):
+        from semcorr.cli.options import RENAMED_OPTIONS
+
+        assert {(entry.command, entry.old) for entry in RENAMED_OPTIONS} == {("distill", "--pairs"),
+                                                                              ("finetune-3d", "--pairs")}
+        for entry in RENAMED_OPTIONS:
+            shown = cli(entry.command, "--help").stdout
+            assert entry.new.split()[0] in shown and f"{entry.old} " not in shown, entry  # hidden from the help
+
+    def test_negative_numbers_are_values_not_options(self):
+        args, _ = parse("match", "a.png", "b.png", "--points", "-5,10", "-.5,3", "--temperature", "-1e-3")
+        assert args.points == ["-5,10", "-.5,3"] and args.temperature == -1e-3
+        args, _ = parse("finetune-3d", "--out", "run", "--pair-file", "p.h5", "--lr", "-.1")
+        assert args.lr == -0.1
+
+    def test_image_paths_may_follow_the_points(self):
+        args, _ = parse("match", "--points", "1,2", "-3,4", "a.png", "b.png", "--model", "baseline")
+        assert (args.image_a, args.image_b, args.points, args.model) == ("a.png", "b.png", ["1,2", "-3,4"], "baseline")
+        args, _ = parse("match", "a.png", "--points", "1,2", "b.png")
+        assert (args.image_a, args.image_b, args.points) == ("a.png", "b.png", ["1,2"])
+        args, _ = parse("match", "--points", "1,2", "--points", "3,4", "dir/a", "dir/b")
+        assert (args.image_a, args.image_b, args.points) == ("dir/a", "dir/b", ["1,2", "3,4"])
+        args, _ = parse("video", "--points", "1,2", "clip.mp4", "--tracks", "t.json")
+        assert (args.video, args.points) == ("clip.mp4", ["1,2"])
+        assert not hasattr(args, "images_after_points")
+
+    @pytest.mark.parametrize("argv, message", [
+        (("match", "--points", "1,2", "a.png"), "semcorr match: error: the following arguments are required: image_b"),
+        (("match", "a.png", "b.png", "--points"), "semcorr match: error: argument --points: expected at least one "
+                                                    "argument"),
+        (("match", "a.png", "b.png", "--points", "c.png"), "semcorr match: error: argument --points: expected at "
+                                                            "least one argument"),
+        (("match", "--points", "1,2", "a.png", "b.png", "c.png"), "semcorr: error: unrecognized arguments: c.png"),
+    ])
+    def test_points_errors(self, cli, argv, message):
+        result = cli(*argv)
+        help_of = message.split(": error")[0]
+        assert (result.returncode, result.stderr) == (2, f"{message} (see `{help_of} --help`)\n")
+
+
+def test_the_parser_rules_hold_on_every_python_found():
+    """tests/parser_rules.py needs only the standard library: it runs on this Python and on any other
+    python3.10 ... python3.13 on the PATH (Python 3.13 changed argparse's negative-number rule)."""
+    import shutil
+    from pathlib import Path
+
+    script = Path(__file__).with_name("parser_rules.py")
+    found = {shutil.which(name) for name in ("python3.10", "python3.11", "python3.12", "python3.13")}
+    runs = {python for python in found
+            if python and subprocess.run([python, "-c", ""], capture_output=True).returncode == 0}
+    for python in sorted(runs | {sys.executable}):
+        result = subprocess.run([python, str(script)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and "parser rules hold" in result.stdout, (python, result.stderr[-2000:])

@@ -301,6 +301,17 @@ class TestAP10K:
         assert [p.id for p in pairs] == [p.id for p in load_ap10k(data_path("ap10k-samples", "horse10"))]
         assert len(load_ap10k(data_path("ap10k-samples", "animalpose"))) == 1
 
+    def test_the_crowd_list_names_image_ids(self):
+        """GeoAware-SC's ap-10k_is_crowd.txt lists its per-image file names: image ids, which in AP-10K
+        differ from annotation ids (annotation 9284 is on image 37516)."""
+        from semcorr.data.ap10k import coco_files, read_coco
+        from semcorr.data.ap10k_pairs import eligible
+
+        groups = read_coco(*coco_files(data_path("ap10k-samples", "ap10k")))
+        assert sorted((a.id, a.image_id) for group in groups for a in group) == [(6, 4), (9284, 37516)]
+        assert [a.id for a in eligible(groups, {37516})] == [6]
+        assert sorted(a.id for a in eligible(groups, {9284})) == [6, 9284]
+
     def test_crowd_file_and_bad_json(self, tmp_path):
         crowd = tmp_path / "crowd.txt"
         crowd.write_text("000000000100\n")
@@ -375,3 +386,25 @@ class TestAP10KSets:
         assert len(cross_family) == 30 and {p.category for p in cross_family} == {"all"}
         assert [p.id for p in build_pairs(groups, "test", "cross-family")] == [p.id for p in cross_family]
         assert [p.id for p in build_pairs(groups, "test", "cross-family", seed=1)] != [p.id for p in cross_family]
+
+
+# What every benchmark's folder is called in the messages of a data root that is a file or missing.
+AP10K = "an AP-10K folder or COCO keypoint .json file"
+FOLDERS = {"spair": "an SPair-71k folder", "pf-willow": "the PF-WILLOW folder",
+           "pf-pascal": "the PF-dataset-PASCAL folder", "cub": "a CUB-200-2011 folder",
+           "ap10k-intra-species": AP10K, "ap10k-cross-species": AP10K, "ap10k-cross-family": AP10K}
+
+
+def test_a_data_root_that_is_a_file_or_missing_says_so_for_every_benchmark(tmp_path):
+    from semcorr.data.benchmarks import BENCHMARKS, load_benchmark
+
+    assert set(FOLDERS) == set(BENCHMARKS)
+    afile = tmp_path / "annotations.txt"
+    afile.write_text("not a folder\n")
+    for name, benchmark in BENCHMARKS.items():
+        with pytest.raises(InputError) as caught:
+            load_benchmark(benchmark, afile)
+        assert str(caught.value) == f"{afile}: is a file, not {FOLDERS[name]}", name
+        with pytest.raises(InputError) as caught:
+            load_benchmark(benchmark, tmp_path / "missing")
+        assert str(caught.value) == f"{tmp_path / 'missing'}: not found; expected {FOLDERS[name]}", name

@@ -16,7 +16,7 @@ from distilldift_official import official_forward, official_state_dict
 
 from semcorr.cli import build_parser, main
 from semcorr.download import download_file
-from semcorr.errors import CheckpointError, WeightsUnavailableError
+from semcorr.errors import CheckpointError, DownloadError, WeightsUnavailableError
 from semcorr.features import DEFAULT_MODEL, build_extractor
 from semcorr.weights.safe_pickle import read_state_dict
 from semcorr.features.released.distilldift import convert_checkpoint
@@ -214,7 +214,7 @@ class TestDownload:
     def test_giving_up_keeps_the_part_and_a_later_call_resumes(self, tmp_path):
         target = tmp_path / "x.ckpt"
         with _Server(self.PAYLOAD, cuts=(1_000_000, 1_000_000, 0, 0)) as server, \
-                pytest.raises(WeightsUnavailableError, match="4 request"):  # gives up after 2 fruitless ones
+                pytest.raises(DownloadError, match="4 request"):  # gives up after 2 fruitless ones
             download_file(server.url("x.ckpt"), target, attempts=2, progress=False, retry_wait=0)
         assert not target.exists() and (tmp_path / "x.ckpt.part").stat().st_size == 2_000_000
         with _Server(self.PAYLOAD, watch=target) as server:
@@ -224,7 +224,7 @@ class TestDownload:
     def test_missing_file_is_not_retried(self, tmp_path):
         with _Server(self.PAYLOAD) as server:
             server.httpd.RequestHandlerClass.do_GET = lambda handler: handler.send_error(404)
-            with pytest.raises(WeightsUnavailableError, match="404"):
+            with pytest.raises(DownloadError, match="404"):
                 download_file(server.url("x.ckpt"), tmp_path / "x.ckpt", progress=False, retry_wait=0)
 
 

@@ -3,6 +3,7 @@ embeddings, resume (damaged entries written again), unreadable images, and two p
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import subprocess
@@ -88,6 +89,12 @@ class TestLocalEngine:
         assert (report.already_done, report.written, report.redone) == (5, 1, 1)
         assert sorted(store.keys()) == sorted(paths) and store.missing(paths) == []
         assert "1 damaged entries written again" in report.summary()
+
+    def test_any_sequence_of_items_is_a_list_of_images(self, tmp_path):
+        items = list_images(data_path("pf-willow"))[:2]
+        report = extract_features(collections.deque(items), tmp_path / "store", progress=False,
+                                  model=build_extractor("baseline", input_size=56), settings=ExtractSettings(workers=0))
+        assert report.written == 2 and sorted(FeatureFolder(tmp_path / "store").keys()) == [i.key for i in items]
 
 
 class TestCommand:

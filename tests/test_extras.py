@@ -66,6 +66,8 @@ def test_the_core_install_matches_two_images(tmp_path):
     (["video", "{video}", "--points", "5,5", "--model", "baseline", "--tracks", "{tmp}/t.json"], "video"),
     (["eval", "pf-willow", "--data-root", "{willow}", "--model", "baseline", "--limit", "1"], "eval"),
     (["bench", "--models", "sdxl-turbo", "--random-weights"], "teacher"),
+    (["app", "--model", "baseline", "--port", "0"], "app"),
+    (["label-studio", "--model", "baseline", "--port", "0"], "app"),
 ])
 def test_a_missing_extra_is_one_line_naming_it(args, extra, tmp_path):
     video = tmp_path / "clip.mp4"

@@ -18,12 +18,13 @@ SOURCE = REPO / "src" / "semcorr"
 # Every module belongs to the first layer whose prefix it has; a module may import its own layer
 # and the layers above it, never one below.
 LAYERS = (
-    "semcorr._moved", "semcorr._lazy", "semcorr.errors", "semcorr.extras", "semcorr.settings", "semcorr.fileio", "semcorr.lru",
-    "semcorr.runtime", "semcorr.download", "semcorr.geometry", "semcorr.images", "semcorr.viz", "semcorr.weights",
-    "semcorr.features.config", "semcorr.features.base", "semcorr.features.backbones", "semcorr.features.distill",
-    "semcorr.features.released", "semcorr.features", "semcorr.matching", "semcorr.data", "semcorr.transfer",
-    "semcorr.store", "semcorr.extract", "semcorr.threed", "semcorr.eval", "semcorr.train", "semcorr.video",
-    "semcorr.segment", "semcorr.export", "semcorr.perf", "semcorr.demo", "semcorr.app", "semcorr.cli",
+    "semcorr._moved", "semcorr._lazy", "semcorr.errors", "semcorr.extras", "semcorr.settings", "semcorr.fileio",
+    "semcorr.lru", "semcorr.runtime", "semcorr.download", "semcorr.geometry", "semcorr.images", "semcorr.viz",
+    "semcorr.weights", "semcorr.features.config", "semcorr.features.base", "semcorr.features.backbones",
+    "semcorr.features.distill", "semcorr.features.released", "semcorr.features", "semcorr.matching", "semcorr.data",
+    "semcorr.transfer", "semcorr.store", "semcorr.extract", "semcorr.threed", "semcorr.eval", "semcorr.train",
+    "semcorr.video", "semcorr.segment", "semcorr.export", "semcorr.perf", "semcorr.demo", "semcorr.app",
+    "semcorr.labelstudio", "semcorr._legacy", "semcorr.cli",
 )
 
 
@@ -161,7 +162,7 @@ print("torch imported:", "torch" in sys.modules)
 
 @pytest.mark.parametrize("args", [["--help"], ["match", "--help"], ["distill", "--help"], ["eval", "--help"],
                                   ["transfer", "--help"], ["warp", "--help"], ["extract", "--help"],
-                                  ["cache-teacher", "--help"],
+                                  ["cache-teacher", "--help"], ["data", "list"], ["data", "download", "--help"],
                                   ["match", "only-one-image.png"], ["bench", "--precision", "fp64"]])
 def test_help_and_argument_errors_import_no_torch(args):
     env = dict(os.environ, PYTHONPATH=str(SOURCE.parent))

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -29,22 +32,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def images():
     folder = data_path("pf-willow", "car(G)")
     return folder / "Cars_006a.png", folder / "Cars_007a.png"
-
-
-@pytest.fixture
-def read_only(tmp_path):
-    """A folder nothing may be written into, even by root (immutable), or skip where that cannot be made."""
-    folder = tmp_path / "read-only"
-    folder.mkdir()
-    folder.chmod(0o555)
-    if os.access(folder, os.W_OK):  # root ignores permissions: make it immutable
-        if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)]).returncode != 0:
-            folder.chmod(0o755)
-            pytest.skip("cannot make a read-only folder here (root, and no chattr)")
-    yield folder
-    if shutil.which("chattr"):
-        subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
-    folder.chmod(0o755)
 
 
 def one_line(result, *culprits: str) -> str:
@@ -115,6 +102,104 @@ class TestOutputsCheckedFirst:
         one_line(result, "cannot write it", "too large")
         assert not [p for p in (tmp_path / "cache").rglob("*.safetensors")]
         assert not [p for p in (tmp_path / "cache").rglob("*.tmp")]
+
+
+def _cache_teacher_process(listing: Path, out: Path, *extra: str, limit_fsize: int | None = None) -> list[str]:
+    """The command line of ``semcorr cache-teacher`` (baseline model) as a real process, under
+    ``prlimit --fsize`` when ``limit_fsize`` is given."""
+    command = [sys.executable, "-m", "semcorr.cli", "cache-teacher", str(listing), "--out", str(out), "--model",
+               "baseline", "--no-progress", *extra]
+    if limit_fsize is None:
+        return command
+    if shutil.which("prlimit") is None:
+        pytest.skip("prlimit (util-linux) is not installed")
+    return ["prlimit", f"--fsize={limit_fsize}", *command]
+
+
+def _environment() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+
+
+def _entries(store: Path) -> list[Path]:
+    return sorted(store.rglob("*.safetensors"))
+
+
+class TestDecodingWorkers:
+    """A decoding worker that cannot hand its batch over, or dies, ends the run within seconds in one
+    line that says why; the store holds only whole entries."""
+
+    def test_a_file_size_limit_is_named_within_seconds(self, images, tmp_path):
+        """Under ``prlimit --fsize`` the worker cannot make the shared-memory file of its batch (EFBIG):
+        the run used to wait for that batch for 600 s."""
+        from semcorr.extract.decode import canvas_bytes
+        from semcorr.features.registry import build_extractor
+
+        listing = tmp_path / "list.txt"
+        listing.write_text(f"{images[0]}\n{images[1]}\n")
+        batch_mb = 2 * canvas_bytes(build_extractor("baseline").preparer()) / 1e6
+        start = time.perf_counter()
+        result = subprocess.run(_cache_teacher_process(listing, tmp_path / "cache", "--workers", "1",
+                                                       limit_fsize=1000),
+                                capture_output=True, text=True, timeout=120, env=_environment())
+        seconds = time.perf_counter() - start
+        line = one_line(result)
+        assert line == (f"semcorr: error: a decoding worker cannot hand over its batch of 2 images "
+                        f"({batch_mb:.1f} MB): the file-size limit (ulimit -f) is 1000 bytes, less than the "
+                        "shared-memory file in /dev/shm that takes the batch; raise the limit, or rerun with "
+                        "--workers 0 (decoding in this process)")
+        assert not _entries(tmp_path / "cache") and not list((tmp_path / "cache").rglob("*.tmp"))
+        print(f"file-size limit: one line after {seconds:.1f} s (process start included)")
+        assert seconds < 120
+
+    def test_a_killed_worker_is_named_with_its_signal(self, tmp_path):
+        """SIGKILL to the decoding worker mid-run (as the out-of-memory killer sends it)."""
+        big = tmp_path / "big.png"
+        ramp = np.linspace(0, 255, 2400, dtype=np.float32)
+        Image.fromarray(np.stack([np.add.outer(ramp[:1600] / 2, ramp / 2).astype(np.uint8)] * 3, -1)).save(big)
+        folder = tmp_path / "images"
+        folder.mkdir()
+        for index in range(400):  # one slow-to-decode image under many names: a long run
+            (folder / f"{index:03d}.png").symlink_to(big)
+        store = tmp_path / "cache"
+        process = subprocess.Popen(_cache_teacher_process(folder, store, "--workers", "1", "--batch-size", "2"),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment())
+        try:
+            worker = _worker_once_written(process, store)
+            os.kill(worker, signal.SIGKILL)
+            killed = time.perf_counter()
+            stdout, stderr = process.communicate(timeout=120)
+            seconds = time.perf_counter() - killed
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        line = one_line(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+        assert line == (f"semcorr: error: a decoding worker (pid {worker}) was killed by signal SIGKILL (Killed): "
+                        "the out-of-memory killer sends it when memory runs out; rerun with fewer --workers, or "
+                        "--workers 0 (decoding in this process)")
+        print(f"SIGKILL: one line {seconds:.2f} s after the kill")
+        assert seconds < 10
+        from semcorr.store import FeatureFolder
+
+        written = _entries(store)
+        assert 0 < len(written) < 400 and not list(store.rglob("*.tmp"))
+        assert len(FeatureFolder(store).keys()) == len(written)  # every entry whole
+
+
+def _worker_once_written(process: subprocess.Popen, store: Path, wait: float = 240.0) -> int:
+    """The pid of ``process``'s decoding worker (its child) once the first entries are written."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended first: {process.communicate()[1][-2000:]}")
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+        if not children.exists():
+            pytest.skip("this kernel does not list a process's children in /proc")
+        pids = [int(pid) for pid in children.read_text().split()]
+        if pids and len(_entries(store)) >= 2:
+            return pids[0]
+        time.sleep(0.05)
+    raise AssertionError("no decoding worker, or no entry written, in time")
 
 
 def test_decoding_workers_fit_in_shared_memory():
@@ -348,3 +433,96 @@ class TestDamagedVideo:
         one_line(cli("video", cut, "--points", "10,10", "--model", "baseline", "--tracks", tmp_path / "s.csv",
                      "--on-error", "stop", "--quiet"), "cut.mp4", "--on-error stop")
         assert not (tmp_path / "s.csv").exists()
+
+
+@pytest.fixture
+def pair_file(tmp_path):
+    """A small 3D pair file (synthetic plane sequences, 64x48 images) and the name of its first pair."""
+    from threed_helpers import plane_scene
+
+    from semcorr.threed import make_3d_pairs
+
+    data = tmp_path / "scenes"
+    for index in range(2):
+        plane_scene(data / f"seq{index}", [0.0, 0.02, 0.04, 0.06])
+    path = tmp_path / "pairs.h5"
+    make_3d_pairs(data, path, progress=False)
+    with h5py.File(path, "r") as file:
+        name = file["index"][0].decode()
+    return path, name
+
+
+def _set_point(path: Path, name: str, key: str, row: int, value: tuple[float, float]) -> None:
+    with h5py.File(path, "r+") as file:
+        points = file["pairs"][name][key][()]
+        points[row] = value
+        file["pairs"][name][key][...] = points
+
+
+class TestPairInputsCheckedBeforeTraining:
+    """Pair files and pair lists are checked whole when opened: a bad row is named before any training
+    step (it used to stop the run when its batch came up, after checkpoints were written)."""
+
+    def test_a_pair_file_with_a_nan_or_an_outside_point(self, pair_file):
+        from semcorr.threed import open_3d_pairs
+
+        path, name = pair_file
+        _set_point(path, name, "target_xy", 3, (float("nan"), 12.5))
+        with pytest.raises(InputError) as caught:
+            open_3d_pairs(path)
+        assert str(caught.value) == (f"{path}: pair {name}, row 3: target_xy (nan, 12.5) is not finite; the file is "
+                                     "damaged, make it again with `semcorr make-3d-pairs`")
+        _set_point(path, name, "target_xy", 3, (10.0, 12.5))
+        _set_point(path, name, "source_xy", 1, (70.0, -2.0))
+        with pytest.raises(InputError) as caught:
+            open_3d_pairs(path)
+        assert str(caught.value) == (f"{path}: pair {name}, row 1: source_xy (70, -2) lies outside its 64x48 source "
+                                     "image; the file is damaged, make it again with `semcorr make-3d-pairs`")
+
+    def test_finetune_3d_refuses_it_before_writing_anything(self, cli, pair_file, tmp_path):
+        path, name = pair_file
+        _set_point(path, name, "target_xy", 0, (float("inf"), 1.0))
+        result = cli("finetune-3d", "--pair-file", path, "--out", tmp_path / "run", "--random-weights",
+                     "--input-size", "28", "--epochs", "1", "--no-progress")
+        assert one_line(result) == (f"semcorr: error: {path}: pair {name}, row 0: target_xy (inf, 1) is not finite; "
+                                    "the file is damaged, make it again with `semcorr make-3d-pairs`")
+        assert not (tmp_path / "run").exists()
+
+    def test_distill_refuses_a_pair_list_line_before_writing_anything(self, cli, tmp_path):
+        listing, cache = TestNoNaN()._cache(tmp_path)
+        keys = listing.read_text().split()
+        pairs = tmp_path / "pairs.txt"
+        pairs.write_text(f"{keys[0]} {keys[1]}\n# a comment\n{keys[2]} elsewhere/missing.png\n")
+        result = cli("distill", "--images", listing, "--pair-list", pairs, "--teacher-cache", cache, "--out",
+                     tmp_path / "run", "--random-weights", "--input-size", "28", "--no-progress")
+        assert one_line(result) == (f"semcorr: error: {pairs}:3: image 'elsewhere/missing.png' is not among the "
+                                    f"images of --images {listing}")
+        assert not (tmp_path / "run").exists()
+
+
+class TestRefusalsNameTheProblem:
+    def test_a_checkpoint_naming_a_forbidden_global_or_no_checkpoint(self, cli, images, tmp_path):
+        class Payload:
+            def __reduce__(self):
+                return (os.system, ("true",))
+
+        evil = tmp_path / "evil.pth"
+        torch.save({"model": {"w": torch.zeros(2)}, "args": Payload()}, evil)
+        garbage = tmp_path / "garbage.pth"
+        garbage.write_bytes(bytes(range(7, 256)) * 8)
+        for path, message in ((evil, f"{evil}: refused: the file names os.system, which semcorr never loads"),
+                              (garbage, f"{garbage}: not a checkpoint (neither PyTorch's zip format nor a pickle)")):
+            result = cli("match", *images, "--points", "1,1", "--model", "dinov2-s", "--weights", path, "--out",
+                         tmp_path / "m.json")
+            assert one_line(result) == f"semcorr: error: {message}"
+        assert not (tmp_path / "m.json").exists()
+
+    def test_a_data_root_that_is_a_file(self, cli, tmp_path):
+        afile = tmp_path / "PF-WILLOW.zip"
+        afile.write_bytes(b"PK\x03\x04 not unpacked")
+        for benchmark, folder in (("pf-willow", "the PF-WILLOW folder"), ("spair", "an SPair-71k folder"),
+                                  ("cub", "a CUB-200-2011 folder"), ("pf-pascal", "the PF-dataset-PASCAL folder"),
+                                  ("ap10k", "an AP-10K folder or COCO keypoint .json file")):
+            result = cli("eval", benchmark, "--data-root", afile, "--model", "baseline", "--out", tmp_path / "r.json")
+            assert one_line(result) == f"semcorr: error: {afile}: is a file, not {folder}", benchmark
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["PF-WILLOW.zip"]

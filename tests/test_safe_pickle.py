@@ -122,6 +122,60 @@ def test_plain_and_wrapped_state_dicts(tmp_path, wrap):
 
 def test_junk_is_a_one_line_error(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="junk.pth: cannot be read") as error:
+    with pytest.raises(CheckpointError, match="junk.pth: not a checkpoint") as error:
         read_state_dict(tmp_path / "junk.pth")
     assert "\n" not in str(error.value)
+
+
+class Payload:
+    """Pickles as a call of os.system (it runs nothing unless loaded by plain torch.load)."""
+
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    """Files no reader may load, each with the one line semcorr says about it."""
+    evil = tmp_path / "evil.pth"
+    torch.save({"model": WEIGHTS, "args": Payload()}, evil)
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(bytes(range(7, 256)) * 8)
+    text = tmp_path / "notes.pt"
+    text.write_text("epoch 3, loss 0.2\n" * 40)
+    good = tmp_path / "good.pt"
+    torch.save(WEIGHTS, good)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good.read_bytes()[:good.stat().st_size // 2])
+    return {
+        evil: f"{evil}: refused: the file names os.system, which semcorr never loads",
+        garbage: f"{garbage}: not a checkpoint (neither PyTorch's zip format nor a pickle)",
+        text: f"{text}: not a checkpoint (neither PyTorch's zip format nor a pickle)",
+        cut: f"{cut}: a damaged checkpoint, cut short or corrupted (RuntimeError: PytorchStreamReader failed "
+             "reading zip archive: failed finding central directory)",
+    }
+
+
+def test_refusals_say_what_semcorr_knows(bad_files):
+    """The global refused, or "not a checkpoint": not PyTorch's long weights-only explanation. Both
+    readers: released checkpoints (read_state_dict) and training checkpoints (weights only)."""
+    from semcorr.train.checkpoint import load_checkpoint
+
+    for path, message in bad_files.items():
+        for read in (read_state_dict, load_checkpoint):
+            with pytest.raises(CheckpointError) as caught:
+                read(path)
+            assert str(caught.value) == message, read
+
+
+def test_a_training_checkpoint_refuses_any_global_outside_the_weights_only_list(tmp_path):
+    import numpy as np
+
+    from semcorr.train.checkpoint import load_checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"format": "semcorr-train-checkpoint", "lora": np.zeros(3)}, path)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    assert str(caught.value).startswith(f"{path}: refused: the file names numpy.") and str(caught.value).endswith(
+        "multiarray._reconstruct, which semcorr never loads")

@@ -18,9 +18,9 @@ from pycocotools.coco import COCO
 from conftest import REPO, data_path
 from semcorr.data.pfwillow import read_keypoints
 from semcorr.errors import InputError
-from semcorr.transfer import TransferSettings, geometric_median, read_examples, transfer_keypoints
+from semcorr.transfer import TransferSettings, read_examples, transfer_keypoints, vote_point, weighted_mode
 from semcorr.transfer.leftright import left_right_partners, pairs_from_names
-from semcorr.transfer.vote import combine_votes
+from semcorr.transfer.vote import combine_votes, majority_confidence
 
 NAMES = [f"kp{i}" for i in range(10)]
 
@@ -159,26 +159,82 @@ class TestLeftRight:
 
 
 class TestVotes:
-    def test_geometric_median_ignores_an_outlier_the_mean_follows(self):
+    def votes(self, points, cycle):
+        """(B=1, E, K=1, 2) votes, (1, E, 1) cycle confidences, all voting."""
         import torch
 
-        votes = torch.tensor([[[10.0, 10.0], [11.0, 10.0], [10.0, 11.0], [300.0, 300.0]]])
-        median = geometric_median(votes, torch.ones(1, 4))
-        assert torch.linalg.norm(median[0] - torch.tensor([10.4, 10.4])) < 1.0
+        points = torch.tensor(points, dtype=torch.float32)[None, :, None]
+        return points, torch.tensor(cycle)[None, :, None], torch.ones(points.shape[:3], dtype=torch.bool)
 
-    def test_confidence_is_cycle_with_one_example_and_falls_when_examples_disagree(self):
+    def test_three_agreeing_examples_outvote_two_disagreeing_ones(self):
         import torch
 
-        points = torch.tensor([[[[50.0, 50.0]], [[52.0, 50.0]], [[200.0, 50.0]]]])  # (B=1, E=3, K=1, 2)
-        cycle = torch.tensor([[[0.9], [0.8], [0.7]]])
-        alone = combine_votes(points[:, :1], cycle[:, :1], torch.ones(1, 1, 1, dtype=torch.bool),
+        majority = [[100.0, 100.0], [103.0, 100.0], [100.0, 103.0]]
+        # the two others come back better (0.7 > 0.3) but each alone: support 0.9 against 0.7
+        points, cycle, voted = self.votes(majority + [[300.0, 100.0], [100.0, 300.0]], [0.3, 0.3, 0.3, 0.7, 0.7])
+        point = vote_point(points, cycle, voted, torch.tensor([400.0]), 0.05)[0, 0]
+        assert torch.linalg.norm(point - torch.tensor([101.0, 101.0])) < 1.0  # the majority's mean (a median: 22 px off)
+        # two that agree with each other against three that agree: the larger (weighted) side wins
+        points, cycle, voted = self.votes(majority + [[300.0, 100.0], [302.0, 100.0]], [0.5] * 5)
+        assert torch.linalg.norm(vote_point(points, cycle, voted, torch.tensor([400.0]), 0.05)[0, 0]
+                                 - torch.tensor([101.0, 101.0])) < 1.0
+        points, cycle, voted = self.votes(majority + [[300.0, 100.0], [302.0, 100.0]], [0.1, 0.1, 0.1, 0.9, 0.9])
+        assert torch.linalg.norm(vote_point(points, cycle, voted, torch.tensor([400.0]), 0.05)[0, 0]
+                                 - torch.tensor([301.0, 100.0])) < 1.0
+
+    def test_one_vote_and_identical_votes_are_that_vote(self):
+        import torch
+
+        for points, cycle in (([[37.5, 80.25]], [0.7]), ([[37.5, 80.25]] * 4, [0.7, 0.2, 0.9, 0.01])):
+            points, cycle, voted = self.votes(points, cycle)
+            point = vote_point(points, cycle, voted, torch.tensor([400.0]), 0.05)
+            assert torch.allclose(point, torch.tensor([[[37.5, 80.25]]]))
+        far = weighted_mode(torch.tensor([[0.0, 0.0], [500.0, 0.0]]), torch.tensor([0.4, 0.6]), 10.0)
+        assert torch.allclose(far, torch.tensor([500.0, 0.0]))  # no compromise between two lone votes
+
+    def test_confidence_is_the_better_half_of_the_points_cycle_confidences(self):
+        import torch
+
+        back = torch.tensor([[[0.9, 0.9, 0.9, 0.3], [0.8, 0.1, 0.1, 0.3], [0.1, 0.1, 0.1, 0.3],
+                              [0.5, 0.1, 0.7, 0.3]]])  # (B=1, E=4, K=4)
+        voted = torch.tensor([[[True, True, False, False], [True, True, True, False], [True, False, True, False],
+                               [False, False, True, False]]])
+        confidence = majority_confidence(back, voted)[0]
+        # K0: 3 voters (0.9, 0.8, 0.1): the best 2; K1: 2 voters: the best 1; K2: 3 voters (0.1, 0.1, 0.7):
+        # the best 2; K3: nobody votes
+        assert torch.allclose(confidence, torch.tensor([0.85, 0.9, 0.4, 0.0]))
+        points, cycle, voted = self.votes([[50.0, 50.0], [52.0, 50.0], [200.0, 50.0]], [0.9, 0.8, 0.7])
+        point = vote_point(points, cycle, voted, torch.tensor([400.0]), 0.05)
+        votes = combine_votes(points, cycle, voted, point, torch.tensor([[[0.9], [0.8], [0.05]]]),
                               torch.tensor([400.0]), 0.05)
-        assert alone.confidence.item() == pytest.approx(0.9) and alone.votes.item() == 1
-        three = combine_votes(points, cycle, torch.ones(1, 3, 1, dtype=torch.bool), torch.tensor([400.0]), 0.05)
-        assert three.points[0, 0, 0].item() == pytest.approx(51, abs=1.5)
-        assert 0.45 < three.confidence.item() < 0.6  # the far vote does not vouch for the point
-        none = combine_votes(points, cycle, torch.zeros(1, 3, 1, dtype=torch.bool), torch.tensor([400.0]), 0.05)
-        assert none.confidence.item() == 0 and none.votes.item() == 0
+        assert votes.points[0, 0, 0].item() == pytest.approx(51, abs=1.5) and votes.votes.item() == 3
+        assert votes.confidence.item() == pytest.approx(0.85)  # the far vote neither moves nor sinks the point
+        assert 0.6 < votes.agreement.item() < 0.75 and votes.cycle.item() == pytest.approx(0.8)
+        none = combine_votes(points, cycle, torch.zeros_like(voted), point, cycle, torch.tensor([400.0]), 0.05)
+        assert none.confidence.item() == 0 and none.votes.item() == 0 and none.points.abs().sum() == 0
+
+    def test_identical_examples_label_as_one_example(self):
+        import torch
+
+        from semcorr.features import build_extractor
+        from semcorr.images import load_image
+        from semcorr.transfer import KeypointLabeller
+
+        images, points = willow("car(S)")
+        extractor = build_extractor("baseline", input_size=224)
+        example, targets = extractor.extract([load_image(images[0])]), extractor.extract(
+            [load_image(p) for p in images[1:4]])
+        settings = TransferSettings()
+        labelled = torch.ones(1, 10, dtype=torch.bool)
+        one = KeypointLabeller(example, torch.from_numpy(points[0])[None].float(), labelled, settings).label(targets)
+        copies = type(example)(example.features.repeat(3, 1, 1, 1), example.geometries * 3, example.model,
+                               example.random_weights)
+        three = KeypointLabeller(copies, torch.from_numpy(points[0])[None].float().repeat(3, 1, 1),
+                                 labelled.repeat(3, 1), settings).label(targets)
+        assert torch.allclose(three.votes.points, one.votes.points, atol=1e-3)
+        assert torch.allclose(three.votes.confidence, one.votes.confidence, atol=1e-4)
+        assert torch.allclose(one.votes.confidence, one.votes.cycle, atol=1e-4)  # one example: its cycle confidence
+        assert (three.votes.votes == 3).all() and 0 < one.votes.confidence.mean() < 1
 
 
 class TestFolders:

@@ -26,7 +26,9 @@ def demo_images() -> tuple[Path, Path]:
     Raises:
         MissingExtraError: scikit-image is not installed (``pip install 'semcorr[demo]'``).
     """
-    folder = Path(require_extra("skimage.data", "the demo's sample images").__file__).parent
+    module = require_extra("skimage.data", "the demo's sample images")
+    assert module.__file__ is not None  # a regular package, not a namespace package
+    folder = Path(module.__file__).parent
     return folder / DEMO_IMAGES[0], folder / DEMO_IMAGES[1]
 
 

@@ -38,12 +38,20 @@ class WeightsUnavailableError(SemcorrError):
     """Model weights could not be found locally and could not be downloaded."""
 
 
+class DownloadError(SemcorrError):
+    """A file could not be downloaded, or what arrived is not the file asked for (its checksum differs)."""
+
+
 class CheckpointError(SemcorrError):
     """A checkpoint file does not fit the model it is loaded into."""
 
 
 class TrainingError(SemcorrError):
     """A training run cannot go on: its loss or its weights are no longer finite numbers."""
+
+
+class DecodingError(SemcorrError):
+    """The processes that decode images stopped: one died, was killed, or could not hand its batch over."""
 
 
 class ExportError(SemcorrError):

@@ -24,6 +24,7 @@ EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
     "3d": (("h5py",), "3D pair files (HDF5)"),
     "onnx": (("onnx", "onnxruntime", "onnxscript"), "ONNX export"),
     "ray": (("ray",), "the Ray extraction engine"),
+    "app": (("starlette", "uvicorn"), "the web servers of semcorr app and semcorr label-studio"),
 }
 _EXTRA_OF = {module: extra for extra, (modules, _) in EXTRAS.items() for module in modules}
 

@@ -36,8 +36,9 @@ WRITE_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, 
 
 def cannot_write(path: str | os.PathLike, error: OSError) -> InputError:
     """The one-line error of a failed write of ``path``."""
-    reason = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-              errno.EFBIG: "the file is too large for this file system or limit"}.get(error.errno)
+    reasons = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+               errno.EFBIG: "the file is too large for this file system or limit"}
+    reason = reasons.get(error.errno) if error.errno is not None else None
     return InputError(f"{path}: cannot write it ({reason or error.strerror or error})")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
+import os
 from typing import Any, Sequence
 
 import matplotlib
@@ -23,7 +23,7 @@ def _as_array(image: ImageInput) -> np.ndarray:
 
 
 def plot_matches(image_a: ImageInput, image_b: ImageInput, matches: Sequence[dict[str, Any]],
-                 path: str | Path | None = None, *, title: str | None = None, dpi: int = 100) -> Figure:
+                 path: str | os.PathLike | None = None, *, title: str | None = None, dpi: int = 100) -> Figure:
     """Image A and image B side by side, each match a coloured line from source to target.
 
     Args:
@@ -58,7 +58,7 @@ def plot_matches(image_a: ImageInput, image_b: ImageInput, matches: Sequence[dic
     return figure
 
 
-def save_png(figure: Figure, path: str | Path, *, dpi: int = 100) -> None:
+def save_png(figure: Figure, path: str | os.PathLike, *, dpi: int = 100) -> None:
     """Render ``figure`` as a PNG and write it to ``path`` atomically."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi)

@@ -28,6 +28,7 @@ from ..images import load_image
 from .settings import AppSettings
 
 DISPLAY_SIDE = 1024  # longest side of the picture the page shows
+PIXELS_HINT = "; use a smaller image (or start the page with a higher --max-megapixels)"
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -87,7 +88,7 @@ class Uploads:
         path = self.folder / image_id
         write_atomically(path, data)
         try:
-            self._check_pixels(path, name)
+            check_pixels(path, name, self.settings.max_pixels, "this page's", PIXELS_HINT)
             pixels = load_image(path, max_pixels=self.settings.max_pixels)
             upload = Upload(image_id, name, path, pixels.shape[2], pixels.shape[1],
                                  self._write_display(image_id, pixels))
@@ -123,23 +124,6 @@ class Uploads:
                 dropped.display.unlink(missing_ok=True)
         return image
 
-    def _check_pixels(self, path: Path, name: str) -> None:
-        """Refuse an image over the pixel limit from its header, before decoding it."""
-        limit = self.settings.max_pixels
-        over = f"is over this page's limit of {limit / 1e6:g} Mpx; use a smaller image (or start the page with a " \
-               "higher --max-megapixels)"
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(path) as image:
-                    width, height = image.size
-        except Image.DecompressionBombError:
-            raise InputError(f"{name}: its size {over}") from None
-        except Exception:  # not an image, or unreadable: load_image says what is wrong
-            return
-        if width * height > limit:
-            raise InputError(f"{name}: {width}x{height} pixels ({width * height / 1e6:.1f} Mpx) {over}")
-
     def _write_display(self, image_id: str, pixels: torch.Tensor) -> Path:
         """Write the PNG the page shows (at most :data:`DISPLAY_SIDE` a side)."""
         array = (pixels.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
@@ -150,6 +134,26 @@ class Uploads:
         path = self.folder / f"{image_id}.png"
         write_atomically(path, buffer.getvalue())
         return path
+
+
+def check_pixels(path: Path, name: str, limit: int, whose: str = "the", hint: str = "") -> None:
+    """Refuse an image file over ``limit`` pixels from its header, before decoding it.
+
+    Raises:
+        InputError: ``{name}: WxH pixels (N Mpx) is over {whose} limit of L Mpx{hint}``.
+    """
+    over = f"is over {whose} limit of {limit / 1e6:g} Mpx{hint}"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        raise InputError(f"{name}: its size {over}") from None
+    except Exception:  # not an image, or unreadable: load_image says what is wrong
+        return
+    if width * height > limit:
+        raise InputError(f"{name}: {width}x{height} pixels ({width * height / 1e6:.1f} Mpx) {over}")
 
 
 def clean_name(name: str) -> str:

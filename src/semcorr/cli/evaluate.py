@@ -26,9 +26,9 @@ def _loader_option(text: str) -> tuple[str, Any]:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from ..eval.kshot import evaluate_kshot
+    from ..eval.kshot import evaluate_kshot, evaluate_kshot_curve
     from ..eval.pck import PCKSettings
-    from ..eval.report import format_comparison, format_table
+    from ..eval.report import format_comparison, format_curve, format_table
     from ..eval.runner import evaluate, evaluate_models
     from ..fileio import check_output_file, write_json
 
@@ -56,9 +56,20 @@ def run_eval(args: argparse.Namespace) -> int:
             write_json(args.out, comparison)
         print(format_comparison(comparison))
         random = any(r["random_weights"] for r in comparison["results"])
+    elif args.transfer_shots is not None and len(args.transfer_shots) > 1:
+        curve = evaluate_kshot_curve(args.benchmark, args.data_root, shots=args.transfer_shots,
+                                     seed=args.transfer_seed, predictions=bool(args.save_predictions), **options)
+        records = [dict(record, shots=int(k)) for k, result in curve["results"].items()
+                   for record in result.pop("predictions", [])]
+        if args.save_predictions:
+            write_json(args.save_predictions, records, indent=None)
+        if args.out:
+            write_json(args.out, curve)
+        print(format_curve(curve))
+        random = curve["random_weights"]
     else:
         if args.transfer_shots is not None:
-            result = evaluate_kshot(args.benchmark, args.data_root, shots=args.transfer_shots,
+            result = evaluate_kshot(args.benchmark, args.data_root, shots=args.transfer_shots[0],
                                     seed=args.transfer_seed, predictions=bool(args.save_predictions), **options)
         else:
             result = evaluate(args.benchmark, args.data_root, protocol=protocol,
@@ -109,9 +120,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--pose-align", action="store_true",
                         help="weakly supervised setting: also match from each mirrored source image and keep, per "
                              "pair, the orientation whose mutual nearest neighbours agree best (GeoAware-SC)")
-    parser.add_argument("--transfer-shots", type=int, metavar="K",
+    parser.add_argument("--transfer-shots", type=int, nargs="+", metavar="K",
                         help="k-shot label transfer instead of pairs: K examples per category, PCK of their keypoints "
-                             "transferred to every other image of the category (semcorr transfer)")
+                             "transferred to every other image of the category (semcorr transfer); several K (e.g. "
+                             "1 3 5): the curve, every K on the same targets (the images none of the largest K's "
+                             "examples), the examples of a smaller K among those of a larger")
     parser.add_argument("--transfer-seed", type=int, default=0, help="seed of the examples' draw (default 0)")
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N pairs (a quick look)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per extractor call (default 8)")
@@ -152,6 +165,11 @@ def run_compare(args: argparse.Namespace) -> int:
         found = read_results(path)
         results += found
         stem = Path(path).stem
-        labels += [stem] if len(found) == 1 else [f"{stem}:{r['model']}" for r in found]
+        if len(found) == 1:
+            labels.append(stem)
+        elif len({r["model"] for r in found}) == len(found):
+            labels += [f"{stem}:{r['model']}" for r in found]
+        else:  # a k-shot curve: one model, one result per number of examples
+            labels += [f"{stem}:{r['protocol'].get('shots', i + 1)}-shot" for i, r in enumerate(found)]
     print(format_result_columns(compare_results(results, labels, allow_mixed=args.allow_mixed, alpha=args.alpha)))
     return 0

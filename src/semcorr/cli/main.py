@@ -2,8 +2,9 @@
 
 Errors a user can fix (:class:`~semcorr.errors.SemcorrError`) are printed as one line and exit
 with status 1; so are the last-resort cases (a file the system refuses, memory running out, a bug),
-with ``--debug`` for the traceback. Argument errors are one line too and exit with status 2. Warnings are
-printed as ``semcorr: warning: ...`` lines.
+with ``--debug`` for the traceback. Argument errors are one line too and exit with status 2
+(:class:`~.parser.Parser`). Warnings, those of parsing included (an option's old spelling), are printed
+as ``semcorr: warning: ...`` lines.
 """
 
 from __future__ import annotations
@@ -11,23 +12,18 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from typing import Sequence
+from typing import Sequence, TextIO
 
 from .. import __version__
 from ..errors import SemcorrError
-from . import app, bench, cache, convert, evaluate, export, extract, match, segment, threed, train, transfer, video
-from .options import gather_points
+from . import (app, bench, cache, convert, data, evaluate, export, extract, labelstudio, match, segment, threed,
+               train, transfer, video)
+from .options import add_renamed_options
+from .parser import Parser
 
 # Each registers its commands on the subparsers; in the order `semcorr --help` lists them.
-COMMAND_GROUPS = (match, transfer, app, evaluate, extract, cache, train, threed, video, segment, bench, export,
-                  convert)
-
-
-class Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line (no usage block), exit status 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
+COMMAND_GROUPS = (match, transfer, app, labelstudio, evaluate, data, extract, cache, train, threed, video, segment,
+                  bench, export, convert)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,19 +33,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in COMMAND_GROUPS:
         group.register(commands)
+    add_renamed_options(commands)
     return parser
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None) -> None:
     print(f"semcorr: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``semcorr`` with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
-    args = build_parser().parse_args(gather_points(list(sys.argv[1:] if argv is None else argv)))
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.showwarning = _show_warning
+        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
         try:
             return args.run(args)
         except Exception as error:

@@ -10,16 +10,60 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from ..extract.config import ENGINES, ExtractSettings, ModelSpec, RaySettings
 from ..features.config import DEFAULT_MODEL
 from ..fileio import read_json
 from ..settings import ON_ERROR, PRECISIONS, RESIZE_MODES
+from ..train.config import DistillConfig, FinetuneConfig
+from .parser import PointsAction, add_old_spelling
+
+if TYPE_CHECKING:
+    from ..matching.points import MatchSettings
 
 MATCH_FIELDS = ("grid", "method", "window", "temperature")
+
+
+@dataclass(frozen=True)
+class RenamedOption:
+    """An option that was renamed: its old spelling keeps working, hidden from ``--help``, with one
+    warning per run, until semcorr :data:`~semcorr._moved.REMOVED_IN` (:class:`~.parser.OldSpelling`).
+
+    Attributes:
+        command: the command that has it.
+        old: the old spelling.
+        new: the option that took its place.
+        fields: for an old option whose meaning depended on its value: the value -> ``{dest: value}``
+            of the options it means now (``None``: the value goes to ``new`` as it is).
+        note: what the old option took, for the documentation.
+    """
+
+    command: str
+    old: str
+    new: str
+    fields: Callable[[str], dict[str, Any]] | None = None
+    note: str = ""
+
+
+# Every option renamed since semcorr 0.1.0 (docs/reliability.md lists them for users).
+RENAMED_OPTIONS: tuple[RenamedOption, ...] = (
+    RenamedOption("distill", "--pairs", "--pair-list", lambda value: DistillConfig.upgrade({"pairs": value}),
+                  "a pair list, or a SPair-71k folder (now --benchmark spair --data-root DIR)"),
+    RenamedOption("finetune-3d", "--pairs", "--pair-file", lambda value: FinetuneConfig.upgrade({"pairs": value}),
+                  "a pair file, or a benchmark name (now --benchmark NAME)"),
+)
+
+
+def add_renamed_options(commands: argparse._SubParsersAction) -> None:
+    """The old spellings of :data:`RENAMED_OPTIONS`, on the commands registered in ``commands``."""
+    from .._moved import REMOVED_IN
+
+    for entry in RENAMED_OPTIONS:
+        add_old_spelling(commands.choices[entry.command], entry.old, entry.new, until=REMOVED_IN, fields=entry.fields)
 
 
 def warn_random_weights(subject: str) -> None:
@@ -73,7 +117,7 @@ def given(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
-def match_settings(args: argparse.Namespace):
+def match_settings(args: argparse.Namespace) -> MatchSettings:
     """The :class:`~semcorr.matching.MatchSettings` of :func:`add_match_options`' options
     (``--grid 0`` means the native grid)."""
     from ..matching.points import MatchSettings
@@ -85,45 +129,12 @@ def match_settings(args: argparse.Namespace):
 
 
 def add_points_options(parser: argparse.ArgumentParser, where: str) -> None:
-    """--points X,Y ... and --points-file (one of the two): points in ``where``'s pixels."""
-    parser.add_argument("--points", nargs="+", action="extend", metavar="X,Y",
-                        help=f"points in {where}'s pixels (negative numbers are fine: --points -5,10)")
+    """--points X,Y ... and --points-file (one of the two): points in ``where``'s pixels. A point may
+    start with a minus sign, and image paths may follow the points (:class:`~.parser.PointsAction`)."""
+    parser.add_argument("--points", nargs="+", action=PointsAction, metavar="X,Y",
+                        help=f"points in {where}'s pixels (negative numbers are fine: --points -5,10; the image "
+                             "paths may follow them)")
     parser.add_argument("--points-file", help="JSON file: [[x, y], ...] or {\"points\": [...]}")
-
-
-_FILE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".mp4", ".mkv",
-                            ".mov", ".avi", ".webm", ".json", ".txt", ".csv"})
-
-
-def gather_points(argv: list[str]) -> list[str]:
-    """``argv`` with each ``--points X,Y ...`` run rewritten as ``--points=X,Y`` options at the end.
-
-    So a point may start with a minus sign (``--points -5,10``: argparse would take it for an
-    option) and the image paths may follow the points (``--points 1,2 a.png b.png``: ``nargs="+"``
-    would swallow them). A run ends at an option or at a token that looks like a file name.
-    """
-    kept: list[str] = []
-    points: list[str] = []
-    index = 0
-    while index < len(argv):
-        token = argv[index]
-        index += 1
-        if token != "--points":
-            kept.append(token)
-            continue
-        start = len(points)
-        while index < len(argv) and _looks_like_point(argv[index]):
-            points.append(argv[index])
-            index += 1
-        if len(points) == start:
-            kept.append(token)  # nothing follows: let argparse say so
-    return kept + [f"--points={point}" for point in points]
-
-
-def _looks_like_point(token: str) -> bool:
-    if token == "--" or (token.startswith("-") and len(token) > 1 and not (token[1].isdigit() or token[1] == ".")):
-        return False
-    return "/" not in token and Path(token).suffix.lower() not in _FILE_SUFFIXES
 
 
 def points_from(args: argparse.Namespace) -> list[list[float]]:

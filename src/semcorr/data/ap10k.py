@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._moved import renamed_names
 from ..errors import InputError
 from ..fileio import read_json
 from .pairs import Pair, require
@@ -35,13 +36,14 @@ class Instance:
     """One annotated animal.
 
     Attributes:
-        id: the annotation id.
+        id: the annotation id (in GeoAware-SC's prepared files: the image id, as their merge leaves it).
         image: the image file (not checked until a pair uses it).
         keypoints: (K, 3) float32 COCO ``x, y, v``.
         box: (4,) float32 ``x1, y1, x2, y2``.
         size: (H, W) of the image.
         species, family: the category name and supercategory.
         source: the annotation file.
+        image_id: the COCO image id (GeoAware-SC's crowd list names images); None where unknown.
     """
 
     id: int
@@ -52,6 +54,7 @@ class Instance:
     species: str
     family: str
     source: Path
+    image_id: int | None = None
 
 
 def parse_instance(annotation: Any, image: Any, category: Any, path: Path, image_path: Path) -> Instance:
@@ -68,7 +71,7 @@ def parse_instance(annotation: Any, image: Any, category: Any, path: Path, image
         id=int(require(annotation, "id", where)), image=image_path, keypoints=keypoints.reshape(-1, 3),
         box=np.array([box[0], box[1], box[0] + box[2], box[1] + box[3]], np.float32), size=size,
         species=str(require(category, "name", where)), family=str(category.get("supercategory") or "animal"),
-        source=path,
+        source=path, image_id=int(annotation["image_id"]) if "image_id" in annotation else None,
     )
 
 
@@ -151,3 +154,7 @@ def prepared_instance(path: Path, root: Path, cache: dict[Path, Instance]) -> In
                     "supercategory": data.get("supercategory") or relative.parent.parent.name}
         cache[path] = parse_instance(data, data, category, path, image)
     return cache[path]
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

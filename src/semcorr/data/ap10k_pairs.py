@@ -8,12 +8,14 @@ The definition (GeoAware-SC's ``prepare_ap10k`` notebook), step by step, with wh
 
 1. Merge the annotation files (train, test, val split 1) and keep the **first annotation of each
    image**. Leave out crowd images: GeoAware-SC uses its released ``ap-10k_is_crowd.txt``
-   (``crowd_file``); without that list we leave out every image with more than one annotated
-   animal (our approximation of it).
+   (``crowd_file``: image ids, the names of its per-image files); without that list we leave out
+   every image with more than one annotated animal (our approximation of it).
 2. Keep animals with at least 3 annotated keypoints (``v > 0``).
 3. Per species (folders ``<family>/<species>``), split the animals: the **last 30 are test**, the
    20 before them validation, the rest training. GeoAware-SC takes them in file-system order
-   (not reproducible across machines); we take them in ascending annotation id.
+   (not reproducible across machines); we take them in ascending image id (the names of
+   GeoAware-SC's per-image files), so the sets are the same whether rebuilt from the COCO json or
+   read from a folder prepared by ``semcorr data download ap-10k``.
 4. A pair qualifies when ``sum((v_src / 2) * (v_trg / 2)) >= 3`` over the keypoints (COCO
    ``v = 2`` for visible, so: at least 3 keypoints visible in both).
 5. **intra-species**: per species, shuffle the split's animals, take every unordered pair
@@ -44,7 +46,7 @@ import numpy as np
 from ..errors import InputError
 from ..fileio import read_json
 from .ap10k import Instance, coco_files, make_pair, prepared_instance, read_coco
-from .pairs import Pair, require
+from .pairs import Pair, dataset_root, require
 
 SUBSETS = ("intra-species", "cross-species", "cross-family")
 _FOLDER_SUFFIX = {"intra-species": "", "cross-species": "_cross_species", "cross-family": "_cross_family"}
@@ -57,25 +59,30 @@ TRAIN_PAIRS_PER_ANIMAL = 50
 
 
 def eligible(groups: Sequence[Sequence[Instance]], crowd: set[int] | None) -> list[Instance]:
-    """Steps 1-2: the first animal of each image, crowd images left out, >= 3 keypoints."""
+    """Steps 1-2: the first animal of each image, crowd images (by image id) left out, >= 3 keypoints."""
     kept = []
     for group in groups:
         first = group[0]
-        if (crowd is not None and first.id in crowd) or (crowd is None and len(group) > 1):
+        image_id = first.id if first.image_id is None else first.image_id
+        if (crowd is not None and image_id in crowd) or (crowd is None and len(group) > 1):
             continue
         if int((first.keypoints[:, 2] > 0).sum()) >= MIN_KEYPOINTS:
             kept.append(first)
     return kept
 
 
+def _image_order(animal: Instance) -> tuple[int, int]:
+    return (animal.id if animal.image_id is None else animal.image_id, animal.id)
+
+
 def split_species(animals: Sequence[Instance], split: str) -> dict[tuple[str, str], list[Instance]]:
-    """Step 3: ``{(family, species): the split's animals in ascending id}``, sorted by family, species."""
+    """Step 3: ``{(family, species): the split's animals in ascending image id}``, sorted by family, species."""
     species: dict[tuple[str, str], list[Instance]] = {}
     for animal in animals:
         species.setdefault((animal.family, animal.species), []).append(animal)
     result = {}
     for key in sorted(species):
-        members = sorted(species[key], key=lambda a: a.id)
+        members = sorted(species[key], key=_image_order)
         test = min(TEST_PER_SPECIES, len(members))
         val = min(VAL_PER_SPECIES, len(members) - test)
         train = len(members) - test - val
@@ -161,22 +168,28 @@ def cross_family(species: dict[tuple[str, str], list[Instance]], split: str, rng
 _BUILDERS = {"intra-species": intra_species, "cross-species": cross_species, "cross-family": cross_family}
 
 
-def build_pairs(groups: Sequence[Sequence[Instance]], split: str, subset: str, *, crowd: set[int] | None = None,
-                seed: int = 42) -> list[Pair]:
-    """One of GeoAware-SC's AP-10K sets from per-image groups of annotated animals.
+def sample_pairs(groups: Sequence[Sequence[Instance]], split: str, subset: str, *, crowd: set[int] | None = None,
+                 seed: int = 42) -> list[tuple[Instance, Instance, str]]:
+    """One of GeoAware-SC's AP-10K sets as (source, target, category) triples, in sampling order.
 
     Args:
         groups: the animals of each image, in annotation order (:func:`~semcorr.data.ap10k.read_coco`).
-        split: ``trn``, ``val`` or ``test``.
+        split: ``trn``, ``val`` or ``test`` (``trn`` only for intra-species).
         subset: ``intra-species``, ``cross-species`` or ``cross-family``.
-        crowd: annotation ids of crowd images (GeoAware-SC's list); ``None``: multi-animal images.
+        crowd: image ids of crowd images (GeoAware-SC's list); ``None``: multi-animal images.
         seed: seed of this set's ``random.Random``.
     """
     if subset not in _BUILDERS:
         raise InputError(f"AP-10K subset must be one of {', '.join(_BUILDERS)}, got {subset!r}")
     species = split_species(eligible(groups, crowd), split)
-    triples = _BUILDERS[subset](species, split, random.Random(seed))
-    return [make_pair(source, target, category, subset) for source, target, category in triples]
+    return _BUILDERS[subset](species, split, random.Random(seed))
+
+
+def build_pairs(groups: Sequence[Sequence[Instance]], split: str, subset: str, *, crowd: set[int] | None = None,
+                seed: int = 42) -> list[Pair]:
+    """One of GeoAware-SC's AP-10K sets from per-image groups of annotated animals (see :func:`sample_pairs`)."""
+    return [make_pair(source, target, category, subset)
+            for source, target, category in sample_pairs(groups, split, subset, crowd=crowd, seed=seed)]
 
 
 def _annotation_path(value: Any, root: Path, pair_file: Path, name: str) -> Path:
@@ -215,7 +228,7 @@ def load_ap10k(root: str | Path, split: str = "test", *, subset: str = "intra-sp
             a COCO keypoint json, or such a json file.
         split: ``test``, ``val`` or ``trn`` (``trn`` only for intra-species).
         subset: ``intra-species``, ``cross-species`` or ``cross-family``.
-        crowd_file: GeoAware-SC's ``ap-10k_is_crowd.txt`` (annotation ids to leave out) when building
+        crowd_file: GeoAware-SC's ``ap-10k_is_crowd.txt`` (image ids to leave out) when building
             the sets from COCO json; without it, images with more than one animal are left out.
         seed: seed of the pair sampling when building the sets from COCO json.
     """
@@ -225,18 +238,16 @@ def load_ap10k(root: str | Path, split: str = "test", *, subset: str = "intra-sp
     if split not in ("trn", "val", "test") or (split == "trn" and subset != "intra-species"):
         raise InputError(f"AP-10K {subset} has splits {'trn, ' if subset == 'intra-species' else ''}val and test, "
                          f"got {split!r}")
-    root = Path(root)
-    if not root.exists():
-        raise InputError(f"{root}: not found; expected an AP-10K folder or COCO keypoint json")
+    root = dataset_root(root, "an AP-10K folder or COCO keypoint .json file", file_suffix=".json")
     if (root / "PairAnnotation").is_dir():
         return load_prepared(root, split, subset)
     paths, image_root = coco_files(root)
-    crowd = _read_crowd_file(Path(crowd_file)) if crowd_file is not None else None
+    crowd = read_crowd_file(Path(crowd_file)) if crowd_file is not None else None
     return build_pairs(read_coco(paths, image_root), split, subset, crowd=crowd, seed=seed)
 
 
-def _read_crowd_file(path: Path) -> set[int]:
-    """Annotation ids, one a line (zero-padded as in GeoAware-SC's list)."""
+def read_crowd_file(path: Path) -> set[int]:
+    """Image ids, one a line (zero-padded as in GeoAware-SC's list)."""
     if not path.is_file():
         raise InputError(f"{path}: not found")
     ids = set()
@@ -246,5 +257,5 @@ def _read_crowd_file(path: Path) -> set[int]:
             try:
                 ids.add(int(text))
             except ValueError:
-                raise InputError(f"{path}: line {number}: {text!r} is not an annotation id") from None
+                raise InputError(f"{path}: line {number}: {text!r} is not an image id") from None
     return ids

@@ -26,15 +26,20 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from .._moved import renamed_names
 from ..errors import InputError
 from .pairs import ImageSizes, Pair, find_dataset_folder
 
 SPLITS = ("train", "test")
+# find_dataset_folder's arguments: the root itself or its CUB_200_2011/ subfolder, whichever holds images.txt
+FOLDER = ("CUB_200_2011", "images.txt", "a CUB-200-2011 folder (expected images.txt in it or in CUB_200_2011/)")
 DEFAULT_PAIRS = 1000
 DEFAULT_SEED = 42
+_Value = TypeVar("_Value")
 
 
 def _read_table(path: Path, columns: tuple[str, ...]) -> list[list[str]]:
@@ -72,7 +77,7 @@ class _Annotations:
         self.is_train = self._column(root / "train_test_split.txt", ("image_id", "is_training_image"), int)
         path = root / "bounding_boxes.txt"
         columns = ("image_id", "x", "y", "width", "height")
-        self.boxes = {}
+        self.boxes: dict[str, np.ndarray] = {}
         for number, row in enumerate(_read_table(path, columns), start=1):
             x, y, width, height = _numbers(path, row, columns, number)
             self.boxes[row[0]] = np.array([x, y, x + width, y + height], np.float32)
@@ -94,7 +99,7 @@ class _Annotations:
                 raise InputError(f"{path}: line {number}: field '{columns[1]}' must be an integer") from None
         return values
 
-    def need(self, table: dict, image_id: str, path: str) -> object:
+    def need(self, table: dict[str, _Value], image_id: str, path: str) -> _Value:
         if image_id not in table:
             raise InputError(f"{self.root / path}: no entry for image {image_id}")
         return table[image_id]
@@ -128,7 +133,7 @@ def load_cub(root: str | Path, split: str = "test", *, n_pairs: int | None = DEF
     """
     if split not in SPLITS:
         raise InputError(f"CUB-200-2011 split must be one of {', '.join(SPLITS)}, got {split!r}")
-    root = find_dataset_folder(root, "CUB_200_2011", "images.txt", "a CUB-200-2011 folder (expected images.txt in it or in CUB_200_2011/)")
+    root = find_dataset_folder(root, *FOLDER)
     annotations = _Annotations(root)
     candidates = candidate_pairs(annotations, split)
     if n_pairs is not None:
@@ -154,3 +159,7 @@ def load_cub(root: str | Path, split: str = "test", *, n_pairs: int | None = DEF
             flags={"source_image_id": source_id, "target_image_id": target_id},
         ))
     return pairs
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

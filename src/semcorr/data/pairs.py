@@ -11,10 +11,11 @@ import dataclasses
 import types
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
+from .._moved import renamed_names
 from ..extras import require_extra
 from ..errors import InputError
 
@@ -140,6 +141,24 @@ def _inside(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
             & (y <= height + OUTSIDE_TOLERANCE))
 
 
+def dataset_root(root: str | Path, what: str, *, file_suffix: str | None = None) -> Path:
+    """``root`` as a :class:`Path` when it is a folder (or a file ending in ``file_suffix``, where a
+    benchmark takes one); the one check every loader makes first, so their messages agree.
+
+    Args:
+        what: the folder the benchmark expects, for the message (``"the PF-WILLOW folder"``).
+
+    Raises:
+        InputError: ``root`` does not exist (``not found; expected ...``) or is a file (``is a file, not ...``).
+    """
+    root = Path(root)
+    if root.is_file() and (file_suffix is None or root.suffix.lower() != file_suffix):
+        raise InputError(f"{root}: is a file, not {what}")
+    if not root.exists():
+        raise InputError(f"{root}: not found; expected {what}")
+    return root
+
+
 def find_dataset_folder(root: str | Path, folder: str, marker: str, what: str) -> Path:
     """A benchmark's folder: ``root`` itself or ``root/<folder>``, whichever holds ``marker``.
 
@@ -147,14 +166,12 @@ def find_dataset_folder(root: str | Path, folder: str, marker: str, what: str) -
         what: the folder and what it holds, for the message (``"a CUB-200-2011 folder (expected ...)"``).
 
     Raises:
-        InputError: ``root`` is a file, or neither folder holds ``marker``.
+        InputError: ``root`` is a file or missing (:func:`dataset_root`), or neither folder holds ``marker``.
     """
-    root = Path(root)
+    root = dataset_root(root, what.split(" (")[0])
     for candidate in (root, root / folder):
         if (candidate / marker).exists():
             return candidate
-    if root.is_file():
-        raise InputError(f"{root}: is a file, not {what.split(' (')[0]}")
     raise InputError(f"{root}: not {what}")
 
 
@@ -242,3 +259,7 @@ def check_image(path: Path, source: Path | str, seen: set[Path]) -> Path:
             raise InputError(f"{source}: image {path} not found")
         seen.add(path)
     return path
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .pairs import ImageSizes, Pair, box_of_points, read_mat
+from .pairs import ImageSizes, Pair, box_of_points, dataset_root, read_mat
 
 CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
            "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
@@ -106,9 +106,7 @@ def load_pf_pascal(root: str | Path, split: str = "test") -> list[Pair]:
     split = {"train": "trn"}.get(split, split)
     if split not in SPLITS:
         raise InputError(f"PF-PASCAL split must be one of {', '.join(SPLITS)}, got {split!r}")
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"{root}: not found; expected the PF-dataset-PASCAL folder")
+    root = dataset_root(root, "the PF-dataset-PASCAL folder")
     csv_path = find_pairs_file(root, split)
     with csv_path.open(newline="") as handle:
         reader = csv.DictReader(handle)

@@ -23,16 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .pairs import ImageSizes, Pair, box_of_points, read_mat
+from .pairs import ImageSizes, Pair, box_of_points, dataset_root, read_mat
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def find_subclasses(root: str | Path) -> list[Path]:
     """The subclass folders (those holding ``.mat`` files) under ``root`` or ``root/PF-dataset``."""
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"{root}: not found; expected the PF-WILLOW folder with its subclass folders")
+    root = dataset_root(root, "the PF-WILLOW folder")
     for candidate in (root, root / "PF-dataset"):
         if candidate.is_dir():
             folders = sorted(d for d in candidate.iterdir() if d.is_dir() and any(d.glob("*.mat")))

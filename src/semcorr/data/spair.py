@@ -18,14 +18,19 @@ is the subset of Hyperpixel Flow (2,438 test pairs).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._moved import renamed_names
 from ..errors import InputError
 from ..fileio import read_json
 from .pairs import ImageSizes, Pair, as_box, as_points, check_image, find_dataset_folder, require
 
 SPLITS = ("trn", "val", "test")
+# find_dataset_folder's arguments: the root itself or its SPair-71k/ subfolder, whichever holds PairAnnotation/
+FOLDER = ("SPair-71k", "PairAnnotation", "an SPair-71k folder (expected PairAnnotation/ and JPEGImages/ in it or in "
+          "its SPair-71k/ subfolder)")
 LAYOUTS = ("large", "small")
 _SPLIT_ALIASES = {"train": "trn", "validation": "val"}
 _FLAG_FIELDS = ("mirror", "viewpoint_variation", "scale_variation", "truncation", "occlusion",
@@ -62,8 +67,8 @@ def load_spair(root: str | Path, split: str = "test", *, layout: str | None = No
     split = _SPLIT_ALIASES.get(split, split)
     if split not in SPLITS:
         raise InputError(f"SPair-71k split must be one of {', '.join(SPLITS)}, got {split!r}")
-    root = find_dataset_folder(root, "SPair-71k", "PairAnnotation", "an SPair-71k folder (expected PairAnnotation/ and JPEGImages/ in it or in its SPair-71k/ subfolder)")
-    sizes, seen = ImageSizes(), set()
+    root = find_dataset_folder(root, *FOLDER)
+    sizes, seen = ImageSizes(), set[Path]()
     pairs = []
     for name in pair_names(root, split, layout):
         path = root / "PairAnnotation" / split / f"{name}.json"
@@ -118,3 +123,7 @@ def _size(data: dict, name: str, path: Path, image: Path, sizes: ImageSizes) -> 
         raise InputError(f"{path}: field '{name}' says {stated[1]}x{stated[0]} pixels, but {image} is "
                          f"{actual[1]}x{actual[0]}; the annotation does not fit this image")
     return stated
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

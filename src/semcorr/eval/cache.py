@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from ..errors import CheckpointError, InputError
 from ..extract.config import ExtractSettings
+from ..extract.decode import worker_failures_explained
 from ..extract.local import extract_batches
 from ..features.base import Extractor, FeatureMap
 from ..geometry import ImageGeometry
@@ -120,8 +121,9 @@ class FeatureCache:
     def _open_folder(self) -> FeatureFolder:
         if self._folder is None:
             if self._cache_dir is None:
-                self._temporary = Path(tempfile.mkdtemp(prefix="semcorr-features-"))
+                base = self._temporary = Path(tempfile.mkdtemp(prefix="semcorr-features-"))
             else:
+                base = self._cache_dir
                 earlier = _earlier_caches(self._cache_dir)
                 if earlier:
                     warnings.warn(f"{self._cache_dir}: {len(earlier)} folders of the earlier evaluation cache "
@@ -129,7 +131,7 @@ class FeatureCache:
             identity = extractor_identity(self.extractor)
             if self.extractor.random_weights:  # never reused: the weights differ on every build
                 identity["build"] = uuid.uuid4().hex
-            root = (self._cache_dir or self._temporary) / identity_digest(identity)
+            root = base / identity_digest(identity)
             self._folder = FeatureFolder.create(root, identity)
         return self._folder
 
@@ -165,7 +167,8 @@ class FeatureCache:
             return self._open_folder().put(entry.key, entry.features, entry.geometry, norms=entry.norms)
 
         writer = BackgroundWriter(write)
-        with tqdm(total=len(missing), desc="features", unit="img", disable=not self.progress) as bar, writer:
+        with worker_failures_explained(), tqdm(total=len(missing), desc="features", unit="img",
+                                               disable=not self.progress) as bar, writer:
             for batch in extract_batches(self.extractor, items, self.settings):
                 if batch.failures:
                     raise InputError(batch.failures[0][1])
@@ -215,7 +218,8 @@ class FeatureCache:
         image that appears in many pairs is upsampled once.
         """
         maps = [self._one((Path(image), bool(flipped)), grid) for image in images]
-        norms = torch.cat([m.norms for m in maps]) if all(m.norms is not None for m in maps) else None
+        stored_norms = [m.norms for m in maps if m.norms is not None]
+        norms = torch.cat(stored_norms) if len(stored_norms) == len(maps) else None
         return FeatureMap(torch.cat([m.features for m in maps]), tuple(m.geometries[0] for m in maps),
                           self.extractor.name, self.extractor.random_weights, norms=norms)
 

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from .. import __version__
 from ..errors import InputError
 from ..fileio import read_json
-from .result import RESULT_FORMAT, RESULT_SET_FORMAT, RESULT_VERSION
+from .result import RESULT_CURVE_FORMAT, RESULT_FORMAT, RESULT_SET_FORMAT, RESULT_VERSION
 
 # protocol keys that describe the rules in words (or say where they come from) rather than fix one
 WORDING = ("summary", "pck", "source", "deviations")
@@ -42,17 +42,20 @@ def _checked(value: Any, path: str) -> dict[str, Any]:
 
 
 def read_results(path: str | Path) -> list[dict[str, Any]]:
-    """The results in a results file: one (``semcorr eval --out``) or several (``--models``).
+    """The results in a results file: one (``semcorr eval --out``) or several (``--models``, or a
+    ``--transfer-shots K1 K2 ...`` curve).
 
     Raises:
         InputError: naming the file: not JSON, not a semcorr results file, another version.
     """
     content = read_json(path)
-    if isinstance(content, dict) and content.get("format") == RESULT_SET_FORMAT:
+    if isinstance(content, dict) and content.get("format") in (RESULT_SET_FORMAT, RESULT_CURVE_FORMAT):
         if content.get("version") != RESULT_VERSION:
             raise InputError(f"{path}: semcorr results file version {content.get('version')!r}; this semcorr "
                              f"({__version__}) reads version {RESULT_VERSION}")
         results = content.get("results")
+        if isinstance(results, dict):  # a k-shot curve: one result per number of examples
+            results = list(results.values())
         if not isinstance(results, list) or not results:
             raise InputError(f"{path}: a damaged semcorr results file (no 'results' list)")
         return [_checked(result, f"{path} (result {i + 1})") for i, result in enumerate(results)]

@@ -1,20 +1,26 @@
 """k-shot label transfer on a benchmark: how many annotated examples a category needs.
 
-    from semcorr.eval.kshot import evaluate_kshot
+    from semcorr.eval.kshot import evaluate_kshot, evaluate_kshot_curve
     result = evaluate_kshot("pf-willow", "data/PF-WILLOW", shots=3, model="baseline")
     result["pck"]["0.1"]       # PCK@0.1 of the transferred keypoints, per keypoint, in percent
+    curve = evaluate_kshot_curve("pf-willow", "data/PF-WILLOW", shots=(1, 3, 5), model="baseline")
+    curve["curve"]["pck"]      # {"1": {...}, "3": {...}, "5": {...}}, every K on the same targets
 
 The benchmark's pairs give each image's keypoints (the union over the pairs it appears in), box
 and size. Images are grouped by category (PF-WILLOW: by subclass, whose ten keypoints are defined
-per subclass). Per group, ``shots`` images are drawn as examples with a fixed seed (a generator
-seeded with ``seed`` and the group's name, so a group's draw does not depend on the others); their
-keypoints are transferred by :mod:`semcorr.transfer` (votes combined by weighted geometric median)
-to every other image of the group, and each target is scored like a pair of pair evaluation
-(:func:`semcorr.eval.result.score_predictions`, the same PCK options): a keypoint counts where the
-target has it and at least one example labels it. Every keypoint is placed (no confidence
-threshold) so the figure is comparable with pair evaluation; ``transfer.confident`` says what
-share of the counted keypoints reaches ``min_confidence`` and how often those are correct.
-Groups with no more than ``shots`` images are left out (listed in ``transfer.skipped_groups``).
+per subclass). Per group the images are put in an order drawn with a fixed seed (a generator
+seeded with ``seed`` and the group's name, so a group's draw does not depend on the others), and the
+first ``shots`` are the examples, so the examples of fewer shots are among those of more. Their
+keypoints are transferred by :mod:`semcorr.transfer` (:mod:`semcorr.transfer.vote`: the place most
+examples' votes support) to the group's targets, and each target is scored like a pair of pair
+evaluation (:func:`semcorr.eval.result.score_predictions`, the same PCK options): a keypoint counts
+where the target has it and at least one example labels it. The targets are every other image of
+the group for one K (:func:`evaluate_kshot`); for a curve (:func:`evaluate_kshot_curve`) they are
+the images that are not among the largest K's examples, the same for every K, so the curve compares
+numbers of examples and nothing else. Every keypoint is placed (no confidence threshold) so the
+figure is comparable with pair evaluation; ``transfer.confident`` says what share of the counted
+keypoints reaches ``min_confidence`` and how often those are correct. Groups with no more than
+``shots`` (the largest K) images are left out (listed in ``transfer.skipped_groups``).
 """
 
 from __future__ import annotations
@@ -23,12 +29,13 @@ import dataclasses
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..data.benchmarks import ThresholdKind
 from ..data.pairs import Pair
 from ..data.symmetry import mirror_pairs
 from ..errors import InputError
@@ -40,7 +47,7 @@ from ..transfer.labeller import KeypointLabeller, TransferSettings
 from .cache import CacheMode, FeatureCache
 from .pck import PCKSettings, alpha_key, correct_keypoints, threshold_length
 from .protocols import SEMCORR
-from .result import Clock, make_result, open_benchmark, pck_settings, pck_text, score_predictions
+from .result import RESULT_CURVE_FORMAT, RESULT_VERSION, Clock, make_result, open_benchmark, pck_settings, pck_text, score_predictions
 from .runner import protocol_rules
 
 
@@ -81,9 +88,10 @@ def annotated_images(pairs: list[Pair]) -> dict[str, list[AnnotatedImage]]:
 
 
 def draw_examples(images: list[AnnotatedImage], shots: int, seed: int, group: str) -> list[int]:
-    """The indices of the ``shots`` examples of a group: a draw seeded by ``seed`` and the group's name."""
-    rng = np.random.default_rng([seed, zlib.crc32(group.encode())])
-    return sorted(rng.choice(len(images), size=shots, replace=False).tolist())
+    """The indices of the ``shots`` examples of a group: the first ``shots`` of a permutation seeded by
+    ``seed`` and the group's name, so the examples of fewer shots are among those of more."""
+    order = np.random.default_rng([seed, zlib.crc32(group.encode())]).permutation(len(images))
+    return sorted(order[:shots].tolist())
 
 
 def _partners(benchmark: str, category: str, count: int) -> torch.Tensor:
@@ -113,72 +121,149 @@ def evaluate_kshot(benchmark: str, data_root: str | Path, *, shots: int, seed: i
         :func:`~semcorr.eval.evaluate`'s keys, a "pair" being (the group's examples, one target), plus
         ``"transfer": {"shots", "seed", "examples": {group: [image, ...]}, "skipped_groups", "confident"}``.
     """
+    return _evaluate([shots], benchmark, data_root, seed=seed, model=model, weights=weights,
+                     random_weights=random_weights, device=device, split=split, settings=settings, pck=pck,
+                     limit=limit, batch_size=batch_size, cache=cache, cache_dir=cache_dir,
+                     loader_options=loader_options, predictions=predictions, progress=progress,
+                     pose_align=pose_align, transfer=transfer, **overrides)[0]
+
+
+def evaluate_kshot_curve(benchmark: str, data_root: str | Path, *, shots: Sequence[int] = (1, 3, 5), seed: int = 0,
+                         model: str | Extractor = DEFAULT_MODEL, weights: str | None = None,
+                         random_weights: bool = False, device: str | None = None, split: str | None = None,
+                         settings: MatchSettings = MatchSettings(), pck: PCKSettings = PCKSettings(),
+                         limit: int | None = None, batch_size: int = 8, cache: CacheMode = "auto",
+                         cache_dir: str | Path | None = None, loader_options: Mapping[str, Any] | None = None,
+                         predictions: bool = False, progress: bool = True, pose_align: bool = False,
+                         transfer: TransferSettings | None = None, **overrides: Any) -> dict[str, Any]:
+    """PCK against the number of examples, every K scored on the same targets (module docstring).
+
+    Args:
+        shots: the numbers of examples, e.g. ``(1, 3, 5)``; the others as :func:`evaluate_kshot`.
+    Returns:
+        ``{"format": "semcorr-result-curve", "version", "benchmark", "title", "model", "random_weights",
+        "shots", "seed", "n_targets", "curve", "results"}`` (``semcorr compare`` reads it): ``results[str(K)]`` is :func:`evaluate_kshot`'s result for K examples (on the
+        common targets); ``curve`` holds, per K, the headline PCK (``"pck"``), the category rows
+        (``"per_category"``), and the share kept at ``min_confidence`` and their PCK.
+    """
+    counts = sorted(shots)
+    if not counts or len(set(counts)) != len(counts):
+        raise InputError(f"--transfer-shots needs distinct numbers of examples, got {counts!r}")
+    results = _evaluate(counts, benchmark, data_root, seed=seed, model=model, weights=weights,
+                        random_weights=random_weights, device=device, split=split, settings=settings, pck=pck,
+                        limit=limit, batch_size=batch_size, cache=cache, cache_dir=cache_dir,
+                        loader_options=loader_options, predictions=predictions, progress=progress,
+                        pose_align=pose_align, transfer=transfer, **overrides)
+    first = results[0]
+    curve: dict[str, Any] = {"pck": {}, "per_category": {}, "kept_percent": {}, "pck_kept": {}}
+    for count, result in zip(counts, results):
+        key = str(count)
+        curve["pck"][key] = result["pck"]
+        for category, entry in result["per_category"].items():
+            curve["per_category"].setdefault(category, {})[key] = entry["pck"]
+        curve["kept_percent"][key] = result["transfer"]["confident"]["kept_percent"]
+        curve["pck_kept"][key] = result["transfer"]["confident"]["pck_kept"]
+    return {"format": RESULT_CURVE_FORMAT, "version": RESULT_VERSION, "benchmark": first["benchmark"], "title": f"{results[0]['title'].rsplit(' ', 2)[0]} k-shot transfer curve",
+            "split": first["split"], "model": first["model"], "random_weights": first["random_weights"],
+            "shots": counts, "seed": seed, "n_targets": first["n_pairs"], "min_confidence":
+            first["transfer"]["confident"]["min_confidence"], "alphas": list(first["pck"]),
+            "average": first["settings"]["pck"]["average"], "curve": curve,
+            "results": {str(c): r for c, r in zip(counts, results)},
+            "wall_time_s": round(sum(r["timing"]["matching_s"] + r["timing"]["scoring_s"] for r in results)
+                                 + first["timing"]["load_s"] + first["timing"]["features_s"], 3)}
+
+
+def _evaluate(counts: list[int], benchmark: str, data_root: str | Path, *, seed: int, model: str | Extractor,
+              weights: str | None, random_weights: bool, device: str | None, split: str | None,
+              settings: MatchSettings, pck: PCKSettings, limit: int | None, batch_size: int, cache: CacheMode,
+              cache_dir: str | Path | None, loader_options: Mapping[str, Any] | None, predictions: bool,
+              progress: bool, pose_align: bool, transfer: TransferSettings | None,
+              **overrides: Any) -> list[dict[str, Any]]:
+    """One result per number of examples in ``counts``, all on the targets that are examples of none."""
     clock = Clock()
-    if not isinstance(shots, int) or isinstance(shots, bool) or shots < 1:
-        raise InputError(f"--transfer-shots must be an integer >= 1, got {shots!r}")
+    for shots in counts:
+        if not isinstance(shots, int) or isinstance(shots, bool) or shots < 1:
+            raise InputError(f"--transfer-shots must be an integer >= 1, got {shots!r}")
+    most = max(counts)
     rules, pck = protocol_rules(SEMCORR, settings, pck, pose_align)
     transfer = dataclasses.replace(transfer or TransferSettings(), match=settings, batch_size=batch_size,
                                    pose_align=pose_align)
     run = open_benchmark(benchmark, data_root, split=split, limit=limit, pck=pck, loader_options=loader_options)
     spec = run.spec
     groups = annotated_images(run.pairs)
-    chosen = {group: draw_examples(images, shots, seed, group) for group, images in groups.items()
-              if len(images) > shots}
-    if not chosen:
-        raise InputError(f"{data_root}: no {spec.title} {run.split} category has more than {shots} images")
+    pools = {group: draw_examples(images, most, seed, group) for group, images in groups.items()
+             if len(images) > most}
+    if not pools:
+        raise InputError(f"{data_root}: no {spec.title} {run.split} category has more than {most} images")
     extractor = resolve_extractor(model, weights=weights, random_weights=random_weights, device=device, **overrides)
     clock.lap("load")
-    everything = [image.path for group in chosen for image in groups[group]]
-    examples = [groups[group][i].path for group, rows in chosen.items() for i in rows]
-    scored: list[Pair] = []
-    found: list[np.ndarray] = []
-    confidences: list[np.ndarray] = []
+    everything = [image.path for group in pools for image in groups[group]]
+    examples = [groups[group][i].path for group, rows in pools.items() for i in rows]
+    results = []
     with FeatureCache(extractor, mode=cache, cache_dir=cache_dir, batch_size=batch_size, progress=progress) as store:
         store.compute(everything, flipped=examples if pose_align else ())
         clock.lap("features")
-        for group in tqdm(sorted(chosen), desc="transfer", unit="category", disable=not progress):
-            images, rows = groups[group], chosen[group]
-            shown = [images[i] for i in rows]
-            paths = [image.path for image in shown]
-            with torch.inference_mode():
-                labeller = KeypointLabeller(
-                    store.feature_map(paths), torch.from_numpy(np.stack([e.points for e in shown])).float(),
-                    torch.from_numpy(np.stack([e.visible for e in shown])), transfer,
-                    flipped=store.feature_map(paths, flipped=True) if pose_align else None,
-                    partners=_partners(spec.name, shown[0].category, len(shown[0].visible)))
-                targets = [image for i, image in enumerate(images) if i not in rows]
-                for begin in range(0, len(targets), batch_size):
-                    batch = targets[begin:begin + batch_size]
-                    votes = labeller.label(store.feature_map([t.path for t in batch])).votes
-                    for target, points, confidence in zip(batch, votes.points.cpu().numpy(),
-                                                          votes.confidence.cpu().numpy()):
-                        pair = _scored_pair(group, shown, target, spec.name)
-                        scored.append(pair)
-                        found.append(points[pair.visible].astype(np.float64))
-                        confidences.append(confidence[pair.visible])
-        cache_used, computed = store.mode, store.computed
-    clock.lap("matching")
-    scores, records = score_predictions(scored, found, run.alphas, run.threshold, pck, predictions=predictions)
-    clock.lap("scoring")
-    return make_result(
-        run, extractor, title=f"{spec.title} {shots}-shot transfer",
-        protocol={**rules.fields(), "name": "semcorr-kshot", "shots": shots, "seed": seed,
-                  "summary": f"protocol semcorr-kshot: {shots} example(s) per category drawn with seed {seed}, "
-                             "transferred to every other image of the category (the table's 'pairs' are target "
-                             f"images); {rules.summary().split(': ', 1)[1]}",
-                  "pck": pck_text(pck, run.alphas, run.threshold, "original")},
-        scores=scores, n_images=len(everything), clock=clock, images_computed=computed,
-        records=records if predictions else None,
-        settings={"matching": dataclasses.asdict(settings),
-                  "transfer": {k: v for k, v in dataclasses.asdict(transfer).items() if k != "match"},
-                  "pck": pck_settings(run, pck), "batch_size": batch_size, "limit": limit,
-                  "feature_cache": cache_used, "pose_align": pose_align},
-        transfer={"shots": shots, "seed": seed,
-                  "examples": {g: [str(groups[g][i].path) for i in r] for g, r in chosen.items()},
-                  "skipped_groups": sorted(set(groups) - set(chosen)),
-                  "confident": _confident(scored, found, confidences, run.alphas, run.threshold, pck,
-                                          transfer.min_confidence)},
-        pose_align={"enabled": pose_align})
+        for shots in counts:
+            lap = clock.fork()
+            chosen = {group: draw_examples(groups[group], shots, seed, group) for group in pools}
+            scored, found, confidences = _transfer(groups, chosen, pools, store, transfer, spec.name, pose_align,
+                                                   batch_size, progress)
+            lap.lap("matching")
+            scores, records = score_predictions(scored, found, run.alphas, run.threshold, pck, predictions=predictions)
+            lap.lap("scoring")
+            targets = ("every other image of the category" if len(counts) == 1
+                       else f"the images that are none of its {most} examples")
+            results.append(make_result(
+                run, extractor, title=f"{spec.title} {shots}-shot transfer",
+                protocol={**rules.fields(), "name": "semcorr-kshot", "shots": shots, "seed": seed,
+                          "summary": f"protocol semcorr-kshot: {shots} example(s) per category drawn with seed "
+                                     f"{seed}, transferred to {targets} (the table's 'pairs' are target images); "
+                                     f"{rules.summary().split(': ', 1)[1]}",
+                          "pck": pck_text(pck, run.alphas, run.threshold, "original")},
+                scores=scores, n_images=len(everything), clock=lap, images_computed=store.computed,
+                records=records if predictions else None,
+                settings={"matching": dataclasses.asdict(settings),
+                          "transfer": {k: v for k, v in dataclasses.asdict(transfer).items() if k != "match"},
+                          "pck": pck_settings(run, pck), "batch_size": batch_size, "limit": limit,
+                          "feature_cache": store.mode, "pose_align": pose_align},
+                transfer={"shots": shots, "seed": seed,
+                          "examples": {g: [str(groups[g][i].path) for i in r] for g, r in chosen.items()},
+                          "skipped_groups": sorted(set(groups) - set(pools)),
+                          "confident": _confident(scored, found, confidences, run.alphas, run.threshold, pck,
+                                                  transfer.min_confidence)},
+                pose_align={"enabled": pose_align}))
+    return results
+
+
+def _transfer(groups: dict[str, list[AnnotatedImage]], chosen: dict[str, list[int]], pools: dict[str, list[int]],
+              store: FeatureCache, transfer: TransferSettings, benchmark: str, pose_align: bool, batch_size: int,
+              progress: bool) -> tuple[list[Pair], list[np.ndarray], list[np.ndarray]]:
+    """Each group's ``chosen`` examples transferred to its images outside ``pools``: the scored pairs,
+    the points found at their counted keypoints and the confidences there."""
+    scored: list[Pair] = []
+    found: list[np.ndarray] = []
+    confidences: list[np.ndarray] = []
+    for group in tqdm(sorted(chosen), desc="transfer", unit="category", disable=not progress):
+        images, rows = groups[group], chosen[group]
+        shown = [images[i] for i in rows]
+        paths = [image.path for image in shown]
+        with torch.inference_mode():
+            labeller = KeypointLabeller(
+                store.feature_map(paths), torch.from_numpy(np.stack([e.points for e in shown])).float(),
+                torch.from_numpy(np.stack([e.visible for e in shown])), transfer,
+                flipped=store.feature_map(paths, flipped=True) if pose_align else None,
+                partners=_partners(benchmark, shown[0].category, len(shown[0].visible)))
+            targets = [image for i, image in enumerate(images) if i not in pools[group]]
+            for begin in range(0, len(targets), batch_size):
+                batch = targets[begin:begin + batch_size]
+                votes = labeller.label(store.feature_map([t.path for t in batch])).votes
+                for target, points, confidence in zip(batch, votes.points.cpu().numpy(),
+                                                      votes.confidence.cpu().numpy()):
+                    pair = _scored_pair(group, shown, target, benchmark)
+                    scored.append(pair)
+                    found.append(points[pair.visible].astype(np.float64))
+                    confidences.append(confidence[pair.visible])
+    return scored, found, confidences
 
 
 def _scored_pair(group: str, examples: list[AnnotatedImage], target: AnnotatedImage, benchmark: str) -> Pair:
@@ -193,7 +278,7 @@ def _scored_pair(group: str, examples: list[AnnotatedImage], target: AnnotatedIm
 
 
 def _confident(pairs: list[Pair], found: list[np.ndarray], confidences: list[np.ndarray], alphas: tuple[float, ...],
-               threshold: str, pck: PCKSettings, min_confidence: float) -> dict[str, Any]:
+               threshold: ThresholdKind, pck: PCKSettings, min_confidence: float) -> dict[str, Any]:
     """Share of counted keypoints at or above ``min_confidence``, and their PCK (per keypoint)."""
     kept, correct = 0, np.zeros(len(alphas))
     total = sum(len(c) for c in confidences)

@@ -72,7 +72,7 @@ def alpha_key(alpha: float) -> str:
     return format(float(alpha), "g")
 
 
-def threshold_length(kind: ThresholdKind, box: Sequence[float], image_size: Sequence[int]) -> float:
+def threshold_length(kind: ThresholdKind, box: Sequence[float] | np.ndarray, image_size: Sequence[int]) -> float:
     """``L`` of one pair: the longer side of the target box ``(x1, y1, x2, y2)`` (``bbox``) or of
     the target image ``(H, W)`` (``image``)."""
     if kind == "bbox":
@@ -158,8 +158,8 @@ def summarize(categories: Sequence[str], correct: np.ndarray, counts: np.ndarray
     }
 
 
-def random_guess_correct(target: np.ndarray, box: Sequence[float], length: float, alphas: Sequence[float], *,
-                         inclusive: bool = True, samples: int = 100,
+def random_guess_correct(target: np.ndarray, box: Sequence[float] | np.ndarray, length: float,
+                         alphas: Sequence[float], *, inclusive: bool = True, samples: int = 100,
                          rng: np.random.Generator | None = None) -> np.ndarray:
     """Expected correct keypoints of one pair when each prediction is a uniform random point in the
     target box: the chance level a method must beat.
@@ -167,7 +167,9 @@ def random_guess_correct(target: np.ndarray, box: Sequence[float], length: float
     Args:
         target: (N, 2) ground-truth target points.
         box: the target box ``(x1, y1, x2, y2)`` the guesses are drawn from.
-        length, alphas, inclusive: as in :func:`correct_keypoints`.
+        length: as in :func:`correct_keypoints`.
+        alphas: as in :func:`correct_keypoints`.
+        inclusive: as in :func:`correct_keypoints`.
         samples: Monte-Carlo guesses per keypoint.
         rng: the random generator (default: seeded with 0, so the figure is deterministic).
     Returns:

@@ -7,7 +7,7 @@ authors' ``train/eval.py``. Predictions come back in original target-image pixel
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from .._moved import renamed_names
 from ..data.pairs import Pair
 from ..features.base import FeatureMap
 from ..matching.kernels import kernel_soft_argmax, sample_descriptors, zeroed_window_soft_argmax
@@ -185,3 +186,7 @@ def predict_with(protocol: Protocol, store: FeatureCache, pairs: Sequence[Pair],
                       f"authors' code stops with an IndexError there; semcorr wraps their index on (e.g. {notes[0]})",
                       stacklevel=2)
     return found
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

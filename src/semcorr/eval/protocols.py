@@ -30,8 +30,9 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
+from .._moved import renamed_names
 from ..data.pairs import Pair
 from ..errors import InputError
 from ..settings import ResizeMode
@@ -277,3 +278,7 @@ def pair_frames(protocol: Protocol, pair: Pair, canvas: int | None) -> tuple[Fra
     return tuple(Frame.of(protocol.frame, size, side, clamp=protocol.clamp, length_rule=protocol.length_rule,
                           precision=protocol.precision)
                  for size in (pair.source_size, pair.target_size))  # type: ignore[return-value]
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

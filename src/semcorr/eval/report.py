@@ -76,3 +76,37 @@ def format_comparison(comparison: dict[str, Any]) -> str:
     if any(r.get("warning") for r in results):
         lines.append("warning: " + "; ".join(f"{r['model']}: {r['warning']}" for r in results if r.get("warning")))
     return "\n".join(lines)
+
+
+def format_curve(curve: dict[str, Any]) -> str:
+    """The table of an :func:`~semcorr.eval.kshot.evaluate_kshot_curve` result: one row per category
+    and one overall, one column per number of examples, at PCK@0.1 (or the middle threshold); then
+    the share of keypoints kept at the confidence threshold and their PCK."""
+    alphas = curve["alphas"]
+    alpha = "0.1" if "0.1" in alphas else alphas[len(alphas) // 2]
+    shots = [str(k) for k in curve["shots"]]
+    data = curve["curve"]
+    first = curve["results"][shots[0]]
+    names = list(data["per_category"])
+    labels = [f"all, per {curve['average']}", f"kept at confidence {curve['min_confidence']:g} (%)",
+              f"PCK@{alpha} of those kept"]
+    width = max(len(n) for n in names + labels + ["category"])
+    header = f"{'category':<{width}}  " + "  ".join(f"{k + '-shot':>6}" for k in shots)
+    model = curve["model"] + (" (random weights)" if curve["random_weights"] else "")
+    lines = [f"{curve['title']} {curve['split']}: {curve['n_targets']} targets, the same for every K, model {model}",
+             first["protocol"]["summary"].replace(f"{shots[0]} example(s)", "K examples"), first["protocol"]["pck"],
+             "", f"PCK@{alpha}", header, "-" * len(header)]
+
+    def row(label: str, values: list[float | None]) -> str:
+        return f"{label:<{width}}  " + "  ".join(f"{_cell(v):>6}" for v in values)
+
+    for name in names:
+        lines.append(row(name, [data["per_category"][name].get(k, {}).get(alpha) for k in shots]))
+    lines.append("-" * len(header))
+    lines.append(row(labels[0], [data["pck"][k][alpha] for k in shots]))
+    lines.append(row(labels[1], [data["kept_percent"][k] for k in shots]))
+    lines.append(row(labels[2], [data["pck_kept"][k][alpha] for k in shots]))
+    lines += ["", f"wall time {curve['wall_time_s']:.1f} s (features {first['timing']['features_s']:.1f} s for "
+                  f"{first['timing']['images_computed']} images; matching "
+                  + ", ".join(f"{curve['results'][k]['timing']['matching_s']:.1f} s" for k in shots) + ")"]
+    return "\n".join(lines)

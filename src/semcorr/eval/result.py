@@ -35,6 +35,7 @@ CHANCE_SAMPLES = 100
 STAGES = ("load", "features", "matching", "scoring")
 RESULT_FORMAT = "semcorr-result"
 RESULT_SET_FORMAT = "semcorr-result-set"  # several models' results of one `semcorr eval --models` run
+RESULT_CURVE_FORMAT = "semcorr-result-curve"  # one result per K of `semcorr eval --transfer-shots K1 K2 ...`
 RESULT_VERSION = 1
 
 
@@ -104,11 +105,19 @@ class Clock:
         self.seconds[stage] = now - self.last
         self.last = now
 
+    def fork(self) -> "Clock":
+        """A clock that goes on from now with this one's stages so far (one of several runs that share
+        the stages before, e.g. each K of a k-shot curve)."""
+        clock = Clock()
+        clock.start, clock.seconds = self.start, dict(self.seconds)
+        return clock
+
     def timing(self, **extra: Any) -> dict[str, Any]:
         return {**{f"{stage}_s": round(self.seconds.get(stage, 0.0), 3) for stage in STAGES}, **extra}
 
     def wall(self) -> float:
-        return round(self.last - self.start, 3)
+        """Seconds of the stages this clock timed."""
+        return round(sum(self.seconds.values()), 3)
 
 
 def pck_text(pck: PCKSettings, alphas: tuple[float, ...], threshold: str, frame: str, *, side: int | None = None,
@@ -136,7 +145,8 @@ def score_predictions(pairs: Sequence[Pair], found: Sequence[np.ndarray], alphas
         pairs: the evaluated pairs.
         found: per pair, (M_i, 2) predicted target points of its counted keypoints (:func:`predict`),
             in original target-image pixels.
-        alphas, threshold: the thresholds and the length ``L`` (``bbox`` or ``image``).
+        alphas: the thresholds.
+        threshold: the length ``L`` (``bbox`` or ``image``).
         pck: ``average`` picks the headline figure; ``inclusive`` the comparison.
         predictions: also return one record per pair: what an independent check needs (``id``,
             ``category``, both images and sizes ``[H, W]``, ``keypoint_ids``, ``source_points``,

@@ -74,8 +74,8 @@ def _predict(store: FeatureCache, pairs: Sequence[Pair], settings: MatchSettings
             longest = max(len(points) for points in sources)
             if longest:
                 points = torch.zeros(len(chunk), longest, 2)  # padded with (0, 0); padding is dropped below
-                for i, source in enumerate(sources):
-                    points[i, :len(source)] = torch.from_numpy(source)
+                for i, counted in enumerate(sources):
+                    points[i, :len(counted)] = torch.from_numpy(counted)
                 with torch.inference_mode():
                     source_images, target_images = [p.source_image for p in chunk], [p.target_image for p in chunk]
                     if pose_align:  # decided on the native grid, as DistillDIFT; transfer_points upsamples
@@ -204,6 +204,7 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
     matching = settings if rules.name == DEFAULT_PROTOCOL else None
     if rules.name != DEFAULT_PROTOCOL and rules.matcher == "window_soft_argmax":  # common
         grid, window = rules.common_grid(extractor.grid_size()[0])
+        assert rules.temperature is not None  # every window_soft_argmax protocol sets one
         matching = MatchSettings(grid=grid, window=window, temperature=rules.temperature)
     with FeatureCache(extractor, mode=cache, cache_dir=cache_dir, batch_size=batch_size, progress=progress) as store:
         store.compute(images, flipped=mirrored)

@@ -45,6 +45,7 @@ from ..extras import require_extra
 from ..errors import ExportError, InputError
 from ..features.base import Extractor
 from ..features.backbones.dinov2 import IMAGENET_MEAN, IMAGENET_STD, DinoV2Extractor
+from ..features.distill.student import StudentExtractor
 from ..fileio import atomic_file, check_output_file
 from ..geometry import ImageGeometry, resize_onto_canvas
 from ..images import ImageInput, load_image
@@ -135,6 +136,7 @@ def _prepare(extractor: Extractor) -> tuple[NormalisedFeatures, bool]:
     if needs_merge or extractor.device.type != "cpu" or extractor.training:
         extractor = copy.deepcopy(extractor).cpu().eval()
         if needs_merge:
+            assert isinstance(extractor, StudentExtractor)  # the extractor with merge()
             extractor.merge()
     return NormalisedFeatures(extractor).eval(), has_lora
 
@@ -151,7 +153,7 @@ def _check_pixels(extractor: Extractor, size: int, batch_size: int,
     canvases = []
     for image in images:
         loaded = load_image(image)
-        canvases.append(resize_onto_canvas(loaded, ImageGeometry.fit(tuple(loaded.shape[-2:]), size, mode)))
+        canvases.append(resize_onto_canvas(loaded, ImageGeometry.fit((loaded.shape[-2], loaded.shape[-1]), size, mode)))
     names = [str(image) if isinstance(image, (str, Path)) else type(image).__name__ for image in images]
     return torch.stack(canvases), ", ".join(names)
 
@@ -278,7 +280,8 @@ def export_onnx(extractor: Extractor, path: str | os.PathLike, *, size: int | No
         opset: ONNX opset (default :data:`ONNX_OPSET`).
         tolerance: largest allowed max abs difference of the features, onnxruntime vs PyTorch.
         images: B images for the check (resized as ``extract`` does); ``None``: seeded random pixels.
-        runs, warmup: timed (round-robin) and untimed calls of each runtime; ``runs=0`` skips the timing.
+        runs: timed (round-robin) calls of each runtime; ``runs=0`` skips the timing.
+        warmup: untimed calls of each runtime before them.
         threads: CPU threads for onnxruntime and torch (default: torch's current setting).
         seed: seed of the random check pixels.
     Returns:

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from .._moved import renamed_names
 from ..settings import ON_ERROR, OnError, check_bool, check_choice, check_int, check_number, check_text
 
 if TYPE_CHECKING:
@@ -99,3 +100,7 @@ class ModelSpec:
 
         return build_extractor(self.name, weights=self.weights, random_weights=self.random_weights,
                                device=self.device, **self.overrides)
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

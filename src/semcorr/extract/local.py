@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..errors import InputError
@@ -26,7 +25,7 @@ from ..images import ImageItem
 from ..store.folder import FeatureFolder, extractor_identity, rank_of
 from ..store.writer import BackgroundWriter, Entry
 from .config import ExtractSettings
-from .decode import SHARED_MEMORY, STUCK_SECONDS, PreparedBatch, image_loader
+from .decode import image_loader, loaded_batches, worker_failures_explained
 from .report import ExtractReport
 
 
@@ -51,9 +50,10 @@ def extract_batches(extractor: Extractor, items: Sequence[ImageItem],
     device = extractor.device
     loader = image_loader(items, extractor.preparer(), batch_size=settings.batch_size,
                           workers=settings.decoding_workers, pin_memory=device.type == "cuda")
-    for batch in _batches(loader):
+    for batch in loaded_batches(loader):
         entries = []
         if batch.items:
+            assert batch.pixels is not None  # some images loaded
             pixels = pixels_to(batch.pixels, device, non_blocking=True)
             categories = [item.category for item in batch.items] if extractor.prompted else None
             fmap = extractor.extract_prepared(pixels, batch.geometries, embeddings=settings.embeddings,
@@ -65,21 +65,6 @@ def extract_batches(extractor: Extractor, items: Sequence[ImageItem],
                              norms[i] if norms is not None else None)
                        for i, (item, geometry) in enumerate(zip(batch.items, batch.geometries))]
         yield ExtractedBatch(entries, batch.failures)
-
-
-def _batches(loader: DataLoader) -> Iterator[PreparedBatch]:
-    """The loader's batches; a stuck decoding worker (its batch never comes) is one clear error."""
-    iterator = iter(loader)
-    while True:
-        try:
-            yield next(iterator)
-        except StopIteration:
-            return
-        except RuntimeError as error:
-            if "DataLoader timed out" not in str(error):
-                raise
-            raise InputError(f"the image decoding workers handed over no batch for {STUCK_SECONDS} s (out of shared "
-                             f"memory in {SHARED_MEMORY}?); rerun with --workers 0, or a smaller --batch-size") from None
 
 
 def pending(store: FeatureFolder, items: Sequence[ImageItem]) -> tuple[list[ImageItem], int]:
@@ -119,7 +104,7 @@ def run_local(extractor: Extractor, items: Sequence[ImageItem], out: str | Path,
 
     writer = BackgroundWriter(write)
     try:
-        with writer:
+        with worker_failures_explained(), writer:
             for batch in extract_batches(extractor, todo, settings):
                 for item, message in batch.failures:
                     report.failed.append((item.key, str(item.path), message))

@@ -111,7 +111,7 @@ class RayExtractor:
         return {"key": batch["key"], "path": batch["path"], "error": batch["error"], "bytes": written}
 
 
-def _semcorr_cause(error: BaseException) -> SemcorrError | None:
+def _semcorr_cause(error: BaseException | None) -> SemcorrError | None:
     """The semcorr error inside a Ray error (raised on an actor or task), if there is one."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:

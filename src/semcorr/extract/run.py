@@ -44,13 +44,14 @@ def extract_features(images: str | os.PathLike | Sequence[ImageItem], out: str |
         settings: batch size, decoding workers, errors, embeddings.
         engine: ``local`` or ``ray``.
         ray: the Ray engine's cluster address and resources.
-        rank, world_size: the local engine's share (default ``RANK`` / ``WORLD_SIZE``, else the whole list).
+        rank: the local engine's share (default ``RANK``, else the whole list).
+        world_size: the number of shares (default ``WORLD_SIZE``, else 1).
         progress: a progress bar on stderr.
     """
     if engine not in ENGINES:
         raise InputError(f"--engine {engine!r}: must be one of {', '.join(ENGINES)}")
     check_output_folder(out, what="store folder")
-    items = list(images) if isinstance(images, (list, tuple)) else list_images(images)
+    items = list_images(images) if isinstance(images, (str, os.PathLike)) else list(images)
     spec = ModelSpec(model) if isinstance(model, str) else model
     if engine == "ray":
         if (world_size or resolve_rank()[1]) > 1:
@@ -58,7 +59,7 @@ def extract_features(images: str | os.PathLike | Sequence[ImageItem], out: str |
                              "torchrun or with --world-size")
         from .ray_engine import run_ray
 
-        return run_ray(spec, items, out, settings, ray, progress=progress)
+        return run_ray(spec, items, Path(out), settings, ray, progress=progress)
     rank, world_size = resolve_rank(rank, world_size)
     extractor = spec if isinstance(spec, Extractor) else spec.build()
     return run_local(extractor, items, Path(out), settings, rank=rank, world_size=world_size, progress=progress)

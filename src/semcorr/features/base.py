@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence, Union, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._moved import renamed_names
 from ..errors import CheckpointError, InputError
 from ..geometry import ImageGeometry, resize_onto_canvas
 from ..images import ImageInput, image_name, load_image, pil_canvas, warn_if_small
@@ -49,7 +50,7 @@ class Canvas:
 
     def __call__(self, pixels: Tensor) -> tuple[Tensor, ImageGeometry]:
         """(3, H, W) image in [0, 1] -> (3, S, S) canvas and its geometry."""
-        geometry = ImageGeometry.fit(tuple(pixels.shape[-2:]), self.input_size, self.resize_mode)
+        geometry = ImageGeometry.fit((pixels.shape[-2], pixels.shape[-1]), self.input_size, self.resize_mode)
         if self.resample is None:
             return resize_onto_canvas(pixels, geometry), geometry
         return pil_canvas(pixels, geometry, self.resample, pad_value=self.pad_value), geometry
@@ -57,9 +58,11 @@ class Canvas:
 
 def stack_pixels(canvases: Sequence[Pixels]) -> Pixels:
     """Per-image canvases (3, S, S) (or dicts of them) -> a batch (B, 3, S, S) (or a dict of batches)."""
+    # one preparer made them all: all dicts, or all tensors
     if isinstance(canvases[0], dict):
-        return {key: torch.stack([canvas[key] for canvas in canvases]) for key in canvases[0]}
-    return torch.stack(list(canvases))
+        dicts = cast("Sequence[dict[str, Tensor]]", canvases)
+        return {key: torch.stack([canvas[key] for canvas in dicts]) for key in dicts[0]}
+    return torch.stack(list(cast("Sequence[Tensor]", canvases)))
 
 
 def pixels_to(pixels: Pixels, device: torch.device, *, non_blocking: bool = False) -> Pixels:
@@ -142,10 +145,10 @@ class FeatureMap:
         """
         if size is None:
             return self
-        size = (size, size) if isinstance(size, int) else tuple(size)
-        if size == self.grid_size:
+        target = (size, size) if isinstance(size, int) else tuple(size)
+        if target == self.grid_size:
             return self
-        resized = F.interpolate(self.features, size=size, mode="bilinear", align_corners=False)
+        resized = F.interpolate(self.features, size=target, mode="bilinear", align_corners=False)
         return FeatureMap(F.normalize(resized, dim=1), self.geometries, self.model, self.random_weights,
                           embeddings=self.embeddings)
 
@@ -188,7 +191,7 @@ class Extractor(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        tensor = next(self.parameters(), None)
+        tensor: Tensor | None = next(self.parameters(), None)
         if tensor is None:
             tensor = next(self.buffers(), None)
         return tensor.device if tensor is not None else torch.device("cpu")
@@ -233,7 +236,7 @@ class Extractor(nn.Module):
         Returns:
             a :class:`FeatureMap` with (B, C, h, w) features.
         """
-        batch = [images] if not isinstance(images, (list, tuple)) else list(images)
+        batch = list(images) if isinstance(images, (list, tuple)) else [cast(ImageInput, images)]  # a str is one image
         if not batch:
             raise ValueError("extract() needs at least one image")
         pixels, geometries = self.preprocess(batch)
@@ -286,3 +289,7 @@ def require_finite(tensors: Mapping[str, Tensor], source: str) -> None:
         if tensor.is_floating_point() and tensor.device.type != "meta" and not torch.isfinite(tensor).all():
             raise CheckpointError(f"{source}: {name} holds non-finite values (NaN or inf); these weights are broken "
                                   "(a diverged training run?)")
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

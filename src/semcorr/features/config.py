@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Protocol
 
 from ..settings import (PRECISIONS, RESIZE_MODES, Precision, ResizeMode, check_bool, check_choice, check_int,
                         check_number, check_numbers, check_text, fail)
@@ -41,7 +41,7 @@ def check_input_size(owner: object, field: str, minimum: int = 1) -> None:
 PATCH_SIZE = 14
 DinoSize = Literal["s", "b", "l", "g"]
 # (hidden size, heads, layers, SwiGLU MLP) of the released DINOv2 ViT-S/B/L/g at patch 14.
-ARCHITECTURES: dict[str, tuple[int, int, int, bool]] = {
+ARCHITECTURES: dict[DinoSize, tuple[int, int, int, bool]] = {
     "s": (384, 6, 12, False),
     "b": (768, 12, 12, False),
     "l": (1024, 16, 24, False),
@@ -170,12 +170,17 @@ class StudentConfig(DinoV2Config):
         check_bool(self, "merge")
 
 
-def check_lora(config: object) -> None:
+class _LoraSettings(Protocol):
+    @property
+    def lora_dropout(self) -> float: ...
+
+
+def check_lora(config: _LoraSettings) -> None:
     """The ``lora_rank``, ``lora_alpha`` and ``lora_dropout`` fields of a config."""
     check_int(config, "lora_rank", minimum=1)
     check_number(config, "lora_alpha", above=0)
     check_number(config, "lora_dropout", minimum=0)
-    if not config.lora_dropout < 1:  # type: ignore[attr-defined]
+    if not config.lora_dropout < 1:
         raise fail(config, "lora_dropout", "must be a finite number in [0, 1)")
 
 
@@ -276,9 +281,9 @@ class TeacherConfig(ExtractorConfig):
 
     def member_configs(self) -> tuple[SdxlTurboConfig, DinoV2Config]:
         """The members' configs with this config's canvas sizes, resize mode and precision."""
-        shared = dict(resize_mode=self.resize_mode, precision=self.precision)
-        return (dataclasses.replace(self.sdxl, input_size=self.sdxl_input_size, **shared),
-                dataclasses.replace(self.dino, input_size=self.input_size, **shared))
+        mode, precision = self.resize_mode, self.precision
+        return (dataclasses.replace(self.sdxl, input_size=self.sdxl_input_size, resize_mode=mode, precision=precision),
+                dataclasses.replace(self.dino, input_size=self.input_size, resize_mode=mode, precision=precision))
 
 
 @dataclass(frozen=True)

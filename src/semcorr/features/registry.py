@@ -17,9 +17,9 @@ from ..errors import InputError
 from ..runtime import resolve_device
 from .base import Extractor
 from .backbones.baseline import DenseSiftExtractor
-from .config import (ARCHITECTURES, DEFAULT_MODEL, BaselineConfig, DinoV2Config, DistillDiftConfig, DiyScConfig,
-                     ExtractorConfig, GecoConfig, MarcoConfig, SdxlTurboConfig, StudentConfig, TeacherConfig,
-                     default_hub_id)
+from .config import (ARCHITECTURES, DEFAULT_MODEL, BaselineConfig, DinoSize, DinoV2Config, DistillDiftConfig,
+                     DiyScConfig, ExtractorConfig, GecoConfig, MarcoConfig, SdxlTurboConfig, StudentConfig,
+                     TeacherConfig, default_hub_id)
 from .backbones.dinov2 import DinoV2Extractor
 from .released.diysc import DiyScExtractor
 from .released.geco import GecoExtractor
@@ -123,7 +123,7 @@ _DISTILLDIFT_HEADLINES = {
 }
 
 
-def _hub_source(size: str, registers: bool) -> str:
+def _hub_source(size: DinoSize, registers: bool) -> str:
     return (f"Hugging Face {default_hub_id(size, registers)}, or --weights (save_pretrained folder or official "
             "DINOv2 .pth)")
 
@@ -209,7 +209,7 @@ class _ReleasedPreset:
     config: ExtractorConfig
     build: Callable[..., Extractor]
     part: str
-    backbone: tuple[str, bool]
+    backbone: tuple[DinoSize, bool]
     headline: str
     licence_of: str = ""
 

@@ -42,7 +42,7 @@ def sample_at_pixels(values: Tensor, geometry: ImageGeometry) -> Tensor:
     """
     _check_shape("values", values, 3, "(C, h, w)")
     height, width = geometry.original_size
-    grid_size = tuple(values.shape[-2:])
+    grid_size = (values.shape[-2], values.shape[-1])
     xs = torch.arange(width, dtype=torch.float32) + 0.5
     ys = torch.arange(height, dtype=torch.float32) + 0.5
     # the mapping is axis-aligned: transform the x and y axes separately, then combine
@@ -65,7 +65,8 @@ def sample_descriptors(features: Tensor, points: Tensor) -> Tensor:
     """
     _check_shape("features", features, 4, "(B, C, h, w)")
     _check_shape("points", points, 3, "(B, N, 2)")
-    grid = grid_to_normalized(points.to(features.dtype), features.shape[-2:])[:, :, None, :]  # (B, N, 1, 2)
+    grid_size = (features.shape[-2], features.shape[-1])
+    grid = grid_to_normalized(points.to(features.dtype), grid_size)[:, :, None, :]  # (B, N, 1, 2)
     sampled = F.grid_sample(features, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return F.normalize(sampled[..., 0].transpose(1, 2), dim=-1)
 

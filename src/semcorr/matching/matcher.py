@@ -51,7 +51,8 @@ class Matcher:
         """Find ``points`` of image A in image B.
 
         Args:
-            image_a, image_b: paths, PIL images or (3, H, W) tensors.
+            image_a: a path, PIL image or (3, H, W) tensor.
+            image_b: the same for image B.
             points: (N, 2) points (x, y) in image A's pixels.
             return_similarity: also return the (N, h, w) similarity maps over B's grid.
             pose_align: also extract mirrored A and match from it when its mutual nearest
@@ -64,7 +65,8 @@ class Matcher:
             "distance_flipped": d}`` with ``pose_align``).
         """
         pixels_a, pixels_b = load_image(image_a), load_image(image_b)
-        source_points = check_points(points, tuple(pixels_a.shape[-2:]), image=f"image A ({image_name(image_a)})")
+        source_points = check_points(points, (pixels_a.shape[-2], pixels_a.shape[-1]),
+                                     image=f"image A ({image_name(image_a)})")
         if pose_align:
             features = self.extractor.extract([pixels_a, flip_image(pixels_a), pixels_b])  # decided on the native grid
             features_a, flipped_a, features_b = features[0], features[1], features[2]
@@ -81,9 +83,11 @@ class Matcher:
         """:meth:`match` on features already extracted (by ``self.extractor``; e.g. kept across calls).
 
         Args:
-            features_a, features_b: the features of image A and of image B (one image each).
+            features_a: the features of image A (one image).
+            features_b: the features of image B (one image).
             points: (N, 2) checked points (x, y) in image A's pixels (:func:`~semcorr.images.check_points`).
-            image_a, image_b: ``{"name": ..., "width": ..., "height": ...}`` (:func:`describe_image`).
+            image_a: ``{"name": ..., "width": ..., "height": ...}`` (:func:`describe_image`).
+            image_b: the same for image B.
             flipped_a: the features of mirrored image A: pose alignment, decided on their native grid.
         Returns:
             :meth:`match`'s result.

@@ -74,8 +74,8 @@ def mutual_nn_distance(source: Tensor, target: Tensor, source_valid: Tensor | No
     Args:
         source: (C, h, w) features of one image.
         target: (C, h', w') features of the other.
-        source_valid, target_valid: optional (h, w) / (h', w') bool; cells outside them (letterbox
-            padding) take no part.
+        source_valid: optional (h, w) bool; cells outside it (letterbox padding) take no part.
+        target_valid: optional (h', w') bool, the same for the target.
     Returns:
         () mean Euclidean distance ``sqrt(2 - 2 cos)`` between the L2-normalised features of the
         mutual nearest-neighbour cell pairs, in [0, 2]. Lower is better.

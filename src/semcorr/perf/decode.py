@@ -16,7 +16,7 @@ import time
 from typing import Any, Sequence
 
 from ..extract.config import ModelSpec
-from ..extract.decode import image_loader
+from ..extract.decode import image_loader, loaded_batches
 from ..extract.model import shape_of
 from ..images import list_images
 from ..runtime import cpu_name, load_average
@@ -24,7 +24,7 @@ from ..runtime import cpu_name, load_average
 
 def _seconds(items: Sequence, prepare: Any, workers: int, batch_size: int) -> float:
     start = time.perf_counter()
-    for _ in image_loader(items, prepare, batch_size=batch_size, workers=workers):
+    for _ in loaded_batches(image_loader(items, prepare, batch_size=batch_size, workers=workers)):
         pass
     return time.perf_counter() - start
 

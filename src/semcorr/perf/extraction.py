@@ -180,6 +180,7 @@ class Probe:
         elapsed = time.perf_counter() - start
         self.shape = tuple(fmap.features.shape)
         del fmap
+        peak: int | None
         if cuda:
             peak = torch.cuda.max_memory_allocated(device)
         else:
@@ -195,6 +196,7 @@ class Probe:
         """Latency statistics (ms per call), ``images_per_s``, ``peak_memory_mb`` (see the module
         docstring), ``grid`` and ``channels`` of the output, ``first_call_s``."""
         median = statistics.median(self.times)
+        assert self.first_call_s is not None  # set by the first call(), as median needs timed calls
         _, channels, grid_h, grid_w = self.shape
         return {
             "latency_ms": round(1000 * median, 2), "latency_ms_min": round(1000 * min(self.times), 2),

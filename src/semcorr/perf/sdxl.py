@@ -28,6 +28,7 @@ from ..extras import require_extra
 from ..errors import InputError
 from ..features.config import SdxlTurboConfig
 from ..features.registry import build_extractor
+from ..features.backbones.sdxl.extractor import SdxlTurboExtractor
 from ..features.backbones.sdxl.parts import SDXL_UNET_CONFIG, build_vae
 from ..features.backbones.sdxl.unet import UnetTrunk
 from ..geometry import ImageGeometry
@@ -79,6 +80,7 @@ def time_precision(precision: str, runs: int, component_runs: int, timesteps: in
     start = time.perf_counter()
     extractor = build_extractor("sdxl-turbo", random_weights=True, device="cpu", precision=precision,
                                 timesteps=(51, 101, 151, 201)[:timesteps], input_size=size)
+    assert isinstance(extractor, SdxlTurboExtractor)  # the "sdxl-turbo" preset builds one
     built = time.perf_counter() - start
     tiny = torch.nn.Module.to(build_vae("tiny").eval().requires_grad_(False), next(extractor.vae.parameters()).dtype)
     image, pixels = torch.rand(3, 480, 640), torch.rand(1, 3, size, size)

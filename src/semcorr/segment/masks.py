@@ -23,7 +23,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, cast
 
 import numpy as np
 import torch
@@ -111,6 +111,7 @@ def kmeans(points: Tensor, k: int = 2, *, restarts: int = 4, iterations: int = 3
         inertia, labels = distances.min(dim=1)
         if best is None or float(inertia.sum()) < best[0]:
             best = (float(inertia.sum()), labels, centroids.clone())
+    assert best is not None  # restarts >= 1
     return best[1], best[2]
 
 
@@ -226,7 +227,7 @@ def segment_images(images: ImageInput | Sequence[ImageInput], *, model: str | Ex
     Returns:
         one (H, W) bool tensor per image, True on the foreground.
     """
-    batch = [images] if not isinstance(images, (list, tuple)) else list(images)
+    batch = list(images) if isinstance(images, (list, tuple)) else [cast(ImageInput, images)]  # a str is one image
     return list(_iter_masks(batch, model, settings, weights=weights, random_weights=random_weights,
                             device=device, **overrides))
 

@@ -37,7 +37,8 @@ def colour_log_ratio(image: Tensor, foreground: Tensor, background: Tensor) -> T
 
     Args:
         image: (3, H, W) in [0, 1].
-        foreground, background: (H, W) bool samples of each class.
+        foreground: (H, W) bool samples of the foreground.
+        background: (H, W) bool samples of the background.
     Returns:
         (H, W) float log-likelihood ratios.
     """

@@ -37,14 +37,14 @@ import os
 import struct
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_bytes
 from torch import Tensor
 
-from .._moved import legacy_class_path
+from .._moved import legacy_class_path, renamed_names
 from ..errors import CheckpointError, InputError
 from ..features.base import Extractor
 from ..fileio import cannot_write, make_folder, read_json, remove_stale_temporaries, temporary_path, write_atomically
@@ -53,6 +53,7 @@ from ..geometry import ImageGeometry
 FORMAT = "semcorr-feature-store"
 VERSION = 1
 LEGACY_FORMAT = "semcorr-teacher-cache"  # the teacher caches of semcorr before this store
+LEGACY_VERSION = 1
 LAYOUT = "entries/<sha1(key)[:2]>/<sha1(key)>.safetensors: 'features' (C, h, w) float16 [, 'embedding' (D,) float16]"
 MAX_HEADER = 1 << 20  # bytes; a safetensors header of one entry is a few hundred
 
@@ -143,7 +144,8 @@ class FeatureFolder:
             self.config: dict[str, Any] = read_json(config_file, expect=dict)
         except InputError as error:
             raise CheckpointError(str(error)) from None
-        if (self.config.get("format"), self.config.get("version")) not in ((FORMAT, VERSION), (LEGACY_FORMAT, 1)):
+        known = ((FORMAT, VERSION), (LEGACY_FORMAT, LEGACY_VERSION))
+        if (self.config.get("format"), self.config.get("version")) not in known:
             raise CheckpointError(f"{config_file}: not a {FORMAT} version {VERSION} (nor a {LEGACY_FORMAT} version 1) "
                                   "config; written by another program or a newer semcorr")
         self.identity: dict[str, Any] = self.config["identity"]
@@ -319,3 +321,7 @@ class FeatureFolder:
     def remove_stale_temporary_files(self) -> int:
         """Delete temporary files left by killed writers of this machine; returns how many."""
         return remove_stale_temporaries(self.root.glob("entries/*/.*.tmp"))
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

@@ -165,7 +165,8 @@ def thin(source_xy: np.ndarray, target_xy: np.ndarray, score: np.ndarray, radius
     """Non-maximum suppression of candidate correspondences (the rule of the module docstring).
 
     Args:
-        source_xy, target_xy: (N, 2) candidate positions; rows in the source's raster order.
+        source_xy: (N, 2) candidate positions in the source; rows in the source's raster order.
+        target_xy: (N, 2) the same candidates' positions in the target.
         score: (N,) lower is better (the relative depth error).
         radius: kept points are at least this far apart (pixels); 0 keeps all.
         in_target: enforce the distance in the target image too.

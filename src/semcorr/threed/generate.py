@@ -80,7 +80,8 @@ def make_3d_pairs(data: str | Path | ViewDataset, out: str | Path, *, format: Da
     Args:
         data: the dataset folder, or a reader (:func:`open_views`).
         out: the HDF5 pair file (layout: :mod:`semcorr.threed.pairfile`).
-        format, co3d_options: how to read ``data`` when it is a folder (see :func:`open_views`).
+        format: how to read ``data`` when it is a folder (see :func:`open_views`).
+        co3d_options: the CO3D reader's options then (see :func:`open_views`).
         settings: frames per sequence, occlusion tolerance, thinning.
         strict: stop at the first sequence that cannot be used instead of skipping it.
         overwrite: start afresh instead of resuming.

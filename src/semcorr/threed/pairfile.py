@@ -36,11 +36,12 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import __version__
+from .._moved import renamed_names
 from ..extras import require_extra
 from ..errors import InputError
 from ..fileio import atomic_file, file_lock, make_folder, read_json, write_atomically, write_json
@@ -121,7 +122,8 @@ class PairWriter:
             raise ValueError(f"sequence {entry.sequence} is already in {self.path}")
         meta = {"sequence": entry.sequence, "frames": list(entry.frames), "images": list(entry.images),
                 "sizes": [list(s) for s in entry.sizes], "frame_count": entry.frame_count}
-        arrays: dict[str, np.ndarray] = {"meta": np.array(json.dumps(meta))}
+        # name -> array; Any, else mypy would match **arrays against np.savez's allow_pickle too
+        arrays: dict[str, Any] = {"meta": np.array(json.dumps(meta))}
         for i, pair in enumerate(entry.pairs):
             arrays.update({f"{name}_{i}": getattr(pair, name) for name in ARRAYS})
         buffer = io.BytesIO()
@@ -284,3 +286,7 @@ def strings_of(dataset: Any) -> list[str]:
 
 def text_of(value: Any) -> str:
     return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

@@ -49,7 +49,9 @@ class ViewPair:
 class PairFile:
     """Random access to a pair file's pairs, e.g. as a training dataset (``len``, ``[i]``, iteration).
 
-    The HDF5 file is opened on first access in each process, so instances can be handed to
+    Every pair is checked when the file is opened (:func:`check_pair`: finite points inside their
+    images), so a damaged file is refused, naming the pair and row, before any training step. The
+    HDF5 file is opened again on first access in each process, so instances can be handed to
     data-loader workers.
 
     Args:
@@ -66,7 +68,9 @@ class PairFile:
         self.root = Path(root) if root is not None else Path(self.header["root"])
         with h5py.File(self.path, "r") as file:
             names, counts = strings_of(file["index"]), file["counts"][()]
-        self.names = [name for name, count in zip(names, counts) if count >= min_points]
+            self.names = [name for name, count in zip(names, counts) if count >= min_points]
+            for name in self.names:
+                check_pair(self.path, name, file["pairs"][name])
         self._file: Any = None
         self._pid = -1
 
@@ -82,15 +86,10 @@ class PairFile:
         sequence_group = group.parent
         sequence, target = name.rsplit("/", 1)
         arrays = {key: group[key][()] for key in ARRAYS}
-        for key in ("source_xy", "target_xy"):
-            if not np.isfinite(arrays[key]).all():
-                raise InputError(f"{self.path}: pair {name} has non-finite {key} (NaN or inf); the file is damaged, "
-                                 "make it again with `semcorr make-3d-pairs`")
         return ViewPair(sequence=sequence, source_frame=text_of(sequence_group.attrs["source_frame"]),
                         target_frame=target, source_image=self.root / text_of(sequence_group.attrs["source_image"]),
                         target_image=self.root / text_of(group.attrs["target_image"]),
-                        source_size=tuple(int(v) for v in group.attrs["source_size"]),
-                        target_size=tuple(int(v) for v in group.attrs["target_size"]),
+                        source_size=_size(group.attrs["source_size"]), target_size=_size(group.attrs["target_size"]),
                         **arrays)
 
     def _handle(self) -> Any:
@@ -112,6 +111,35 @@ class PairFile:
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_file": None, "_pid": -1}
+
+
+def _size(value: Any) -> tuple[int, int]:
+    """An (H, W) attribute of the pair file as ints."""
+    height, width = (int(v) for v in value)
+    return height, width
+
+
+def check_pair(path: Path, name: str, group: Any) -> None:
+    """Refuse a pair of a pair file whose ``source_xy`` or ``target_xy`` is not (N, 2), not finite or
+    outside its image (continuous pixels: ``[0, W] x [0, H]``), naming the file, pair and row."""
+    damaged = "the file is damaged, make it again with `semcorr make-3d-pairs`"
+    count = None
+    for key, side in (("source_xy", "source"), ("target_xy", "target")):
+        points = np.asarray(group[key][()], dtype=np.float64)
+        if points.ndim != 2 or points.shape[1] != 2 or (count is not None and len(points) != count):
+            raise InputError(f"{path}: pair {name}: {key} has shape {points.shape}, not the (N, 2) of its other "
+                             f"side; {damaged}")
+        count = len(points)
+        height, width = _size(group.attrs[f"{side}_size"])
+        finite = np.asarray(np.isfinite(points).all(axis=1))
+        with np.errstate(invalid="ignore"):
+            inside = finite & (points[:, 0] >= 0) & (points[:, 0] <= width) & (points[:, 1] >= 0) & (
+                points[:, 1] <= height)
+        if not inside.all():
+            row = int(np.flatnonzero(~inside)[0])
+            x, y = points[row]
+            problem = "is not finite" if not finite[row] else f"lies outside its {width}x{height} {side} image"
+            raise InputError(f"{path}: pair {name}, row {row}: {key} ({x:g}, {y:g}) {problem}; {damaged}")
 
 
 def open_3d_pairs(path: str | Path, *, root: str | Path | None = None, min_points: int = 1) -> PairFile:

@@ -30,10 +30,11 @@ Images in the frames' folders that ``cameras.json`` does not list have no camera
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._moved import renamed_names
 from ..errors import InputError
 from ..fileio import read_json
 from .views import PosedFrame, PosedSequence, check_intrinsics, check_rigid, invert_rigid, k_from_integer_centres
@@ -164,3 +165,7 @@ def _stated_size(data: dict[str, Any], path: Path) -> tuple[int, int] | None:
         return int(data["height"]), int(data["width"])
     except (KeyError, TypeError, ValueError):
         raise InputError(f"{path}: give both width and height as integers, or neither") from None
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

@@ -17,6 +17,7 @@ import torch
 
 from ..errors import CheckpointError, InputError
 from ..fileio import write_atomically
+from ..weights.safe_pickle import unreadable
 
 CHECKPOINT_FORMAT = "semcorr-distill-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -24,7 +25,9 @@ CHECKPOINT_VERSION = 1
 
 def rng_state() -> dict[str, Any]:
     """This process's RNG states as tensors and plain values (safe for ``weights_only`` loading)."""
-    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    numpy_state = np.random.get_state(legacy=True)  # the default, named: numpy's stubs pick legacy=False
+    assert isinstance(numpy_state, tuple)  # legacy=True gives the tuple form for the default bit generator
+    kind, keys, position, has_gauss, gauss = numpy_state
     version, internal, gauss_next = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -62,7 +65,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several kinds for damaged or foreign files
-        raise CheckpointError(f"{path}: unreadable checkpoint ({type(error).__name__}: {error})") from None
+        raise unreadable(path, error) from None
     if not isinstance(content, dict) or content.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a {CHECKPOINT_FORMAT}")
     if content.get("version") != CHECKPOINT_VERSION:

@@ -19,12 +19,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..errors import InputError
 from ..fileio import check_output_folder
@@ -38,6 +38,9 @@ from . import pairing
 from .config import DistillConfig
 from .engine import RunContext, TrainResult, train_student
 from .losses import distillation_loss
+
+if TYPE_CHECKING:
+    from ..features.backbones.dinov2 import DinoBackbone
 
 
 DistillResult = TrainResult  # what :func:`distill` returns: adapter folder, trained student, steps taken
@@ -53,7 +56,10 @@ def _training_images(config: DistillConfig) -> tuple[list[ImageItem], KeyPairs]:
                                                     images=config.images)
         return list_images(images), tuple(key_pairs)
     items = list_images(config.images or "")
-    return items, (tuple(pairing.read_pair_list(config.pair_list)) if config.pair_list else ())
+    if not config.pair_list:
+        return items, ()
+    keys = {item.key for item in items}
+    return items, tuple(pairing.read_pair_list(config.pair_list, keys, where=f"--images {config.images}"))
 
 
 def _gather_rows(local: Tensor, total: int, rank: int, world_size: int, device: torch.device) -> Tensor:
@@ -104,6 +110,7 @@ def held_by_cache(config: DistillConfig, items: list[ImageItem],
                   key_pairs: KeyPairs) -> tuple[list[ImageItem], KeyPairs]:
     """The images (and listed pairs) the teacher cache holds whole entries of. Any other image stops
     the run (``on_missing="stop"``), or is left out and named on stderr (``"skip"``)."""
+    assert config.teacher_cache is not None  # called when the run has a teacher cache
     missing = set(FeatureFolder(config.teacher_cache).missing([item.key for item in items]))
     if not missing:
         return items, key_pairs
@@ -143,6 +150,7 @@ class _Teacher:
         if self.cache is not None:
             features = torch.stack([self.cache.get(item.key, dtype=torch.float32) for item in items]).to(self.device)
         else:
+            assert self.extractor is not None  # __init__ refuses a teacher with neither
             features = self.extractor.extract([item.path for item in items]).features.to(self.device)
         if tuple(features.shape[-2:]) != tuple(grid):
             features = F.interpolate(features, size=grid, mode="bilinear", align_corners=False)
@@ -174,13 +182,14 @@ class DistillTask:
         batch = self._share[1][step * count:(step + 1) * count]
         images = [self.items[a] for a, _ in batch] + [self.items[b] for _, b in batch]
         pixels, _ = self.student.preprocess([item.path for item in images])
+        assert isinstance(pixels, Tensor)  # the student's canvases: one batch, not the teacher's dict
         features = forward(pixels)
-        target = self.teacher(images, tuple(features.shape[-2:]))
+        target = self.teacher(images, (features.shape[-2], features.shape[-1]))
         return distillation_loss(features[:count], features[count:], target[:count], target[count:],
                                  self.config.temperature)
 
 
-def distill(config: DistillConfig, out: str | os.PathLike, *, backbone: nn.Module | None = None,
+def distill(config: DistillConfig, out: str | os.PathLike, *, backbone: DinoBackbone | None = None,
             teacher: Extractor | None = None,
             on_step: Callable[[int, float], None] | None = None) -> DistillResult:
     """Train the student's LoRA adapter; resumes from ``out/checkpoint.pt`` when present.

@@ -24,13 +24,14 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from .._moved import renamed_names
 from ..errors import InputError
 from ..features.distill.student import StudentExtractor
 from ..fileio import check_output_folder, make_folder, read_json, write_atomically, write_json
@@ -232,3 +233,7 @@ def _train(config: TrainConfig, context: RunContext, build_student: Callable[[],
     if world_size > 1:
         dist.barrier()
     return TrainResult(adapter, student.eval(), state.global_step)
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

@@ -59,9 +59,11 @@ def distillation_loss(student_source: Tensor, student_target: Tensor, teacher_so
     """Cross-entropy of the student's similarity distribution against the teacher's.
 
     Args:
-        student_source, student_target: (B, C, h, w) (or (B, N, C)) student features of A and B.
-        teacher_source, teacher_target: teacher features of A and B, with the same number of patches
-            as the student's (channels may differ: 2048 against 768). No gradient flows into them.
+        student_source: (B, C, h, w) (or (B, N, C)) student features of A.
+        student_target: the same of B.
+        teacher_source: teacher features of A, with the same number of patches as the student's
+            (channels may differ: 2048 against 768). No gradient flows into them.
+        teacher_target: the same of B.
         temperature: T of both softmaxes.
     Returns:
         scalar: the cross-entropy averaged over A's patches and the batch.

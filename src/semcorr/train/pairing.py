@@ -16,20 +16,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
-from torch import Tensor
-
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
+from torch import Tensor
 
-from ..errors import InputError
+from .._moved import renamed_names
 from ..data.benchmarks import get_benchmark, load_benchmark
+from ..errors import InputError
 from ..fileio import write_atomically
 from ..images import ImageItem
+
+if TYPE_CHECKING:
+    from ..features.backbones.dinov2 import DinoV2Extractor
 
 T = TypeVar("T")
 
@@ -119,8 +123,11 @@ def rank_share(pairs: Sequence[T], rank: int, world_size: int) -> list[T]:
     return list(pairs[rank:usable:world_size])
 
 
-def read_pair_list(path: str | os.PathLike) -> list[tuple[str, str]]:
-    """Pairs of image keys from a text file: ``source target`` per line (``#`` comments)."""
+def read_pair_list(path: str | os.PathLike, keys: Collection[str] | None = None,
+                   where: str = "the image folder") -> list[tuple[str, str]]:
+    """Pairs of image keys from a text file: ``source target`` per line (``#`` comments). With
+    ``keys`` (the images at hand, listed in ``where``), a key that is not among them is refused,
+    naming its line, before any training."""
     path = Path(path)
     try:
         lines = path.read_text().splitlines()
@@ -133,6 +140,9 @@ def read_pair_list(path: str | os.PathLike) -> list[tuple[str, str]]:
             continue
         if len(fields) != 2:
             raise InputError(f"{path}:{number}: expected 'source target', got {line.strip()!r}")
+        absent = [key for key in fields if keys is not None and key not in keys]
+        if absent:
+            raise InputError(f"{path}:{number}: image {absent[0]!r} is not among the images of {where}")
         pairs.append((fields[0], fields[1]))
     if not pairs:
         raise InputError(f"{path}: lists no pairs")
@@ -144,7 +154,7 @@ def benchmark_pairs(benchmark: str, data_root: str | os.PathLike, split: str = "
     """A benchmark's pairs of ``split`` as image keys (images only, no keypoints), and the folder
     the keys are relative to: ``images`` when given, else the folder holding all of the pairs'
     images (``JPEGImages`` of SPair-71k)."""
-    _, pairs = load_benchmark(get_benchmark(benchmark), data_root, split)
+    _, pairs = load_benchmark(get_benchmark(benchmark), Path(data_root), split)
     if not pairs:
         raise InputError(f"{data_root}: {benchmark} split {split!r} has no pairs")
     files = [path for pair in pairs for path in (pair.source_image, pair.target_image)]
@@ -174,7 +184,7 @@ def keys_digest(items: Sequence[ImageItem]) -> str:
     return hashlib.sha256(json.dumps([item.key for item in items]).encode()).hexdigest()[:16]
 
 
-def class_embeddings(extractor, items: Sequence[ImageItem], *, batch_size: int = 16,
+def class_embeddings(extractor: DinoV2Extractor, items: Sequence[ImageItem], *, batch_size: int = 16,
                      rank: int = 0, world_size: int = 1) -> Tensor:
     """DINOv2 class tokens of this rank's share of ``items`` (every ``world_size``-th from ``rank``).
 
@@ -187,6 +197,7 @@ def class_embeddings(extractor, items: Sequence[ImageItem], *, batch_size: int =
     rows = []
     for start in range(0, len(share), batch_size):
         pixels, _ = extractor.preprocess([item.path for item in share[start:start + batch_size]])
+        assert isinstance(pixels, Tensor)  # DINOv2's canvases: one batch, not the teacher's dict
         with torch.inference_mode():
             tokens = extractor.model(pixel_values=(pixels - extractor.mean) / extractor.std).last_hidden_state
         rows.append(torch.nn.functional.normalize(tokens[:, 0].float(), dim=1).cpu())
@@ -211,3 +222,7 @@ def save_embeddings(path: Path, embeddings: Tensor, digest: str) -> None:
     """Write (N, C) embeddings with the digest of their image list and model, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(path, safetensors_bytes({"embeddings": embeddings.contiguous()}, metadata={"digest": digest}))
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

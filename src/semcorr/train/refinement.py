@@ -23,11 +23,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..errors import InputError
 from ..fileio import check_output_folder
@@ -38,6 +38,9 @@ from ..threed.pairloader import open_3d_pairs
 from .config import DEFAULT_BETA, FinetuneConfig
 from .engine import RunContext, TrainResult, train_student
 from .losses import refinement_loss
+
+if TYPE_CHECKING:
+    from ..features.backbones.dinov2 import DinoBackbone
 from .pairing import epoch_generator, rank_share
 
 
@@ -81,21 +84,37 @@ class _PairFilePairs:
 
 
 def open_point_pairs(pairs: str, data_root: str | None = None, split: str = "trn") -> PointPairs:
-    """The training pairs of a :class:`FinetuneConfig`: a pair file, or a benchmark's keypoint pairs
-    (each with its keypoints visible in both images; pairs without any are left out)."""
+    """The training pairs of a :class:`FinetuneConfig`: a pair file (``pair_file``), or a
+    benchmark's keypoint pairs (``benchmark`` with ``data_root``; each with its keypoints visible in
+    both images; pairs without any are left out). Either is checked whole here, before training."""
     path = Path(pairs).expanduser()
     if path.is_file():
-        found = _PairFilePairs(path)
-        if len(found) == 0:
-            raise InputError(f"{path}: the pair file has no pairs with correspondences; run `semcorr make-3d-pairs`")
-        return found
+        return pair_file_pairs(path)
     try:
         benchmark = get_benchmark(pairs)
     except InputError:
-        raise InputError(f"--pairs {pairs}: neither a pair file of `semcorr make-3d-pairs` nor a benchmark "
+        raise InputError(f"{pairs}: neither a pair file of `semcorr make-3d-pairs` nor a benchmark "
                          "name (spair, pf-pascal, ...)") from None
+    return benchmark_point_pairs(benchmark.name, data_root, split)
+
+
+def pair_file_pairs(path: str | os.PathLike) -> PointPairs:
+    """The pairs of a ``semcorr make-3d-pairs`` file (``--pair-file``), every point checked."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InputError(f"--pair-file {path}: {'is a folder, not a pair file' if path.is_dir() else 'not found'}")
+    found = _PairFilePairs(path)
+    if len(found) == 0:
+        raise InputError(f"{path}: the pair file has no pairs with correspondences; run `semcorr make-3d-pairs`")
+    return found
+
+
+def benchmark_point_pairs(name: str, data_root: str | None, split: str = "trn") -> PointPairs:
+    """A benchmark's labelled keypoint pairs (``--benchmark``), each with its keypoints visible in
+    both images; pairs without any are left out."""
+    benchmark = get_benchmark(name)
     if not data_root:
-        raise InputError(f"--pairs {pairs}: give the benchmark's folder with --data-root")
+        raise InputError(f"--benchmark {name}: give the benchmark's folder with --data-root")
     _, loaded = load_benchmark(benchmark, data_root, split)
     records = []
     for pair in loaded:
@@ -114,13 +133,14 @@ def points_loss(features: Tensor, geometries: Sequence[ImageGeometry], source_xy
     Args:
         features: (2P, C, h, w) student features: the P sources, then the P targets.
         geometries: the 2P images' geometries (from ``student.preprocess``).
-        source_xy, target_xy: P tensors (N_i, 2) of points in the original images' pixels.
+        source_xy: P tensors (N_i, 2) of points in the original source images' pixels.
+        target_xy: P tensors (N_i, 2) of the matching points in the original target images' pixels.
         beta: the soft-argmax's inverse temperature.
     Returns:
         scalar: mean distance over all points, as a fraction of each target image's longer side.
     """
     count = len(source_xy)
-    grid = tuple(features.shape[-2:])
+    grid = (features.shape[-2], features.shape[-1])
     most = max(len(points) for points in source_xy)
     source = torch.zeros(count, most, 2)
     target = torch.zeros(count, most, 2)
@@ -195,18 +215,19 @@ class RefineTask:
         indices = self._share[1][step * self.pairs_per_step:(step + 1) * self.pairs_per_step]
         batch = [self.pairs[i] for i in indices]
         pixels, geometries = self.student.preprocess([p.source_image for p in batch] + [p.target_image for p in batch])
+        assert isinstance(pixels, Tensor)  # the student's canvases: one batch, not the teacher's dict
         features = forward(pixels)
         points = [self._points(pair, epoch, index) for pair, index in zip(batch, indices)]
         return points_loss(features, geometries, [s for s, _ in points], [t for _, t in points], self.config.beta)
 
 
-def refine_student(config: FinetuneConfig, backbone: nn.Module | None = None) -> StudentExtractor:
+def refine_student(config: FinetuneConfig, backbone: DinoBackbone | None = None) -> StudentExtractor:
     """The student a run starts from: the backbone with ``config.adapter`` loaded (not merged), or
     with a new adapter."""
     return StudentExtractor(config.student_config(), random_weights=config.random_weights, backbone=backbone)
 
 
-def finetune(config: FinetuneConfig, out: str | os.PathLike, *, backbone: nn.Module | None = None,
+def finetune(config: FinetuneConfig, out: str | os.PathLike, *, backbone: DinoBackbone | None = None,
              on_step: Callable[[int, float], None] | None = None) -> TrainResult:
     """Refine the student's LoRA adapter on known correspondences; resumes from ``out/checkpoint.pt``.
 
@@ -224,7 +245,8 @@ def finetune(config: FinetuneConfig, out: str | os.PathLike, *, backbone: nn.Mod
         PosixPath('run3d/adapter')
     """
     check_output_folder(out, what="run folder")  # before any work (train_student checks again, for every run)
-    pairs = open_point_pairs(config.pair_file or config.benchmark or "", config.data_root, config.split)
+    pairs = (pair_file_pairs(config.pair_file) if config.pair_file is not None
+             else benchmark_point_pairs(config.benchmark or "", config.data_root, config.split))
     return train_student(config, out, build_student=lambda: refine_student(config, backbone),
                          make_task=lambda student, context: RefineTask(config, student, pairs, context),
                          on_step=on_step)

@@ -18,7 +18,7 @@ _EXPORTS = {
     "Example": "examples", "ExampleSet": "examples", "KeypointCategory": "examples", "read_examples": "examples",
     "coco_document": "coco",
     "left_right_partners": "leftright",
-    "Votes": "vote", "combine_votes": "vote", "geometric_median": "vote",
+    "Votes": "vote", "combine_votes": "vote", "vote_point": "vote", "weighted_mode": "vote",
     "KeypointLabeller": "labeller", "Labels": "labeller", "TransferSettings": "labeller",
     "example_labeller": "keypoints", "transfer_keypoints": "keypoints",
     "DenseWarp": "warp", "WarpSettings": "warp", "dense_warp": "warp", "run_warp": "warp", "warp_features": "warp",

@@ -71,7 +71,8 @@ def annotation_of(record: dict[str, Any], number: int, category: KeypointCategor
 def coco_document(category: KeypointCategory, records: Sequence[dict[str, Any]], min_confidence: float,
                   info: dict[str, Any]) -> dict[str, Any]:
     """The COCO keypoints document of the records, in their order (image and annotation ids 1, 2, ...)."""
-    images, annotations, skipped = [], [], []
+    images: list[dict[str, Any]] = []
+    annotations, skipped = [], []
     for record in records:
         if "error" in record:
             skipped.append(record)

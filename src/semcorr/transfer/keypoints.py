@@ -37,14 +37,15 @@ from ..fileio import check_output_file, check_output_folder, make_folder, write_
 from ..images import ImageItem, list_images, load_image
 from ..matching.pose_align import flip_image
 from .coco import annotation_of, coco_document, error_record, example_record, image_record
-from .examples import ExampleSet, read_examples
+from .examples import Example, ExampleSet, read_examples
 from .labeller import KeypointLabeller, Labels, TransferSettings
 from .leftright import left_right_partners
 from .resume import PartialRun
 from .sheet import draw_keypoints, picture_name, save_picture, write_contact_sheet
 
-CONFIDENCE_RULE = ("mean over the examples labelling the keypoint of cycle confidence x agreement with the "
-                   "weighted geometric median of their votes (semcorr.transfer.vote)")
+CONFIDENCE_RULE = ("the point is the cycle-weighted mode of the examples' votes; its confidence is the mean of the "
+                   "better half of its cycle confidences into the examples labelling the keypoint "
+                   "(semcorr.transfer.vote)")
 
 
 def example_labeller(extractor: Extractor, examples: ExampleSet, settings: TransferSettings,
@@ -94,8 +95,9 @@ def _records(loaded: list[tuple[ImageItem, torch.Tensor | str]], labels: Labels 
         if isinstance(pixels, str):
             records.append(error_record(item.key, pixels))
             continue
+        assert labels is not None  # an image loaded, so the batch was labelled
         votes = labels.votes
-        records.append(image_record(item.key, tuple(pixels.shape[-2:]), votes.points[row].cpu().numpy(),
+        records.append(image_record(item.key, (pixels.shape[-2], pixels.shape[-1]), votes.points[row].cpu().numpy(),
                                     votes.confidence[row].cpu().numpy()))
         row += 1
     return records
@@ -135,7 +137,7 @@ def transfer_keypoints(examples: str | os.PathLike | ExampleSet, images: str | o
     items = list_images(images)
     names = example_set.category.keypoints
     partners, pairs = left_right_partners(left_right, names) if settings.pose_align else (None, [])
-    by_path = {}
+    by_path: dict[Path, Example] = {}
     for example in example_set.examples:
         by_path.setdefault(example.path.resolve(), example)
     examples_in_folder = {item.key: by_path[item.path.resolve()] for item in items if item.path.resolve() in by_path}
@@ -161,6 +163,7 @@ def transfer_keypoints(examples: str | os.PathLike | ExampleSet, images: str | o
                      disable=not progress) as bar:
             ahead = reader.submit(_load, chunks[0]) if chunks else None
             for index in range(len(chunks)):
+                assert ahead is not None and labeller is not None  # there are chunks of remaining images
                 loaded = ahead.result()
                 ahead = reader.submit(_load, chunks[index + 1]) if index + 1 < len(chunks) else None
                 for item, pixels in loaded:

@@ -5,7 +5,8 @@
 
 Per target batch the cost is the targets' one feature extraction (done by the caller) plus
 matching: every example's keypoint descriptors against every target (one batched product), each
-match back into its example (cycle consistency), and the votes' combination (:mod:`.vote`). With
+match back into its example (cycle consistency), the votes' combination (:mod:`.vote`) and the
+combined point matched back into every example (its confidence). With
 ``pose_align`` each (example, target) pair is first given the example's orientation whose mutual
 nearest neighbours agree best with the target (:mod:`semcorr.matching.pose_align`); a mirrored example's
 keypoint is looked up at its left/right partner's mirrored position (:mod:`.leftright`).
@@ -22,7 +23,7 @@ from ..matching.points import MatchSettings, locate
 from ..matching.kernels import sample_descriptors, similarity_maps
 from ..matching.pose_align import choose_orientation, flip_points
 from ..settings import ON_ERROR, OnError, check_bool, check_choice, check_int, check_number, fail
-from .vote import Votes, combine_votes, cycle_confidence
+from .vote import Votes, combine_votes, cycle_confidence, vote_point
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ class TransferSettings:
         min_confidence: keypoints whose confidence is below this are written as not visible
             (``v = 0``, x = y = 0) rather than placed.
         cycle_tolerance: ``tau_c`` of the cycle confidence, a fraction of the example's longer side.
-        agreement_tolerance: ``tau_a`` of the agreement, a fraction of the target's longer side.
+        agreement_tolerance: ``tau_a``, how close votes must be to support each other, a fraction of
+            the target's longer side.
         batch_size: target images per feature extraction.
         pose_align: match from each example or its mirror image, whichever agrees better with the
             target, with left/right partners swapped (flip-aware transfer).
@@ -115,6 +117,7 @@ class KeypointLabeller:
         self.sides = torch.tensor([float(max(g.original_size)) for g in examples.geometries], device=device)
         self.descriptors = self._descriptors(self.maps, self.points)
         if settings.pose_align:
+            assert flipped is not None  # refused above
             partners = torch.arange(keypoints) if partners is None else torch.as_tensor(partners)
             partners = partners.to(device, torch.int64)
             widths = torch.tensor([float(g.original_size[1]) for g in examples.geometries], device=device)
@@ -147,6 +150,25 @@ class KeypointLabeller:
         shape = flipped.shape + (1,) * (original.dim() - 1)
         return torch.where(flipped.view(shape), mirrored.expand_as(expanded), expanded)
 
+    def _cycle(self, up: FeatureMap, found: Tensor, flipped: Tensor) -> Tensor:
+        """(B, E, K) cycle confidence of target points (B, E, K, 2) on ``up``'s grid, each matched back
+        into its example (in the example's chosen orientation)."""
+        settings, mirrored = self.settings, self.settings.pose_align
+        batch, (count, keypoints) = len(up), self.labelled.shape
+        back_descriptors = sample_descriptors(up.features, found.reshape(batch, count * keypoints, 2))
+        back_descriptors = back_descriptors.view(batch, count, keypoints, -1)
+        back_similarity = torch.einsum("bekc,echw->bekhw", back_descriptors, self.maps.features)
+        if mirrored:
+            back_mirrored = torch.einsum("bekc,echw->bekhw", back_descriptors, self.flipped_maps.features)
+            back_similarity = torch.where(flipped[..., None, None, None], back_mirrored, back_similarity)
+        grid = self.maps.grid_size
+        valid = self.maps.valid_cells().repeat(batch, 1, 1)
+        back, _ = locate(back_similarity.reshape(batch * count, keypoints, *grid), settings.match, valid)
+        back = torch.stack([self.maps.geometries[i % count].from_grid(p, grid) for i, p in enumerate(back)])
+        start = self._pick(flipped, self.points, self.flipped_points if mirrored else None)
+        error = (back.view(batch, count, keypoints, 2) - start).norm(dim=-1)
+        return cycle_confidence(error, settings.cycle_tolerance * self.sides[None, :, None])
+
     def label(self, target: FeatureMap) -> Labels:
         """Find every example's keypoints in the B target images and combine the votes.
 
@@ -161,21 +183,13 @@ class KeypointLabeller:
         queries = self._pick(flipped, self.descriptors, self.flipped_descriptors if mirrored else None)
         similarity = similarity_maps(queries.reshape(batch, count * keypoints, -1), up.features)
         found, _ = locate(similarity, settings.match, up.valid_cells())  # (B, E K, 2) target grid
-        back_descriptors = sample_descriptors(up.features, found).view(batch, count, keypoints, -1)
-        back_similarity = torch.einsum("bekc,echw->bekhw", back_descriptors, self.maps.features)
-        if mirrored:
-            back_mirrored = torch.einsum("bekc,echw->bekhw", back_descriptors, self.flipped_maps.features)
-            back_similarity = torch.where(flipped[..., None, None, None], back_mirrored, back_similarity)
-        grid = self.maps.grid_size
-        valid = self.maps.valid_cells().repeat(batch, 1, 1)
-        back, _ = locate(back_similarity.reshape(batch * count, keypoints, *grid), settings.match, valid)
-        back = torch.stack([self.maps.geometries[i % count].from_grid(p, grid) for i, p in enumerate(back)])
-        start = self._pick(flipped, self.points, self.flipped_points if mirrored else None)
-        error = (back.view(batch, count, keypoints, 2) - start).norm(dim=-1)
-        cycle = cycle_confidence(error, settings.cycle_tolerance * self.sides[None, :, None])
+        found = found.view(batch, count, keypoints, 2)
+        cycle = self._cycle(up, found, flipped)
         voted = self._pick(flipped, self.labelled, self.flipped_labelled if mirrored else None)
-        found = torch.stack([g.from_grid(p, up.grid_size) for g, p in zip(up.geometries, found)])
+        pixels = torch.stack([g.from_grid(p, up.grid_size) for g, p in zip(up.geometries, found)])
         target_sides = torch.tensor([float(max(g.original_size)) for g in target.geometries], device=found.device)
-        votes = combine_votes(found.view(batch, count, keypoints, 2), cycle, voted, target_sides,
-                              settings.agreement_tolerance)
+        point = vote_point(pixels, cycle, voted, target_sides, settings.agreement_tolerance)
+        on_grid = torch.stack([g.to_grid(p, up.grid_size) for g, p in zip(up.geometries, point)])
+        point_cycle = self._cycle(up, on_grid[:, None].expand(batch, count, keypoints, 2), flipped)
+        votes = combine_votes(pixels, cycle, voted, point, point_cycle, target_sides, settings.agreement_tolerance)
         return Labels(votes, flipped)

@@ -28,7 +28,8 @@ SHEET_COLUMNS = 8
 
 def keypoint_colours(count: int) -> list[tuple[int, int, int]]:
     colour_map = matplotlib.colormaps["hsv"]
-    return [tuple(int(255 * c) for c in colour_map(i / max(count, 1))[:3]) for i in range(count)]
+    rgbs = [colour_map(i / max(count, 1))[:3] for i in range(count)]
+    return [(int(255 * r), int(255 * g), int(255 * b)) for r, g, b in rgbs]
 
 
 def _pil(image: ImageInput | Tensor) -> Image.Image:

@@ -212,6 +212,9 @@ def run_warp(image_a: ImageInput, image_b: ImageInput, out: str | os.PathLike, *
              device: str | None = None, **overrides: Any) -> dict[str, Any]:
     """``semcorr warp``: carry A's image (default), mask or part segmentation to B and write it as a PNG.
 
+    ``model``, ``settings``, ``weights``, ``random_weights``, ``device`` and ``**overrides`` are those of
+    :func:`dense_warp`.
+
     Args:
         out: the PNG to write: A's image in B's frame, or with ``mask`` B's mask (0/255), or with
             ``parts`` B's part segmentation (same colours or grey labels as A's).
@@ -219,7 +222,6 @@ def run_warp(image_a: ImageInput, image_b: ImageInput, out: str | os.PathLike, *
         parts: A's part segmentation as a colour or grey label image.
         confidence: also write the confidence map as a grey PNG (255 = 1).
         mapping: also write the (H_b, W_b, 2) float32 A-pixel coordinates as a ``.npy`` file.
-        model, settings, weights, random_weights, device, overrides: as :func:`dense_warp`.
     Returns:
         ``{"out", "carried", "size_a", "size_b", "mean_confidence", "model", ...}``.
     """

@@ -17,7 +17,8 @@ import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Sequence
+from types import TracebackType
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -54,7 +55,7 @@ class VideoInfo:
     frames: int
 
 
-def _open(path: str | os.PathLike):
+def _open(path: str | os.PathLike) -> Any:  # an av container (av is imported when used)
     av = require_extra("av", "reading and writing video")
     name = os.fsdecode(path)
     if Path(name).is_dir():
@@ -133,7 +134,7 @@ def iter_frames(path: str | os.PathLike, *, start: int = 0, stop: int | None = N
     """
     if stop is not None and stop <= start:
         return
-    frames = ((i, f) for i, f in _decode(path, on_error) if i >= start)
+    frames: Iterator[tuple[int, np.ndarray]] = ((i, f) for i, f in _decode(path, on_error) if i >= start)
     if stop is not None:
         frames = _until(frames, stop)
     if prefetch <= 0:
@@ -276,7 +277,8 @@ class VideoWriter:
     def __enter__(self) -> "VideoWriter":
         return self
 
-    def __exit__(self, kind, error, trace) -> None:
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
         if kind is None:
             self.close()
         else:
@@ -285,7 +287,8 @@ class VideoWriter:
 
 def point_colours(count: int) -> list[tuple[int, int, int]]:
     """``count`` distinct, saturated RGB colours (evenly spaced hues)."""
-    return [tuple(int(255 * c) for c in colorsys.hsv_to_rgb(i / max(count, 1), 0.9, 1.0)) for i in range(count)]
+    rgbs = [colorsys.hsv_to_rgb(i / max(count, 1), 0.9, 1.0) for i in range(count)]
+    return [(int(255 * r), int(255 * g), int(255 * b)) for r, g, b in rgbs]
 
 
 def draw_points(frame: np.ndarray, points: Sequence[Sequence[float]], confidence: Sequence[float],

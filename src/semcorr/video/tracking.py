@@ -290,6 +290,7 @@ def run_video(video: str | os.PathLike, points: Sequence[Sequence[float]], *, ou
         for step in steps:
             rows.extend(step.rows())
             if writer is not None:
+                assert step.image is not None  # kept for the writer (keep_frames)
                 for i, p in enumerate(step.points.tolist()):
                     history[i] = (history[i] + [p])[-trail:]
                 writer.write(draw_points(step.image, step.points.tolist(), step.confidence.tolist(), history))

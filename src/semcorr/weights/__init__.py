@@ -12,9 +12,9 @@ from .._lazy import lazy_namespace
 _EXPORTS = {
     "looks_like_path": "hub", "resolve_pretrained": "hub",
     "Release": "releases", "RELEASES": "releases", "released_file": "releases", "read_release": "releases",
-    "check_state": "releases", "sha256": "releases",
+    "check_state": "releases",
     "read_checkpoint": "safe_pickle", "read_state_dict": "safe_pickle", "UnsafePickleError": "safe_pickle",
-    "InertObject": "safe_pickle",
+    "InertObject": "safe_pickle", "unreadable": "safe_pickle",
     "convert_official_state_dict": "dinov2_checkpoint", "load_official_checkpoint": "dinov2_checkpoint",
 }
 __all__ = sorted(_EXPORTS)

@@ -31,7 +31,8 @@ _TOP_LEVEL = {
 _BLOCK_KEY = re.compile(r"blocks\.(\d+)\.(.+)\.(weight|bias|gamma)$")
 
 
-def _convert_block_entry(index: str, module: str, kind: str, value: Tensor) -> dict[str, Tensor] | None:
+def _convert_block_entry(match: re.Match[str], value: Tensor) -> dict[str, Tensor] | None:
+    index, module, kind = match.groups()  # of _BLOCK_KEY
     prefix = f"encoder.layer.{index}."
     if module == "attn.qkv":  # fused (3D, D) -> q, k, v
         query, key, val = value.chunk(3, dim=0)
@@ -59,7 +60,7 @@ def convert_official_state_dict(state: dict[str, Tensor]) -> tuple[dict[str, Ten
             converted[_TOP_LEVEL[key]] = value
         elif key == "mask_token":
             converted["embeddings.mask_token"] = value.reshape(1, -1)
-        elif (match := _BLOCK_KEY.match(key)) and (entries := _convert_block_entry(*match.groups(), value)):
+        elif (match := _BLOCK_KEY.match(key)) and (entries := _convert_block_entry(match, value)):
             converted.update(entries)
         else:
             unused.append(key)

@@ -10,15 +10,14 @@ ships them and fetches them only when asked (``download=True``, ``--download``),
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from torch import Tensor
 
-from ..errors import CheckpointError, InputError, WeightsUnavailableError
-from ..download import cache_root, download_file, unreachable_reason
+from ..errors import CheckpointError, DownloadError, InputError, WeightsUnavailableError
+from ..download import cache_root, download_file, file_digests, unreachable_reason
 from .safe_pickle import read_state_dict
 
 
@@ -55,14 +54,6 @@ RELEASES = {release.preset: release for release in (
 )}
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def released_file(release: Release, weights: str | None, *, download: bool, progress: bool = True) -> Path:
     """The weight file of ``release``: ``weights`` if given, else the cached copy, else a download.
 
@@ -88,16 +79,16 @@ def released_file(release: Release, weights: str | None, *, download: bool, prog
         reason = (f"their licence is {release.licence}, so semcorr downloads them only when asked: pass "
                   "--download (download=True)" if release.ask_first else "downloads are switched off")
         raise WeightsUnavailableError(f"{release.preset}: weights are not in the cache ({target}); {reason}. {supply}")
-    reason = unreachable_reason(release.url)
-    if reason:
+    unreachable = unreachable_reason(release.url)
+    if unreachable:
         raise WeightsUnavailableError(f"{release.preset}: weights are not in the cache ({target}) and cannot be "
-                                      f"downloaded from {release.url} ({reason}). {supply}")
+                                      f"downloaded from {release.url} ({unreachable}). {supply}")
     print(f"{release.preset}: downloading {release.url} (licence: {release.licence}) into {target}", file=sys.stderr)
     try:
         download_file(release.url, target, progress=progress, description=f"{release.preset}: {release.filename}")
-    except WeightsUnavailableError as error:
+    except DownloadError as error:
         raise WeightsUnavailableError(f"{release.preset}: {error}. {supply}") from None
-    if release.sha256 and sha256(target) != release.sha256:
+    if release.sha256 and file_digests(target)["sha256"] != release.sha256:
         target.unlink()
         raise CheckpointError(f"{release.preset}: the file downloaded from {release.url} is not the authors' release "
                               f"(SHA-256 differs from {release.sha256}); it was deleted")

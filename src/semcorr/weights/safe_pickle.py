@@ -20,13 +20,20 @@ as its ``pickle_module``: its :class:`Unpickler` resolves every name the pickle 
 
 The weights themselves must be tensors: an inert object inside the state dict is refused, naming
 its key. Tensors saved on a GPU are mapped to the CPU.
+
+A file ``torch.load`` cannot read is refused in one line that says what semcorr knows
+(:func:`unreadable`): the global it refused (``refused: the file names os.system, which semcorr
+never loads``), ``not a checkpoint`` (neither PyTorch's zip format nor a pickle), or a damaged one.
 """
 
 from __future__ import annotations
 
 import builtins
+import os
 import pickle
+import re
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -64,6 +71,10 @@ class InertObject:
     """
 
     qualified_name: ClassVar[str] = "?"
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    state: Any
+    items: list[Any]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "InertObject":
         instance = object.__new__(cls)
@@ -138,24 +149,65 @@ def read_checkpoint(path: Path) -> Any:
     """Everything in a ``.pth`` / ``.pt`` / ``.ckpt`` file, on the CPU, read as the module describes.
 
     Raises:
-        CheckpointError: not a PyTorch file, or its pickle names a code-running function.
+        CheckpointError: not a PyTorch file, damaged, or its pickle names a code-running function
+            (:func:`unreadable`).
     """
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - every failure becomes a one-line CheckpointError
+    except Exception as error:  # every failure becomes a one-line CheckpointError
         if "Weights only load failed" not in str(error):
-            first_line = (str(error).strip().splitlines() or [""])[0]
-            raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint ({type(error).__name__}: "
-                                  f"{first_line})") from None
+            raise unreadable(path, error) from None
     try:
         return torch.load(path, map_location="cpu", weights_only=False, pickle_module=sys.modules[__name__])
-    except UnsafePickleError as error:
-        raise CheckpointError(f"{path}: refused: its pickle names {error}, which would run code when loaded; "
-                              "semcorr reads only tensors and plain data") from None
-    except Exception as error:  # noqa: BLE001
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint ({type(error).__name__}: "
-                              f"{first_line})") from None
+    except Exception as error:  # every failure becomes a one-line CheckpointError
+        raise unreadable(path, error) from None
+
+
+# PyTorch's weights-only refusals name the global: "Unsupported global: GLOBAL numpy.dtype ...",
+# "Trying to load unsupported GLOBAL posix.system whose module posix is blocked."
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+_OS_MODULES = {"posix": "os", "nt": "os"}  # pickle records os.system as posix.system (nt.system on Windows)
+_LEGACY_MAGIC = b"\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"  # PyTorch's pickle format before its zip format
+
+
+def unreadable(path: str | os.PathLike, error: Exception) -> CheckpointError:
+    """The one-line :class:`CheckpointError` of a file that ``torch.load`` (with or without
+    :class:`Unpickler`) refused with ``error``: the global it names, or "not a checkpoint", or a
+    damaged checkpoint, instead of PyTorch's long explanation."""
+    named = str(error) if isinstance(error, UnsafePickleError) else None
+    found = _REFUSED_GLOBAL.search(str(error)) if named is None and "Weights only load failed" in str(error) else None
+    if found:
+        named = found.group(1)
+    if named is not None:
+        module, _, name = named.rpartition(".")
+        return CheckpointError(f"{path}: refused: the file names {_OS_MODULES.get(module, module)}.{name}, which "
+                               "semcorr never loads")
+    problem = _not_a_checkpoint(Path(path))
+    if problem is not None:
+        return CheckpointError(f"{path}: not a checkpoint ({problem})")
+    first_line = (str(error).strip().splitlines() or [""])[0].split(". ")[0]
+    detail = f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
+    return CheckpointError(f"{path}: a damaged checkpoint, cut short or corrupted ({detail})")
+
+
+def _not_a_checkpoint(path: Path) -> str | None:
+    """Why the file is no PyTorch checkpoint at all, or ``None`` when it looks like one (zip format
+    with a ``data.pkl``, or the older pickle format)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_LEGACY_MAGIC))
+    except OSError as error:
+        return error.strerror or str(error)
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return None  # PyTorch's format, but cut short or corrupted
+        return None if any(name.endswith("data.pkl") for name in names) else "a zip file without PyTorch's data.pkl"
+    if head.startswith(_LEGACY_MAGIC) or (len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5):
+        return None  # a pickle
+    return "neither PyTorch's zip format nor a pickle"
 
 
 def read_state_dict(path: Path, what: str = "a state dict") -> dict[str, Tensor]:

@@ -47,7 +47,8 @@ const semcorr = (() => {
       throw new Error(`${file.name}: ${(file.size / 1e6).toFixed(1)} MB is over this page's upload limit of ` +
                       `${limit / 1e6} MB; use a smaller file (or start the page with a higher --max-upload-mb)`);
     }
-    return api("/api/images", file, {"X-Filename": encodeURIComponent(file.name)});
+    const type = file.type.startsWith("image/") ? file.type : "application/octet-stream";
+    return api("/api/images", file, {"Content-Type": type, "X-Filename": encodeURIComponent(file.name)});
   }
 
   function setupTabs() {

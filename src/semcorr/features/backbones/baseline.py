@@ -54,6 +54,8 @@ class DenseSiftExtractor(Extractor):
     concatenated (B, spatial_bins**2 * O, h, w) -> L2 normalise, clip, renormalise.
     """
 
+    config: BaselineConfig
+
     def __init__(self, config: BaselineConfig = BaselineConfig(), *, random_weights: bool = False,
                  name: str | None = None) -> None:
         """``random_weights`` changes nothing (there are no weights); ``name`` defaults to ``baseline``."""

@@ -16,11 +16,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from types import MethodType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ...errors import CheckpointError, InputError
 from ..base import Extractor, require_finite
@@ -30,6 +30,9 @@ from ...weights.hub import resolve_pretrained
 
 if TYPE_CHECKING:  # transformers is imported when a model is built: it takes seconds to import
     from transformers import Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+    from transformers.models.dinov2.modeling_dinov2 import Dinov2Embeddings
+
+    DinoBackbone = Dinov2Model | Dinov2WithRegistersModel  # a transformers DINOv2, with or without registers
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -38,7 +41,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATE_OFFSET = 0.1
 
 
-def _interpolate_with_offset(self: nn.Module, embeddings: Tensor, height: int, width: int) -> Tensor:
+def _interpolate_with_offset(self: Dinov2Embeddings, embeddings: Tensor, height: int, width: int) -> Tensor:
     """The official no-register position table for an input of ``height`` x ``width`` pixels:
     (1, 1 + rows * cols, C), given (B, 1 + rows * cols, C) ``embeddings`` (class token first)."""
     positions = self.position_embeddings
@@ -46,7 +49,9 @@ def _interpolate_with_offset(self: nn.Module, embeddings: Tensor, height: int, w
     if embeddings.shape[1] - 1 == stored and height == width:
         return positions
     side = int(math.sqrt(stored))
-    rows, cols = height // self.patch_size, width // self.patch_size
+    patch = self.patch_size
+    assert isinstance(patch, int)  # DINOv2's patches are square: its config gives one side
+    rows, cols = height // patch, width // patch
     table = positions[:, 1:].float().reshape(1, side, side, -1).permute(0, 3, 1, 2)
     table = F.interpolate(table, scale_factor=((rows + INTERPOLATE_OFFSET) / side, (cols + INTERPOLATE_OFFSET) / side),
                           mode="bicubic", antialias=False)
@@ -56,12 +61,13 @@ def _interpolate_with_offset(self: nn.Module, embeddings: Tensor, height: int, w
     return torch.cat((positions[:, :1], table), dim=1)
 
 
-def use_official_interpolation(model: nn.Module) -> nn.Module:
+def use_official_interpolation(model: DinoBackbone) -> DinoBackbone:
     """Make a transformers ``Dinov2Model`` (no registers) resize its position embeddings as the
     official code does (``interpolate_offset=0.1``, no antialias), in place. Returns ``model``.
     Models with registers already match the official code and are returned unchanged."""
     if getattr(model.config, "num_register_tokens", 0) == 0:
-        model.embeddings.interpolate_pos_encoding = MethodType(_interpolate_with_offset, model.embeddings)
+        official = MethodType(_interpolate_with_offset, model.embeddings)
+        model.embeddings.interpolate_pos_encoding = official  # type: ignore[method-assign]  # this instance's, on purpose
     return model
 
 
@@ -70,9 +76,9 @@ def hf_config(config: DinoV2Config) -> Dinov2Config | Dinov2WithRegistersConfig:
     from transformers import Dinov2Config, Dinov2WithRegistersConfig
 
     hidden, heads, layers, swiglu = ARCHITECTURES[config.size]
-    settings = dict(hidden_size=hidden, num_attention_heads=heads, num_hidden_layers=layers,
-                    use_swiglu_ffn=swiglu, mlp_ratio=4, patch_size=PATCH_SIZE, image_size=518,
-                    layerscale_value=1.0, layer_norm_eps=1e-6)
+    settings: dict[str, Any] = dict(hidden_size=hidden, num_attention_heads=heads, num_hidden_layers=layers,
+                                    use_swiglu_ffn=swiglu, mlp_ratio=4, patch_size=PATCH_SIZE, image_size=518,
+                                    layerscale_value=1.0, layer_norm_eps=1e-6)
     if config.registers:
         return Dinov2WithRegistersConfig(num_register_tokens=4, **settings)
     return Dinov2Config(**settings)
@@ -84,21 +90,30 @@ def _model_class(config: DinoV2Config) -> type[Dinov2Model] | type[Dinov2WithReg
     return Dinov2WithRegistersModel if config.registers else Dinov2Model
 
 
+def _untrained_backbone(architecture: Dinov2Config | Dinov2WithRegistersConfig) -> DinoBackbone:
+    """The transformers model of ``architecture`` (:func:`hf_config`), with its initial weights."""
+    from transformers import Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel
+
+    if isinstance(architecture, Dinov2WithRegistersConfig):
+        return Dinov2WithRegistersModel(architecture)
+    return Dinov2Model(architecture)
+
+
 def build_backbone(config: DinoV2Config, *, random_weights: bool, name: str,
-                   option: str = "--weights") -> Dinov2Model | Dinov2WithRegistersModel:
+                   option: str = "--weights") -> DinoBackbone:
     """The transformers model with weights loaded (or random), all of its blocks kept; ``option``
     is the command-line option that supplies its weights (for messages)."""
     architecture = hf_config(config)
     architecture._attn_implementation = "sdpa"
     model_class = _model_class(config)
     if random_weights:
-        return model_class(architecture)
+        return _untrained_backbone(architecture)
     source = config.weights_source
     if source.endswith((".pth", ".pt")):
         path = Path(source).expanduser()
         if not path.is_file():
             raise InputError(f"{name}: checkpoint {source} does not exist")
-        model = model_class(architecture)
+        model = _untrained_backbone(architecture)
         load_official_checkpoint(model, path, registers=config.registers)
         require_finite(model.state_dict(), str(path))
         return model
@@ -106,7 +121,9 @@ def build_backbone(config: DinoV2Config, *, random_weights: bool, name: str,
         source, model=name, allow_patterns=["*.json", "*.safetensors"],
         how_to_supply=f"Supply them with {option} PATH (a folder saved by save_pretrained, or an official DINOv2 .pth file).",
     )
-    model, info = model_class.from_pretrained(folder, config=architecture, output_loading_info=True)
+    # output_loading_info=True makes it return (model, info); transformers types only the model
+    model, info = cast("tuple[DinoBackbone, dict[str, list[str]]]",
+                       model_class.from_pretrained(folder, config=architecture, output_loading_info=True))
     problems = {kind: keys for kind, keys in info.items() if keys and kind != "error_msgs"}
     if problems:
         raise CheckpointError(f"{name}: {folder} does not fit DINOv2-{config.size.upper()}"
@@ -121,9 +138,12 @@ class DinoV2Extractor(Extractor):
 
     stride = PATCH_SIZE
     embedding_kind = "class token"
+    config: DinoV2Config
+    mean: Tensor  # buffers, registered in __init__
+    std: Tensor
 
     def __init__(self, config: DinoV2Config = DinoV2Config(), *, random_weights: bool = False,
-                 name: str | None = None, backbone: Dinov2Model | Dinov2WithRegistersModel | None = None,
+                 name: str | None = None, backbone: DinoBackbone | None = None,
                  weights_option: str = "--weights") -> None:
         """Build from ``config``; ``backbone`` (a transformers DINOv2 model, e.g. a tiny one in
         tests) replaces the released architecture and its weights. ``weights_option`` names the
@@ -150,7 +170,8 @@ class DinoV2Extractor(Extractor):
         """(B, 3, S, S) in [0, 1] -> (B, C, S/14, S/14) patch tokens (not yet L2-normalised)."""
         return self.forward_with_embedding(pixels)[0]
 
-    def forward_with_embedding(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
+    def forward_with_embedding(  # type: ignore[override]  # a Tensor: only the teacher's canvases are a dict
+            self, pixels: Tensor) -> tuple[Tensor, Tensor]:
         """(B, 3, S, S) in [0, 1] -> patch tokens (B, C, S/14, S/14) and class tokens (B, C), from
         one pass (neither L2-normalised)."""
         batch, _, height, width = pixels.shape

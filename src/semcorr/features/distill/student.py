@@ -19,7 +19,7 @@ import dataclasses
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
@@ -32,6 +32,9 @@ from ...fileio import read_versioned_json, write_atomically, write_json
 from ..base import require_finite
 from ..config import StudentConfig
 from ..backbones.dinov2 import DinoV2Extractor
+
+if TYPE_CHECKING:
+    from ..backbones.dinov2 import DinoBackbone
 
 ADAPTER_FORMAT = "semcorr-student-adapter"
 ADAPTER_VERSION = 1
@@ -59,8 +62,8 @@ def add_lora(model: nn.Module, rank: int, alpha: float, dropout: float) -> nn.Mo
     from peft import LoraConfig, inject_adapter_in_model
 
     model.requires_grad_(False)
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(TARGET_MODULES),
-                        bias="none", init_lora_weights=True)
+    config = LoraConfig(r=rank, lora_alpha=alpha,  # type: ignore[arg-type]  # peft types it int; it scales by alpha / r
+                        lora_dropout=dropout, target_modules=list(TARGET_MODULES), bias="none", init_lora_weights=True)
     inject_adapter_in_model(config, model, adapter_name=_ADAPTER_NAME)
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(".lora_A." in name or ".lora_B." in name)
@@ -96,8 +99,9 @@ def read_adapter_config(path: str | os.PathLike) -> dict[str, Any]:
     _, config_file = _adapter_files(path)
     content = read_versioned_json(config_file, ADAPTER_FORMAT, ADAPTER_VERSION, "config")
     try:
-        StudentConfig(lora_rank=content.get("rank"), lora_alpha=content.get("alpha"),
-                      lora_dropout=content.get("dropout"))
+        lora: dict[str, Any] = dict(lora_rank=content.get("rank"), lora_alpha=content.get("alpha"),
+                                    lora_dropout=content.get("dropout"))  # checked by StudentConfig
+        StudentConfig(**lora)
     except InputError as error:
         raise CheckpointError(f"{config_file}: {error}") from None
     return content
@@ -111,8 +115,10 @@ class StudentExtractor(DinoV2Extractor):
     torch.Size([2, 768, 31, 31])
     """
 
+    config: StudentConfig
+
     def __init__(self, config: StudentConfig = StudentConfig(), *, random_weights: bool = False,
-                 name: str | None = None, backbone: nn.Module | None = None) -> None:
+                 name: str | None = None, backbone: DinoBackbone | None = None) -> None:
         """Build the backbone (as :class:`DinoV2Extractor`; ``backbone`` replaces it, e.g. a tiny
         one in tests), add LoRA, load ``config.adapter`` if given and merge it if ``config.merge``."""
         if config.adapter:  # a loaded adapter brings its own LoRA settings

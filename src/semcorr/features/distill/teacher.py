@@ -27,6 +27,7 @@ from ..backbones.dinov2 import DinoV2Extractor
 from ..backbones.sdxl.extractor import SdxlTurboExtractor
 
 if TYPE_CHECKING:
+    from ..backbones.dinov2 import DinoBackbone
     from ..backbones.sdxl.parts import SdxlComponents
 
 # Largest disagreement, in grid cells, allowed between the members' cell centres on the original
@@ -42,10 +43,11 @@ class EnsembleTeacher(Extractor):
     """
 
     prompted = True
+    config: TeacherConfig
 
     def __init__(self, config: TeacherConfig = TeacherConfig(), *, random_weights: bool = False,
                  name: str | None = None, sdxl_components: SdxlComponents | None = None,
-                 dino_backbone: torch.nn.Module | None = None) -> None:
+                 dino_backbone: DinoBackbone | None = None) -> None:
         """Build both members; ``sdxl_components`` / ``dino_backbone`` (e.g. tiny ones in tests)
         replace the released architectures and their weights."""
         super().__init__()

@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..base import Canvas, Extractor
 from ..config import PATCH_SIZE, AdaptedDinoConfig
 from ..backbones.dinov2 import DinoV2Extractor
 from ...weights.releases import RELEASES, read_release
+
+if TYPE_CHECKING:
+    from ..backbones.dinov2 import DinoBackbone
 
 
 class AdaptedDinoExtractor(Extractor):
@@ -27,7 +30,7 @@ class AdaptedDinoExtractor(Extractor):
     stride = PATCH_SIZE
 
     def __init__(self, config: AdaptedDinoConfig, *, random_weights: bool, name: str,
-                 backbone: nn.Module | None) -> None:
+                 backbone: DinoBackbone | None) -> None:
         """Read the released file first (it names what is missing most precisely), then build the
         backbone from ``config.backbone`` unless ``backbone`` (a transformers DINOv2) is given."""
         super().__init__()

@@ -34,7 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ...errors import CheckpointError, InputError, WeightsUnavailableError
+from ...errors import CheckpointError, DownloadError, InputError, WeightsUnavailableError
 from ...fileio import check_output_folder, file_lock, make_folder, remove_stale_temporaries, temporary_path
 from ..config import DistillDiftConfig
 from .distilldift_checkpoint import (ADAPTER_DIR, BACKBONE_DIR, MANIFEST, read_distilldift_checkpoint, read_manifest,
@@ -135,7 +135,7 @@ def ensure_cached(name: str, url: str | None, *, progress: bool = True) -> Path:
         raw = folder.parent / "downloads" / filename
         try:
             download_file(url, raw, progress=progress, description=f"{name}: {filename}")
-        except WeightsUnavailableError as error:
+        except DownloadError as error:
             raise _unavailable(name, folder, url, str(error)) from None
         print(f"{name}: converting {raw} into {folder}", file=sys.stderr)
         try:

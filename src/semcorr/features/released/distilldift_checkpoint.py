@@ -42,11 +42,11 @@ import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import save as safetensors_bytes
-from torch import Tensor, nn
+from torch import Tensor
 
 from ...errors import CheckpointError, InputError
 from ...fileio import read_versioned_json, write_atomically, write_json
@@ -56,6 +56,9 @@ from ..backbones.dinov2 import hf_config
 from ...weights.dinov2_checkpoint import convert_official_state_dict
 from ...weights.safe_pickle import read_state_dict
 from ..distill.student import StudentExtractor
+
+if TYPE_CHECKING:
+    from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
 
 PREFIX = "model."
 MANIFEST = "distilldift.json"
@@ -85,12 +88,22 @@ class ConvertedStudent:
     official_keys: int
 
 
+def _architecture(config: DinoV2Config) -> Dinov2WithRegistersConfig:
+    """The transformers config of a DistillDIFT student's backbone (a DINOv2 with registers)."""
+    from transformers import Dinov2WithRegistersConfig
+
+    architecture = hf_config(config)
+    assert isinstance(architecture, Dinov2WithRegistersConfig)  # DistillDIFT students have registers
+    return architecture
+
+
 def distilldift_state_shapes(rank: int, config: DinoV2Config = DinoV2Config()) -> dict[str, tuple[int, ...]]:
     """Every key of an official DistillDIFT student file (without the prefix) and its shape."""
-    architecture = hf_config(config)
+    architecture = _architecture(config)
     width, depth = architecture.hidden_size, architecture.num_hidden_layers
-    hidden, patch = int(width * architecture.mlp_ratio), architecture.patch_size
-    positions = 1 + (architecture.image_size // patch) ** 2
+    hidden, patch, image_size = int(width * architecture.mlp_ratio), architecture.patch_size, architecture.image_size
+    assert isinstance(patch, int) and isinstance(image_size, int)  # hf_config gives square sides
+    positions = 1 + (image_size // patch) ** 2
     shapes: dict[str, tuple[int, ...]] = {
         "cls_token": (1, 1, width), "register_tokens": (1, architecture.num_register_tokens, width),
         "pos_embed": (1, positions, width), "mask_token": (1, width),
@@ -178,12 +191,13 @@ def read_distilldift_checkpoint(path: str | os.PathLike) -> ConvertedStudent:
     return convert_distilldift_state_dict(state, source=str(path))
 
 
-def build_backbone_from(converted: ConvertedStudent, config: DinoV2Config = DinoV2Config()) -> nn.Module:
+def build_backbone_from(converted: ConvertedStudent,
+                        config: DinoV2Config = DinoV2Config()) -> Dinov2WithRegistersModel:
     """A ``Dinov2WithRegistersModel`` holding ``converted.backbone`` (built on meta, no random init;
     the model takes the tensors over)."""
     from transformers import Dinov2WithRegistersModel
 
-    architecture = hf_config(config)
+    architecture = _architecture(config)
     architecture._attn_implementation = "sdpa"
     with torch.device("meta"):
         model = Dinov2WithRegistersModel(architecture)

@@ -35,7 +35,7 @@ key, or a wrong shape, is refused by name.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +48,7 @@ from ...weights.releases import check_state
 
 if TYPE_CHECKING:
     from transformers import Dinov2WithRegistersModel
+    from transformers.models.dinov2_with_registers.modeling_dinov2_with_registers import Dinov2WithRegistersLayer
 
 LAYERS = "backbone.model.encoder.layer"
 ADAPTER_PARTS = {"adapter_layer_norm_before": "norm", "down_proj": "down_proj", "up_proj": "up_proj"}
@@ -70,7 +71,7 @@ class Adapter(nn.Module):
 class AdaptedLayer(nn.Module):
     """A frozen transformers DINOv2 layer with an adapter beside its MLP (MARCO's ``AdaptedBlock``)."""
 
-    def __init__(self, block: nn.Module, adapter: Adapter) -> None:
+    def __init__(self, block: Dinov2WithRegistersLayer, adapter: Adapter) -> None:
         super().__init__()
         self.block, self.adapter = block, adapter
 
@@ -138,6 +139,7 @@ class MarcoExtractor(AdaptedDinoExtractor):
     the input resized with Pillow bilinear, as torchvision's ``Resize`` on the authors' PIL images."""
 
     RELEASE = "marco"
+    config: MarcoConfig
 
     def __init__(self, config: MarcoConfig = MarcoConfig(), *, random_weights: bool = False, name: str = "marco",
                  backbone: Dinov2WithRegistersModel | None = None) -> None:
@@ -150,7 +152,8 @@ class MarcoExtractor(AdaptedDinoExtractor):
         if blocks.stop > len(layers):
             raise InputError(f"{name}: adapted_blocks {config.adapted_blocks} beyond the backbone's {len(layers)} blocks")
         for i in blocks:
-            layers[i] = AdaptedLayer(layers[i], Adapter(width, width // 2, config.adapter_scale))
+            block = cast("Dinov2WithRegistersLayer", layers[i])  # MARCO's backbone has registers (ModuleList: Module)
+            layers[i] = AdaptedLayer(block, Adapter(width, width // 2, config.adapter_scale))
         self.upscale = nn.Sequential(*[UpsampleBlock(width) for _ in range(config.upsample_blocks)])
         if self.released is not None:
             state, source = self.released

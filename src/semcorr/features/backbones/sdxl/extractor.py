@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence, TypeVar
 
 import torch
 from torch import Tensor
@@ -29,9 +29,10 @@ from .unet import UnetTrunk, describe_grid, vae_downsamplings
 from .taesd import load_taesdxl
 
 if TYPE_CHECKING:
-    from diffusers import AutoencoderKL, AutoencoderTiny
+    from diffusers.models import AutoencoderKL, AutoencoderTiny
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+_Module = TypeVar("_Module", bound=torch.nn.Module)
 
 
 def build_components(config: SdxlTurboConfig, *, random_weights: bool, name: str) -> SdxlComponents:
@@ -47,7 +48,7 @@ def build_components(config: SdxlTurboConfig, *, random_weights: bool, name: str
     return components
 
 
-def _frozen(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+def _frozen(module: _Module, dtype: torch.dtype) -> _Module:
     """``module`` in eval mode without gradients, cast to ``dtype`` if it is not already."""
     if next(module.parameters()).dtype != dtype:  # nn.Module.to: diffusers' own .to warns on every cast
         module = torch.nn.Module.to(module, dtype)
@@ -62,6 +63,7 @@ class SdxlTurboExtractor(Extractor):
 
     stride = 32  # approximate: the grid follows the VAE and UNet rule, see grid_size()
     prompted = True  # extract(images, categories=[...]): "a photo of a {category}" per image
+    config: SdxlTurboConfig
 
     def __init__(self, config: SdxlTurboConfig = SdxlTurboConfig(), *, random_weights: bool = False,
                  name: str | None = None, components: SdxlComponents | None = None) -> None:
@@ -77,7 +79,7 @@ class SdxlTurboExtractor(Extractor):
             raise InputError(f"{self.name}: timesteps must lie in [0, {steps}), got {config.timesteps}")
         dtype = _DTYPES[config.precision]
         # The SDXL VAE overflows in fp16 (its config says force_upcast): it stays fp32 then.
-        vae_dtype = torch.float32 if config.precision == "fp16" and parts.vae.config.force_upcast else dtype
+        vae_dtype = torch.float32 if config.precision == "fp16" and parts.vae.config["force_upcast"] else dtype
         self.trunk = _frozen(UnetTrunk(parts.unet), dtype)
         self.vae = _frozen(parts.vae, vae_dtype)
         self.text_encoder = _frozen(parts.text_encoder, dtype)
@@ -142,7 +144,7 @@ class SdxlTurboExtractor(Extractor):
             images = (pixels * 2 - 1).to(dtype)
             encoded = vae.encode(images)
             latents = encoded.latents if self.vae_kind == "tiny" else encoded.latent_dist.mode()
-        return latents * vae.config.scaling_factor
+        return latents * vae.config["scaling_factor"]
 
     def noise(self, shape: Sequence[int]) -> Iterator[Tensor]:
         """One (1, *shape) standard normal draw per timestep, from a generator seeded with ``seed``
@@ -166,12 +168,13 @@ class SdxlTurboExtractor(Extractor):
         hidden, pooled = self.text_embeddings([self.prompt_for(c) for c in (categories or [None] * batch)])
         time_ids = self.time_ids(batch, side)
         dtype = next(self.trunk.parameters()).dtype
-        total = None
+        total: Tensor | None = None
         for timestep, noise in zip(self.config.timesteps, self.noise(latents.shape[1:])):
             alpha = self.alphas_cumprod[timestep]
             noisy = math.sqrt(alpha) * latents + math.sqrt(1.0 - alpha) * noise.to(latents.device)
             steps = torch.full((batch,), timestep, dtype=torch.long, device=latents.device)
             features = self.trunk(noisy.to(dtype), steps, hidden.to(dtype), pooled.to(dtype), time_ids).float()
             total = features if total is None else total + features
+        assert total is not None  # SdxlTurboConfig refuses an empty list of timesteps
         return total / len(self.config.timesteps)
 

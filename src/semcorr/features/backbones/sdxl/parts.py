@@ -21,7 +21,7 @@ from ....fileio import read_json
 from ....weights.hub import resolve_pretrained
 
 if TYPE_CHECKING:  # diffusers and transformers take seconds to import: only when a model is built
-    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
+    from diffusers.models import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 VaeKind = Literal["full", "tiny"]
@@ -206,9 +206,12 @@ def load_components(source: str, *, vae: VaeKind, model_name: str, dtype: torch.
     for part in ("tokenizer", "tokenizer_2"):
         if not (folder / part).is_dir():
             raise CheckpointError(f"{model_name}: {folder} has no {part}/ folder (is this a diffusers SDXL folder?)")
+    unet = diffusers_part(UNet2DConditionModel, "unet", dtype)
+    vae_model = diffusers_part(AutoencoderKL, "vae", vae_dtype) if vae == "full" else tiny_vae
+    assert vae_model is not None  # vae="tiny" without tiny_vae is refused above
     return SdxlComponents(
-        unet=diffusers_part(UNet2DConditionModel, "unet", dtype),
-        vae=diffusers_part(AutoencoderKL, "vae", vae_dtype) if vae == "full" else tiny_vae,
+        unet=unet,
+        vae=vae_model,
         text_encoder=text_part(CLIPTextModel, "text_encoder"),
         text_encoder_2=text_part(CLIPTextModelWithProjection, "text_encoder_2"),
         tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),

@@ -11,7 +11,7 @@ diffusers applies outside its layer list). Every key is accounted for.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 from safetensors import SafetensorError
@@ -23,7 +23,7 @@ from ....weights.hub import resolve_pretrained
 from .parts import build_vae
 
 if TYPE_CHECKING:
-    from diffusers import AutoencoderTiny
+    from diffusers.models import AutoencoderTiny
 
 TAESDXL_ID = "madebyollin/taesdxl"
 ENCODER_FILE = "taesdxl_encoder.safetensors"
@@ -82,7 +82,6 @@ def load_taesdxl(source: str | None = None, *, model: str = "sdxl-turbo") -> Aut
         model: the preset name, for messages.
     """
     diffusers = require_extra("diffusers", "the SDXL-Turbo teacher")
-    AutoencoderTiny = diffusers.AutoencoderTiny
 
     source = source or TAESDXL_ID
     path = Path(source).expanduser()
@@ -92,14 +91,14 @@ def load_taesdxl(source: str | None = None, *, model: str = "sdxl-turbo") -> Aut
         if path.suffix != ".safetensors":
             raise InputError(f"{model}: tiny VAE weights {path} must be a .safetensors file")
         sibling = path.with_name(path.name.replace("encoder", "decoder"))
-        vae = build_vae("tiny")
+        vae = cast("AutoencoderTiny", build_vae("tiny"))  # what kind "tiny" builds
         load_official(vae, path, sibling if sibling != path and sibling.is_file() else None)
         return vae.eval()
     folder = resolve_pretrained(
         source, model=f"{model} (tiny VAE)", allow_patterns=["config.json", "diffusion_pytorch_model.safetensors"],
         how_to_supply=f"Supply them with --tiny-vae-weights PATH (the official {ENCODER_FILE}, or a diffusers folder).",
     )
-    vae, info = AutoencoderTiny.from_pretrained(folder, output_loading_info=True)
+    vae, info = diffusers.AutoencoderTiny.from_pretrained(folder, output_loading_info=True)
     problems = {kind: list(keys)[:4] for kind, keys in info.items() if keys and kind != "error_msgs"}
     if problems:
         raise CheckpointError(f"{model}: {folder} does not fit AutoencoderTiny: {problems}")

@@ -18,16 +18,16 @@ from torch import Tensor, nn
 from ....errors import CheckpointError
 
 if TYPE_CHECKING:
-    from diffusers import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
+    from diffusers.models import AutoencoderKL, AutoencoderTiny, UNet2DConditionModel
 
 
 def _check_sdxl_like(unet: UNet2DConditionModel) -> None:
     """Refuse UNets whose conditioning or first up block the trunk does not reproduce."""
     config = unet.config
     problems = []
-    if config.addition_embed_type != "text_time":
-        problems.append(f"addition_embed_type={config.addition_embed_type!r} (SDXL: 'text_time')")
-    if unet.class_embedding is not None or unet.encoder_hid_proj is not None or config.time_cond_proj_dim:
+    if config["addition_embed_type"] != "text_time":
+        problems.append(f"addition_embed_type={config['addition_embed_type']!r} (SDXL: 'text_time')")
+    if unet.class_embedding is not None or unet.encoder_hid_proj is not None or config["time_cond_proj_dim"]:
         problems.append("class / encoder-hidden / timestep-cond embeddings, which SDXL has not")
     first_up = unet.up_blocks[0]
     if not getattr(first_up, "has_cross_attention", False):
@@ -47,18 +47,19 @@ class UnetTrunk(nn.Module):
     def __init__(self, unet: UNet2DConditionModel) -> None:
         super().__init__()
         _check_sdxl_like(unet)
-        self.center_input_sample = bool(unet.config.center_input_sample)
+        self.center_input_sample = bool(unet.config["center_input_sample"])
         self.time_proj, self.time_embedding = unet.time_proj, unet.time_embedding
         self.add_time_proj, self.add_embedding = unet.add_time_proj, unet.add_embedding
         self.time_embed_act = unet.time_embed_act
         self.conv_in, self.down_blocks, self.mid_block = unet.conv_in, unet.down_blocks, unet.mid_block
+        source: Any = unet.up_blocks[0]  # a CrossAttnUpBlock2D (checked above); nn.Module types its attributes loosely
         first_up = nn.Module()
-        first_up.resnets = nn.ModuleList([unet.up_blocks[0].resnets[0]])
-        first_up.attentions = nn.ModuleList([unet.up_blocks[0].attentions[0]])
+        first_up.resnets = nn.ModuleList([source.resnets[0]])
+        first_up.attentions = nn.ModuleList([source.attentions[0]])
         self.up_blocks = nn.ModuleList([first_up])
-        self.out_channels: int = unet.up_blocks[0].resnets[0].out_channels
-        self.downsamplings: int = len(unet.config.down_block_types) - 1
-        self.downsample_padding: int = unet.config.downsample_padding
+        self.out_channels: int = source.resnets[0].out_channels
+        self.downsamplings: int = len(unet.config["down_block_types"]) - 1
+        self.downsample_padding: int = unet.config["downsample_padding"]
 
     def embeddings(self, timesteps: Tensor, text_embeds: Tensor, time_ids: Tensor, dtype: torch.dtype) -> Tensor:
         """(B, D) time embedding plus SDXL's added embedding of the pooled text and the time ids.
@@ -95,16 +96,17 @@ class UnetTrunk(nn.Module):
                 sample, residuals = block(hidden_states=sample, temb=emb)
         sample = self.mid_block(sample, emb, encoder_hidden_states=encoder_hidden_states)
         # up_blocks[0], first stage: concatenate the last skip connection, resnet, attention.
-        sample = self.up_blocks[0].resnets[0](torch.cat([sample, residuals[-1]], dim=1), emb)
-        return self.up_blocks[0].attentions[0](sample, encoder_hidden_states=encoder_hidden_states,
-                                               return_dict=False)[0]
+        first_up = self.up_blocks[0]
+        sample = first_up.get_submodule("resnets.0")(torch.cat([sample, residuals[-1]], dim=1), emb)
+        return first_up.get_submodule("attentions.0")(sample, encoder_hidden_states=encoder_hidden_states,
+                                                      return_dict=False)[0]
 
 
 def vae_downsamplings(vae: AutoencoderKL | AutoencoderTiny) -> tuple[str, int]:
     """(kind, number of stride-2 stages) of a VAE's encoder: ``("kl", 3)`` or ``("tiny", 3)`` for SDXL."""
     if type(vae).__name__ == "AutoencoderTiny":
-        return "tiny", len(vae.config.num_encoder_blocks) - 1
-    return "kl", len(vae.config.block_out_channels) - 1
+        return "tiny", len(vae.config["num_encoder_blocks"]) - 1
+    return "kl", len(vae.config["block_out_channels"]) - 1
 
 
 def latent_side(side: int, vae_kind: str, stages: int) -> int:
