@@ -129,9 +129,15 @@ def combine_votes(points: Tensor, cycle: Tensor, voted: Tensor, point: Tensor, p
     """The :class:`Votes` of each keypoint (module docstring).
 
     Args:
-        points, cycle, voted, target_sides, agreement_tolerance: as :func:`vote_point`.
+        points: (B, E, K, 2) each example's vote in target pixels (as :func:`vote_point`).
+        cycle: (B, E, K) cycle confidence of each vote.
+        voted: (B, E, K) bool, whether the example labels the keypoint.
         point: (B, K, 2) the combined point (:func:`vote_point`).
         point_cycle: (B, E, K) its cycle confidence into each example.
+        target_sides: (B,) each target's longer side in pixels.
+        agreement_tolerance: ``tau_a``, a fraction of the target's longer side.
+    Returns:
+        The keypoints' :class:`Votes`.
     """
     count = voted.sum(1)
     has = count > 0
