@@ -12,8 +12,8 @@ tracking, :mod:`semcorr.video.tracking`).
   examples split, the point is on the side with more (cycle-weighted) votes, never between them
   (a geometric median or a mean lands between disagreeing votes). On PF-WILLOW, scored on the same
   targets, the mode gained more from more examples than the geometric median, the mean of the
-  examples' similarity maps (weighted or not) and a mixture of their match distributions (README,
-  label transfer).
+  examples' similarity maps (weighted or not) and a mixture of their match distributions
+  (docs/transfer.md, *How many examples?*).
 * **Agreement** of a vote: ``a_e = exp(-0.5 (|p_e - m| / (tau_a L_t))^2)``, its distance from the
   point ``m``.
 * **Confidence:** the point ``m`` itself is matched back into every example that labels the
