@@ -12,8 +12,8 @@ tracking, :mod:`semcorr.video.tracking`).
   examples split, the point is on the side with more (cycle-weighted) votes, never between them
   (a geometric median or a mean lands between disagreeing votes). On PF-WILLOW, scored on the same
   targets, the mode gained more from more examples than the geometric median, the mean of the
-  examples' similarity maps (weighted or not) and a mixture of their match distributions (README,
-  label transfer).
+  examples' similarity maps (weighted or not) and a mixture of their match distributions
+  (docs/transfer.md, *How many examples?*).
 * **Agreement** of a vote: ``a_e = exp(-0.5 (|p_e - m| / (tau_a L_t))^2)``, its distance from the
   point ``m``.
 * **Confidence:** the point ``m`` itself is matched back into every example that labels the
@@ -129,9 +129,15 @@ def combine_votes(points: Tensor, cycle: Tensor, voted: Tensor, point: Tensor, p
     """The :class:`Votes` of each keypoint (module docstring).
 
     Args:
-        points, cycle, voted, target_sides, agreement_tolerance: as :func:`vote_point`.
+        points: (B, E, K, 2) each example's vote in target pixels (as :func:`vote_point`).
+        cycle: (B, E, K) cycle confidence of each vote.
+        voted: (B, E, K) bool, whether the example labels the keypoint.
         point: (B, K, 2) the combined point (:func:`vote_point`).
         point_cycle: (B, E, K) its cycle confidence into each example.
+        target_sides: (B,) each target's longer side in pixels.
+        agreement_tolerance: ``tau_a``, a fraction of the target's longer side.
+    Returns:
+        The keypoints' :class:`Votes`.
     """
     count = voted.sum(1)
     has = count > 0
