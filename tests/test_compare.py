@@ -111,6 +111,20 @@ def test_transfer_shots_write_a_results_file(cli, tmp_path, one_thread):
     assert cli("compare", out, out).returncode == 0
 
 
+def test_a_k_shot_curve_gives_one_column_per_k(cli, tmp_path, one_thread):
+    out = tmp_path / "curve.json"
+    run = cli("eval", "pf-willow", "--data-root", data_path("pf-willow"), "--model", "baseline", "--limit", "20",
+              "--transfer-shots", "1", "2", "--quiet", "--out", out)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(out.read_text())["format"] == "semcorr-result-curve"
+    refused = cli("compare", out)  # 1 and 2 examples are different rules
+    assert refused.returncode == 1 and "other rules" in refused.stderr
+    result = cli("compare", out, "--allow-mixed")
+    assert result.returncode == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if line.startswith("PCK@0.1"))
+    assert header.split()[1:] == ["curve:1-shot", "curve:2-shot"]
+
+
 class TestDigests:
     def test_weights_digest_follows_the_weights(self):
         config = DinoV2Config(input_size=28)
