@@ -117,7 +117,7 @@ def test_models_lists_source_licence_and_headline_of_every_preset(cli):
         assert f"{name}  " in result.stdout and preset.headline in result.stdout
     assert "non-commercial" in PRESETS["sdxl-turbo"].licence and "none stated" in PRESETS["geco"].licence
     for name, protocol in (("marco", "protocol marco"), ("diy-sc", "protocol diy-sc"), ("geco", "protocol geco"),
-                           ("distilldift-us", "protocol distilldift")):
+                           ("distilldift-us", "protocol distilldift-paper"), ("dinov2-b-reg", "protocol distilldift-paper")):
         assert protocol in PRESETS[name].headline
 
 

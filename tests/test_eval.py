@@ -51,7 +51,13 @@ class TestEvalCommand:
         assert summary["pck"]["0.1"] > summary["chance"]["pck"]["0.1"] + 5
         records = json.loads(predictions.read_text())
         assert len(records) == 900 and all(len(r["pred"]) == len(r["gt"]) == 10 for r in records)
-        assert set(records[0]) == {"id", "category", "pred", "gt", "threshold_length"}
+        assert set(records[0]) == {"id", "category", "source_image", "target_image", "source_size", "target_size",
+                                   "keypoint_ids", "source_points", "pred", "gt", "target_box", "threshold_length",
+                                   "thresholds", "comparison", "frame"}
+        assert records[0]["frame"]["scale"] == [1.0, 1.0] and records[0]["comparison"] == "<="
+        x1, y1, x2, y2 = records[0]["target_box"]
+        assert records[0]["threshold_length"] == pytest.approx(max(x2 - x1, y2 - y1))
+        assert records[0]["thresholds"]["0.1"] == pytest.approx(0.1 * records[0]["threshold_length"])
         for alpha in (0.05, 0.1, 0.15):
             assert recompute_pck(records, alpha) == pytest.approx(summary["pck"][str(alpha)], abs=0.01)
         assert "car" in result.stdout and "random guess in box" in result.stdout

@@ -11,8 +11,9 @@ from conftest import data_path
 from semcorr.data.pairs import Pair
 from semcorr.errors import InputError
 from semcorr.eval import PROTOCOLS, PCKSettings, evaluate, get_protocol
-from semcorr.eval.protocol_match import match_diysc, match_geco, match_marco
-from semcorr.eval.protocols import Frame, pair_frames
+from semcorr.eval.frames import Frame
+from semcorr.eval.protocol_match import match_cells, match_marco, match_pixels
+from semcorr.eval.protocols import pair_frames
 from semcorr.eval.result import score_predictions
 from semcorr.features.base import FeatureMap
 from semcorr.geometry import ImageGeometry
@@ -60,7 +61,7 @@ class TestMatchersOnAShiftedImage:
         cells = np.array([[1, 2], [4, 3], [6, 6]])
         points = cells * 14 + np.array([3.0, 12.9])  # anywhere inside the cell: the cell's descriptor
         p = pair((CANVAS, CANVAS), points)
-        found = match_diysc(protocol, source, target, points, pair_frames(protocol, p, CANVAS), p)
+        found = match_cells(protocol, source, target, points, pair_frames(protocol, p, CANVAS), p)
         assert np.abs(found - ((cells + SHIFT) * 14 + 7)).max() < 1e-4  # cell * 14 + 7
 
     def test_geco_argmax_at_image_resolution(self):
@@ -70,7 +71,7 @@ class TestMatchersOnAShiftedImage:
         cells = np.array([[1, 2], [4, 3], [6, 6]])
         points = cells * 7 + 3.6  # floor -> 7k + 3
         p = pair(size, points)
-        found = match_geco(protocol, source, target, points, pair_frames(protocol, p, CANVAS), p)
+        found = match_pixels(protocol, source, target, points, pair_frames(protocol, p, CANVAS), p)
         assert np.array_equal(found, (cells + SHIFT) * 7 + 3)  # the pixel index, no half-pixel shift
 
     def test_kernels_on_hand_made_maps(self):
@@ -106,7 +107,7 @@ class TestPCKRules:
         assert in_frame["pck"]["0.1"] == 50.0 and original["pck"]["0.1"] == 100.0
 
     def test_stretched_frame_clamps_annotations(self):
-        frame = Frame.of("stretched", (100, 200), 770)
+        frame = Frame.of("stretched", (100, 200), 770, clamp=True)
         assert np.allclose(frame.to_frame(np.array([[200.0, 0.0]]), annotated=True), [[770 - 1 - 1e-4, 1e-4]])
         assert np.allclose(frame.to_frame(np.array([[200.0, 0.0]])), [[770.0, 0.0]])  # predictions are not
 
@@ -124,7 +125,7 @@ class TestPCKRules:
         assert scores["pck_per_image"]["0.1"] == pytest.approx(100 * (1 / 3 + 1) / 2)
 
     @pytest.mark.parametrize("name,average,comparison,threshold,frame", [
-        ("distilldift", "keypoint", "<=", None, "original"), ("marco", "image", "<=", None, "stretched"),
+        ("semcorr", "keypoint", "<=", None, "original"), ("marco", "image", "<=", None, "stretched"),
         ("diy-sc", "keypoint", "<", None, "padded"), ("geco", "keypoint", "<=", "image", "original"),
         ("common", "keypoint", "<=", None, "original")])
     def test_each_protocol_states_its_rules(self, name, average, comparison, threshold, frame):
@@ -195,7 +196,7 @@ def test_several_models_one_table(cli, tmp_path, one_thread):
                  "--random-weights", "--input-size", "112", "--limit", "3", "--quiet", "--out", out)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert "2 models" in lines[0] and lines[1].startswith("protocol distilldift")
+    assert "2 models" in lines[0] and lines[1].startswith("protocol semcorr")
     rows = [line for line in lines if line.startswith(("baseline", "diy-sc"))]
     assert len(rows) == 2 and "(random weights)" in rows[1]
     assert "per image:" in result.stdout and "per keypoint:" in result.stdout

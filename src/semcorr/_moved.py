@@ -93,6 +93,8 @@ RENAMED: dict[str, str] = {
     "semcorr.bench.extract.format_table": "semcorr.perf.extraction.format_speed_table",
     "semcorr.extract.config.Engine": "semcorr.extract.config.EngineName",
     "semcorr.eval.protocols.Matcher": "semcorr.eval.protocols.MatcherKind",
+    "semcorr.eval.protocol_match.match_diysc": "semcorr.eval.protocol_match.match_cells",
+    "semcorr.eval.protocol_match.match_geco": "semcorr.eval.protocol_match.match_pixels",
     "semcorr.features.marco.official_shapes": "semcorr.features.released.marco.marco_state_shapes",
     "semcorr.features.diysc.official_shapes": "semcorr.features.released.diysc.diysc_state_shapes",
     "semcorr.features.geco.official_shapes": "semcorr.features.released.geco.geco_state_shapes",

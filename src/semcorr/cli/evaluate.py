@@ -1,14 +1,16 @@
 """``semcorr eval BENCHMARK --data-root PATH``: :func:`semcorr.eval.evaluate` (or
-:func:`semcorr.eval.evaluate_models` with ``--models``), its table and files."""
+:func:`semcorr.eval.evaluate_models` with ``--models``), its table and files; ``semcorr compare
+A.json B.json ...``: :func:`semcorr.eval.compare.compare_results` of results files, one table."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
 from ..data.benchmarks import BENCHMARKS
-from ..eval.protocols import DEFAULT_PROTOCOL, PROTOCOLS
+from ..eval.protocols import ALIASES, DEFAULT_PROTOCOL, PROTOCOLS, get_protocol
 from .options import add_match_options, add_model_options, given, match_settings, model_arguments, warn_random_weights
 
 PCK_OPTIONS = ("alphas", "threshold", "average")
@@ -32,7 +34,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.models and args.save_predictions:
         raise InputError("--save-predictions writes one model's predictions; drop it with --models")
-    if args.transfer_shots is not None and (args.models or args.protocol != DEFAULT_PROTOCOL):
+    protocol = get_protocol(args.protocol).name  # an old name warns once, here
+    if args.transfer_shots is not None and (args.models or protocol != DEFAULT_PROTOCOL):
         raise InputError(f"--transfer-shots evaluates one model (--model) with the {DEFAULT_PROTOCOL} protocol's "
                          "matching; drop --models and --protocol")
     for path, what in ((args.out, "result"), (args.save_predictions, "predictions")):
@@ -48,7 +51,7 @@ def run_eval(args: argparse.Namespace) -> int:
                    **model_arguments(args))
     if args.models:
         options.pop("model")
-        comparison = evaluate_models(args.benchmark, args.data_root, args.models, protocol=args.protocol, **options)
+        comparison = evaluate_models(args.benchmark, args.data_root, args.models, protocol=protocol, **options)
         if args.out:
             write_json(args.out, comparison)
         print(format_comparison(comparison))
@@ -69,7 +72,7 @@ def run_eval(args: argparse.Namespace) -> int:
             result = evaluate_kshot(args.benchmark, args.data_root, shots=args.transfer_shots[0],
                                     seed=args.transfer_seed, predictions=bool(args.save_predictions), **options)
         else:
-            result = evaluate(args.benchmark, args.data_root, protocol=args.protocol,
+            result = evaluate(args.benchmark, args.data_root, protocol=protocol,
                               predictions=bool(args.save_predictions), **options)
         records = result.pop("predictions", None)
         if args.save_predictions:
@@ -87,11 +90,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "eval", help="PCK of a model on a benchmark (SPair-71k, PF-WILLOW, PF-PASCAL, CUB, AP-10K)",
         description="Evaluate a model (or several, --models) on a semantic correspondence benchmark under a named "
-                    "protocol. The default, distilldift: the model's own input (434x434 stretch for the student), "
-                    "features upsampled to 60x60, 11x11 window soft-argmax, PCK of the target box's longer side (the "
-                    "image's for PF-PASCAL) averaged per keypoint, <=, in original pixels. marco, diy-sc and geco "
-                    "reproduce those authors' rules (input size, matcher, average, comparison, frame); common is one "
-                    "rule for every model. The result and the table list every rule of the protocol used.")
+                    "protocol. The default, semcorr (semcorr's own rules): the model's own input (434x434 stretch for "
+                    "the student), features upsampled to 60x60, 11x11 window soft-argmax, PCK of the target box's "
+                    "longer side (the image's for PF-PASCAL) averaged per keypoint, <=, in original pixels, keypoints "
+                    "outside their image left out. distilldift-paper, marco, diy-sc and geco are those authors' code "
+                    "(input size, matcher, average, comparison, frame, threshold scale; keypoints outside the image "
+                    "counted); common is one rule for every model. The result and the table list every rule of the "
+                    "protocol used; --out writes a versioned results file for `semcorr compare`.")
     parser.add_argument("benchmark", metavar="BENCHMARK", help=f"one of: {', '.join(BENCHMARKS)}")
     parser.add_argument("--data-root", required=True, help="the benchmark's folder in its official layout")
     parser.add_argument("--split", help="default: test")
@@ -99,10 +104,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--models", nargs="+", metavar="MODEL",
                         help="evaluate several presets in one run and print one table, a row per model (per-image "
                              "and per-keypoint PCK); replaces --model")
-    parser.add_argument("--protocol", choices=list(PROTOCOLS), default=DEFAULT_PROTOCOL,
+    parser.add_argument("--protocol", choices=[*PROTOCOLS, *ALIASES], default=DEFAULT_PROTOCOL,
                         help=f"the evaluation rules (default {DEFAULT_PROTOCOL}): "
                              + "; ".join(f"{name}: {p.source}" for name, p in PROTOCOLS.items())
-                             + ". The matching and PCK options below apply to distilldift (--alpha to all)")
+                             + f". The matching and PCK options below apply to {DEFAULT_PROTOCOL} (--alpha to all); "
+                             + "; ".join(f"{old}: an old name of {new}" for old, (new, _) in ALIASES.items()))
     add_match_options(parser)
     parser.add_argument("--alpha", dest="alphas", type=float, nargs="+", metavar="A",
                         help="PCK thresholds (default: 0.1 0.05 0.01; PF-PASCAL and PF-WILLOW 0.05 0.1 0.15)")
@@ -128,8 +134,42 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--loader-option", action="append", default=[], metavar="KEY=VALUE",
                         help="passed to the loader, e.g. layout=small (SPair), crowd_file=PATH (AP-10K), "
                              "n_pairs=4000 (CUB)")
-    parser.add_argument("--out", metavar="JSON", help="write the full result (settings, per-category PCK, timing)")
+    parser.add_argument("--out", metavar="JSON", help="write the results file: model and weights digest, every rule "
+                        "of the protocol, pair-list digest, per-category PCK, settings, timing (read by `semcorr "
+                        "compare`)")
     parser.add_argument("--save-predictions", metavar="JSON",
-                        help="write [{id, category, pred, gt, threshold_length}, ...] in target-image pixels")
+                        help="write per pair what an independent check needs: [{id, category, source_image, "
+                             "target_image, source_size, target_size, keypoint_ids, source_points, pred, gt, "
+                             "target_box, threshold_length, thresholds, comparison, frame}, ...], points in original "
+                             "pixels")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run_eval)
+
+    compare = commands.add_parser(
+        "compare", help="results files side by side (semcorr eval --out), one column each",
+        description="One table of PCK per category and overall, one column per result (a `semcorr eval --out` file, "
+                    "or each model of a --models file). Results of different protocols (any rule) or pair lists are "
+                    "refused unless --allow-mixed; files of another kind or version are refused.")
+    compare.add_argument("files", nargs="+", metavar="JSON", help="results files")
+    compare.add_argument("--allow-mixed", action="store_true",
+                         help="show results of different protocols or pair lists side by side (each column says which)")
+    compare.add_argument("--alpha", type=float, help="the threshold shown (default 0.1, else the first result's first)")
+    compare.set_defaults(run=run_compare)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from ..eval.compare import compare_results, format_result_columns, read_results
+
+    results, labels = [], []
+    for path in args.files:
+        found = read_results(path)
+        results += found
+        stem = Path(path).stem
+        if len(found) == 1:
+            labels.append(stem)
+        elif len({r["model"] for r in found}) == len(found):
+            labels += [f"{stem}:{r['model']}" for r in found]
+        else:  # a k-shot curve: one model, one result per number of examples
+            labels += [f"{stem}:{r['protocol'].get('shots', i + 1)}-shot" for i, r in enumerate(found)]
+    print(format_result_columns(compare_results(results, labels, allow_mixed=args.allow_mixed, alpha=args.alpha)))
+    return 0

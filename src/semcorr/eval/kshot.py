@@ -46,7 +46,9 @@ from ..matching.points import MatchSettings
 from ..transfer.labeller import KeypointLabeller, TransferSettings
 from .cache import CacheMode, FeatureCache
 from .pck import PCKSettings, alpha_key, correct_keypoints, threshold_length
-from .result import Clock, make_result, open_benchmark, pck_settings, pck_text, score_predictions
+from .protocols import SEMCORR
+from .result import RESULT_CURVE_FORMAT, RESULT_VERSION, Clock, make_result, open_benchmark, pck_settings, pck_text, score_predictions
+from .runner import protocol_rules
 
 
 @dataclass
@@ -139,8 +141,8 @@ def evaluate_kshot_curve(benchmark: str, data_root: str | Path, *, shots: Sequen
     Args:
         shots: the numbers of examples, e.g. ``(1, 3, 5)``; the others as :func:`evaluate_kshot`.
     Returns:
-        ``{"benchmark", "title", "model", "random_weights", "shots", "seed", "n_targets", "curve",
-        "results"}``: ``results[str(K)]`` is :func:`evaluate_kshot`'s result for K examples (on the
+        ``{"format": "semcorr-result-curve", "version", "benchmark", "title", "model", "random_weights",
+        "shots", "seed", "n_targets", "curve", "results"}`` (``semcorr compare`` reads it): ``results[str(K)]`` is :func:`evaluate_kshot`'s result for K examples (on the
         common targets); ``curve`` holds, per K, the headline PCK (``"pck"``), the category rows
         (``"per_category"``), and the share kept at ``min_confidence`` and their PCK.
     """
@@ -161,7 +163,7 @@ def evaluate_kshot_curve(benchmark: str, data_root: str | Path, *, shots: Sequen
             curve["per_category"].setdefault(category, {})[key] = entry["pck"]
         curve["kept_percent"][key] = result["transfer"]["confident"]["kept_percent"]
         curve["pck_kept"][key] = result["transfer"]["confident"]["pck_kept"]
-    return {"benchmark": first["benchmark"], "title": f"{results[0]['title'].rsplit(' ', 2)[0]} k-shot transfer curve",
+    return {"format": RESULT_CURVE_FORMAT, "version": RESULT_VERSION, "benchmark": first["benchmark"], "title": f"{results[0]['title'].rsplit(' ', 2)[0]} k-shot transfer curve",
             "split": first["split"], "model": first["model"], "random_weights": first["random_weights"],
             "shots": counts, "seed": seed, "n_targets": first["n_pairs"], "min_confidence":
             first["transfer"]["confident"]["min_confidence"], "alphas": list(first["pck"]),
@@ -183,6 +185,7 @@ def _evaluate(counts: list[int], benchmark: str, data_root: str | Path, *, seed:
         if not isinstance(shots, int) or isinstance(shots, bool) or shots < 1:
             raise InputError(f"--transfer-shots must be an integer >= 1, got {shots!r}")
     most = max(counts)
+    rules, pck = protocol_rules(SEMCORR, settings, pck, pose_align)
     transfer = dataclasses.replace(transfer or TransferSettings(), match=settings, batch_size=batch_size,
                                    pose_align=pose_align)
     run = open_benchmark(benchmark, data_root, split=split, limit=limit, pck=pck, loader_options=loader_options)
@@ -212,9 +215,10 @@ def _evaluate(counts: list[int], benchmark: str, data_root: str | Path, *, seed:
                        else f"the images that are none of its {most} examples")
             results.append(make_result(
                 run, extractor, title=f"{spec.title} {shots}-shot transfer",
-                protocol={"name": "k-shot transfer", "shots": shots, "seed": seed,
-                          "summary": f"{shots} example(s) per category drawn with seed {seed}, transferred to "
-                                     f"{targets} (the table's 'pairs' are target images)",
+                protocol={**rules.fields(), "name": "semcorr-kshot", "shots": shots, "seed": seed,
+                          "summary": f"protocol semcorr-kshot: {shots} example(s) per category drawn with seed "
+                                     f"{seed}, transferred to {targets} (the table's 'pairs' are target images); "
+                                     f"{rules.summary().split(': ', 1)[1]}",
                           "pck": pck_text(pck, run.alphas, run.threshold, "original")},
                 scores=scores, n_images=len(everything), clock=lap, images_computed=store.computed,
                 records=records if predictions else None,

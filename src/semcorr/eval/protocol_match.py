@@ -1,11 +1,13 @@
-"""The matchers of the authors' protocols (:mod:`.protocols`): MARCO's kernel soft-argmax, DIY-SC's
-zeroed-window soft-argmax and GECO's argmax at image resolution, each as its authors' code computes
-it, in its frame. Predictions come back in original target-image pixels.
+"""The matchers of the authors' protocols (:mod:`.protocols`), each as its authors' code computes it,
+in its frame: MARCO's kernel soft-argmax; the zeroed-window soft-argmax on cells of DIY-SC and of
+the DistillDIFT authors' ``eval/``; the argmax at image resolution of GECO and of the DistillDIFT
+authors' ``train/eval.py``. Predictions come back in original target-image pixels.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import warnings
+from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -13,13 +15,24 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from .._moved import renamed_names
 from ..data.pairs import Pair
 from ..features.base import FeatureMap
 from ..matching.kernels import kernel_soft_argmax, sample_descriptors, zeroed_window_soft_argmax
 from .cache import FeatureCache
-from .protocols import Frame, Protocol, pair_frames
+from .frames import Frame
+from .protocols import Protocol, pair_frames
 
-NORM_CHUNK = 64  # channels upsampled at a time for GECO's per-pixel norms
+T = TypeVar("T")
+NORM_CHUNK = 64  # channels upsampled at a time for the per-pixel norms at image resolution
+DISTILLDIFT_EPS = 1e-10  # eval/eval.py normalize_feats
+
+
+def _needed(value: T | None, what: str, protocol: Protocol) -> T:
+    """A setting the matcher needs (every protocol that uses the matcher sets it)."""
+    if value is None:
+        raise ValueError(f"protocol {protocol.name} has no {what}")
+    return value
 
 
 def _descriptors(fmap: FeatureMap, protocol: Protocol) -> Tensor:
@@ -27,8 +40,18 @@ def _descriptors(fmap: FeatureMap, protocol: Protocol) -> Tensor:
     return fmap.raw_features()[0] if protocol.similarity == "dot" else fmap.features[0]
 
 
+def _wrapped(index: np.ndarray, size: int, pair: Pair, notes: list[str] | None) -> np.ndarray:
+    """``index`` taken modulo ``size`` as Python's (and torch's) indexing does for ``-size <= index < 0``;
+    an index the authors' indexing refuses (``>= size`` or ``< -size``: an IndexError there) is
+    wrapped on, and noted."""
+    stopped = (index >= size) | (index < -size)
+    if notes is not None and stopped.any():
+        notes.extend(f"pair {pair.id}, counted keypoint {row}" for row in np.flatnonzero(stopped))
+    return np.mod(index, size)
+
+
 def match_marco(protocol: Protocol, source: FeatureMap, target: FeatureMap, points: np.ndarray,
-                frames: tuple[Frame, Frame], pair: Pair) -> np.ndarray:
+                frames: tuple[Frame, Frame], pair: Pair, notes: list[str] | None = None) -> np.ndarray:
     """MARCO: (N, 2) source pixels -> (N, 2) target pixels (see :mod:`.protocols`)."""
     features_s, features_t = _descriptors(source, protocol), _descriptors(target, protocol)
     (canvas_h, canvas_w), (height, width) = source.geometries[0].input_size, features_s.shape[-2:]
@@ -38,28 +61,45 @@ def match_marco(protocol: Protocol, source: FeatureMap, target: FeatureMap, poin
     sampled = F.grid_sample(features_s[None], grid[None, :, None], mode="bilinear", padding_mode="border",
                             align_corners=True)[0, :, :, 0].T  # (N, C)
     similarity = (sampled @ features_t.flatten(1)).view(1, len(points), *features_t.shape[-2:])
-    assert protocol.sigma is not None and protocol.temperature is not None  # MARCO's protocol sets both
-    cells, _ = kernel_soft_argmax(similarity, protocol.sigma, protocol.temperature)
+    cells, _ = kernel_soft_argmax(similarity, _needed(protocol.sigma, "sigma", protocol),
+                                  _needed(protocol.temperature, "temperature", protocol))
     target_h, target_w = target.geometries[0].input_size
     found = cells[0] * cells.new_tensor(((target_w - 1) / (width - 1), (target_h - 1) / (height - 1)))
     return frames[1].from_frame(found.cpu().numpy())
 
 
-def match_diysc(protocol: Protocol, source: FeatureMap, target: FeatureMap, points: np.ndarray,
-                frames: tuple[Frame, Frame], pair: Pair) -> np.ndarray:
-    """DIY-SC: (N, 2) source pixels -> (N, 2) target pixels (see :mod:`.protocols`)."""
-    features_s, features_t = _descriptors(source, protocol), _descriptors(target, protocol)
-    height, width = features_s.shape[-2:]
-    canvas_h, canvas_w = source.geometries[0].input_size
+def _cell_grid(fmap: FeatureMap, protocol: Protocol) -> Tensor:
+    """(C, g, g) L2-normalised features the cells are taken from: the native grid, or (``grid``
+    ``60``, the DistillDIFT authors' eval/) the raw features upsampled bilinearly to 60 x 60 and
+    normalised per cell with eps 1e-10."""
+    if protocol.grid == "native":
+        return fmap.features[0]
+    side = int(protocol.grid)
+    raw = F.interpolate(fmap.raw_features(), size=(side, side), mode="bilinear", align_corners=False)[0]
+    return raw / (raw.norm(dim=0, keepdim=True) + DISTILLDIFT_EPS)
+
+
+def match_cells(protocol: Protocol, source: FeatureMap, target: FeatureMap, points: np.ndarray,
+                frames: tuple[Frame, Frame], pair: Pair, notes: list[str] | None = None) -> np.ndarray:
+    """DIY-SC and the DistillDIFT authors' eval/: (N, 2) source pixels -> (N, 2) target pixels.
+
+    The source descriptor is the cell ``int32(float32(g / side) * x')`` of the keypoint ``x'`` in the
+    frame (C truncation toward zero), at the flat index ``g * cy + cx`` wrapped as the authors'
+    indexing wraps it; the zeroed-window soft-argmax's expected cell ``c`` is put at
+    ``c * stride + stride // 2`` (``stride = side / g``) in the target's frame.
+    """
+    grid_s, grid_t = _cell_grid(source, protocol), _cell_grid(target, protocol)
+    height, width = grid_s.shape[-2:]
+    side, target_side = _needed(frames[0].side, "frame side", protocol), _needed(frames[1].side, "frame side", protocol)
     kps = frames[0].to_frame(points, annotated=True)
-    cells_x = np.clip((np.float32(width / canvas_w) * kps[:, 0]).astype(np.int32), 0, width - 1)
-    cells_y = np.clip((np.float32(height / canvas_h) * kps[:, 1]).astype(np.int32), 0, height - 1)
-    descriptors = features_s[:, torch.from_numpy(cells_y).long(), torch.from_numpy(cells_x).long()].T  # (N, C)
-    similarity = (descriptors @ features_t.flatten(1)).view(1, len(points), height, width)
-    assert protocol.window is not None and protocol.temperature is not None  # DIY-SC's protocol sets both
-    cells, _ = zeroed_window_soft_argmax(similarity, protocol.window // 2, protocol.temperature)
-    target_h, target_w = target.geometries[0].input_size
-    stride = np.array((target_w / width, target_h / height))
+    cells_x = (np.float32(width / side) * kps[:, 0]).astype(np.int32).astype(np.int64)
+    cells_y = (np.float32(height / side) * kps[:, 1]).astype(np.int32).astype(np.int64)
+    flat = _wrapped(width * cells_y + cells_x, height * width, pair, notes)
+    descriptors = grid_s.flatten(1)[:, torch.from_numpy(flat).to(grid_s.device)].T  # (N, C)
+    similarity = (descriptors @ grid_t.flatten(1)).view(1, len(points), height, width)
+    cells, _ = zeroed_window_soft_argmax(similarity, _needed(protocol.window, "window", protocol) // 2,
+                                         _needed(protocol.temperature, "temperature", protocol))
+    stride: np.ndarray = np.array([target_side / width, target_side / height])
     return frames[1].from_frame(cells[0].cpu().numpy() * stride + stride // 2)
 
 
@@ -73,9 +113,26 @@ def _upsampled_norms(features: Tensor, size: tuple[int, int]) -> Tensor:
     return squares.sqrt()
 
 
-def match_geco(protocol: Protocol, source: FeatureMap, target: FeatureMap, points: np.ndarray,
-               frames: tuple[Frame, Frame], pair: Pair) -> np.ndarray:
-    """GECO: (N, 2) source pixels -> (N, 2) target pixels (pixel indices; see :mod:`.protocols`).
+def source_pixels(protocol: Protocol, points: np.ndarray, size: tuple[int, int], pair: Pair,
+                  notes: list[str] | None = None) -> np.ndarray:
+    """(N, 2) integer source pixels (x, y) whose descriptor is taken: GECO's ``floor`` (negative
+    indices wrap per axis, as indexing a tensor does), or the DistillDIFT authors' train/eval.py
+    ``round`` of the point (float16 first) clamped to ``[0, W - 1] x [0, H - 1]``."""
+    height, width = size
+    points = np.asarray(points, np.float32)
+    if protocol.lookup == "pixel round":
+        if protocol.precision == "float16":
+            points = points.astype(np.float16).astype(np.float32)
+        return np.stack((np.round(np.clip(points[:, 0], 0, width - 1)),
+                         np.round(np.clip(points[:, 1], 0, height - 1))), axis=1).astype(np.int64)
+    pixels = np.floor(points).astype(np.int64)
+    return np.stack((_wrapped(pixels[:, 0], width, pair, notes), _wrapped(pixels[:, 1], height, pair, notes)), axis=1)
+
+
+def match_pixels(protocol: Protocol, source: FeatureMap, target: FeatureMap, points: np.ndarray,
+                 frames: tuple[Frame, Frame], pair: Pair, notes: list[str] | None = None) -> np.ndarray:
+    """GECO and the DistillDIFT authors' train/eval.py: (N, 2) source pixels -> (N, 2) target pixel
+    indices (see :mod:`.protocols`).
 
     Both raw maps are upsampled to their image's size; the cosine of the source pixel's descriptor
     with every upsampled target pixel is ``up(<d, t>) / |up(t)|`` (bilinear upsampling is linear),
@@ -83,10 +140,10 @@ def match_geco(protocol: Protocol, source: FeatureMap, target: FeatureMap, point
     """
     raw_s, raw_t = source.raw_features()[0], target.raw_features()[0]
     (source_h, source_w), (target_h, target_w) = pair.source_size, pair.target_size
-    pixels = np.floor(np.asarray(points, np.float32))
-    pixels = np.clip(pixels, 0, (source_w - 1, source_h - 1))
+    pixels = source_pixels(protocol, points, pair.source_size, pair, notes)
     height, width = raw_s.shape[-2:]
-    on_grid = (torch.from_numpy(pixels).to(raw_s) + 0.5) * raw_s.new_tensor((width / source_w, height / source_h)) - 0.5
+    scale = raw_s.new_tensor((width / source_w, height / source_h))
+    on_grid = (torch.from_numpy(pixels).to(raw_s) + 0.5) * scale - 0.5
     descriptors = sample_descriptors(raw_s[None], on_grid[None])[0]  # (N, C), L2-normalised
     low = (descriptors @ raw_t.flatten(1)).view(1, len(points), *raw_t.shape[-2:])
     numerator = F.interpolate(low, size=(target_h, target_w), mode="bilinear", align_corners=False)[0]
@@ -96,7 +153,7 @@ def match_geco(protocol: Protocol, source: FeatureMap, target: FeatureMap, point
 
 
 MATCHERS: dict[str, Callable[..., np.ndarray]] = {
-    "kernel_soft_argmax": match_marco, "zeroed_window_soft_argmax": match_diysc, "image_argmax": match_geco,
+    "kernel_soft_argmax": match_marco, "zeroed_window_soft_argmax": match_cells, "image_argmax": match_pixels,
 }
 
 
@@ -104,12 +161,16 @@ def predict_with(protocol: Protocol, store: FeatureCache, pairs: Sequence[Pair],
                  progress: bool = True) -> list[np.ndarray]:
     """Each pair's counted source keypoints found in its target image by ``protocol``'s matcher.
 
+    A source keypoint where the authors' code would stop with an IndexError (far outside its image)
+    is wrapped on, with one warning.
+
     Returns:
         one (M_i, 2) float64 array of predicted target points (x, y) per pair, original pixels.
     """
     matcher = MATCHERS[protocol.matcher]
     canvas = store.extractor.config.input_size
     found: list[np.ndarray] = []
+    notes: list[str] = []
     with tqdm(total=len(pairs), desc="matching", unit="pair", disable=not progress) as bar, torch.inference_mode():
         for start in range(0, len(pairs), batch_size):
             chunk = pairs[start:start + batch_size]
@@ -117,7 +178,15 @@ def predict_with(protocol: Protocol, store: FeatureCache, pairs: Sequence[Pair],
             targets = store.feature_map([pair.target_image for pair in chunk])
             for i, pair in enumerate(chunk):
                 points = pair.counted_points()[0]
-                found.append(matcher(protocol, sources[i], targets[i], points, pair_frames(protocol, pair, canvas), pair)
-                             if len(points) else np.zeros((0, 2)))
+                found.append(matcher(protocol, sources[i], targets[i], points, pair_frames(protocol, pair, canvas),
+                                     pair, notes) if len(points) else np.zeros((0, 2)))
             bar.update(len(chunk))
+    if notes:
+        warnings.warn(f"{len(notes)} source keypoint(s) lie so far outside their image that the {protocol.name} "
+                      f"authors' code stops with an IndexError there; semcorr wraps their index on (e.g. {notes[0]})",
+                      stacklevel=2)
     return found
+
+
+if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)
+    __getattr__ = renamed_names(__name__)

@@ -6,15 +6,15 @@
     result["per_category"]   # {"car": {"n_pairs": 270, "pck": {...}, ...}, ...}
     results = evaluate_models("spair", "SPair-71k", ["marco", "diy-sc", "geco"], protocol="common")
 
-``protocol`` names the rules (:mod:`.protocols`). The default, ``distilldift``, is DistillDIFT's:
-images at the model's own input (434 x 434 stretch for the student), features upsampled to
-60 x 60, 11 x 11 window soft-argmax, PCK of the target box's longer side (the image's for
-PF-PASCAL) averaged per keypoint, a keypoint correct when its distance is <= alpha * L, measured in
-original target-image pixels, where the annotations live (the benchmarks' own definition).
-DistillDIFT's and GeoAware-SC's scripts measure in the resized frame instead, with the threshold
-scaled by one axis' factor; for a non-square image stretched to a square that frame is
-anisotropic, so their figures can differ slightly from these. ``marco``, ``diy-sc`` and ``geco``
-reproduce those authors' rules, frame included; ``common`` is one rule for every model.
+``protocol`` names the rules (:mod:`.protocols`). The default, ``semcorr``, is semcorr's own:
+images at the model's own input (434 x 434 stretch for the DistillDIFT student), features upsampled
+to 60 x 60, 11 x 11 window soft-argmax (DistillDIFT's matching settings), PCK of the target box's
+longer side (the image's for PF-PASCAL) averaged per keypoint, a keypoint correct when its distance
+is <= alpha * L, measured in original target-image pixels, where the annotations live (the
+benchmarks' own definition); keypoints annotated outside their image are left out with a warning.
+``distilldift-paper``, ``marco``, ``diy-sc`` and ``geco`` are those authors' code, frame, threshold
+scale and arithmetic included, and count keypoints outside the image as their code does;
+``common`` is one rule for every model. The result is a versioned results file (:mod:`.result`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..data.benchmarks import get_benchmark
 from ..data.pairs import Pair
 from ..data.symmetry import mirror_partner_rows
 from ..errors import InputError
@@ -37,9 +38,10 @@ from ..matching.points import MatchSettings, transfer_points
 from ..matching.pose_align import align_sources
 from .cache import CacheMode, FeatureCache
 from .pck import PCKSettings
-from .result import Clock, make_result, open_benchmark, pck_settings, pck_text, score_predictions
 from .protocol_match import predict_with
-from .protocols import DEFAULT_PROTOCOL, Protocol, get_protocol, pair_frames
+from .protocols import DEFAULT_PROTOCOL, PaperProtocol, Protocol, pair_frames, resolve_protocol
+from .result import (RESULT_SET_FORMAT, RESULT_VERSION, Clock, make_result, open_benchmark, pck_settings, pck_text,
+                     score_predictions)
 
 POSE_ALIGN_RULE = ("per pair, the mirrored source where the mean feature distance of its mutual nearest "
                    "neighbours with the target (native grid) is lower, keypoints looked up at their left/right "
@@ -106,9 +108,9 @@ def _check_batch_size(batch_size: int) -> None:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
 
 
-def _rules(protocol: Protocol, settings: MatchSettings, pck: PCKSettings,
+def protocol_rules(protocol: Protocol, settings: MatchSettings, pck: PCKSettings,
            pose_align: bool) -> tuple[Protocol, PCKSettings]:
-    """The protocol as it will run and its PCK settings: ``distilldift`` takes the match and PCK
+    """The protocol as it will run and its PCK settings: ``semcorr`` takes the match and PCK
     settings given; the others fix them (only the thresholds ``alphas`` may be chosen)."""
     if protocol.name == DEFAULT_PROTOCOL:
         window = settings.method == "window_soft_argmax"
@@ -144,7 +146,7 @@ def _input_overrides(protocol: Protocol, model: str | Extractor, overrides: dict
 
 def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = DEFAULT_MODEL,
              weights: str | None = None, random_weights: bool = False, device: str | None = None,
-             split: str | None = None, protocol: str | Protocol = DEFAULT_PROTOCOL,
+             split: str | None = None, protocol: str | Protocol | PaperProtocol = DEFAULT_PROTOCOL,
              settings: MatchSettings = MatchSettings(), pck: PCKSettings = PCKSettings(),
              limit: int | None = None, batch_size: int = 8, cache: CacheMode = "auto",
              cache_dir: str | Path | None = None, loader_options: Mapping[str, Any] | None = None,
@@ -159,9 +161,10 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
         model: a preset name or an :class:`Extractor`; ``weights``, ``random_weights``,
             ``device`` and ``**overrides`` (extractor config fields) build the preset.
         split: default: the split papers report (``test``).
-        protocol: ``distilldift`` (default), ``marco``, ``diy-sc``, ``geco`` or ``common``
-            (:mod:`.protocols`); the authors' protocols also fix the input size and resize mode.
-        settings: point transfer settings of the ``distilldift`` protocol (default: DistillDIFT's).
+        protocol: ``semcorr`` (default), ``distilldift-paper``, ``marco``, ``diy-sc``, ``geco`` or
+            ``common`` (:mod:`.protocols`; ``distilldift`` is an old name of ``semcorr``); the
+            authors' protocols also fix the input size and resize mode.
+        settings: point transfer settings of the ``semcorr`` protocol (default: DistillDIFT's).
         pck: scoring settings (default: the benchmark's thresholds, per keypoint, ``<=``); other
             protocols fix all but ``alphas``.
         limit: evaluate only the first ``limit`` pairs.
@@ -169,27 +172,28 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
         cache: ``memory``, ``disk`` or ``auto`` features (see :class:`FeatureCache`).
         cache_dir: keep disk features here and reuse them in later runs.
         loader_options: passed to the loader (``layout="small"`` for SPair, ``crowd_file`` for AP-10K...).
-        predictions: also return ``"predictions"``: per pair ``{"id", "category", "pred", "gt",
-            "threshold_length"}`` in target-image pixels, counted keypoints only (+ ``"flipped"``
-            with ``pose_align``, ``"frame"`` for protocols measured in the input frame).
+        predictions: also return ``"predictions"``: per pair, counted keypoints only, what an independent
+            check needs (:func:`~.result.score_predictions`; + ``"flipped"`` with ``pose_align``).
         progress: show progress bars (stderr).
         pose_align: the weakly supervised setting of GeoAware-SC: also extract every source image
             mirrored (once per image) and match each pair from the orientation whose mutual nearest
             neighbours with the target agree best (:mod:`semcorr.matching.pose_align`).
     Returns:
-        ``{"benchmark", "split", "model", "random_weights", "n_pairs", "n_keypoints", "pck":
-        {"0.1": percent, ...}, "pck_per_keypoint", "pck_per_image", "pck_category_mean",
+        a results file (:func:`~.result.make_result`): ``{"format", "version", "semcorr_version",
+        "benchmark", "split", "pairs_digest", "model", "weights_digest", "random_weights", "n_pairs",
+        "n_keypoints", "pck": {"0.1": percent, ...}, "pck_per_keypoint", "pck_per_image", "pck_category_mean",
         "per_category": {name: {"n_pairs", "n_keypoints", "pck", "per_keypoint", "per_image"}},
         "chance", "pose_align": {"enabled", "n_flipped", ...}, "protocol": {"name", every rule,
         "summary", "pck"}, "settings", "timing", "wall_time_s", ...}``.
     """
     clock = Clock()
-    rules, pck = _rules(get_protocol(protocol), settings, pck, pose_align)
+    rules, pck = protocol_rules(resolve_protocol(protocol, get_benchmark(benchmark).name), settings, pck, pose_align)
     _check_batch_size(batch_size)
     if isinstance(model, Extractor) and (weights is not None or random_weights or overrides):
         raise InputError("weights, random_weights and extractor settings apply to a preset name, not to an Extractor")
     overrides = _input_overrides(rules, model, overrides)
-    run = open_benchmark(benchmark, data_root, split=split, limit=limit, pck=pck, loader_options=loader_options)
+    run = open_benchmark(benchmark, data_root, split=split, limit=limit, pck=pck, loader_options=loader_options,
+                         outside=rules.outside)
     pairs = run.pairs
     if not pairs:
         raise InputError(f"{data_root}: no {run.spec.title} {run.split} pairs found")
@@ -198,7 +202,7 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
     images = list(dict.fromkeys(path for pair in pairs for path in (pair.source_image, pair.target_image)))
     mirrored = list(dict.fromkeys(pair.source_image for pair in pairs)) if pose_align else []
     matching = settings if rules.name == DEFAULT_PROTOCOL else None
-    if rules.name != DEFAULT_PROTOCOL and rules.matcher == "window_soft_argmax":
+    if rules.name != DEFAULT_PROTOCOL and rules.matcher == "window_soft_argmax":  # common
         grid, window = rules.common_grid(extractor.grid_size()[0])
         assert rules.temperature is not None  # every window_soft_argmax protocol sets one
         matching = MatchSettings(grid=grid, window=window, temperature=rules.temperature)
@@ -212,8 +216,7 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
         cache_used, cache_folder, computed = store.mode, store.folder, store.computed
     clock.lap("matching")
 
-    frames = (None if rules.frame == "original"
-              else [pair_frames(rules, pair, extractor.config.input_size)[1] for pair in pairs])
+    frames = [pair_frames(rules, pair, extractor.config.input_size)[1] for pair in pairs]
     scores, records = score_predictions(pairs, found, run.alphas, run.threshold, pck, predictions=predictions,
                                         frames=frames)
     alignment: dict[str, Any] = {"enabled": pose_align, "n_flipped": sum(flipped) if pose_align else None}
@@ -233,7 +236,8 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
     return make_result(
         run, extractor, title=run.spec.title,
         protocol={**rules.fields(), "summary": rules.summary(),
-                  "pck": pck_text(pck, run.alphas, run.threshold, rules.frame)},
+                  "pck": pck_text(pck, run.alphas, run.threshold, rules.frame,
+                                  side=rules.frame_size or extractor.config.input_size, length_rule=rules.length_rule)},
         scores=scores, n_images=len(images), settings=run_settings, clock=clock, images_computed=computed,
         records=records if predictions else None, n_pairs_in_split=run.total_pairs, pose_align=alignment)
 
@@ -245,7 +249,8 @@ def evaluate_models(benchmark: str, data_root: str | Path, models: Sequence[str]
     ``options`` are :func:`evaluate`'s, except ``weights`` and ``adapter`` (one model's files).
 
     Returns:
-        ``{"benchmark", "protocol", "results": [one evaluate() result per model]}``.
+        a results set: ``{"format": "semcorr-result-set", "version", "benchmark", "protocol",
+        "results": [one evaluate() result per model]}`` (``semcorr compare`` reads it).
     """
     models = list(dict.fromkeys(models))
     if not models:
@@ -255,4 +260,5 @@ def evaluate_models(benchmark: str, data_root: str | Path, models: Sequence[str]
         raise InputError(f"{', '.join('--' + key for key in given)} name one model's files; evaluate that model alone "
                          "(--model) or drop them")
     results = [evaluate(benchmark, data_root, model=name, **options) for name in models]
-    return {"benchmark": results[0]["benchmark"], "protocol": results[0]["protocol"], "results": results}
+    return {"format": RESULT_SET_FORMAT, "version": RESULT_VERSION, "benchmark": results[0]["benchmark"],
+            "protocol": results[0]["protocol"], "results": results}

@@ -108,8 +108,19 @@ def build_extractor(name: str, *, weights: str | None = None, random_weights: bo
 
 DINOV2_LICENCE = "Apache-2.0 (DINOv2)"
 SDXL_LICENCE = "Stability AI Non-Commercial Research Community License (SDXL-Turbo): non-commercial use only"
-DISTILLDIFT_FIGURE = ("SPair-71k PCK@0.1 65.1 per keypoint, 60.8 per image (bbox, <=): protocol distilldift "
-                      "(DistillDIFT paper, unsupervised student)")
+DISTILLDIFT_FIGURE = ("SPair-71k PCK@0.1 65.1 (bbox, pooled over keypoints, in an 840² stretched frame with "
+                      "L = max(box) x 840/H, <), PF-WILLOW 77.4 and CUB-200-2011 89.4 (bbox, original pixels, <=): "
+                      "protocol distilldift-paper (the DistillDIFT paper's table, unsupervised student; its PF-WILLOW "
+                      "and CUB figures with the unreleased CO3D-refined weights)")
+
+
+_DISTILLDIFT_HEADLINES = {
+    "distilldift-us": DISTILLDIFT_FIGURE,
+    "distilldift-ws": "SPair-71k PCK@0.1 70.6 with the authors' pose alignment (ADAPT_FLIP + MUTUAL_NN in "
+                      "eval/configs/eval_distilldift_ws.yaml; the paper's weakly supervised row): protocol "
+                      "distilldift-paper with pose alignment, which semcorr's distilldift-paper does not run (its "
+                      "--pose-align is for semcorr and common)",
+}
 
 
 def _hub_source(size: DinoSize, registers: bool) -> str:
@@ -129,8 +140,10 @@ for _size in ARCHITECTURES:
             f"DINOv2 ViT-{_size.upper()}/14{' with registers' if _registers else ''}, last layer, 434² -> 31x31",
             DinoV2Config(size=_size, registers=_registers), DinoV2Extractor, source=_hub_source(_size, _registers),
             licence=DINOV2_LICENCE,
-            headline=("SPair-71k PCK@0.1 59.5 per keypoint (bbox, <=): protocol distilldift (the DistillDIFT paper's "
-                      "DINOv2 row)" if (_size, _registers) == ("b", True) else "none recorded in semcorr's sources"),
+            headline=("SPair-71k PCK@0.1 59.2 at 434² (59.5 at 840²), PF-WILLOW 65.8 (67.4), CUB-200-2011 85.3 "
+                      "(85.9): protocol distilldift-paper (the DistillDIFT paper's DINOv2 ViT-B rows; with or without "
+                      "registers not stated)" if (_size, _registers) == ("b", True)
+                      else "none recorded in semcorr's sources"),
         ))
 register_preset(Preset(
     "sdxl-turbo", "SDXL-Turbo UNet features (up_blocks[0] stage 1, mean of 4 timesteps), 980² -> 31x31x1280",
@@ -143,7 +156,8 @@ register_preset(Preset(
     "concatenated: 31x31x2048", TeacherConfig(), EnsembleTeacher,
     source="SDXL-Turbo (--sdxl-weights) and DINOv2-B-reg (--dino-weights), as those presets",
     licence=f"{SDXL_LICENCE}; {DINOV2_LICENCE}",
-    headline="SPair-71k PCK@0.1 64.0 per keypoint (bbox, <=): protocol distilldift (DistillDIFT paper, DINOv2+SD)",
+    headline="none published for this teacher (the DistillDIFT paper's 64.0 on SPair-71k is DINOv2+SD1.5, sd-dino, "
+             "another model; its SDXL-Turbo teacher has no figure in the paper's table)",
 ))
 register_preset(Preset(
     "student", "DistillDIFT student: DINOv2-B-reg + LoRA adapter (--adapter RUN/adapter from `semcorr distill`), "
@@ -159,7 +173,7 @@ for _name, _variant in VARIANTS.items():
         source=(f"{OFFICIAL_URLS[_name]}, downloaded on first use, or --weights" if _name in OFFICIAL_URLS
                 else "--weights FILE.ckpt (the authors give no address)"),
         licence="none stated in the authors' README",
-        headline=DISTILLDIFT_FIGURE if _name == "distilldift-us" else "none recorded in semcorr's sources",
+        headline=_DISTILLDIFT_HEADLINES.get(_name, "none recorded in semcorr's sources"),
     ))
 
 
