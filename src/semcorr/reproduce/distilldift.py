@@ -78,27 +78,33 @@ def _tiny_data(context: Context) -> dict[str, Path]:
     return found
 
 
+def _train_list(context: Context) -> Path:
+    """The training images: a list file (keys as written in it)."""
+    if context.tiny:
+        return _folder(context, "train-images.txt")
+    from ..data.fetch import dataset_path
+
+    return dataset_path("coco-distilldift", context.settings["data"]) / "subset.txt"
+
+
+def _co3d_name(context: Context) -> str:
+    return "co3d-single-sequence" if context.settings["co3d"] == "single-sequence" else "co3d"
+
+
 def run_data(context: Context) -> dict[str, Any]:
-    images = _folder(context, "train-images.txt")
     if context.tiny:
         found = _tiny_data(context)
         pictures = sorted(found["pf-willow"].rglob("*.png"))[: context.settings["train_images"]]
-        _write_list(images, pictures)
+        _write_list(_train_list(context), pictures)
         _save_tiny_backbone(context)
         return {"data": {name: str(path) for name, path in found.items()}, "train_images": len(pictures)}
-    from ..data.fetch import download_dataset  # the catalog of `semcorr data`
+    from ..data.install import download_dataset
 
     root = Path(context.settings["data"])
     for name in ("coco-distilldift", "spair-71k", "pf-willow", "cub-200-2011"):
-        download_dataset(name, root, yes=True)
-    co3d = "co3d-single-sequence" if context.settings["co3d"] == "single-sequence" else "co3d"
-    download_dataset(co3d, root, yes=True)
-    from ..data.fetch import dataset_path
-
-    coco = dataset_path("coco-distilldift", root)
-    pictures = sorted(p for p in coco.rglob("*.jpg"))[: context.settings["train_images"]]
-    _write_list(images, pictures)
-    return {"data": str(root), "train_images": len(pictures)}
+        download_dataset(name, root, progress=context.settings.get("progress", True))
+    download_dataset(_co3d_name(context), root, categories=["all"], progress=context.settings.get("progress", True))
+    return {"data": str(root)}
 
 
 def _write_list(path: Path, pictures: list[Path]) -> None:
@@ -126,8 +132,12 @@ def _save_tiny_backbone(context: Context) -> None:
 
 
 def data_whole(context: Context) -> bool:
-    listed = _folder(context, "train-images.txt")
-    return listed.is_file() and (not context.tiny or (_folder(context, "tiny-backbone", "config.json").is_file()))
+    if context.tiny:
+        return _train_list(context).is_file() and _folder(context, "tiny-backbone", "config.json").is_file()
+    from ..data.verify import verify_dataset
+
+    names = ("coco-distilldift", "spair-71k", "pf-willow", "cub-200-2011", _co3d_name(context))
+    return all(verify_dataset(name, context.settings["data"]).ok for name in names)
 
 
 # --- teacher cache and distillation ---------------------------------------------------------------
@@ -145,8 +155,10 @@ def _teacher_spec(context: Context) -> Any:
 def run_teacher_cache(context: Context) -> dict[str, Any]:
     from ..extract.config import ExtractSettings
     from ..extract.run import extract_features
+    from ..images import list_images
 
-    report = extract_features(_folder(context, "train-images.txt"), _folder(context, "teacher-cache"),
+    images = list_images(_train_list(context), category_from_folder=not context.tiny)  # the prompt's category
+    report = extract_features(images, _folder(context, "teacher-cache"),
                               model=_teacher_spec(context), settings=ExtractSettings(embeddings=False, workers=0),
                               progress=context.settings.get("progress", True))
     return {"written": report.written, "already_done": report.already_done}
@@ -159,7 +171,7 @@ def teacher_cache_whole(context: Context) -> bool:
     folder = _folder(context, "teacher-cache")
     if not (folder / "config.json").is_file():
         return False
-    keys = [item.key for item in list_images(_folder(context, "train-images.txt"))]
+    keys = [item.key for item in list_images(_train_list(context))]
     return not FeatureFolder(folder).missing(keys)
 
 
@@ -173,7 +185,7 @@ def run_distill(context: Context) -> dict[str, Any]:
     from ..train.config import DistillConfig
     from ..train.distillation import distill
 
-    config = DistillConfig(images=str(_folder(context, "train-images.txt")),
+    config = DistillConfig(images=str(_train_list(context)),
                            teacher_cache=str(_folder(context, "teacher-cache")),
                            epochs=context.settings["epochs"], lr_decay_epoch=max(context.settings["epochs"] // 2, 1),
                            **_train_common(context))
@@ -196,8 +208,7 @@ def run_pairs_3d(context: Context) -> dict[str, Any]:
     else:
         from ..data.fetch import dataset_path
 
-        name = "co3d-single-sequence" if context.settings["co3d"] == "single-sequence" else "co3d"
-        source, kind = dataset_path(name, context.settings["data"]), "co3d"
+        source, kind = dataset_path(_co3d_name(context), context.settings["data"]), "co3d"
     summary = make_3d_pairs(source, _folder(context, "pairs-3d.h5"), format=kind,
                             progress=context.settings.get("progress", True))
     return {key: summary[key] for key in ("sequences", "written", "in_file", "pairs") if key in summary}
