@@ -48,15 +48,13 @@ TINY = {
     "co3d": "rgbd-livingroom", "eval_limit": 16,
     "benchmarks": {"spair-71k": "spair", "pf-willow": "pf-willow"},
 }
-# Rough costs per unit, for the plan's printout: (seconds on a GPU, seconds on a CPU) and bytes.
-COST = {
-    "teacher_image": (1.0, 240.0), "teacher_bytes": 31 * 31 * 2048 * 2, "student_step": (0.05, 3.0),
-    "pair_sequence": (2.0, 2.0), "eval_pair": (0.02, 0.5),
-}
+# Rough costs per unit, for the plan's printout: (seconds on a GPU, seconds on a CPU).
+SECONDS: dict[str, tuple[float, float]] = {"teacher_image": (1.0, 240.0), "student_step": (0.05, 3.0)}
+TEACHER_BYTES = 31 * 31 * 2048 * 2  # one image's fp16 teacher features
 
 
 def _seconds(context: Context, what: str) -> float:
-    gpu, cpu = COST[what]
+    gpu, cpu = SECONDS[what]
     return gpu if context.device.startswith("cuda") else cpu
 
 
@@ -203,14 +201,15 @@ def _adapter_whole(folder: Path) -> bool:
 def run_pairs_3d(context: Context) -> dict[str, Any]:
     from ..threed.generate import make_3d_pairs
 
+    out, progress = _folder(context, "pairs-3d.h5"), context.settings.get("progress", True)
     if context.tiny:
-        source, kind = Path(context.settings["data"]) / "rgbd-livingroom", "rgbd"
+        summary = make_3d_pairs(Path(context.settings["data"]) / "rgbd-livingroom", out, format="rgbd",
+                                progress=progress)
     else:
         from ..data.fetch import dataset_path
 
-        source, kind = dataset_path(_co3d_name(context), context.settings["data"]), "co3d"
-    summary = make_3d_pairs(source, _folder(context, "pairs-3d.h5"), format=kind,
-                            progress=context.settings.get("progress", True))
+        summary = make_3d_pairs(dataset_path(_co3d_name(context), context.settings["data"]), out, format="co3d",
+                                progress=progress)
     return {key: summary[key] for key in ("sequences", "written", "in_file", "pairs") if key in summary}
 
 
@@ -243,8 +242,7 @@ def run_refine(context: Context) -> dict[str, Any]:
 
 def _models(context: Context) -> dict[str, dict[str, Any]]:
     """Row name -> the arguments of :func:`semcorr.eval.evaluate` that build it."""
-    student = {"model": "student", "weights": _train_common(context)["weights"],
-               "input_size": context.settings["input_size"]}
+    student = {"model": "student", "weights": _train_common(context)["weights"]}  # at its own 434²
     rows = {
         "semcorr: distilled": {**student, "adapter": str(_folder(context, "runs", "distill", "adapter"))},
         "semcorr: distilled + 3D": {**student, "adapter": str(_folder(context, "runs", "refine", "adapter"))},
@@ -257,20 +255,24 @@ def _models(context: Context) -> dict[str, dict[str, Any]]:
 
 
 def _protocols(benchmark: str) -> dict[str, str]:
-    return {"authors'": "distilldift", "semcorr": "common"}
+    return {"authors'": "distilldift-paper", "semcorr": "semcorr"}
 
 
 def run_evaluate(context: Context) -> dict[str, Any]:
+    """One results file per model, benchmark and rule (what ``semcorr eval --out`` writes, so that
+    ``semcorr compare`` reads them), and ``results/index.json`` naming each file's row."""
     from ..eval.runner import evaluate
 
     data = _tiny_data(context) if context.tiny else None
-    make_folder(_folder(context, "results"))
-    written, skipped = [], []
+    folder = make_folder(_folder(context, "results"))
+    index_path = folder / "index.json"
+    index: dict[str, Any] = read_json(index_path, expect=dict) if index_path.is_file() else {}
+    skipped: list[str] = []
     for row, arguments in _models(context).items():
         for benchmark, loader in context.settings["benchmarks"].items():
             for rule, protocol in _protocols(benchmark).items():
                 out = _result_path(context, row, benchmark, rule)
-                if out.is_file():
+                if out.name in index and out.is_file():
                     continue
                 root = data[benchmark] if data is not None else _benchmark_root(context, benchmark)
                 try:
@@ -281,9 +283,10 @@ def run_evaluate(context: Context) -> dict[str, Any]:
                     context.log(f"[evaluate] {row}: left out ({error})")
                     skipped.append(row)
                     break
-                write_json(out, {"row": row, "rule": rule, "benchmark": benchmark, "result": result})
-                written.append(str(out))
-    return {"written": len(written), "skipped": sorted(set(skipped))}
+                write_json(out, result)
+                index[out.name] = {"row": row, "rule": rule, "benchmark": benchmark, "protocol": protocol}
+                write_json(index_path, index)
+    return {"results": len(index), "skipped": sorted(set(skipped))}
 
 
 def _benchmark_root(context: Context, benchmark: str) -> Path:
@@ -298,24 +301,32 @@ def _result_path(context: Context, row: str, benchmark: str, rule: str) -> Path:
 
 
 def evaluate_whole(context: Context) -> bool:
-    return _folder(context, "results").is_dir() and any(_folder(context, "results").glob("*.json"))
+    index_path = _folder(context, "results", "index.json")
+    if not index_path.is_file():
+        return False
+    index = read_json(index_path, expect=dict)
+    return bool(index) and all((index_path.parent / name).is_file() for name in index)
 
 
 def run_table(context: Context) -> dict[str, Any]:
-    rows: dict[str, dict[str, str]] = {name: {b: f"{v:.1f}" for b, v in cells.items()}
+    from ..eval.compare import read_results
+
+    folder = _folder(context, "results")
+    rows: dict[str, dict[str, str]] = {f"paper: {name}": {b: f"{v:.1f}" for b, v in cells.items()}
                                        for name, cells in PAPER_TABLE.items()}
-    for path in sorted(_folder(context, "results").glob("*.json")):
-        record = read_json(path, expect=dict)
-        result = record["result"]
-        name = f"{record['row']} [{record['rule']} rule]"
-        rows.setdefault(name, {})[record["benchmark"]] = f"{result['pck_per_keypoint']['0.1']:.1f}"
-    benchmarks = list(FULL["benchmarks"])
+    for name, entry in read_json(folder / "index.json", expect=dict).items():
+        (result,) = read_results(folder / name)  # checked: a semcorr results file of this version
+        label = f"{entry['row']} [{entry['rule']} rule: {entry['protocol']}]"
+        rows.setdefault(label, {})[entry["benchmark"]] = f"{result['pck_per_keypoint']['0.1']:.1f}"
+    benchmarks = ["spair-71k", "pf-willow", "cub-200-2011"]
     lines = ["| model | " + " | ".join(benchmarks) + " |", "| --- |" + " --- |" * len(benchmarks)]
     lines += [f"| {name} | " + " | ".join(cells.get(b, "–") for b in benchmarks) + " |" for name, cells in rows.items()]
-    note = ("PCK@0.1 of the target box, per keypoint. Paper rows: the authors' project page. "
-            + ("--tiny: random-weight models on a few images: these figures mean nothing about the method."
-               if context.tiny else ""))
-    table = "\n".join(lines) + "\n\n" + note + "\n"
+    notes = ["PCK@0.1 of the target box, per keypoint. Paper rows: the authors' project page (SPair-71k under "
+             "their eval/ rule, PF-WILLOW and CUB under their train/eval.py rule: protocol distilldift-paper).",
+             f"Every figure's file is in {folder}; `semcorr compare FILE ...` puts any of them side by side."]
+    if context.tiny:
+        notes.append("--tiny: random-weight models on a few images: these figures mean nothing about the method.")
+    table = "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
     write_atomically(_folder(context, "table.md"), table.encode())
     context.log(table)
     return {"rows": len(rows)}
@@ -332,15 +343,13 @@ def settings_for(tiny: bool, data: str | os.PathLike | None, root: Path) -> dict
 
 
 def distilldift_plan() -> Plan:
-    def per(what: str, count: str) -> Any:
-        return lambda c: _seconds(c, what) * (c.settings[count] if count in c.settings else 1)
-
+    """The stages of the module docstring, with their rough disk and time."""
     return Plan("distilldift", (
         Stage("data", "datasets (COCO subset, CO3D, SPair-71k, PF-WILLOW, CUB-200-2011)",
-              ("data/", "train-images.txt"), run_data, data_whole,
-              disk=lambda c: 0 if c.tiny else 50e9, seconds=lambda c: 5 if c.tiny else 3 * 3600),
+              ("data/",), run_data, data_whole,
+              disk=lambda c: 0 if c.tiny else 13e9, seconds=lambda c: 5 if c.tiny else 3600),
         Stage("teacher-cache", "teacher features of the training images", ("teacher-cache/",), run_teacher_cache,
-              teacher_cache_whole, disk=lambda c: COST["teacher_bytes"] * c.settings["train_images"]
+              teacher_cache_whole, disk=lambda c: TEACHER_BYTES * c.settings["train_images"]
               / (64 if c.tiny else 1), seconds=lambda c: _seconds(c, "teacher_image") * c.settings["train_images"]
               / (200 if c.tiny else 1)),
         Stage("distill", "the student distilled from the teacher", ("runs/distill/",), run_distill,
@@ -348,12 +357,13 @@ def distilldift_plan() -> Plan:
               seconds=lambda c: _seconds(c, "student_step") * c.settings["train_images"] * c.settings["epochs"]
               / (20 if c.tiny else 1)),
         Stage("pairs-3d", "exact correspondences between posed views", ("pairs-3d.h5",), run_pairs_3d, pairs_whole,
-              disk=lambda c: 1e6 if c.tiny else 2e9, seconds=lambda c: 10 if c.tiny else 2 * 3600),
+              disk=lambda c: 1e6 if c.tiny else 2e8, seconds=lambda c: 10 if c.tiny else 600),
         Stage("refine", "the student refined on the 3D pairs", ("runs/refine/",), run_refine,
               lambda c: _adapter_whole(_folder(c, "runs", "refine")), disk=lambda c: 5e6,
-              seconds=lambda c: 20 if c.tiny else 3600),
+              seconds=lambda c: 20 if c.tiny else 3600 * (1 if c.device.startswith("cuda") else 40)),
         Stage("evaluate", "every model, benchmark and rule", ("results/",), run_evaluate, evaluate_whole,
-              disk=lambda c: 1e6, seconds=lambda c: 60 if c.tiny else 3 * 3600),
+              disk=lambda c: 1e6 if c.tiny else 5e9,
+              seconds=lambda c: 60 if c.tiny else 3600 * (1 if c.device.startswith("cuda") else 60)),
         Stage("table", "the paper's table beside ours", ("table.md",), run_table, table_whole,
               disk=lambda c: 1e4, seconds=lambda c: 1),
     ))
@@ -372,7 +382,8 @@ def reproduce(name: str, root: str | os.PathLike, *, tiny: bool = False, data: s
     if name != "distilldift":
         raise InputError(f"unknown plan {name!r}; plans: distilldift")
     root = Path(root)
-    context_device = str(resolve_device(device))
+    # a plan can be printed for a device this machine lacks (to size a run elsewhere)
+    context_device = str(device) if plan_only and device not in (None, "auto") else str(resolve_device(device))
     recorded = root / "reproduce.json"
     settings = settings_for(tiny, data, root)
     settings["progress"] = progress

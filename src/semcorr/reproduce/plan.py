@@ -104,7 +104,8 @@ class Plan:
         lines += ["  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + row[4]
                   for row in rows]
         lines.append(f"still to run: about {_bytes(disk)} of disk and {_duration(seconds)} on {context.device} "
-                     "(rough figures; each stage resumes where it stopped)")
+                     "(rough figures: a GPU means one A100-class card, a CPU a few cores; each stage resumes where "
+                     "it stopped)")
         return "\n".join(lines)
 
     def run(self, context: Context, *, only: str | None = None) -> dict[str, Any]:
