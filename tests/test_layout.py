@@ -23,7 +23,7 @@ LAYERS = (
     "semcorr.weights", "semcorr.features.config", "semcorr.features.base", "semcorr.features.backbones",
     "semcorr.features.distill", "semcorr.features.released", "semcorr.features", "semcorr.matching", "semcorr.data",
     "semcorr.transfer", "semcorr.store", "semcorr.extract", "semcorr.threed", "semcorr.eval", "semcorr.train",
-    "semcorr.video", "semcorr.segment", "semcorr.export", "semcorr.perf", "semcorr.demo", "semcorr.app",
+    "semcorr.video", "semcorr.segment", "semcorr.export", "semcorr.perf", "semcorr.reproduce", "semcorr.demo", "semcorr.app",
     "semcorr.labelstudio", "semcorr._legacy", "semcorr.cli",
 )
 

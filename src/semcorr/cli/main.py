@@ -16,14 +16,14 @@ from typing import Sequence, TextIO
 
 from .. import __version__
 from ..errors import SemcorrError
-from . import (app, bench, cache, convert, data, evaluate, export, extract, labelstudio, match, segment, threed,
-               train, transfer, video)
+from . import (app, bench, cache, convert, data, evaluate, export, extract, labelstudio, match, reproduce, segment,
+               threed, train, transfer, video)
 from .options import add_renamed_options
 from .parser import Parser
 
 # Each registers its commands on the subparsers; in the order `semcorr --help` lists them.
-COMMAND_GROUPS = (match, transfer, app, labelstudio, evaluate, data, extract, cache, train, threed, video, segment,
-                  bench, export, convert)
+COMMAND_GROUPS = (match, transfer, app, labelstudio, evaluate, data, reproduce, extract, cache, train, threed, video,
+                  segment, bench, export, convert)
 
 
 def build_parser() -> argparse.ArgumentParser:
