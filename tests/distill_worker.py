@@ -21,9 +21,9 @@ import torch
 from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from helpers import tiny_backbone  # noqa: E402
+from helpers import tiny_backbone  # noqa: E402  (after sys.path names the tests folder)
 
-from semcorr.train import DistillConfig, FinetuneConfig, distill, finetune  # noqa: E402
+from semcorr.train import DistillConfig, FinetuneConfig, distill, finetune  # noqa: E402  (after sys.path names the tests folder)
 
 
 def main() -> None:

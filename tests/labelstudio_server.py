@@ -52,7 +52,7 @@ def find_label_studio() -> tuple[Path | None, str]:
 def installed_version(executable: Path) -> str:
     """The version of the ``label-studio`` package beside ``executable`` (its dist-info's name)."""
     found = sorted(executable.resolve().parent.parent.glob("lib/python*/site-packages/label_studio-*.dist-info"))
-    return found[-1].name[len("label_studio-"):-len(".dist-info")] if found else "unknown"
+    return found[-1].name[len("label_studio-") : -len(".dist-info")] if found else "unknown"
 
 
 def free_port() -> int:
@@ -64,17 +64,30 @@ def free_port() -> int:
 def label_studio_env(data: Path, port: int) -> dict[str, str]:
     """Label Studio's environment: the allow-list above, then its settings for a test server."""
     env = {name: os.environ[name] for name in PASSED_ON if name in os.environ}
-    env.update({
-        "LABEL_STUDIO_BASE_DATA_DIR": str(data), "DJANGO_DB": "sqlite",
-        "LABEL_STUDIO_HOST": f"http://127.0.0.1:{port}",  # the hostname it gives the backend in /setup
-        "LABEL_STUDIO_USERNAME": USERNAME, "LABEL_STUDIO_PASSWORD": PASSWORD, "LABEL_STUDIO_USER_TOKEN": TOKEN,
-        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",  # `Authorization: Token KEY` (read when the org is made)
-        "ML_BLOCK_LOCAL_IP": "false", "SSRF_PROTECTION_ENABLED": "false",  # the backend is on 127.0.0.1
-        "LOCAL_FILES_SERVING_ENABLED": "true", "LOCAL_FILES_DOCUMENT_ROOT": str(data),
-        "fflag_feat_utc_210_prediction_validation_15082025": "true",  # refuse predictions the config does not fit
-        "LATEST_VERSION_CHECK": "false", "COLLECT_ANALYTICS": "false", "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "",
-        "LOG_LEVEL": "WARNING", "DEBUG": "false", "CI": "false", "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "LABEL_STUDIO_BASE_DATA_DIR": str(data),
+            "DJANGO_DB": "sqlite",
+            "LABEL_STUDIO_HOST": f"http://127.0.0.1:{port}",  # the hostname it gives the backend in /setup
+            "LABEL_STUDIO_USERNAME": USERNAME,
+            "LABEL_STUDIO_PASSWORD": PASSWORD,
+            "LABEL_STUDIO_USER_TOKEN": TOKEN,
+            "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",  # `Authorization: Token KEY` (read when the org is made)
+            "ML_BLOCK_LOCAL_IP": "false",
+            "SSRF_PROTECTION_ENABLED": "false",  # the backend is on 127.0.0.1
+            "LOCAL_FILES_SERVING_ENABLED": "true",
+            "LOCAL_FILES_DOCUMENT_ROOT": str(data),
+            "fflag_feat_utc_210_prediction_validation_15082025": "true",  # refuse predictions the config does not fit
+            "LATEST_VERSION_CHECK": "false",
+            "COLLECT_ANALYTICS": "false",
+            "SENTRY_DSN": "",
+            "FRONTEND_SENTRY_DSN": "",
+            "LOG_LEVEL": "WARNING",
+            "DEBUG": "false",
+            "CI": "false",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
@@ -99,9 +112,23 @@ class LabelStudioServer:
         self.data.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [str(self.executable), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port",
-                 str(self.port), "--data-dir", str(self.data)], env=label_studio_env(self.data, self.port),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                [
+                    str(self.executable),
+                    "start",
+                    "--no-browser",
+                    "--internal-host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--data-dir",
+                    str(self.data),
+                ],
+                env=label_studio_env(self.data, self.port),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = started + self.timeout
         while not self._healthy():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -132,17 +159,29 @@ class LabelStudioServer:
         except ProcessLookupError:
             pass
 
-    def api(self, method: str, path: str, body: Any = None, *, files: dict[str, tuple[str, bytes]] | None = None,
-            token: str | None = None, expect: tuple[int, ...] = (200, 201, 204)) -> Any:
+    def api(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        files: dict[str, tuple[str, bytes]] | None = None,
+        token: str | None = None,
+        expect: tuple[int, ...] = (200, 201, 204),
+    ) -> Any:
         """Call Label Studio's API with the key: ``body`` as JSON, or ``files`` ({field: (name, bytes)})
         as a multipart form. Returns the JSON answer (``None`` when empty); another status raises."""
         headers = {"Authorization": f"Token {token or self.token}"}
         data = None
         if files is not None:
             boundary = uuid.uuid4().hex
-            parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
-                     f"Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n"
-                     for field, (name, content) in files.items()]
+            parts = [
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+                f"Content-Type: application/octet-stream\r\n\r\n".encode()
+                + content
+                + b"\r\n"
+                for field, (name, content) in files.items()
+            ]
             data = b"".join(parts) + f"--{boundary}--\r\n".encode()
             headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
         elif body is not None:
@@ -155,8 +194,9 @@ class LabelStudioServer:
         except urllib.error.HTTPError as error:
             status, raw = error.code, error.read()
         if status not in expect:
-            raise AssertionError(f"Label Studio answered {method} {path} with {status}: {raw[:500]!r} "
-                                 f"(its log: {self.log_path})")
+            raise AssertionError(
+                f"Label Studio answered {method} {path} with {status}: {raw[:500]!r} (its log: {self.log_path})"
+            )
         return json.loads(raw) if raw else None
 
 
@@ -196,8 +236,10 @@ def main() -> int:
         return 1
     if args.make_template:
         started = time.monotonic()
-        print(f"Label Studio {installed_version(executable)} template: {make_template(executable)} "
-              f"({time.monotonic() - started:.1f} s)")
+        print(
+            f"Label Studio {installed_version(executable)} template: {make_template(executable)} "
+            f"({time.monotonic() - started:.1f} s)"
+        )
     return 0
 
 

@@ -12,7 +12,7 @@ models with registers pass the target size with antialiasing (``interpolate_offs
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -29,19 +29,34 @@ def random_official_state(width: int, depth: int, registers: bool, seed: int = 0
     def normal(*shape: int, std: float = 0.1, mean: float = 0.0) -> torch.Tensor:
         return torch.randn(*shape, generator=generator) * std + mean
 
-    state = {"cls_token": normal(1, 1, width), "pos_embed": normal(1, 1 + STORED_GRID ** 2, width),
-             "mask_token": normal(1, width), "patch_embed.proj.weight": normal(width, 3, PATCH, PATCH, std=0.05),
-             "patch_embed.proj.bias": normal(width), "norm.weight": normal(width, mean=1.0), "norm.bias": normal(width)}
+    state = {
+        "cls_token": normal(1, 1, width),
+        "pos_embed": normal(1, 1 + STORED_GRID**2, width),
+        "mask_token": normal(1, width),
+        "patch_embed.proj.weight": normal(width, 3, PATCH, PATCH, std=0.05),
+        "patch_embed.proj.bias": normal(width),
+        "norm.weight": normal(width, mean=1.0),
+        "norm.bias": normal(width),
+    }
     if registers:
         state["register_tokens"] = normal(1, 4, width)
     for i in range(depth):
-        block = {"norm1.weight": normal(width, mean=1.0), "norm1.bias": normal(width),
-                 "attn.qkv.weight": normal(3 * width, width), "attn.qkv.bias": normal(3 * width),
-                 "attn.proj.weight": normal(width, width), "attn.proj.bias": normal(width),
-                 "ls1.gamma": normal(width, std=0.05, mean=0.3), "norm2.weight": normal(width, mean=1.0),
-                 "norm2.bias": normal(width), "mlp.fc1.weight": normal(4 * width, width),
-                 "mlp.fc1.bias": normal(4 * width), "mlp.fc2.weight": normal(width, 4 * width),
-                 "mlp.fc2.bias": normal(width), "ls2.gamma": normal(width, std=0.05, mean=0.3)}
+        block = {
+            "norm1.weight": normal(width, mean=1.0),
+            "norm1.bias": normal(width),
+            "attn.qkv.weight": normal(3 * width, width),
+            "attn.qkv.bias": normal(3 * width),
+            "attn.proj.weight": normal(width, width),
+            "attn.proj.bias": normal(width),
+            "ls1.gamma": normal(width, std=0.05, mean=0.3),
+            "norm2.weight": normal(width, mean=1.0),
+            "norm2.bias": normal(width),
+            "mlp.fc1.weight": normal(4 * width, width),
+            "mlp.fc1.bias": normal(4 * width),
+            "mlp.fc2.weight": normal(width, 4 * width),
+            "mlp.fc2.bias": normal(width),
+            "ls2.gamma": normal(width, std=0.05, mean=0.3),
+        }
         state.update({f"blocks.{i}.{name}": value for name, value in block.items()})
     return state
 
@@ -64,8 +79,9 @@ def official_positions(pos_embed: torch.Tensor, grid: tuple[int, int], registers
     if registers:
         table = F.interpolate(table, size=(rows, cols), mode="bicubic", antialias=True)
     else:
-        table = F.interpolate(table, scale_factor=((rows + 0.1) / side, (cols + 0.1) / side), mode="bicubic",
-                              antialias=False)
+        table = F.interpolate(
+            table, scale_factor=((rows + 0.1) / side, (cols + 0.1) / side), mode="bicubic", antialias=False
+        )
     assert tuple(table.shape[-2:]) == (rows, cols)
     return torch.cat([pos_embed[:, :1], table.permute(0, 2, 3, 1).reshape(1, rows * cols, -1)], dim=1)
 
@@ -74,9 +90,16 @@ Hook = Callable[[int, torch.Tensor], torch.Tensor]
 
 
 @torch.no_grad()
-def official_patch_tokens(state: dict[str, torch.Tensor], pixels: torch.Tensor, *, heads: int, registers: bool,
-                          final_norm: bool = True, qkv_extra: Hook | None = None,
-                          adapter: Hook | None = None) -> torch.Tensor:
+def official_patch_tokens(
+    state: dict[str, torch.Tensor],
+    pixels: torch.Tensor,
+    *,
+    heads: int,
+    registers: bool,
+    final_norm: bool = True,
+    qkv_extra: Hook | None = None,
+    adapter: Hook | None = None,
+) -> torch.Tensor:
     """The patch tokens of the last block, (B, C, H/14, W/14), for (B, 3, H, W) pixels in [0, 1].
 
     Args:
@@ -98,13 +121,13 @@ def official_patch_tokens(state: dict[str, torch.Tensor], pixels: torch.Tensor, 
         prefix += state["register_tokens"].shape[1]
     tokens, head = x.shape[1], width // heads
     for i in range(depth):
-        b = {key[len(f"blocks.{i}."):]: value for key, value in state.items() if key.startswith(f"blocks.{i}.")}
+        b = {key[len(f"blocks.{i}.") :]: value for key, value in state.items() if key.startswith(f"blocks.{i}.")}
         y = F.layer_norm(x, (width,), b["norm1.weight"], b["norm1.bias"], eps=1e-6)
         qkv = y @ b["attn.qkv.weight"].T + b["attn.qkv.bias"]
         if qkv_extra is not None:
             qkv = qkv + qkv_extra(i, y)
         q, k, v = qkv.reshape(batch, tokens, 3, heads, head).permute(2, 0, 3, 1, 4)
-        attention = ((q * head ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
+        attention = ((q * head**-0.5) @ k.transpose(-2, -1)).softmax(dim=-1)
         y = (attention @ v).transpose(1, 2).reshape(batch, tokens, width)
         x = x + b["ls1.gamma"] * (y @ b["attn.proj.weight"].T + b["attn.proj.bias"])
         y = F.layer_norm(x, (width,), b["norm2.weight"], b["norm2.bias"], eps=1e-6)

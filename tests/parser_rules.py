@@ -9,7 +9,8 @@ import warnings
 from pathlib import Path
 
 spec = importlib.util.spec_from_file_location(
-    "semcorr_cli_parser", Path(__file__).resolve().parents[1] / "src" / "semcorr" / "cli" / "parser.py")
+    "semcorr_cli_parser", Path(__file__).resolve().parents[1] / "src" / "semcorr" / "cli" / "parser.py"
+)
 parser_module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(parser_module)
 Parser, PointsAction = parser_module.Parser, parser_module.PointsAction
@@ -30,8 +31,13 @@ def build():
     group.add_argument("--pair-file")
     group.add_argument("--benchmark")
     train.add_argument("--pairs-per-step", type=int, default=1)
-    add_old_spelling(train, "--pairs", "--pair-file", until="0.3.0",
-                     fields=lambda value: {"benchmark": value} if value == "spair" else {"pair_file": value})
+    add_old_spelling(
+        train,
+        "--pairs",
+        "--pair-file",
+        until="0.3.0",
+        fields=lambda value: {"benchmark": value} if value == "spair" else {"pair_file": value},
+    )
     return parser
 
 
@@ -60,17 +66,22 @@ def check():
     args, _ = parse("match", "a.png", "--points", "1,2", "b.png")
     assert (args.image_a, args.image_b) == ("a.png", "b.png") and not hasattr(args, "images_after_points"), args
     assert error("match", "--points", "1,2", "a.png") == (
-        2, "semcorr match: error: the following arguments are required: image_b (see `semcorr match --help`)\n")
+        2,
+        "semcorr match: error: the following arguments are required: image_b (see `semcorr match --help`)\n",
+    )
     assert error("match", "a.png", "b.png", "--points", "c.png")[1].startswith(
-        "semcorr match: error: argument --points: expected at least one argument")
+        "semcorr match: error: argument --points: expected at least one argument"
+    )
     assert error("match", "a.png", "b.png", "--mod", "m")[1].startswith(
-        "semcorr: error: unrecognized arguments: --mod m")
+        "semcorr: error: unrecognized arguments: --mod m"
+    )
     args, warned = parse("finetune-3d", "--pairs", "p.h5")
     assert (args.pair_file, args.benchmark, args.pairs_per_step) == ("p.h5", None, 1), args
     assert warned == ["--pairs is now --pair-file; the old spelling works until semcorr 0.3.0"], warned
     args, warned = parse("finetune-3d", "--pairs", "spair")
     assert (args.pair_file, args.benchmark) == (None, "spair") and warned == [
-        "--pairs spair is now --benchmark spair; the old spelling works until semcorr 0.3.0"], (args, warned)
+        "--pairs spair is now --benchmark spair; the old spelling works until semcorr 0.3.0"
+    ], (args, warned)
     assert "--pairs " not in build()._subparsers._group_actions[0].choices["finetune-3d"].format_help()
     code, message = error("finetune-3d", "--pairs", "a.h5", "--benchmark", "spair")
     assert code == 2 and "not allowed with" in message, message

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import SHIFT, running_app, shifted_pair
 from PIL import Image
 
-from helpers import SHIFT, running_app, shifted_pair
 from semcorr import Matcher
 from semcorr.app import AppSettings, create_server
 from semcorr.demo import DEMO_POINTS, demo_images
@@ -65,8 +65,17 @@ class TestTransfer:
     def test_points_carried_to_a_batch_within_a_cell_as_coco(self, server, pair):
         a, b = pair
         points = [[100.0, 80.0], [180.5, 120.0]]
-        status, answer = request(server, "/api/transfer", {"model": "baseline", "source": a["id"], "points": points,
-                                                           "targets": [b["id"], a["id"]], "min_confidence": 0.0})
+        status, answer = request(
+            server,
+            "/api/transfer",
+            {
+                "model": "baseline",
+                "source": a["id"],
+                "points": points,
+                "targets": [b["id"], a["id"]],
+                "min_confidence": 0.0,
+            },
+        )
         assert status == 200, answer
         shifted, itself = answer["targets"]
         assert shifted["id"] == b["id"] and len(shifted["points"]) == 2 and all(shifted["visible"])
@@ -82,17 +91,31 @@ class TestTransfer:
 
     def test_a_threshold_marks_points_not_visible(self, server, pair):
         a, b = pair
-        status, answer = request(server, "/api/transfer", {"model": "baseline", "source": a["id"],
-                                                           "points": [[100.0, 80.0]], "targets": [b["id"]],
-                                                           "min_confidence": 1.0})
+        status, answer = request(
+            server,
+            "/api/transfer",
+            {
+                "model": "baseline",
+                "source": a["id"],
+                "points": [[100.0, 80.0]],
+                "targets": [b["id"]],
+                "min_confidence": 1.0,
+            },
+        )
         target = answer["targets"][0]
         assert status == 200 and target["visible"] == [target["confidence"][0] >= 1.0]
         keypoints = json.loads(answer["coco_json"])["annotations"][0]["keypoints"]
         assert keypoints == ([0, 0, 0] if not target["visible"][0] else keypoints)
 
-    @pytest.mark.parametrize("change,message", [({"points": []}, "no points given"), ({"targets": []}, "give 1 to 16"),
-                                                ({"min_confidence": 2}, "--min-confidence 2.0"),
-                                                ({"targets": ["nothing"]}, "nothing")])
+    @pytest.mark.parametrize(
+        "change,message",
+        [
+            ({"points": []}, "no points given"),
+            ({"targets": []}, "give 1 to 16"),
+            ({"min_confidence": 2}, "--min-confidence 2.0"),
+            ({"targets": ["nothing"]}, "nothing"),
+        ],
+    )
     def test_bad_requests_are_one_line(self, server, pair, change, message):
         a, b = pair
         body = {"model": "baseline", "source": a["id"], "points": [[10.0, 10.0]], "targets": [b["id"]], **change}
@@ -114,8 +137,16 @@ class TestServer:
             with urllib.request.urlopen(server.url + asset, timeout=30) as response:
                 assert response.status == 200 and response.read()
 
-    @pytest.mark.parametrize("path", ["/static/../server.py", "/static/..%2Fserver.py", "/etc/passwd",
-                                      "/api/images/../../x.png", "/static/nothing.js"])
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/static/../server.py",
+            "/static/..%2Fserver.py",
+            "/etc/passwd",
+            "/api/images/../../x.png",
+            "/static/nothing.js",
+        ],
+    )
     def test_nothing_else_is_served(self, server, path):
         status, answer = request(server, path)
         assert status == 404 and "no such" in answer["error"]
@@ -132,8 +163,11 @@ class TestMatch:
     def test_shifted_copy_is_found_within_a_cell(self, server, pair):
         a, b = pair
         points = [[100.0, 80.0], [180.5, 120.0]]
-        status, answer = request(server, "/api/match", {"model": "baseline", "image_a": a["id"], "image_b": b["id"],
-                                                        "points": points, "heatmap": 1})
+        status, answer = request(
+            server,
+            "/api/match",
+            {"model": "baseline", "image_a": a["id"], "image_b": b["id"], "points": points, "heatmap": 1},
+        )
         assert status == 200, answer
         for point, match in zip(points, answer["result"]["matches"]):
             assert match["source"] == point
@@ -145,8 +179,16 @@ class TestMatch:
 
     def test_the_json_semcorr_match_writes(self, server):
         """The result is Matcher.match's, whose JSON ``semcorr match`` writes (images named as uploaded)."""
-        status, answer = request(server, "/api/match", {"model": "baseline", "image_a": "motorcycle_left",
-                                                        "image_b": "motorcycle_right", "points": DEMO_POINTS[:3]})
+        status, answer = request(
+            server,
+            "/api/match",
+            {
+                "model": "baseline",
+                "image_a": "motorcycle_left",
+                "image_b": "motorcycle_right",
+                "points": DEMO_POINTS[:3],
+            },
+        )
         expected = Matcher("baseline").match(*demo_images(), DEMO_POINTS[:3])
         result = answer["result"]
         assert status == 200 and answer["heatmap"] is None
@@ -166,21 +208,33 @@ class TestMatch:
             status, answer = request(server, "/api/match", {**body, "points": [[50, 60]], "pose_align": True})
             assert status == 200 and answer["result"]["pose_align"]["flipped"] is False
             assert server.engine.extractions == 3  # mirrored A, once
-            assert request(server, "/api/prepare", {"model": "baseline", "images": [a["id"], b["id"]],
-                                                    "pose_align": True})[0] == 200
+            assert (
+                request(
+                    server, "/api/prepare", {"model": "baseline", "images": [a["id"], b["id"]], "pose_align": True}
+                )[0]
+                == 200
+            )
             assert server.engine.extractions == 3
 
-    @pytest.mark.parametrize("change, message", [
-        ({"model": "dinov2-b-reg"}, "not offered by this page; choose one of: baseline"),
-        ({"image_b": "0123abcd"}, "is not on the server"),
-        ({"points": [[9999, 10]]}, "point 0"),
-        ({"points": "10,20"}, "'points' must be a list"),
-        ({"heatmap": 5}, "point 5 does not exist"),
-        ({"points": [[1, 1]] * 65}, "at most 64"),
-    ])
+    @pytest.mark.parametrize(
+        "change, message",
+        [
+            ({"model": "dinov2-b-reg"}, "not offered by this page; choose one of: baseline"),
+            ({"image_b": "0123abcd"}, "is not on the server"),
+            ({"points": [[9999, 10]]}, "point 0"),
+            ({"points": "10,20"}, "'points' must be a list"),
+            ({"heatmap": 5}, "point 5 does not exist"),
+            ({"points": [[1, 1]] * 65}, "at most 64"),
+        ],
+    )
     def test_bad_requests_answer_one_line(self, server, change, message):
-        body = {"model": "baseline", "image_a": "motorcycle_left", "image_b": "motorcycle_right",
-                "points": [[10, 10]], **change}
+        body = {
+            "model": "baseline",
+            "image_a": "motorcycle_left",
+            "image_b": "motorcycle_right",
+            "points": [[10, 10]],
+            **change,
+        }
         status, answer = request(server, "/api/match", body)
         assert status == 400 and message in answer["error"] and "\n" not in answer["error"]
 
@@ -202,8 +256,10 @@ class TestUploads:
         answer = json.loads(response.read())
         connection.close()
         assert response.status == 413
-        assert answer["error"] == ("huge.jpg: 3.0 MB is over this page's upload limit of 0.5 MB; use a smaller file "
-                                   "(or start the page with a higher --max-upload-mb)")
+        assert answer["error"] == (
+            "huge.jpg: 3.0 MB is over this page's upload limit of 0.5 MB; use a smaller file "
+            "(or start the page with a higher --max-upload-mb)"
+        )
 
     def test_too_many_pixels_refused_before_decoding(self, server, tmp_path):
         path = tmp_path / "wide.png"
@@ -229,8 +285,10 @@ class TestUploads:
         """The client goes away mid-body: nobody is left to answer; nothing is kept, the server serves on."""
         before = server.uploads._images.copy()
         with socket.create_connection(("127.0.0.1", server.server_port), timeout=30) as connection:
-            connection.sendall(b"POST /api/images HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n"
-                               b"Content-Type: image/png\r\nX-Filename: cut.png\r\n\r\n" + b"x" * 10)
+            connection.sendall(
+                b"POST /api/images HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n"
+                b"Content-Type: image/png\r\nX-Filename: cut.png\r\n\r\n" + b"x" * 10
+            )
             connection.shutdown(socket.SHUT_WR)
             assert connection.makefile("rb").read() == b""  # closed, unanswered
         assert server.uploads._images == before and request(server, "/api/config")[0] == 200
@@ -243,13 +301,34 @@ class TestUploads:
         with running_app("baseline", max_images=2) as server:
             folder = Path(server.folder)
             uploads = [upload(server, images[i % 2]) for i in range(3)]
-            assert request(server, "/api/match", {"model": "baseline", "image_a": uploads[1]["id"],
-                                                  "image_b": uploads[2]["id"], "points": [[9, 9]], "heatmap": 0})[0] == 200
+            assert (
+                request(
+                    server,
+                    "/api/match",
+                    {
+                        "model": "baseline",
+                        "image_a": uploads[1]["id"],
+                        "image_b": uploads[2]["id"],
+                        "points": [[9, 9]],
+                        "heatmap": 0,
+                    },
+                )[0]
+                == 200
+            )
             kept = sorted(p.name for p in folder.iterdir())
-            assert kept == sorted([u["id"] for u in uploads[1:]] + [f"{u['id']}.png" for u in uploads[1:]]
-                                  + [f"{p.stem}.png" for p in demo_images()])  # the oldest upload was dropped
-            assert request(server, "/api/match", {"model": "baseline", "image_a": uploads[0]["id"],
-                                                  "image_b": uploads[2]["id"], "points": [[9, 9]]})[0] == 400
+            assert kept == sorted(
+                [u["id"] for u in uploads[1:]]
+                + [f"{u['id']}.png" for u in uploads[1:]]
+                + [f"{p.stem}.png" for p in demo_images()]
+            )  # the oldest upload was dropped
+            assert (
+                request(
+                    server,
+                    "/api/match",
+                    {"model": "baseline", "image_a": uploads[0]["id"], "image_b": uploads[2]["id"], "points": [[9, 9]]},
+                )[0]
+                == 400
+            )
         assert not folder.exists() and not any(work.iterdir())
 
 
@@ -269,15 +348,24 @@ class TestCommand:
     def test_help(self, cli):
         result = cli("app", "--help")
         assert result.returncode == 0
-        for option in ("--host", "--port", "--models", "--max-upload-mb", "--max-megapixels", "--model",
-                       "--random-weights", "--window"):
+        for option in (
+            "--host",
+            "--port",
+            "--models",
+            "--max-upload-mb",
+            "--max-megapixels",
+            "--model",
+            "--random-weights",
+            "--window",
+        ):
             assert option in result.stdout
 
     def test_bad_port_is_one_line(self, cli):
         result = cli("app", "--port", "70000")
         assert result.returncode == 1
-        assert result.stderr.strip() == ("semcorr: error: --port 70000 (AppSettings.port): must be an integer in "
-                                         "[0, 65535]")
+        assert result.stderr.strip() == (
+            "semcorr: error: --port 70000 (AppSettings.port): must be an integer in [0, 65535]"
+        )
 
     def test_busy_port_is_one_line(self, cli):
         with socket.socket() as busy:
@@ -336,10 +424,15 @@ class TestSecurity:
         before = dict(server.uploads._images)
         png = io.BytesIO()
         Image.new("RGB", (8, 8)).save(png, format="PNG")
-        for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"},
-                        {"Origin": f"http://127.0.0.1:{server.server_port + 1}"}, {"Sec-Fetch-Site": "cross-site"}):
-            status, answer = request(server, "/api/images", png.getvalue(),
-                                     {"Content-Type": "text/plain", "X-Filename": "x.png", **headers})
+        for headers in (
+            {"Origin": "http://evil.example"},
+            {"Origin": "null"},
+            {"Origin": f"http://127.0.0.1:{server.server_port + 1}"},
+            {"Sec-Fetch-Site": "cross-site"},
+        ):
+            status, answer = request(
+                server, "/api/images", png.getvalue(), {"Content-Type": "text/plain", "X-Filename": "x.png", **headers}
+            )
             assert status == 403 and "refused" in answer["error"]
         assert server.uploads._images == before
 
@@ -360,19 +453,26 @@ class TestSecurity:
         assert status == 415 and "image/" in answer["error"]
 
     def test_an_oversized_json_body_is_refused_unread(self, server):
-        head = (f"POST /api/match HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {5_000_000}").encode()
+        head = (
+            f"POST /api/match HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {5_000_000}"
+        ).encode()
         status, answer = raw_request(server.server_port, head)
         assert status == 413 and answer["error"] == "the request is over 1000000 bytes"
 
     def test_an_oversized_chunked_upload_is_cut_off(self, server):
         chunk = b"x" * 65536
         body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(10)) + b"0\r\n\r\n"  # 655 kB > 0.5 MB
-        head = (b"POST /api/images HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nX-Filename: big.png\r\n"
-                b"Transfer-Encoding: chunked")
+        head = (
+            b"POST /api/images HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\nX-Filename: big.png\r\n"
+            b"Transfer-Encoding: chunked"
+        )
         status, answer = raw_request(server.server_port, head, body)
-        assert status == 413 and answer["error"].startswith("big.png: ") and "over this page's upload limit of 0.5 MB" \
-            in answer["error"]
+        assert (
+            status == 413
+            and answer["error"].startswith("big.png: ")
+            and "over this page's upload limit of 0.5 MB" in answer["error"]
+        )
 
     def test_slow_clients_are_cut_off(self):
         with running_app("baseline", client_timeout=1.0) as server:
@@ -382,8 +482,9 @@ class TestSecurity:
                 assert connection.recv(100) == b""  # closed by the server
             assert 0.9 <= time.monotonic() - started < 10
             started = time.monotonic()
-            head = (b"POST /api/match HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: 50")
+            head = (
+                b"POST /api/match HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 50"
+            )
             status, answer = raw_request(server.server_port, head, b'{"model": ')  # the body never ends
             assert status == 408 and answer["error"] == "the request's body did not arrive within 1 s"
             assert 0.9 <= time.monotonic() - started < 10
@@ -392,8 +493,10 @@ class TestSecurity:
     def test_requests_at_once_are_bounded(self):
         with running_app("baseline", max_requests=1, client_timeout=5.0) as server:
             with socket.create_connection(("127.0.0.1", server.server_port), timeout=30) as waiting:
-                waiting.sendall(b"POST /api/match HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                                b"Content-Length: 50\r\n\r\n{")  # holds the one place until its body times out
+                waiting.sendall(
+                    b"POST /api/match HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: 50\r\n\r\n{"
+                )  # holds the one place until its body times out
                 time.sleep(0.3)
                 status, answer = request(server, "/api/config")
                 assert status == 503 and answer["error"].startswith("the server is busy (1 requests at once)")
@@ -404,12 +507,16 @@ class TestSecurity:
         lines = []
         server = create_server("baseline", settings=AppSettings(port=0), log=lines.append).start()
         try:
+
             def broken(*args, **kwargs):
                 raise RuntimeError("secret detail /home/user/weights")
 
             monkeypatch.setattr(server.engine, "match", broken)
-            status, answer = request(server, "/api/match", {"model": "baseline", "image_a": "motorcycle_left",
-                                                            "image_b": "motorcycle_right", "points": [[1, 1]]})
+            status, answer = request(
+                server,
+                "/api/match",
+                {"model": "baseline", "image_a": "motorcycle_left", "image_b": "motorcycle_right", "points": [[1, 1]]},
+            )
         finally:
             server.close()
         assert status == 500 and answer == {"error": "internal error (the server's log has the details)"}

@@ -12,16 +12,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import SHIFT, running_app, shifted_pair
 from PIL import Image
 
-from helpers import SHIFT, running_app, shifted_pair
-
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed: pip install -e '.[test]'")
-from selenium.common.exceptions import StaleElementReferenceException, TimeoutException  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException  # noqa: E402  (after the importorskip above)
+from selenium.webdriver.chrome.service import Service  # noqa: E402  (after the importorskip above)
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402  (after the importorskip above)
+from selenium.webdriver.common.by import By  # noqa: E402  (after the importorskip above)
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402  (after the importorskip above)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -37,16 +36,25 @@ def server():
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     if not CHROMIUM or not CHROMEDRIVER:
-        pytest.skip("no Chromium and chromedriver on this machine: `apt-get install chromium chromium-driver` "
-                    "(what .ci/run does) to run the browser tests")
+        pytest.skip(
+            "no Chromium and chromedriver on this machine: `apt-get install chromium chromium-driver` "
+            "(what .ci/run does) to run the browser tests"
+        )
     downloads = tmp_path_factory.mktemp("downloads")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900",
-                     "--disable-gpu", "--no-first-run"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        "--disable-gpu",
+        "--no-first-run",
+    ):
         options.add_argument(argument)
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                              "download.prompt_for_download": False})
+    options.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     yield driver, downloads
@@ -78,7 +86,8 @@ def wait_for(driver, condition, timeout: float = WAIT):
     page's error box and status."""
     try:
         return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(
-            lambda _: condition())
+            lambda _: condition()
+        )
     except TimeoutException:
         pytest.fail(f"page did not get there: status {text(driver, 'status')!r}, error {text(driver, 'error')!r}")
 
@@ -97,11 +106,15 @@ def use_pair(driver, images) -> None:
 def click_a(driver, x: float, y: float) -> None:
     """Click image A at original pixel (x, y) (selenium offsets are from the element's centre)."""
     image = driver.find_element(By.ID, "image-a")
-    box = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height, "
-                                "arguments[0].naturalWidth, arguments[0].naturalHeight];", image)
+    box = driver.execute_script(
+        "const r = arguments[0].getBoundingClientRect(); return [r.width, r.height, "
+        "arguments[0].naturalWidth, arguments[0].naturalHeight];",
+        image,
+    )
     width, height, natural_w, natural_h = box
-    ActionChains(driver).move_to_element_with_offset(image, x * width / natural_w - width / 2,
-                                                     y * height / natural_h - height / 2).click().perform()
+    ActionChains(driver).move_to_element_with_offset(
+        image, x * width / natural_w - width / 2, y * height / natural_h - height / 2
+    ).click().perform()
 
 
 def rows(driver) -> list[dict]:
@@ -109,8 +122,12 @@ def rows(driver) -> list[dict]:
     found = []
     for row in driver.find_elements(By.CSS_SELECTOR, "#points tbody tr"):
         data = {key: row.get_attribute(f"data-{key}") for key in ("source-x", "source-y", "target-x", "target-y")}
-        found.append({"source": [float(data["source-x"]), float(data["source-y"])] if data["source-x"] else None,
-                      "target": [float(data["target-x"]), float(data["target-y"])] if data["target-x"] else None})
+        found.append(
+            {
+                "source": [float(data["source-x"]), float(data["source-y"])] if data["source-x"] else None,
+                "target": [float(data["target-x"]), float(data["target-y"])] if data["target-x"] else None,
+            }
+        )
     return found
 
 
@@ -118,14 +135,22 @@ def click_and_wait(driver, x: float, y: float, count: int) -> float:
     """Click A, wait until ``count`` points are matched and the heatmap is drawn; the page's latency (ms)."""
     driver.execute_script("document.getElementById('status').removeAttribute('data-latency-ms')")
     click_a(driver, x, y)
-    wait_for(driver, lambda: driver.find_element(By.ID, "status").get_attribute("data-latency-ms") is not None
-             and len(rows(driver)) == count and all(r["target"] for r in rows(driver)))
+    wait_for(
+        driver,
+        lambda: (
+            driver.find_element(By.ID, "status").get_attribute("data-latency-ms") is not None
+            and len(rows(driver)) == count
+            and all(r["target"] for r in rows(driver))
+        ),
+    )
     return float(driver.find_element(By.ID, "status").get_attribute("data-latency-ms"))
 
 
 def heatmap_shown(driver) -> bool:
-    return driver.execute_script("const h = document.getElementById('heatmap'); return !h.hidden && h.complete && "
-                                 "h.naturalWidth > 0 && h.src.startsWith('data:image/png');")
+    return driver.execute_script(
+        "const h = document.getElementById('heatmap'); return !h.hidden && h.complete && "
+        "h.naturalWidth > 0 && h.src.startsWith('data:image/png');"
+    )
 
 
 def test_click_shows_heatmap_and_the_shifted_match_and_downloads_both(page, images):
@@ -154,8 +179,11 @@ def test_click_shows_heatmap_and_the_shifted_match_and_downloads_both(page, imag
     result = json.loads(target.read_text())
     assert [m["source"] for m in result["matches"]] == [first["source"], second["source"]]
     assert [m["target"] for m in result["matches"]] == [first["target"], second["target"]]
-    assert result["model"] == "baseline" and result["image_a"] == {"name": "cat_a.png", "width": width,
-                                                                   "height": height}
+    assert result["model"] == "baseline" and result["image_a"] == {
+        "name": "cat_a.png",
+        "width": width,
+        "height": height,
+    }
     assert set(result) == {"matches", "model", "random_weights", "image_a", "image_b", "settings"}
 
 
@@ -188,8 +216,10 @@ def test_oversized_upload_gets_a_clear_message(page, tmp_path):
     upload(driver, "b", path)
     wait_for(driver, lambda: driver.find_element(By.ID, "error").is_displayed())
     size = path.stat().st_size / 1e6
-    assert text(driver, "error") == (f"noise.png: {size:.1f} MB is over this page's upload limit of 1 MB; use a "
-                                     "smaller file (or start the page with a higher --max-upload-mb)")
+    assert text(driver, "error") == (
+        f"noise.png: {size:.1f} MB is over this page's upload limit of 1 MB; use a "
+        "smaller file (or start the page with a higher --max-upload-mb)"
+    )
     assert "motorcycle_right.png" in text(driver, "name-b")  # image B unchanged
 
 
@@ -207,11 +237,13 @@ def test_server_errors_are_shown_on_the_page(page, tmp_path):
 def test_random_weights_are_said_and_models_switch(browser):
     """A model with random weights (a tiny DINOv2) says so on the page; the baseline is offered too."""
     from helpers import tiny_backbone
+
     from semcorr.features import DinoV2Config, DinoV2Extractor
 
     driver, _ = browser
-    extractor = DinoV2Extractor(DinoV2Config(input_size=56), backbone=tiny_backbone(), random_weights=True,
-                                name="tiny-dinov2")
+    extractor = DinoV2Extractor(
+        DinoV2Config(input_size=56), backbone=tiny_backbone(), random_weights=True, name="tiny-dinov2"
+    )
     with running_app(extractor) as server:
         driver.get(server.url)
         wait_for(driver, lambda: "features ready" in text(driver, "status"))
@@ -233,8 +265,13 @@ def test_transfer_tab_carries_the_clicked_points_to_uploaded_images(page, images
     driver.find_element(By.CSS_SELECTOR, 'button[data-tab="tab-transfer"]').click()
     assert "2 point(s)" in text(driver, "transfer-source")
     driver.find_element(By.ID, "transfer-upload").send_keys("\n".join(str(p) for p in images))
-    wait_for(driver, lambda: len(driver.find_elements(By.CSS_SELECTOR, "#transfer-targets figure")) == 2
-             and driver.find_element(By.ID, "transfer-run").get_attribute("disabled") is None)
+    wait_for(
+        driver,
+        lambda: (
+            len(driver.find_elements(By.CSS_SELECTOR, "#transfer-targets figure")) == 2
+            and driver.find_element(By.ID, "transfer-run").get_attribute("disabled") is None
+        ),
+    )
     driver.find_element(By.ID, "min-confidence").clear()
     driver.find_element(By.ID, "min-confidence").send_keys("0")
     driver.find_element(By.ID, "transfer-run").click()
@@ -248,4 +285,6 @@ def test_transfer_tab_carries_the_clicked_points_to_uploaded_images(page, images
     width, height = Image.open(images[1]).size
     shifted = labels["annotations"][[i["file_name"] for i in labels["images"]].index("cat_b.png")]["keypoints"]
     for k, (x, y) in enumerate(sources):
-        assert abs(shifted[3 * k] - x - SHIFT[0]) <= width / 31 and abs(shifted[3 * k + 1] - y - SHIFT[1]) <= height / 31
+        assert (
+            abs(shifted[3 * k] - x - SHIFT[0]) <= width / 31 and abs(shifted[3 * k + 1] - y - SHIFT[1]) <= height / 31
+        )

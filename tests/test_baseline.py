@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from semcorr.features.base import FeatureMap
 from semcorr.features.backbones.baseline import BaselineConfig, DenseSiftExtractor
+from semcorr.features.base import FeatureMap
 from semcorr.matching import sample_descriptors, similarity_maps, window_soft_argmax
 
 
@@ -84,7 +84,7 @@ def test_shift_by_stride_moves_descriptors_by_one_cell(extractor: DenseSiftExtra
     """Two 434 windows of one texture, offset by one stride in x and y: interior cells agree."""
     stride, big = extractor.stride, _texture(434 + 14, 434 + 14, seed=3)
     window = big[None, :, :434, :434]
-    shifted = big[None, :, stride:stride + 434, stride:stride + 434]  # shifted(x) = window(x + stride)
+    shifted = big[None, :, stride : stride + 434, stride : stride + 434]  # shifted(x) = window(x + stride)
     features, features_shifted = extractor(window), extractor(shifted)
     margin = 4  # cells: the descriptor reaches 2.5 * cell_size + blur ~ 44 px from its centre
     interior = slice(margin, 31 - margin)
@@ -119,12 +119,18 @@ def _pf_willow() -> Path:
 
 # One image per subclass (the first in sorted order), each with its own warp:
 # (subclass, scale, rotation in degrees, shear).
-WARPS = [("car(G)", 0.88, 6.0, 0.05), ("car(S)", 0.85, -7.0, -0.04), ("duck(S)", 0.9, 5.0, 0.06),
-         ("motorbike(M)", 0.87, -8.0, 0.03), ("winebottle(wC)", 0.86, 7.0, -0.05)]
+WARPS = [
+    ("car(G)", 0.88, 6.0, 0.05),
+    ("car(S)", 0.85, -7.0, -0.04),
+    ("duck(S)", 0.9, 5.0, 0.06),
+    ("motorbike(M)", 0.87, -8.0, 0.03),
+    ("winebottle(wC)", 0.86, 7.0, -0.05),
+]
 
 
-def _affine(scale: float, degrees: float, shear: float,
-            size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+def _affine(
+    scale: float, degrees: float, shear: float, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
     """(A, t) of x' = A x + t in continuous pixels, and an (H', W') canvas holding the warped image."""
     height, width = size
     angle = math.radians(degrees)
@@ -138,13 +144,13 @@ def _affine(scale: float, degrees: float, shear: float,
     return matrix, margin - low, (out_h, out_w)
 
 
-def _warp(image: torch.Tensor, matrix: torch.Tensor, offset: torch.Tensor,
-          out_size: tuple[int, int]) -> torch.Tensor:
+def _warp(image: torch.Tensor, matrix: torch.Tensor, offset: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
     """Inverse-mapping bilinear warp of a (3, H, W) image onto an (H', W') canvas (black outside)."""
     height, width = image.shape[-2:]
     out_h, out_w = out_size
-    ys, xs = torch.meshgrid(torch.arange(out_h, dtype=torch.float64) + 0.5,
-                            torch.arange(out_w, dtype=torch.float64) + 0.5, indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(out_h, dtype=torch.float64) + 0.5, torch.arange(out_w, dtype=torch.float64) + 0.5, indexing="ij"
+    )
     source = (torch.stack((xs, ys), dim=-1) - offset) @ torch.linalg.inv(matrix).T  # pixel centres back to source
     grid = torch.stack((2 * source[..., 0] / width - 1, 2 * source[..., 1] / height - 1), dim=-1).float()
     warped = F.grid_sample(image[None], grid[None], mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -5,22 +5,63 @@ import json
 import pytest
 import torch
 
-from semcorr.perf import BenchSettings, default_reference, format_speed_table, measure, run_bench
 from semcorr.errors import InputError
-from semcorr.runtime import fast_precision, native_bf16
 from semcorr.features import PRESETS, DinoV2Config, DinoV2Extractor, build_extractor
+from semcorr.perf import BenchSettings, default_reference, format_speed_table, measure, run_bench
+from semcorr.runtime import fast_precision, native_bf16
 
-ROW_FIELDS = {"model", "input_size", "batch_size", "precision", "compile", "device", "random_weights", "params",
-              "weights_mb", "latency_ms", "latency_ms_min", "latency_ms_max", "images_per_s", "peak_memory_mb",
-              "grid", "channels", "first_call_s", "build_s", "reference_row", "ratio_to_reference"}
+ROW_FIELDS = {
+    "model",
+    "input_size",
+    "batch_size",
+    "precision",
+    "compile",
+    "device",
+    "random_weights",
+    "params",
+    "weights_mb",
+    "latency_ms",
+    "latency_ms_min",
+    "latency_ms_max",
+    "images_per_s",
+    "peak_memory_mb",
+    "grid",
+    "channels",
+    "first_call_s",
+    "build_s",
+    "reference_row",
+    "ratio_to_reference",
+}
 
 
 class TestBenchCommand:
     def test_two_tiny_models_write_every_field(self, cli, tmp_path):
         out = tmp_path / "bench.json"
-        result = cli("bench", "--models", "baseline", "dinov2-s", "--sizes", "56", "--batch-sizes", "1", "2",
-                         "--random-weights", "--repeats", "2", "--warmup", "1", "--reference", "baseline",
-                         "--threads", "1", "--device", "cpu", "--out", str(out), "--quiet")
+        result = cli(
+            "bench",
+            "--models",
+            "baseline",
+            "dinov2-s",
+            "--sizes",
+            "56",
+            "--batch-sizes",
+            "1",
+            "2",
+            "--random-weights",
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--reference",
+            "baseline",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--quiet",
+        )
         assert result.returncode == 0, result.stderr
         data = json.loads(out.read_text())
         assert {"rows", "reference", "machine", "settings", "notes"} <= set(data)
@@ -45,10 +86,20 @@ class TestBenchCommand:
 
 class TestBenchAPI:
     def test_reference_is_added_and_ratios_follow_throughput(self):
-        result = run_bench(BenchSettings(models=("dinov2-s",), input_sizes=(28,), batch_sizes=(1,), repeats=1,
-                                         warmup=1, random_weights=True, reference="baseline", device="cpu",
-                                         interleave=True),
-                           progress=False)
+        result = run_bench(
+            BenchSettings(
+                models=("dinov2-s",),
+                input_sizes=(28,),
+                batch_sizes=(1,),
+                repeats=1,
+                warmup=1,
+                random_weights=True,
+                reference="baseline",
+                device="cpu",
+                interleave=True,
+            ),
+            progress=False,
+        )
         baseline, dino = result["rows"]
         assert (baseline["model"], dino["model"]) == ("baseline", "dinov2-s")
         assert dino["ratio_to_reference"] == pytest.approx(dino["images_per_s"] / baseline["images_per_s"], rel=1e-2)
@@ -90,12 +141,23 @@ class TestFastPath:
         torch.manual_seed(0)
         from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
 
-        backbone = Dinov2WithRegistersModel(Dinov2WithRegistersConfig(
-            hidden_size=64, num_hidden_layers=2, num_attention_heads=4, patch_size=14, image_size=518,
-            num_register_tokens=4, layerscale_value=1.0, layer_norm_eps=1e-6)).eval()
+        backbone = Dinov2WithRegistersModel(
+            Dinov2WithRegistersConfig(
+                hidden_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                patch_size=14,
+                image_size=518,
+                num_register_tokens=4,
+                layerscale_value=1.0,
+                layer_norm_eps=1e-6,
+            )
+        ).eval()
         images = [torch.rand(3, 70, 70) for _ in range(2)]
         fp32 = DinoV2Extractor(DinoV2Config(input_size=70), backbone=backbone).extract(images).features
-        bf16 = DinoV2Extractor(DinoV2Config(input_size=70, precision="bf16"), backbone=backbone).extract(images).features
+        bf16 = (
+            DinoV2Extractor(DinoV2Config(input_size=70, precision="bf16"), backbone=backbone).extract(images).features
+        )
         assert bf16.dtype == torch.float32
         assert (fp32 * bf16).sum(dim=1).min() > 0.99  # cosine similarity per cell
 

@@ -23,17 +23,17 @@ from semcorr.store import FeatureFolder, extractor_identity, rank_of
 TESTS = Path(__file__).resolve().parent
 
 # Fills a cache with the tiny teacher (same seeds, so the same identity, in every process).
-WORKER = """
+WORKER = f"""
 import json, sys, torch
 torch.set_num_threads(1)
-sys.path.insert(0, {tests!r})
+sys.path.insert(0, {str(TESTS)!r})
 from pathlib import Path
 from helpers import tiny_teacher
 from semcorr.extract import ExtractSettings, extract_features
 report = extract_features(sys.argv[2], sys.argv[3], model=tiny_teacher(Path(sys.argv[1])),
                           settings=ExtractSettings(batch_size=1, embeddings=False, workers=0), progress=False)
 print(json.dumps({{"written": report.written, "already": report.already_done, "other": report.other_ranks}}))
-""".format(tests=str(TESTS))
+"""
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -50,8 +50,14 @@ def image_list(tmp_path: Path, count: int) -> Path:
 
 def worker(tmp_path: Path, listing: Path, out: Path, name: str, **env: str) -> subprocess.Popen:
     environment = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", **env)
-    return subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path / name), str(listing), str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, cwd=REPO)
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER, str(tmp_path / name), str(listing), str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        cwd=REPO,
+    )
 
 
 def cache_teacher(teacher, listing: Path, out: Path, **options):
@@ -170,8 +176,21 @@ class TestCommand:
         listing = image_list(tmp_path, 6)
         keys = [i.key for i in list_images(listing)]
         out = tmp_path / "cache"
-        args = ["cache-teacher", str(listing), "--out", str(out), "--model", "baseline", "--input-size", "56",
-                "--no-progress", "--world-size", "2", "--workers", "0"]
+        args = [
+            "cache-teacher",
+            str(listing),
+            "--out",
+            str(out),
+            "--model",
+            "baseline",
+            "--input-size",
+            "56",
+            "--no-progress",
+            "--world-size",
+            "2",
+            "--workers",
+            "0",
+        ]
         assert cli(*args, "--rank", "1").returncode == 0
         assert sorted(FeatureFolder(out).keys()) == sorted(k for k in keys if rank_of(k, 2) == 1)
         assert cli(*args, "--rank", "0").returncode == 0

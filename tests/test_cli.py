@@ -7,16 +7,16 @@ import subprocess
 import sys
 
 import pytest
-from PIL import Image
-
 from conftest import data_path
+from PIL import Image
 
 
 def run_process(*args):
     """``python -m semcorr.cli ARGS`` as a real subprocess."""
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "semcorr.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "semcorr.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +28,19 @@ def willow_pair():
 class TestMatchCommand:
     def test_baseline_json_points_inside_image_b(self, cli, willow_pair, tmp_path):
         a, b = willow_pair
-        result = cli("match", str(a), str(b), "--model", "baseline", "--points", "50,60", "120.5,80", "10,10",
-                     "--show", str(tmp_path / "m.png"))
+        result = cli(
+            "match",
+            str(a),
+            str(b),
+            "--model",
+            "baseline",
+            "--points",
+            "50,60",
+            "120.5,80",
+            "10,10",
+            "--show",
+            str(tmp_path / "m.png"),
+        )
         assert result.returncode == 0, result.stderr
         output = json.loads(result.stdout)
         width, height = Image.open(b).size
@@ -45,8 +56,19 @@ class TestMatchCommand:
     def test_points_file_and_out(self, cli, willow_pair, tmp_path):
         a, b = willow_pair
         (tmp_path / "points.json").write_text(json.dumps({"points": [[30, 40], [70, 90]]}))
-        result = cli("match", str(a), str(b), "--model", "baseline", "--points-file", str(tmp_path / "points.json"),
-                     "--out", str(tmp_path / "out.json"), "--resize-mode", "letterbox")
+        result = cli(
+            "match",
+            str(a),
+            str(b),
+            "--model",
+            "baseline",
+            "--points-file",
+            str(tmp_path / "points.json"),
+            "--out",
+            str(tmp_path / "out.json"),
+            "--resize-mode",
+            "letterbox",
+        )
         assert result.returncode == 0, result.stderr
         output = json.loads((tmp_path / "out.json").read_text())
         assert [m["source"] for m in output["matches"]] == [[30.0, 40.0], [70.0, 90.0]]
@@ -116,8 +138,13 @@ def test_models_lists_source_licence_and_headline_of_every_preset(cli):
         assert preset.description and preset.source and preset.licence and preset.headline, name
         assert f"{name}  " in result.stdout and preset.headline in result.stdout
     assert "non-commercial" in PRESETS["sdxl-turbo"].licence and "none stated" in PRESETS["geco"].licence
-    for name, protocol in (("marco", "protocol marco"), ("diy-sc", "protocol diy-sc"), ("geco", "protocol geco"),
-                           ("distilldift-us", "protocol distilldift-paper"), ("dinov2-b-reg", "protocol distilldift-paper")):
+    for name, protocol in (
+        ("marco", "protocol marco"),
+        ("diy-sc", "protocol diy-sc"),
+        ("geco", "protocol geco"),
+        ("distilldift-us", "protocol distilldift-paper"),
+        ("dinov2-b-reg", "protocol distilldift-paper"),
+    ):
         assert protocol in PRESETS[name].headline
 
 
@@ -159,21 +186,33 @@ class TestArguments:
         result = cli("finetune-3d", "--pairs", tmp_path / "p.h5", "--out", tmp_path / "run", "--random-weights")
         assert result.returncode == 1 and result.stderr.splitlines() == [
             "semcorr: warning: --pairs is now --pair-file; the old spelling works until semcorr 0.3.0",
-            f"semcorr: error: --pair-file {tmp_path / 'p.h5'}: not found"]
+            f"semcorr: error: --pair-file {tmp_path / 'p.h5'}: not found",
+        ]
         assert not (tmp_path / "run").exists()
 
     def test_renamed_options_keep_their_old_spelling(self, tmp_path):
         listing = tmp_path / "pairs.txt"
         cases = [
-            (("finetune-3d", "--out", "run", "--pairs", "p.h5"), {"pair_file": "p.h5", "benchmark": None},
-             "--pairs is now --pair-file"),
-            (("finetune-3d", "--out", "run", "--pairs", "spair", "--data-root", "S"),
-             {"pair_file": None, "benchmark": "spair", "data_root": "S"}, "--pairs spair is now --benchmark spair"),
-            (("distill", "--out", "run", "--images", "i", "--pairs", listing), {"pair_list": str(listing)},
-             "--pairs is now --pair-list"),
-            (("distill", "--out", "run", "--pairs", tmp_path),
-             {"pair_list": None, "benchmark": "spair", "data_root": str(tmp_path), "split": "trn"},
-             f"--pairs {tmp_path} is now --benchmark spair --data-root {tmp_path}"),
+            (
+                ("finetune-3d", "--out", "run", "--pairs", "p.h5"),
+                {"pair_file": "p.h5", "benchmark": None},
+                "--pairs is now --pair-file",
+            ),
+            (
+                ("finetune-3d", "--out", "run", "--pairs", "spair", "--data-root", "S"),
+                {"pair_file": None, "benchmark": "spair", "data_root": "S"},
+                "--pairs spair is now --benchmark spair",
+            ),
+            (
+                ("distill", "--out", "run", "--images", "i", "--pairs", listing),
+                {"pair_list": str(listing)},
+                "--pairs is now --pair-list",
+            ),
+            (
+                ("distill", "--out", "run", "--pairs", tmp_path),
+                {"pair_list": None, "benchmark": "spair", "data_root": str(tmp_path), "split": "trn"},
+                f"--pairs {tmp_path} is now --benchmark spair --data-root {tmp_path}",
+            ),
         ]
         for argv, expected, warning in cases:
             args, warned = parse(*argv)
@@ -185,8 +224,10 @@ class TestArguments:
     def test_the_renamed_options_table(self, cli):
         from semcorr.cli.options import RENAMED_OPTIONS
 
-        assert {(entry.command, entry.old) for entry in RENAMED_OPTIONS} == {("distill", "--pairs"),
-                                                                              ("finetune-3d", "--pairs")}
+        assert {(entry.command, entry.old) for entry in RENAMED_OPTIONS} == {
+            ("distill", "--pairs"),
+            ("finetune-3d", "--pairs"),
+        }
         for entry in RENAMED_OPTIONS:
             shown = cli(entry.command, "--help").stdout
             assert entry.new.split()[0] in shown and f"{entry.old} " not in shown, entry  # hidden from the help
@@ -208,14 +249,24 @@ class TestArguments:
         assert (args.video, args.points) == ("clip.mp4", ["1,2"])
         assert not hasattr(args, "images_after_points")
 
-    @pytest.mark.parametrize("argv, message", [
-        (("match", "--points", "1,2", "a.png"), "semcorr match: error: the following arguments are required: image_b"),
-        (("match", "a.png", "b.png", "--points"), "semcorr match: error: argument --points: expected at least one "
-                                                    "argument"),
-        (("match", "a.png", "b.png", "--points", "c.png"), "semcorr match: error: argument --points: expected at "
-                                                            "least one argument"),
-        (("match", "--points", "1,2", "a.png", "b.png", "c.png"), "semcorr: error: unrecognized arguments: c.png"),
-    ])
+    @pytest.mark.parametrize(
+        "argv, message",
+        [
+            (
+                ("match", "--points", "1,2", "a.png"),
+                "semcorr match: error: the following arguments are required: image_b",
+            ),
+            (
+                ("match", "a.png", "b.png", "--points"),
+                "semcorr match: error: argument --points: expected at least one argument",
+            ),
+            (
+                ("match", "a.png", "b.png", "--points", "c.png"),
+                "semcorr match: error: argument --points: expected at least one argument",
+            ),
+            (("match", "--points", "1,2", "a.png", "b.png", "c.png"), "semcorr: error: unrecognized arguments: c.png"),
+        ],
+    )
     def test_points_errors(self, cli, argv, message):
         result = cli(*argv)
         help_of = message.split(": error")[0]
@@ -230,8 +281,9 @@ def test_the_parser_rules_hold_on_every_python_found():
 
     script = Path(__file__).with_name("parser_rules.py")
     found = {shutil.which(name) for name in ("python3.10", "python3.11", "python3.12", "python3.13")}
-    runs = {python for python in found
-            if python and subprocess.run([python, "-c", ""], capture_output=True).returncode == 0}
+    runs = {
+        python for python in found if python and subprocess.run([python, "-c", ""], capture_output=True).returncode == 0
+    }
     for python in sorted(runs | {sys.executable}):
         result = subprocess.run([python, str(script)], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0 and "parser rules hold" in result.stdout, (python, result.stderr[-2000:])

@@ -75,22 +75,43 @@ def test_other_protocol_or_pairs_refused_unless_mixed(cli, files):
 def test_other_version_or_kind_refused_naming_the_file(cli, files, tmp_path):
     result = json.loads((files / "a.json").read_text())
     for name, content, words in (
-            ("future.json", {**result, "version": 2}, ("future.json", "version 2", "reads version 1")),
-            ("other.json", {"format": "semcorr-3d-pairs", "version": 1}, ("other.json", "not a semcorr results file")),
-            ("bare.json", {"pck": {"0.1": 50.0}}, ("bare.json", "not a semcorr results file")),
-            ("list.json", [1, 2], ("list.json", "not a semcorr results file")),
-            ("broken.json", "{not json", ("broken.json", "not valid JSON"))):
+        ("future.json", {**result, "version": 2}, ("future.json", "version 2", "reads version 1")),
+        ("other.json", {"format": "semcorr-3d-pairs", "version": 1}, ("other.json", "not a semcorr results file")),
+        ("bare.json", {"pck": {"0.1": 50.0}}, ("bare.json", "not a semcorr results file")),
+        ("list.json", [1, 2], ("list.json", "not a semcorr results file")),
+        ("broken.json", "{not json", ("broken.json", "not valid JSON")),
+    ):
         path = tmp_path / name
         path.write_text(content if isinstance(content, str) else json.dumps(content))
         one_line(cli("compare", files / "a.json", path), *words)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bare.json", "broken.json", "future.json", "list.json",
-                                                          "other.json"]  # nothing written
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "bare.json",
+        "broken.json",
+        "future.json",
+        "list.json",
+        "other.json",
+    ]  # nothing written
 
 
 def test_a_models_file_gives_one_column_per_model(cli, tmp_path, one_thread):
     out = tmp_path / "both.json"
-    run = cli("eval", "pf-willow", "--data-root", data_path("pf-willow"), "--models", "baseline", "dinov2-s",
-              "--random-weights", "--input-size", "112", "--limit", "2", "--quiet", "--out", out)
+    run = cli(
+        "eval",
+        "pf-willow",
+        "--data-root",
+        data_path("pf-willow"),
+        "--models",
+        "baseline",
+        "dinov2-s",
+        "--random-weights",
+        "--input-size",
+        "112",
+        "--limit",
+        "2",
+        "--quiet",
+        "--out",
+        out,
+    )
     assert run.returncode == 0, run.stderr
     saved = json.loads(out.read_text())
     assert saved["format"] == "semcorr-result-set" and saved["results"][1]["weights_digest"] == "random"
@@ -102,8 +123,21 @@ def test_a_models_file_gives_one_column_per_model(cli, tmp_path, one_thread):
 
 def test_transfer_shots_write_a_results_file(cli, tmp_path, one_thread):
     out = tmp_path / "k.json"
-    run = cli("eval", "pf-willow", "--data-root", data_path("pf-willow"), "--model", "baseline", "--limit", "20",
-              "--transfer-shots", "2", "--quiet", "--out", out)
+    run = cli(
+        "eval",
+        "pf-willow",
+        "--data-root",
+        data_path("pf-willow"),
+        "--model",
+        "baseline",
+        "--limit",
+        "20",
+        "--transfer-shots",
+        "2",
+        "--quiet",
+        "--out",
+        out,
+    )
     assert run.returncode == 0, run.stderr
     result = json.loads(out.read_text())
     assert result["format"] == "semcorr-result" and result["protocol"]["name"] == "semcorr-kshot"
@@ -113,8 +147,22 @@ def test_transfer_shots_write_a_results_file(cli, tmp_path, one_thread):
 
 def test_a_k_shot_curve_gives_one_column_per_k(cli, tmp_path, one_thread):
     out = tmp_path / "curve.json"
-    run = cli("eval", "pf-willow", "--data-root", data_path("pf-willow"), "--model", "baseline", "--limit", "20",
-              "--transfer-shots", "1", "2", "--quiet", "--out", out)
+    run = cli(
+        "eval",
+        "pf-willow",
+        "--data-root",
+        data_path("pf-willow"),
+        "--model",
+        "baseline",
+        "--limit",
+        "20",
+        "--transfer-shots",
+        "1",
+        "2",
+        "--quiet",
+        "--out",
+        out,
+    )
     assert run.returncode == 0, run.stderr
     assert json.loads(out.read_text())["format"] == "semcorr-result-curve"
     refused = cli("compare", out)  # 1 and 2 examples are different rules

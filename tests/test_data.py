@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from conftest import data_path
 from PIL import Image
 
-from conftest import data_path
 from semcorr.data import Pair, load_ap10k, load_cub, load_pf_pascal, load_pf_willow, load_spair
 from semcorr.errors import InputError
 
@@ -22,10 +22,23 @@ def write_image(path, size=(60, 40)):
 
 class TestPair:
     def make(self, **changes):
-        fields = dict(id="p", benchmark="b", category="c", source_image="a.png", target_image="b.png",
-                      source_points=[[1, 2], [3, 4]], target_points=[[5, 6], [7, 8]], source_visible=[True, True],
-                      target_visible=[True, False], keypoint_ids=[0, 3], source_box=[0, 0, 10, 10],
-                      target_box=[0, 0, 20, 10], source_size=(10, 10), target_size=(10, 20), flags={"mirror": 1})
+        fields = dict(
+            id="p",
+            benchmark="b",
+            category="c",
+            source_image="a.png",
+            target_image="b.png",
+            source_points=[[1, 2], [3, 4]],
+            target_points=[[5, 6], [7, 8]],
+            source_visible=[True, True],
+            target_visible=[True, False],
+            keypoint_ids=[0, 3],
+            source_box=[0, 0, 10, 10],
+            target_box=[0, 0, 20, 10],
+            source_size=(10, 10),
+            target_size=(10, 20),
+            flags={"mirror": 1},
+        )
         fields.update(changes)
         return Pair(**fields)
 
@@ -83,7 +96,9 @@ class TestSPair:
         assert pair.target_box.tolist() == [14, 71, 483, 220]
         assert pair.source_size == (500, 333) and pair.target_size == (334, 500)  # SPair's imsize is [W, H, C]
         assert pair.target_size == Image.open(pair.target_image).size[::-1]
-        assert pair.flags["viewpoint_variation"] == 1 and pair.flags["mirror"] == 0 and pair.flags["trg_pose"] == "Right"
+        assert (
+            pair.flags["viewpoint_variation"] == 1 and pair.flags["mirror"] == 0 and pair.flags["trg_pose"] == "Right"
+        )
 
     def test_missing_layout_and_split(self, root):
         with pytest.raises(InputError, match="small"):
@@ -103,8 +118,16 @@ class TestSPair:
         path.write_text(annotation if isinstance(annotation, str) else json.dumps(annotation))
         return root, path
 
-    GOOD = {"category": "cat", "src_imname": "a.jpg", "trg_imname": "b.jpg", "src_kps": [[1, 2]], "trg_kps": [[3, 4]],
-            "src_bndbox": [0, 0, 50, 30], "trg_bndbox": [1, 1, 40, 30], "kps_ids": ["5"]}
+    GOOD = {
+        "category": "cat",
+        "src_imname": "a.jpg",
+        "trg_imname": "b.jpg",
+        "src_kps": [[1, 2]],
+        "trg_kps": [[3, 4]],
+        "src_bndbox": [0, 0, 50, 30],
+        "trg_bndbox": [1, 1, 40, 30],
+        "kps_ids": ["5"],
+    }
 
     def test_fixture_without_imsize_reads_image_headers(self, tmp_path):
         root, _ = self.fixture(tmp_path, self.GOOD)
@@ -177,13 +200,19 @@ def pascal_fixture(tmp_path, rows=None, header="source_image,target_image,class,
     for name, size in (("2009_000001", (80, 50)), ("2009_000002", (64, 96))):
         write_image(root / "JPEGImages" / f"{name}.jpg", size)
     (root / "Annotations" / "bird").mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(str(root / "Annotations" / "bird" / "2009_000002.mat"),
-                     {"kps": np.array([[1.0, 2.0], [np.nan, np.nan]]), "bbox": np.array([[3, 4, 50, 60]])})
-    rows = rows if rows is not None else [
-        "PF-dataset-PASCAL/JPEGImages/2009_000001.jpg,PF-dataset-PASCAL/JPEGImages/2009_000002.jpg,3,"
-        "10.5;20;30,11;21;31,12;22;32,13;23;33",
-        "2009_000002.jpg,2009_000001.jpg,cat,1;2,3;4,5;6,7;8",
-    ]
+    scipy.io.savemat(
+        str(root / "Annotations" / "bird" / "2009_000002.mat"),
+        {"kps": np.array([[1.0, 2.0], [np.nan, np.nan]]), "bbox": np.array([[3, 4, 50, 60]])},
+    )
+    rows = (
+        rows
+        if rows is not None
+        else [
+            "PF-dataset-PASCAL/JPEGImages/2009_000001.jpg,PF-dataset-PASCAL/JPEGImages/2009_000002.jpg,3,"
+            "10.5;20;30,11;21;31,12;22;32,13;23;33",
+            "2009_000002.jpg,2009_000001.jpg,cat,1;2,3;4,5;6,7;8",
+        ]
+    )
     (root / "test_pairs.csv").write_text("\n".join([header, *rows]) + "\n")
     return root
 
@@ -206,8 +235,9 @@ class TestPFPascal:
         assert len(load_pf_pascal(root)) == 2
 
     def test_missing_column_names_file_and_field(self, tmp_path):
-        root = pascal_fixture(tmp_path, header="source_image,target_image,XA,YA,XB,YB",
-                              rows=["2009_000001.jpg,2009_000002.jpg,1,2,3,4"])
+        root = pascal_fixture(
+            tmp_path, header="source_image,target_image,XA,YA,XB,YB", rows=["2009_000001.jpg,2009_000002.jpg,1,2,3,4"]
+        )
         with pytest.raises(InputError, match=r"test_pairs\.csv: missing field 'class'"):
             load_pf_pascal(root)
 
@@ -251,12 +281,24 @@ class TestCUB:
     def test_sampling_is_randperm_seed_42_over_same_class_pairs(self, tmp_path):
         root = cub_fixture(tmp_path)
         everything = load_cub(root, n_pairs=None)
-        expected = [("1", "2"), ("1", "4"), ("1", "5"), ("2", "4"), ("2", "5"), ("4", "5"), ("6", "7"), ("6", "8"), ("7", "8")]
+        expected = [
+            ("1", "2"),
+            ("1", "4"),
+            ("1", "5"),
+            ("2", "4"),
+            ("2", "5"),
+            ("4", "5"),
+            ("6", "7"),
+            ("6", "8"),
+            ("7", "8"),
+        ]
         assert [(p.flags["source_image_id"], p.flags["target_image_id"]) for p in everything] == expected
         torch.manual_seed(42)
         order = torch.randperm(len(expected))[:5].tolist()
         sampled = load_cub(root, n_pairs=5)
-        assert [(p.flags["source_image_id"], p.flags["target_image_id"]) for p in sampled] == [expected[i] for i in order]
+        assert [(p.flags["source_image_id"], p.flags["target_image_id"]) for p in sampled] == [
+            expected[i] for i in order
+        ]
         assert [p.id for p in load_cub(root, n_pairs=5)] == [p.id for p in sampled]  # deterministic
 
     def test_record_fields(self, tmp_path):
@@ -273,7 +315,9 @@ class TestCUB:
         with pytest.raises(InputError, match=r"bounding_boxes\.txt: line 1: .*missing field 'height'"):
             load_cub(root)
         (root / "bounding_boxes.txt").write_text("1 10.0 20.0 thirty 40\n")
-        with pytest.raises(InputError, match=r"bounding_boxes\.txt: line 1: fields x, y, width, height must be numbers"):
+        with pytest.raises(
+            InputError, match=r"bounding_boxes\.txt: line 1: fields x, y, width, height must be numbers"
+        ):
             load_cub(root)
         (root / "bounding_boxes.txt").write_text("1 10.0 20.0 30.0 40\n")
         (root / "parts" / "part_locs.txt").unlink()
@@ -289,7 +333,9 @@ class TestAP10K:
         raw = json.loads(data_path("ap10k-samples", "ap10k", "test_ap10k.json").read_text())
         annotation = next(a for a in raw["annotations"] if a["id"] == int(pair.id.split("-")[1].split(":")[0]))
         keypoints = np.array(annotation["keypoints"]).reshape(-1, 3)
-        assert np.array_equal(pair.target_points, keypoints[:, :2]) and np.array_equal(pair.target_visible, keypoints[:, 2] > 0)
+        assert np.array_equal(pair.target_points, keypoints[:, :2]) and np.array_equal(
+            pair.target_visible, keypoints[:, 2] > 0
+        )
         x, y, w, h = annotation["bbox"]
         assert pair.target_box.tolist() == [x, y, x + w, y + h] and pair.num_keypoints == 16
         assert load_ap10k(data_path("ap10k-samples", "ap10k")) == []  # two species: no intra-species pair
@@ -321,26 +367,44 @@ class TestAP10K:
         bad.write_text(json.dumps({"images": [], "categories": []}))
         with pytest.raises(InputError, match=r"coco\.json: missing field 'annotations'"):
             load_ap10k(bad)
-        bad.write_text(json.dumps({"images": [{"id": 1, "file_name": "x.jpg", "width": 5, "height": 5}],
-                                   "categories": [{"id": 1, "name": "cat"}],
-                                   "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}]}))
+        bad.write_text(
+            json.dumps(
+                {
+                    "images": [{"id": 1, "file_name": "x.jpg", "width": 5, "height": 5}],
+                    "categories": [{"id": 1, "name": "cat"}],
+                    "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}],
+                }
+            )
+        )
         with pytest.raises(InputError, match=r"coco\.json: annotation 7: missing field 'keypoints'"):
             load_ap10k(bad)
 
     def test_geoaware_prepared_layout(self, tmp_path):
         root = tmp_path / "ap-10k"
         for family, species, ident in (("Felidae", "cat", 11), ("Canidae", "dog", 12)):
-            annotation = {"id": ident, "keypoints": [5, 6, 2] * 3 + [0, 0, 0], "bbox": [1, 2, 30, 20],
-                          "width": 40, "height": 30, "name": species, "supercategory": family}
+            annotation = {
+                "id": ident,
+                "keypoints": [5, 6, 2] * 3 + [0, 0, 0],
+                "bbox": [1, 2, 30, 20],
+                "width": 40,
+                "height": 30,
+                "name": species,
+                "supercategory": family,
+            }
             path = root / "ImageAnnotation" / family / species / f"{ident:012d}.json"
             path.parent.mkdir(parents=True)
             path.write_text(json.dumps(annotation))
             write_image((root / "JPEGImages" / family / species / f"{ident:012d}.jpg"), (40, 30))
         folder = root / "PairAnnotation" / "test_cross_family"
         folder.mkdir(parents=True)
-        (folder / "000000000011-000000000012:all.json").write_text(json.dumps({
-            "src_json_path": "data/ap-10k/ImageAnnotation/Felidae/cat/000000000011.json",
-            "trg_json_path": "data/ap-10k/ImageAnnotation/Canidae/dog/000000000012.json"}))
+        (folder / "000000000011-000000000012:all.json").write_text(
+            json.dumps(
+                {
+                    "src_json_path": "data/ap-10k/ImageAnnotation/Felidae/cat/000000000011.json",
+                    "trg_json_path": "data/ap-10k/ImageAnnotation/Canidae/dog/000000000012.json",
+                }
+            )
+        )
         (pair,) = load_ap10k(root, subset="cross-family")
         assert pair.id == "000000000011-000000000012:all" and pair.num_keypoints == 3
         assert pair.target_box.tolist() == [1, 2, 31, 22] and pair.target_size == (30, 40)
@@ -360,12 +424,35 @@ class TestAP10KSets:
         for family, species, count in (("F1", "s1", 35), ("F1", "s2", 3), ("F2", "s3", 2)):
             for _ in range(count):
                 ident += 1
-                groups.append([Instance(ident, image, np.array([[1, 1, 2]] * 3, np.float32), np.array([0, 0, 9, 9], np.float32),
-                                        (40, 60), species, family, tmp_path / "a.json")])
+                groups.append(
+                    [
+                        Instance(
+                            ident,
+                            image,
+                            np.array([[1, 1, 2]] * 3, np.float32),
+                            np.array([0, 0, 9, 9], np.float32),
+                            (40, 60),
+                            species,
+                            family,
+                            tmp_path / "a.json",
+                        )
+                    ]
+                )
         hidden = np.array([[1, 1, 2], [1, 1, 0], [1, 1, 0]], np.float32)  # 1 keypoint: never eligible
         groups.append([Instance(99, image, hidden, np.zeros(4, np.float32), (40, 60), "s3", "F2", tmp_path / "a.json")])
-        crowd = [Instance(i, image, np.array([[1, 1, 2]] * 3, np.float32), np.zeros(4, np.float32), (40, 60), "s3", "F2",
-                          tmp_path / "a.json") for i in (100, 101)]
+        crowd = [
+            Instance(
+                i,
+                image,
+                np.array([[1, 1, 2]] * 3, np.float32),
+                np.zeros(4, np.float32),
+                (40, 60),
+                "s3",
+                "F2",
+                tmp_path / "a.json",
+            )
+            for i in (100, 101)
+        ]
         return groups + [crowd]
 
     def test_sets(self, tmp_path):
@@ -390,9 +477,15 @@ class TestAP10KSets:
 
 # What every benchmark's folder is called in the messages of a data root that is a file or missing.
 AP10K = "an AP-10K folder or COCO keypoint .json file"
-FOLDERS = {"spair": "an SPair-71k folder", "pf-willow": "the PF-WILLOW folder",
-           "pf-pascal": "the PF-dataset-PASCAL folder", "cub": "a CUB-200-2011 folder",
-           "ap10k-intra-species": AP10K, "ap10k-cross-species": AP10K, "ap10k-cross-family": AP10K}
+FOLDERS = {
+    "spair": "an SPair-71k folder",
+    "pf-willow": "the PF-WILLOW folder",
+    "pf-pascal": "the PF-dataset-PASCAL folder",
+    "cub": "a CUB-200-2011 folder",
+    "ap10k-intra-species": AP10K,
+    "ap10k-cross-species": AP10K,
+    "ap10k-cross-family": AP10K,
+}
 
 
 def test_a_data_root_that_is_a_file_or_missing_says_so_for_every_benchmark(tmp_path):

@@ -143,21 +143,36 @@ def spair_tree(folder: Path, extra: bytes = b"") -> Path:
         for index, (category, (source, target)) in enumerate(names.items()):
             pair = f"{index:06d}-{source}-{target}:{category}"
             lines.append(pair)
-            write_json(base / "PairAnnotation" / split / f"{pair}.json", {
-                "src_imname": f"{source}.jpg", "trg_imname": f"{target}.jpg", "category": category,
-                "src_kps": [[5, 5], [20, 10]], "trg_kps": [[6, 6], [21, 12]], "kps_ids": [0, 1],
-                "src_bndbox": [1, 1, 30, 20], "trg_bndbox": [2, 2, 31, 22], "src_imsize": [40, 30, 3],
-                "trg_imsize": [40, 30, 3]})
+            write_json(
+                base / "PairAnnotation" / split / f"{pair}.json",
+                {
+                    "src_imname": f"{source}.jpg",
+                    "trg_imname": f"{target}.jpg",
+                    "category": category,
+                    "src_kps": [[5, 5], [20, 10]],
+                    "trg_kps": [[6, 6], [21, 12]],
+                    "kps_ids": [0, 1],
+                    "src_bndbox": [1, 1, 30, 20],
+                    "trg_bndbox": [2, 2, 31, 22],
+                    "src_imsize": [40, 30, 3],
+                    "trg_imsize": [40, 30, 3],
+                },
+            )
         for layout in ("large", "small"):
             (base / "Layout" / layout).mkdir(parents=True, exist_ok=True)
             (base / "Layout" / layout / f"{split}.txt").write_text("\n".join(lines) + "\n")
     return folder
 
 
-SPAIR_FAKE = dict(counts=(Count("SPair-71k/JPEGImages/*", 2, "folders"), Count("SPair-71k/JPEGImages/*/*.jpg", 4),
-                          Count("SPair-71k/PairAnnotation/test/*.json", 2),
-                          Count("SPair-71k/Layout/large/test.txt", 2, "lines")),
-                  loads=(Load("spair", "test", 2),))
+SPAIR_FAKE = dict(
+    counts=(
+        Count("SPair-71k/JPEGImages/*", 2, "folders"),
+        Count("SPair-71k/JPEGImages/*/*.jpg", 4),
+        Count("SPair-71k/PairAnnotation/test/*.json", 2),
+        Count("SPair-71k/Layout/large/test.txt", 2, "lines"),
+    ),
+    loads=(Load("spair", "test", 2),),
+)
 
 
 def tar_gz(folder: Path) -> bytes:
@@ -238,6 +253,7 @@ def test_download_verify_and_rerun(cli, server, spair):
     assert sorted(p.name for p in root.iterdir()) == ["spair-71k", "spair-71k.lock.json"]  # archive deleted
 
     from semcorr.data import load_spair
+
     assert [p.category for p in load_spair(dataset_path("spair-71k", root), "test")] == ["aeroplane", "dog"]
     verified = cli("data", "verify", "spair", "--root", root, "--load")
     assert verified.returncode == 0, verified.stderr
@@ -265,8 +281,10 @@ def test_a_cut_connection_resumes_with_a_range_request(cli, server, spair):
     assert kept.read_bytes() == archive and list(kept.parent.iterdir()) == [kept]
     assert "ok    1 kept file(s): SHA-256 as recorded" in cli("data", "verify", "spair-71k", "--root", root).stdout
     kept.write_bytes(archive[:-1] + b"!")
-    one_line(cli("data", "verify", "spair-71k", "--root", root),
-             ".downloads/spair-71k/SPair-71k.tar.gz: its SHA-256 differs from the one recorded at download")
+    one_line(
+        cli("data", "verify", "spair-71k", "--root", root),
+        ".downloads/spair-71k/SPair-71k.tar.gz: its SHA-256 differs from the one recorded at download",
+    )
 
 
 def test_dry_run_shows_the_plan_and_downloads_nothing(cli, server, spair):
@@ -290,7 +308,7 @@ def test_a_later_download_must_match_the_first(cli, server, spair, tmp_path):
 @pytest.mark.parametrize("damage", ["truncated", "web page"])
 def test_a_damaged_archive_is_refused_deleted_and_fetched_again(cli, server, spair, damage):
     archive, path, root = spair
-    server.files[path] = archive[:len(archive) // 2] if damage == "truncated" else b"<!DOCTYPE html><p>quota</p>"
+    server.files[path] = archive[: len(archive) // 2] if damage == "truncated" else b"<!DOCTYPE html><p>quota</p>"
     result = cli("data", "download", "spair-71k", "--root", root, "--no-progress")
     message = one_line(result, "SPair-71k.tar.gz", "the archive was deleted")
     assert ("the archive is damaged" if damage == "truncated" else "the server sent a web page") in message
@@ -305,8 +323,11 @@ def test_a_full_disk_stops_with_one_line_and_leaves_nothing_half_written(cli, se
     """RLIMIT_FSIZE makes every write past the limit fail (EFBIG), as a full disk does (ENOSPC)."""
     _, path, root = spair
     build = spair_tree(tmp_path / "big")
-    big = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes() if where == "download" \
-        else bytes(2_000_000)  # incompressible: the download hits the limit; zeros: only the extracted file does
+    big = (
+        np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
+        if where == "download"
+        else bytes(2_000_000)
+    )  # incompressible: the download hits the limit; zeros: only the extracted file does
     (build / "SPair-71k" / "devkit.bin").write_bytes(big)
     archive = server.files[path] = tar_gz(build)
     limit = 100_000 if where == "download" else 1_000_000
@@ -314,8 +335,12 @@ def test_a_full_disk_stops_with_one_line_and_leaves_nothing_half_written(cli, se
     env.update(PYTHONPATH=str(REPO / "src"), SEMCORR_DATA_MIRROR=server.url)
     result = subprocess.run(
         [sys.executable, "-m", "semcorr.cli", "data", "download", "spair-71k", "--root", str(root), "--no-progress"],
-        capture_output=True, text=True, env=env, timeout=120,
-        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
+    )
     one_line(result, "cannot write it (the file is too large for this file system or limit)")
     assert not (root / "spair-71k").exists() and leftovers(root) == [] and not (root / "spair-71k.lock.json").exists()
     downloads = root / ".downloads" / "spair-71k"
@@ -354,8 +379,11 @@ def test_bad_input_is_one_line(cli, tmp_path, read_only, monkeypatch):
     one_line(cli("data", "download", "spair-71k", "--root", tmp_path, "--mirror", "ftp://x"), "http(s)")
     one_line(cli("data", "verify", "spair-71k", "--root", tmp_path), "not found", "semcorr data download")
     monkeypatch.setenv("SEMCORR_OFFLINE", "1")
-    one_line(cli("data", "download", "spair-71k", "--root", tmp_path / "d"), "SEMCORR_OFFLINE is set",
-             str(tmp_path / "d" / ".downloads" / "spair-71k" / "SPair-71k.tar.gz"))
+    one_line(
+        cli("data", "download", "spair-71k", "--root", tmp_path / "d"),
+        "SEMCORR_OFFLINE is set",
+        str(tmp_path / "d" / ".downloads" / "spair-71k" / "SPair-71k.tar.gz"),
+    )
 
 
 # --- safe extraction -----------------------------------------------------------------------------
@@ -388,18 +416,31 @@ def _zip_with(name: str, data: bytes = b"x", symlink: bool = False) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("archive, reason", [
-    (lambda: _zip_with("../x.txt"), "climbs out with '..'"),
-    (lambda: _zip_with("/abs/x.txt"), "has an absolute path"),
-    (lambda: _zip_with("inside/link", b"../../x.txt", symlink=True), "is a link to '../../x.txt', outside"),
-    (lambda: _tar_with(tarfile.TarInfo("inside/../../x.txt"), b"x"), "climbs out with '..'"),
-    (lambda: _tar_with(tarfile.TarInfo("/abs/x.txt"), b"x"), "has an absolute path"),
-    (lambda: _tar_with(_link("inside/link", "../../outside", tarfile.SYMTYPE)), "is a link to '../../outside'"),
-    (lambda: _tar_with(_link("inside/link", "/etc/passwd", tarfile.SYMTYPE)), "is a link to '/etc/passwd'"),
-    (lambda: _tar_with(_link("inside/hard", "../x.txt", tarfile.LNKTYPE)), "is a link to '../x.txt'"),
-    (lambda: _tar_with(_link("inside/fifo", "", tarfile.FIFOTYPE)), "special file"),
-], ids=["zip-dotdot", "zip-absolute", "zip-symlink", "tar-dotdot", "tar-absolute", "tar-symlink",
-        "tar-absolute-symlink", "tar-hardlink", "tar-fifo"])
+@pytest.mark.parametrize(
+    "archive, reason",
+    [
+        (lambda: _zip_with("../x.txt"), "climbs out with '..'"),
+        (lambda: _zip_with("/abs/x.txt"), "has an absolute path"),
+        (lambda: _zip_with("inside/link", b"../../x.txt", symlink=True), "is a link to '../../x.txt', outside"),
+        (lambda: _tar_with(tarfile.TarInfo("inside/../../x.txt"), b"x"), "climbs out with '..'"),
+        (lambda: _tar_with(tarfile.TarInfo("/abs/x.txt"), b"x"), "has an absolute path"),
+        (lambda: _tar_with(_link("inside/link", "../../outside", tarfile.SYMTYPE)), "is a link to '../../outside'"),
+        (lambda: _tar_with(_link("inside/link", "/etc/passwd", tarfile.SYMTYPE)), "is a link to '/etc/passwd'"),
+        (lambda: _tar_with(_link("inside/hard", "../x.txt", tarfile.LNKTYPE)), "is a link to '../x.txt'"),
+        (lambda: _tar_with(_link("inside/fifo", "", tarfile.FIFOTYPE)), "special file"),
+    ],
+    ids=[
+        "zip-dotdot",
+        "zip-absolute",
+        "zip-symlink",
+        "tar-dotdot",
+        "tar-absolute",
+        "tar-symlink",
+        "tar-absolute-symlink",
+        "tar-hardlink",
+        "tar-fifo",
+    ],
+)
 def test_members_that_escape_are_refused_before_anything_is_written(tmp_path, archive, reason):
     from semcorr.data.archives import ArchiveError, extract_archive
 
@@ -411,7 +452,11 @@ def test_members_that_escape_are_refused_before_anything_is_written(tmp_path, ar
     with pytest.raises(ArchiveError, match=re.escape(reason)):
         extract_archive(path, folder)
     assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.rglob("*")) == [
-        "a", "archive.bin", "b", "target"]
+        "a",
+        "archive.bin",
+        "b",
+        "target",
+    ]
 
 
 def test_links_inside_the_folder_are_kept(tmp_path):
@@ -447,9 +492,16 @@ def willow_tree(folder: Path) -> Path:
 
 
 def test_zip_dataset_with_its_pair_list(cli, server, tmp_path, monkeypatch):
-    fake_catalog(monkeypatch, "pf-willow", counts=(Count("PF-dataset/*", 1, "folders"), Count("PF-dataset/*/*.png", 3),
-                                                   Count("PF-dataset/test_pairs_pf.csv", None, "rows")),
-                 loads=(Load("pf-willow", "test", 6),))
+    fake_catalog(
+        monkeypatch,
+        "pf-willow",
+        counts=(
+            Count("PF-dataset/*", 1, "folders"),
+            Count("PF-dataset/*/*.png", 3),
+            Count("PF-dataset/test_pairs_pf.csv", None, "rows"),
+        ),
+        loads=(Load("pf-willow", "test", 6),),
+    )
     archive = zipped(willow_tree(tmp_path / "build"), extra={"__MACOSX/PF-dataset/._Cars_000a.png": b"junk"})
     server.serve("pf-willow", "PF-dataset.zip", archive)
     pairs_csv = b"imageA,imageB\n" + b"".join(b"PF-dataset/car(G)/a.png,PF-dataset/car(G)/b.png\n" for _ in range(6))
@@ -464,17 +516,23 @@ def test_zip_dataset_with_its_pair_list(cli, server, tmp_path, monkeypatch):
     lock = lock_of(root, "pf-willow")
     assert lock["counts"]["PF-dataset/test_pairs_pf.csv"] == 6
     assert lock["files"]["test_pairs_pf.csv"] == {
-        "url": f"{server.url}/pf-willow/test_pairs_pf.csv", "bytes": len(pairs_csv), "sha256": sha256(pairs_csv),
-        "checked": "recorded at this first download", "path": "pf-willow/PF-dataset/test_pairs_pf.csv"}
+        "url": f"{server.url}/pf-willow/test_pairs_pf.csv",
+        "bytes": len(pairs_csv),
+        "sha256": sha256(pairs_csv),
+        "checked": "recorded at this first download",
+        "path": "pf-willow/PF-dataset/test_pairs_pf.csv",
+    }
     verified = cli("data", "verify", "pf-willow", "--root", root, "--load")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "ok    1 kept file(s): SHA-256 as recorded at download" in verified.stdout
     assert "ok    PF-dataset/test_pairs_pf.csv: 6 rows (recorded at the first download)" in verified.stdout
     assert "ok    pf-willow test: the loader reads 6 pairs" in verified.stdout
     (folder / "test_pairs_pf.csv").write_bytes(pairs_csv + b"x,y\n")
-    one_line(cli("data", "verify", "pf-willow", "--root", root),
-             "pf-willow/PF-dataset/test_pairs_pf.csv: its SHA-256 differs from the one recorded at download",
-             "(and 1 more check(s) failed)")
+    one_line(
+        cli("data", "verify", "pf-willow", "--root", root),
+        "pf-willow/PF-dataset/test_pairs_pf.csv: its SHA-256 differs from the one recorded at download",
+        "(and 1 more check(s) failed)",
+    )
 
 
 def pascal_tree(folder: Path) -> Path:
@@ -485,19 +543,29 @@ def pascal_tree(folder: Path) -> Path:
     for index in range(3):
         write_image(base / "JPEGImages" / f"2009_00000{index}.jpg", seed=index)
         (base / "Annotations" / "aeroplane").mkdir(parents=True, exist_ok=True)
-        scipy.io.savemat(base / "Annotations" / "aeroplane" / f"2009_00000{index}.mat",
-                         {"kps": np.array([[5.0, 6], [20, 12 + index]]), "bbox": np.array([[1, 2, 30, 25]])})
+        scipy.io.savemat(
+            base / "Annotations" / "aeroplane" / f"2009_00000{index}.mat",
+            {"kps": np.array([[5.0, 6], [20, 12 + index]]), "bbox": np.array([[1, 2, 30, 25]])},
+        )
     return folder
 
 
 def test_pair_lists_go_beside_the_images_and_a_web_page_is_not_a_pair_list(cli, server, tmp_path, monkeypatch):
-    fake_catalog(monkeypatch, "pf-pascal", counts=(Count("PF-dataset-PASCAL/Annotations/*", 1, "folders"),
-                                                   Count("PF-dataset-PASCAL/test_pairs_pf_pascal.csv", 2, "rows")),
-                 loads=(Load("pf-pascal", "test", 2),))
+    fake_catalog(
+        monkeypatch,
+        "pf-pascal",
+        counts=(
+            Count("PF-dataset-PASCAL/Annotations/*", 1, "folders"),
+            Count("PF-dataset-PASCAL/test_pairs_pf_pascal.csv", 2, "rows"),
+        ),
+        loads=(Load("pf-pascal", "test", 2),),
+    )
     server.serve("pf-pascal", "PF-dataset-PASCAL.zip", zipped(pascal_tree(tmp_path / "build")))
     header = b"source_image,target_image,class,XA,YA,XB,YB\n"
-    row = b"PF-dataset-PASCAL/JPEGImages/2009_00000%d.jpg,PF-dataset-PASCAL/JPEGImages/2009_00000%d.jpg," \
-          b"1,5;20,6;12,5;20,6;13\n"
+    row = (
+        b"PF-dataset-PASCAL/JPEGImages/2009_00000%d.jpg,PF-dataset-PASCAL/JPEGImages/2009_00000%d.jpg,"
+        b"1,5;20,6;12,5;20,6;13\n"
+    )
     server.serve("pf-pascal", "test_pairs_pf_pascal.csv", header + row % (0, 1) + row % (1, 2))
     server.serve("pf-pascal", "val_pairs_pf_pascal.csv", header + row % (2, 0))
     server.serve("pf-pascal", "trn_pairs_pf_pascal.csv", b"<!DOCTYPE html><title>Google Drive - quota</title>")
@@ -506,16 +574,22 @@ def test_pair_lists_go_beside_the_images_and_a_web_page_is_not_a_pair_list(cli, 
     assert result.returncode == 0, result.stderr
     assert "optional file trn_pairs_pf_pascal.csv skipped" in result.stderr and "sent a web page" in result.stderr
     folder = dataset_path("pf-pascal", root)
-    assert sorted(p.name for p in folder.iterdir()) == ["Annotations", "JPEGImages", "test_pairs_pf_pascal.csv",
-                                                       "val_pairs_pf_pascal.csv"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "Annotations",
+        "JPEGImages",
+        "test_pairs_pf_pascal.csv",
+        "val_pairs_pf_pascal.csv",
+    ]
     assert "trn_pairs_pf_pascal.csv" not in lock_of(root, "pf-pascal")["files"]
     verified = cli("data", "verify", "pf-pascal", "--root", root, "--load")
     assert verified.returncode == 0 and "ok    pf-pascal test: the loader reads 2 pairs" in verified.stdout
 
     shutil.rmtree(root)
     server.files["/pf-pascal/test_pairs_pf_pascal.csv"] = b"<html><body>Sign in</body></html>"
-    one_line(cli("data", "download", "pf-pascal", "--root", root, "--no-progress"),
-             "sent a web page instead of test_pairs_pf_pascal.csv")
+    one_line(
+        cli("data", "download", "pf-pascal", "--root", root, "--no-progress"),
+        "sent a web page instead of test_pairs_pf_pascal.csv",
+    )
     assert not (root / "pf-pascal").exists()
 
 
@@ -532,8 +606,13 @@ def cub_tree(folder: Path) -> Path:
         rows["split"].append(f"{image_id} {int(image_id % 3 == 0)}")
         rows["boxes"].append(f"{image_id} 1.0 2.0 30.0 20.0")
         rows["parts"] += [f"{image_id} {part} {part + 2}.0 {part}.0 {int(part < 5)}" for part in range(1, 16)]
-    for name, key in (("images.txt", "images"), ("image_class_labels.txt", "labels"), ("train_test_split.txt", "split"),
-                      ("bounding_boxes.txt", "boxes"), ("parts/part_locs.txt", "parts")):
+    for name, key in (
+        ("images.txt", "images"),
+        ("image_class_labels.txt", "labels"),
+        ("train_test_split.txt", "split"),
+        ("bounding_boxes.txt", "boxes"),
+        ("parts/part_locs.txt", "parts"),
+    ):
         (base / name).parent.mkdir(parents=True, exist_ok=True)
         (base / name).write_text("\n".join(rows[key]) + "\n")
     (folder / "attributes.txt").write_text("1 has_bill_shape::curved\n")
@@ -541,9 +620,12 @@ def cub_tree(folder: Path) -> Path:
 
 
 def test_an_unverified_md5_that_differs_is_a_warning_and_the_sha256_is_recorded(cli, server, tmp_path, monkeypatch):
-    fake_catalog(monkeypatch, "cub-200-2011", counts=(Count("CUB_200_2011/images/*/*.jpg", 6),
-                                                      Count("CUB_200_2011/parts/part_locs.txt", 90, "lines")),
-                 loads=(Load("cub", "test", 2),))
+    fake_catalog(
+        monkeypatch,
+        "cub-200-2011",
+        counts=(Count("CUB_200_2011/images/*/*.jpg", 6), Count("CUB_200_2011/parts/part_locs.txt", 90, "lines")),
+        loads=(Load("cub", "test", 2),),
+    )
     archive = tar_gz(cub_tree(tmp_path / "build"))
     server.serve("cub-200-2011", "CUB_200_2011.tgz", archive)
     root = tmp_path / "data"
@@ -561,8 +643,14 @@ def test_an_unverified_md5_that_differs_is_a_warning_and_the_sha256_is_recorded(
 
 def co3d_zips(tmp_path: Path, category: str) -> tuple[bytes, bytes]:
     """A category in two zips as CO3D ships it: annotations in the first, a sequence's frames in the second."""
-    frames = [{"sequence_name": "seq1", "frame_number": n,
-               "image": {"path": f"{category}/seq1/images/frame00000{n}.jpg", "size": [30, 40]}} for n in (1, 2)]
+    frames = [
+        {
+            "sequence_name": "seq1",
+            "frame_number": n,
+            "image": {"path": f"{category}/seq1/images/frame00000{n}.jpg", "size": [30, 40]},
+        }
+        for n in (1, 2)
+    ]
     first, second = tmp_path / f"{category}-0", tmp_path / f"{category}-1"
     (first / category / "set_lists").mkdir(parents=True)
     with gzip.open(first / category / "frame_annotations.jgz", "wt") as handle:
@@ -581,9 +669,14 @@ def co3d(server, tmp_path, monkeypatch):
     catalog holds the fakes' SHA-256 as it holds the real files'."""
     base = "https://dl.fbaipublicfiles.com/co3dv2_231130"
     zips = {f"{c}_00{i}.zip": data for c in ("apple", "teddybear") for i, data in enumerate(co3d_zips(tmp_path, c))}
-    links = {"full": {"apple": [f"{base}/apple_000.zip", f"{base}/apple_001.zip"],
-                      "teddybear": [f"{base}/teddybear_000.zip", f"{base}/teddybear_001.zip"],
-                      "METADATA": [f"{base}/category_to_subset_name_list.json"]}, "singlesequence": {}}
+    links = {
+        "full": {
+            "apple": [f"{base}/apple_000.zip", f"{base}/apple_001.zip"],
+            "teddybear": [f"{base}/teddybear_000.zip", f"{base}/teddybear_001.zip"],
+            "METADATA": [f"{base}/category_to_subset_name_list.json"],
+        },
+        "singlesequence": {},
+    }
     sums = {"full": {name: sha256(data) for name, data in zips.items()}, "singlesequence": {}}
 
     def publish(sums: dict) -> None:
@@ -604,8 +697,11 @@ def co3d(server, tmp_path, monkeypatch):
 def test_co3d_downloads_chosen_categories_checked_against_the_publishers_sha256(cli, server, co3d, tmp_path):
     publish, sums = co3d
     root = tmp_path / "data"
-    one_line(cli("data", "download", "co3d", "--root", root, "--categories", "apple,pear"),
-             "no category 'pear'", "apple, teddybear")
+    one_line(
+        cli("data", "download", "co3d", "--root", root, "--categories", "apple,pear"),
+        "no category 'pear'",
+        "apple, teddybear",
+    )
     result = cli("data", "download", "co3d", "--root", root, "--categories", "apple", "--no-progress")
     assert result.returncode == 0, result.stderr
     folder = root / "co3d"
@@ -619,8 +715,12 @@ def test_co3d_downloads_chosen_categories_checked_against_the_publishers_sha256(
 
     publish({"full": {**sums["full"], "teddybear_001.zip": "0" * 64}})
     result = cli("data", "download", "co3d", "--root", root, "--categories", "apple,teddybear", "--no-progress")
-    one_line(result, "teddybear_001.zip: the downloaded file's SHA-256", "differs from the publisher's (0000",
-             "it was deleted")
+    one_line(
+        result,
+        "teddybear_001.zip: the downloaded file's SHA-256",
+        "differs from the publisher's (0000",
+        "it was deleted",
+    )
     assert not (folder / "teddybear").exists() and leftovers(folder) == []
     assert not (root / ".downloads" / "co3d" / "teddybear_001.zip.part").exists()
     assert lock_of(root, "co3d")["categories"] == ["apple"]
@@ -637,9 +737,11 @@ def ap10k_tree(folder: Path) -> Path:
     """AP-10K's official layout: 2 families, 3 species, 14 images; image 7 holds two animals, image 3 is
     on the crowd list; annotation ids differ from image ids and run in another order (as in AP-10K)."""
     base = folder / "ap-10k"
-    categories = [{"id": 1, "name": "cat", "supercategory": "Felidae"},
-                  {"id": 2, "name": "lion", "supercategory": "Felidae"},
-                  {"id": 3, "name": "dog", "supercategory": "Canidae"}]
+    categories = [
+        {"id": 1, "name": "cat", "supercategory": "Felidae"},
+        {"id": 2, "name": "lion", "supercategory": "Felidae"},
+        {"id": 3, "name": "dog", "supercategory": "Canidae"},
+    ]
     images, annotations = [], []
     for image_id in range(1, 15):
         category = 1 if image_id <= 6 else 2 if image_id <= 10 else 3
@@ -647,13 +749,23 @@ def ap10k_tree(folder: Path) -> Path:
         write_image(base / "data" / f"{image_id:012d}.jpg", seed=image_id)
         for extra in range(2 if image_id == 7 else 1):
             keypoints = [v for k in range(17) for v in (1 + k + extra, 2 + k, 2)]
-            annotations.append({"id": 2000 - 7 * len(annotations) % 50, "image_id": image_id, "category_id": category,
-                                "keypoints": keypoints, "num_keypoints": 17, "bbox": [1, 2, 30, 20]})
+            annotations.append(
+                {
+                    "id": 2000 - 7 * len(annotations) % 50,
+                    "image_id": image_id,
+                    "category_id": category,
+                    "keypoints": keypoints,
+                    "num_keypoints": 17,
+                    "bbox": [1, 2, 30, 20],
+                }
+            )
     for split in ("train", "val", "test"):
         for number in (1, 2, 3):
             chosen = annotations if (split, number) == ("train", 1) else []
-            write_json(base / "annotations" / f"ap10k-{split}-split{number}.json",
-                       {"images": images, "annotations": chosen, "categories": categories})
+            write_json(
+                base / "annotations" / f"ap10k-{split}-split{number}.json",
+                {"images": images, "annotations": chosen, "categories": categories},
+            )
     return folder
 
 
@@ -666,19 +778,31 @@ def test_ap10k_is_prepared_into_geoaware_layout_with_our_seeded_pairs(cli, serve
     server.serve("ap-10k", "ap-10k.zip", archive)
     server.serve("ap-10k", "ap-10k_is_crowd.txt", crowd)
     zip_file, crowd_file = DATASETS["ap-10k"].files
-    fake_catalog(monkeypatch, "ap-10k", files=(zip_file, dataclasses.replace(crowd_file, size=len(crowd),
-                                                                             checksum=f"sha256:{sha256(crowd)}")))
+    fake_catalog(
+        monkeypatch,
+        "ap-10k",
+        files=(zip_file, dataclasses.replace(crowd_file, size=len(crowd), checksum=f"sha256:{sha256(crowd)}")),
+    )
     root = tmp_path / "data"
     result = cli("data", "download", "ap-10k", "--root", root, "--no-progress")
     assert result.returncode == 0, result.stderr
     folder = dataset_path("ap-10k", root)
-    assert sorted(p.name for p in folder.iterdir()) == ["ImageAnnotation", "JPEGImages", "PairAnnotation",
-                                                       "annotations", "ap-10k_is_crowd.txt"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "ImageAnnotation",
+        "JPEGImages",
+        "PairAnnotation",
+        "annotations",
+        "ap-10k_is_crowd.txt",
+    ]
     assert len(list((folder / "JPEGImages").glob("*/*/*.jpg"))) == 14
     (tmp_path / "crowd.txt").write_bytes(crowd)
     # eligible: cat 5 (image 3 is crowd), lion 4 (image 7: its first animal), dog 4; all of them test animals
-    expected = {("intra-species", "test"): 10 + 6 + 6, ("cross-species", "test"): 5 * 4,
-                ("cross-family", "test"): min(30, 9 * 4), ("intra-species", "trn"): 0}
+    expected = {
+        ("intra-species", "test"): 10 + 6 + 6,
+        ("cross-species", "test"): 5 * 4,
+        ("cross-family", "test"): min(30, 9 * 4),
+        ("intra-species", "trn"): 0,
+    }
     seen = set()
     for (subset, split), count in expected.items():
         prepared = load_ap10k(folder, split, subset=subset)
@@ -701,16 +825,27 @@ def test_coco_subset_is_distilldifts_rule_and_only_its_images_are_fetched(cli, s
     from semcorr.data import prepare
 
     monkeypatch.setattr(prepare, "COCO_SUBSET_SIZE", 5)
-    fake_catalog(monkeypatch, "coco-distilldift",
-                 counts=(Count("train2017/*/*.jpg", 5), Count("subset.txt", 5, "lines")))
-    categories = [{"id": 1, "name": "person", "supercategory": "person"},
-                  {"id": 7, "name": "traffic light", "supercategory": "outdoor"}]
+    fake_catalog(
+        monkeypatch, "coco-distilldift", counts=(Count("train2017/*/*.jpg", 5), Count("subset.txt", 5, "lines"))
+    )
+    categories = [
+        {"id": 1, "name": "person", "supercategory": "person"},
+        {"id": 7, "name": "traffic light", "supercategory": "outdoor"},
+    ]
     images = [{"id": 100 + i, "file_name": f"{100 + i:012d}.jpg", "width": 40, "height": 30} for i in range(12)]
     annotations = [{"id": 1, "image_id": 100, "category_id": 1, "iscrowd": 1, "bbox": [0, 0, 5, 5], "area": 25}]
     for i in range(2, 12):  # image 100: crowd only; 101: none
         for k, category in enumerate((7, 1) if i % 3 else (1,)):
-            annotations.append({"id": 10 * i + k, "image_id": 100 + i, "category_id": category,
-                                "iscrowd": int(k == 0 and i == 5), "bbox": [0, 0, 5, 5], "area": 25})
+            annotations.append(
+                {
+                    "id": 10 * i + k,
+                    "image_id": 100 + i,
+                    "category_id": category,
+                    "iscrowd": int(k == 0 and i == 5),
+                    "bbox": [0, 0, 5, 5],
+                    "area": 25,
+                }
+            )
     instances = json.dumps({"images": images, "annotations": annotations, "categories": categories}).encode()
     build = tmp_path / "build" / "annotations"
     build.mkdir(parents=True)
@@ -739,8 +874,10 @@ def test_coco_subset_is_distilldifts_rule_and_only_its_images_are_fetched(cli, s
     assert not (folder / "annotations" / "captions_train2017.json").exists()
     fetched = {path.rsplit("/", 1)[1] for method, path, _ in server.requests if "/train2017/" in path}
     assert fetched == {line.rsplit("/", 1)[1] for line in expected}  # only the chosen images
-    assert lock_of(root, "coco-distilldift")["files"][f"train2017/{expected[0].rsplit('/', 1)[1]}"]["path"] == \
-        f"coco-distilldift/{expected[0]}"
+    assert (
+        lock_of(root, "coco-distilldift")["files"][f"train2017/{expected[0].rsplit('/', 1)[1]}"]["path"]
+        == f"coco-distilldift/{expected[0]}"
+    )
     assert cli("data", "verify", "coco-distilldift", "--root", root).returncode == 0
 
 
@@ -755,8 +892,9 @@ def test_download_file_checks_an_expected_sha256(server, tmp_path):
     server.serve("x", "file.bin", data)
     target = tmp_path / "file.bin"
     with pytest.raises(DownloadError, match="differs from the publisher's"):
-        download_file(f"{server.url}/x/file.bin", target, progress=False, sha256="0" * 64,
-                      sha256_source="the publisher's")
+        download_file(
+            f"{server.url}/x/file.bin", target, progress=False, sha256="0" * 64, sha256_source="the publisher's"
+        )
     assert list(tmp_path.iterdir()) == []  # nothing kept: no resume can mend whole, wrong bytes
     target.write_bytes(b"stale")
     with pytest.warns(UserWarning, match="differs from the expected one; deleted, downloading it again"):

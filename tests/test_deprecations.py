@@ -25,8 +25,11 @@ def public_names(module: ModuleType) -> list[str]:
     if hasattr(module, "__all__"):
         return sorted(module.__all__)
     own = module.__name__
-    return sorted(name for name, value in vars(module).items() if not name.startswith("_")
-                  and not isinstance(value, ModuleType) and getattr(value, "__module__", own) == own)
+    return sorted(
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and not isinstance(value, ModuleType) and getattr(value, "__module__", own) == own
+    )
 
 
 def old_name_gives(old: str) -> tuple[object, object, list[str]]:
@@ -49,8 +52,11 @@ def test_every_old_path_resolves_to_the_new_object_with_one_warning(old):
     if old in MOVED_MODULES:
         new = MOVED_MODULES[old]
         assert importlib.import_module(old).__name__ == old
-        cases = [(f"{old}.{name}", f"{new}.{name}") for name in public_names(importlib.import_module(new))
-                 if f"{old}.{name}" not in RENAMED]
+        cases = [
+            (f"{old}.{name}", f"{new}.{name}")
+            for name in public_names(importlib.import_module(new))
+            if f"{old}.{name}" not in RENAMED
+        ]
         assert cases, f"{new} defines no public name"
     else:
         cases = [(old, RENAMED[old])]
@@ -144,8 +150,10 @@ class TestOldCallsGiveTheSameResults:
         root = data_path("spair-71k-mini")
         images, keys = spair_training_pairs(root, "test")
         assert images == root / "SPair-71k" / "JPEGImages"
-        expected = [(p.source_image.relative_to(images).as_posix(), p.target_image.relative_to(images).as_posix())
-                    for p in load_spair(root, "test")]
+        expected = [
+            (p.source_image.relative_to(images).as_posix(), p.target_image.relative_to(images).as_posix())
+            for p in load_spair(root, "test")
+        ]
         assert keys == expected and all((images / key).is_file() for pair in keys for key in pair)
 
     def test_fingerprint_config_digest_and_compile_extractor(self):

@@ -2,7 +2,6 @@ import re
 
 import pytest
 import torch
-
 from helpers import tiny_backbone
 from official_dinov2 import official_patch_tokens, saved_official_state
 from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
@@ -16,11 +15,15 @@ def official_state_dict(model, registers=True, swiglu=False):
     """The torch-hub (official DINOv2) naming of a transformers model's weights, written independently of
     semcorr's converter: fused qkv, ls gamma, w12/w3 for SwiGLU."""
     hf = model.state_dict()
-    out = {"cls_token": hf["embeddings.cls_token"], "pos_embed": hf["embeddings.position_embeddings"],
-           "mask_token": hf["embeddings.mask_token"].clone(),
-           "patch_embed.proj.weight": hf["embeddings.patch_embeddings.projection.weight"],
-           "patch_embed.proj.bias": hf["embeddings.patch_embeddings.projection.bias"],
-           "norm.weight": hf["layernorm.weight"], "norm.bias": hf["layernorm.bias"]}
+    out = {
+        "cls_token": hf["embeddings.cls_token"],
+        "pos_embed": hf["embeddings.position_embeddings"],
+        "mask_token": hf["embeddings.mask_token"].clone(),
+        "patch_embed.proj.weight": hf["embeddings.patch_embeddings.projection.weight"],
+        "patch_embed.proj.bias": hf["embeddings.patch_embeddings.projection.bias"],
+        "norm.weight": hf["layernorm.weight"],
+        "norm.bias": hf["layernorm.bias"],
+    }
     if registers:
         out["register_tokens"] = hf["embeddings.register_tokens"]
     for i in range(model.config.num_hidden_layers):
@@ -31,7 +34,9 @@ def official_state_dict(model, registers=True, swiglu=False):
             for norm in ("norm1", "norm2"):
                 out[f"blocks.{i}.{norm}.{kind}"] = hf[f"{p}{norm}.{kind}"]
             if swiglu:
-                out[f"blocks.{i}.mlp.w12.{kind}"] = torch.cat([hf[f"{p}mlp.gate_proj.{kind}"], hf[f"{p}mlp.up_proj.{kind}"]])
+                out[f"blocks.{i}.mlp.w12.{kind}"] = torch.cat(
+                    [hf[f"{p}mlp.gate_proj.{kind}"], hf[f"{p}mlp.up_proj.{kind}"]]
+                )
                 out[f"blocks.{i}.mlp.w3.{kind}"] = hf[f"{p}mlp.down_proj.{kind}"]
             else:
                 out[f"blocks.{i}.mlp.fc1.{kind}"] = hf[f"{p}mlp.fc1.{kind}"]
@@ -73,7 +78,10 @@ class TestTinyExtractor:
         backbone = tiny_backbone()
         extractor = DinoV2Extractor(DinoV2Config(input_size=56), backbone=backbone)
         pixels = torch.rand(1, 3, 56, 56)
-        mean, std = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        mean, std = (
+            torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1),
+            torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1),
+        )
         with torch.no_grad():
             tokens = backbone(pixel_values=(pixels - mean) / std).last_hidden_state  # (1, 1 + 4 + 16, 32)
             ours = extractor(pixels)
@@ -143,8 +151,9 @@ class TestOfficialCheckpoint:
         load_official_checkpoint(target, path, registers=registers)
         pixels = torch.rand(1, 3, 42, 42)
         with torch.no_grad():
-            assert torch.allclose(target(pixel_values=pixels).last_hidden_state,
-                                  source(pixel_values=pixels).last_hidden_state, atol=1e-6)
+            assert torch.allclose(
+                target(pixel_values=pixels).last_hidden_state, source(pixel_values=pixels).last_hidden_state, atol=1e-6
+            )
 
     def test_full_size_pth_through_the_preset(self, tmp_path):
         with torch.device("meta"):
@@ -181,8 +190,9 @@ class TestOfficialCheckpoint:
 
         torch.save(official_state_dict(tiny_backbone()), tmp_path / "tiny.pth")
         with torch.device("meta"):
-            bigger = Dinov2WithRegistersModel(Dinov2WithRegistersConfig(hidden_size=64, num_hidden_layers=2,
-                                                                        num_attention_heads=2, patch_size=14))
+            bigger = Dinov2WithRegistersModel(
+                Dinov2WithRegistersConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, patch_size=14)
+            )
         with pytest.raises(CheckpointError, match="shapes"):
             load_official_checkpoint(bigger, tmp_path / "tiny.pth", registers=True)
 
@@ -202,8 +212,11 @@ class TestWeightSources:
         extractor = build_extractor("dinov2-b-reg", weights=str(tmp_path / "tiny"), input_size=28, device="cpu")
         pixels = torch.rand(1, 3, 28, 28)
         with torch.no_grad():
-            assert torch.allclose(extractor.model(pixel_values=pixels).last_hidden_state,
-                                  backbone(pixel_values=pixels).last_hidden_state, atol=1e-6)
+            assert torch.allclose(
+                extractor.model(pixel_values=pixels).last_hidden_state,
+                backbone(pixel_values=pixels).last_hidden_state,
+                atol=1e-6,
+            )
 
     def test_folder_of_another_size_is_refused(self, tmp_path, monkeypatch):
         tiny_backbone(layers=1).save_pretrained(tmp_path / "one-layer")

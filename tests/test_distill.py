@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO, data_path
-from safetensors.torch import load_file
 from helpers import TRAIN_WORKER, launch_two_ranks, tiny_backbone
+from safetensors.torch import load_file
 
 from semcorr.errors import InputError
 from semcorr.extract import ExtractSettings, extract_features
-from semcorr.geometry import ImageGeometry
 from semcorr.features.distill.student import StudentConfig, StudentExtractor, lora_parameters
+from semcorr.geometry import ImageGeometry
 from semcorr.store import FeatureFolder
 from semcorr.train import DistillConfig, distill
 from semcorr.train.losses import similarity
@@ -74,6 +74,7 @@ def write_list(path: Path, images: list[Path]) -> Path:
 def nn_agreement(student, teacher, images: list[Path]) -> float:
     """Share of source patches whose nearest target patch is the same for student and teacher, over
     all patches of the pairs (images[0], images[1]), (images[2], images[3]), ..."""
+
     def similarities(extractor):
         features = extractor.extract(images).features
         return similarity(features[0::2], features[1::2])
@@ -97,8 +98,15 @@ def test_distillation_learns_the_teacher(tmp_path):
     teacher = make_teacher(size)
     plain = StudentExtractor(StudentConfig(input_size=size), backbone=tiny_backbone()).eval()
     before = nn_agreement(plain, teacher, held)
-    config = DistillConfig(images=str(write_list(tmp_path / "train.txt", train)), input_size=size, epochs=epochs,
-                           lr=1e-2, lr_decay_epoch=epochs - 1, neighbours=3, progress=False)
+    config = DistillConfig(
+        images=str(write_list(tmp_path / "train.txt", train)),
+        input_size=size,
+        epochs=epochs,
+        lr=1e-2,
+        lr_decay_epoch=epochs - 1,
+        neighbours=3,
+        progress=False,
+    )
     result = distill(config, tmp_path / "run", backbone=tiny_backbone(), teacher=teacher)
     student = StudentExtractor(StudentConfig(input_size=size, adapter=str(result.adapter)), backbone=tiny_backbone())
     after = nn_agreement(student.eval(), teacher, held)
@@ -114,8 +122,18 @@ def _cached_setup(tmp_path: Path, images: int = 8, **overrides) -> tuple[Distill
     train = train[::10][:images]
     listing = write_list(tmp_path / "train.txt", train)
     cache = fill_cache(tmp_path / "cache", make_teacher(56), train, [str(p.resolve()) for p in train])
-    settings = dict(images=str(listing), teacher_cache=str(cache), input_size=56, epochs=2, lr=1e-3,
-                    lr_decay_epoch=1, neighbours=3, checkpoint_every=2, log_every=1, progress=False)
+    settings = dict(
+        images=str(listing),
+        teacher_cache=str(cache),
+        input_size=56,
+        epochs=2,
+        lr=1e-3,
+        lr_decay_epoch=1,
+        neighbours=3,
+        checkpoint_every=2,
+        log_every=1,
+        progress=False,
+    )
     config = DistillConfig(**{**settings, **overrides})
     path = tmp_path / "config.json"
     path.write_text(json.dumps(dataclasses.asdict(config)))
@@ -134,8 +152,11 @@ def test_run_folder_and_config_refusal(tmp_path):
     with pytest.raises(InputError, match="another config.*lr"):
         distill(dataclasses.replace(config, lr=5e-4), run, backbone=tiny_backbone())
     with pytest.raises(InputError, match="no teacher features"):
-        distill(dataclasses.replace(config, images=str(write_list(tmp_path / "x.txt", willow_images()[1][:4]))),
-                tmp_path / "run2", backbone=tiny_backbone())
+        distill(
+            dataclasses.replace(config, images=str(write_list(tmp_path / "x.txt", willow_images()[1][:4]))),
+            tmp_path / "run2",
+            backbone=tiny_backbone(),
+        )
 
 
 def test_a_cache_that_skipped_an_unreadable_image(tmp_path, capsys):
@@ -146,13 +167,18 @@ def test_a_cache_that_skipped_an_unreadable_image(tmp_path, capsys):
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     listing = write_list(tmp_path / "train.txt", train + [corrupt])
     cache = tmp_path / "cache"
-    report = extract_features(listing, cache, model=make_teacher(56), settings=ExtractSettings(embeddings=False,
-                              workers=0), progress=False)
+    report = extract_features(
+        listing, cache, model=make_teacher(56), settings=ExtractSettings(embeddings=False, workers=0), progress=False
+    )
     assert report.written == 5 and [where for _, where, _ in report.failed] == [str(corrupt.resolve())]
-    config = DistillConfig(images=str(listing), teacher_cache=str(cache), input_size=56, epochs=1, neighbours=2,
-                           progress=False)
-    with pytest.raises(InputError, match=r"no teacher features for 1 of 6 images, e.g. '.*corrupt.png'.*"
-                                         r"--on-missing skip"):
+    config = DistillConfig(
+        images=str(listing), teacher_cache=str(cache), input_size=56, epochs=1, neighbours=2, progress=False
+    )
+    with pytest.raises(
+        InputError,
+        match=r"no teacher features for 1 of 6 images, e.g. '.*corrupt.png'.*"
+        r"--on-missing skip",
+    ):
         distill(config, tmp_path / "run", backbone=tiny_backbone())
     entry = FeatureFolder(cache).path(str(train[0].resolve()))
     entry.write_bytes(entry.read_bytes()[:-100])  # a torn write: no longer a whole entry
@@ -167,8 +193,12 @@ def test_killed_run_resumes_exactly(tmp_path):
     reference = distill(config, tmp_path / "reference", backbone=tiny_backbone())
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     run = tmp_path / "run"
-    process = subprocess.Popen([sys.executable, str(TRAIN_WORKER), str(config_file), str(run), "--delay", "0.25"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, str(TRAIN_WORKER), str(config_file), str(run), "--delay", "0.25"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and process.poll() is None:
         log = run / "metrics.jsonl"
@@ -180,8 +210,13 @@ def test_killed_run_resumes_exactly(tmp_path):
     process.wait()
     steps_done = torch.load(run / "checkpoint.pt", weights_only=True)["global_step"]
     assert 0 < steps_done < reference.global_step
-    finished = subprocess.run([sys.executable, str(TRAIN_WORKER), str(config_file), str(run)], env=env,
-                              capture_output=True, text=True, timeout=120)
+    finished = subprocess.run(
+        [sys.executable, str(TRAIN_WORKER), str(config_file), str(run)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert finished.returncode == 0, finished.stderr[-2000:]
     expected = load_file(str(reference.adapter / "adapter_model.safetensors"))
     resumed = load_file(str(run / "adapter" / "adapter_model.safetensors"))

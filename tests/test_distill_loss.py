@@ -20,12 +20,20 @@ class TestDistillationLoss:
         # A has 2 patches, B has 3; unit vectors in 2-D. Temperature 1 keeps the numbers readable.
         a = _features([[1, 0], [0, 1]])
         b = _features([[1, 0], [0, 1], [-1, 0]])
-        teacher_a, teacher_b = a, b                                 # S_t = [[1, 0, -1], [0, 1, 0]]
-        student_a, student_b = _features([[0, 1], [1, 0]]), b       # S_s = [[0, 1, 0], [1, 0, -1]]
-        p = [[math.e / (math.e + 1 + 1 / math.e), 1 / (math.e + 1 + 1 / math.e), (1 / math.e) / (math.e + 1 + 1 / math.e)],
-             [1 / (2 + math.e), math.e / (2 + math.e), 1 / (2 + math.e)]]
-        log_q = [[-math.log(2 + math.e) + s for s in (0, 1, 0)],
-                 [-math.log(math.e + 1 + 1 / math.e) + s for s in (1, 0, -1)]]
+        teacher_a, teacher_b = a, b  # S_t = [[1, 0, -1], [0, 1, 0]]
+        student_a, student_b = _features([[0, 1], [1, 0]]), b  # S_s = [[0, 1, 0], [1, 0, -1]]
+        p = [
+            [
+                math.e / (math.e + 1 + 1 / math.e),
+                1 / (math.e + 1 + 1 / math.e),
+                (1 / math.e) / (math.e + 1 + 1 / math.e),
+            ],
+            [1 / (2 + math.e), math.e / (2 + math.e), 1 / (2 + math.e)],
+        ]
+        log_q = [
+            [-math.log(2 + math.e) + s for s in (0, 1, 0)],
+            [-math.log(math.e + 1 + 1 / math.e) + s for s in (1, 0, -1)],
+        ]
         expected = -sum(p[i][j] * log_q[i][j] for i in range(2) for j in range(3)) / 2
         loss = distillation_loss(student_a, student_b, teacher_a, teacher_b, temperature=1.0)
         assert loss.item() == pytest.approx(expected, rel=1e-6)
@@ -59,12 +67,19 @@ class TestDistillationLoss:
         assert student_a.grad is not None and torch.isfinite(student_a.grad).all()
 
     def test_channels_may_differ_between_teacher_and_student_but_not_patches(self):
-        loss = distillation_loss(torch.randn(2, 16, 4, 4), torch.randn(2, 16, 4, 4),
-                                 torch.randn(2, 64, 4, 4), torch.randn(2, 64, 4, 4))
+        loss = distillation_loss(
+            torch.randn(2, 16, 4, 4), torch.randn(2, 16, 4, 4), torch.randn(2, 64, 4, 4), torch.randn(2, 64, 4, 4)
+        )
         assert loss.ndim == 0 and torch.isfinite(loss)
         with pytest.raises(ValueError, match="patch grids"):
-            distillation_loss(torch.randn(1, 16, 4, 4), torch.randn(1, 16, 4, 4),
-                              torch.randn(1, 16, 3, 3), torch.randn(1, 16, 3, 3))
+            distillation_loss(
+                torch.randn(1, 16, 4, 4), torch.randn(1, 16, 4, 4), torch.randn(1, 16, 3, 3), torch.randn(1, 16, 3, 3)
+            )
         with pytest.raises(ValueError, match="temperature"):
-            distillation_loss(torch.randn(1, 4, 2, 2), torch.randn(1, 4, 2, 2), torch.randn(1, 4, 2, 2),
-                              torch.randn(1, 4, 2, 2), temperature=0)
+            distillation_loss(
+                torch.randn(1, 4, 2, 2),
+                torch.randn(1, 4, 2, 2),
+                torch.randn(1, 4, 2, 2),
+                torch.randn(1, 4, 2, 2),
+                temperature=0,
+            )

@@ -18,9 +18,9 @@ from semcorr.cli import build_parser, main
 from semcorr.download import download_file
 from semcorr.errors import CheckpointError, DownloadError, WeightsUnavailableError
 from semcorr.features import DEFAULT_MODEL, build_extractor
-from semcorr.weights.safe_pickle import read_state_dict
 from semcorr.features.released.distilldift import convert_checkpoint
 from semcorr.features.released.distilldift_checkpoint import convert_distilldift_state_dict
+from semcorr.weights.safe_pickle import read_state_dict
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 TOLERANCE = 1e-5
@@ -68,8 +68,10 @@ class TestConversion:
             assert (extractor(pixels) - reference).abs().max() < TOLERANCE
             extractor.merge()
             assert (extractor(pixels) - reference).abs().max() < TOLERANCE
-        assert torch.equal(official["model.blocks.0.attn.qkv.qkv.weight"],
-                           official_state_dict(rank=8, seed=0)["model.blocks.0.attn.qkv.qkv.weight"])  # input untouched
+        assert torch.equal(
+            official["model.blocks.0.attn.qkv.qkv.weight"],
+            official_state_dict(rank=8, seed=0)["model.blocks.0.attn.qkv.qkv.weight"],
+        )  # input untouched
 
     def test_missing_or_extra_key_in_a_file_is_named(self, official, tmp_path):
         keys_only = {key: torch.zeros(1) for key in official}  # keys are checked before shapes: small files
@@ -85,7 +87,7 @@ class TestConversion:
             build_extractor("distilldift-us", weights=str(tmp_path / "extra.ckpt"))
 
     def test_wrong_shape_and_prefix_forms(self, official):
-        no_prefix = {key[len("model."):]: value for key, value in official.items()}
+        no_prefix = {key[len("model.") :]: value for key, value in official.items()}
         del no_prefix["mask_token"]  # unused by features: allowed to be absent (zero)
         assert convert_distilldift_state_dict(no_prefix).rank == 8
         wrong = dict(official, **{"model.blocks.2.attn.qkv.qkv.weight": torch.zeros(2304, 767)})
@@ -125,11 +127,12 @@ class TestConversion:
 
 class _Server:
     """A real HTTP server on 127.0.0.1 serving one file with Range support; it cuts the first
-    responses after ``cuts[0]``, ``cuts[1]``, ... bytes of their body and can ignore Range requests. Each request records its
-    Range header and whether ``watch`` (the download's target) existed then."""
+    responses after ``cuts[0]``, ``cuts[1]``, ... bytes of their body and can ignore Range requests.
+    Each request records its Range header and whether ``watch`` (the download's target) existed then."""
 
-    def __init__(self, payload: bytes | Path, *, cuts: tuple[int, ...] = (), ranges: bool = True,
-                 watch: Path | None = None) -> None:
+    def __init__(
+        self, payload: bytes | Path, *, cuts: tuple[int, ...] = (), ranges: bool = True, watch: Path | None = None
+    ) -> None:
         self.payload, self.cuts, self.ranges, self.watch = payload, list(cuts), ranges, watch
         self.requests: list[tuple[str | None, bool]] = []
         server = self
@@ -153,7 +156,7 @@ class _Server:
                 self.end_headers()
                 body = memoryview(data)[start:]
                 if server.cuts:
-                    self.wfile.write(body[:server.cuts.pop(0)])
+                    self.wfile.write(body[: server.cuts.pop(0)])
                     self.wfile.flush()
                     self.close_connection = True
                     return
@@ -183,8 +186,11 @@ def _watch_for_partial(target: Path, size: int, stop: threading.Event, seen: lis
 
 
 class TestDownload:
-    PAYLOAD = torch.randint(0, 256, (3_000_000,), generator=torch.Generator().manual_seed(5),
-                            dtype=torch.uint8).numpy().tobytes()
+    PAYLOAD = (
+        torch.randint(0, 256, (3_000_000,), generator=torch.Generator().manual_seed(5), dtype=torch.uint8)
+        .numpy()
+        .tobytes()
+    )
 
     def _download(self, server: _Server, target: Path, **options) -> list[int]:
         stop, seen = threading.Event(), []
@@ -213,8 +219,10 @@ class TestDownload:
 
     def test_giving_up_keeps_the_part_and_a_later_call_resumes(self, tmp_path):
         target = tmp_path / "x.ckpt"
-        with _Server(self.PAYLOAD, cuts=(1_000_000, 1_000_000, 0, 0)) as server, \
-                pytest.raises(DownloadError, match="4 request"):  # gives up after 2 fruitless ones
+        with (
+            _Server(self.PAYLOAD, cuts=(1_000_000, 1_000_000, 0, 0)) as server,
+            pytest.raises(DownloadError, match="4 request"),
+        ):  # gives up after 2 fruitless ones
             download_file(server.url("x.ckpt"), target, attempts=2, progress=False, retry_wait=0)
         assert not target.exists() and (tmp_path / "x.ckpt.part").stat().st_size == 2_000_000
         with _Server(self.PAYLOAD, watch=target) as server:
@@ -261,8 +269,14 @@ class TestPreset:
             build_extractor("distilldift-us")
         message = str(error.value)
         assert "\n" not in message and "HF_HUB_OFFLINE is set" in message
-        for part in ("https://ommer-lab.com/files/distilldift/distilldift_us.ckpt", "--weights", "convert-checkpoint",
-                     "SEMCORR_DISTILLDIFT_URL", "--random-weights", str(tmp_path / "empty")):
+        for part in (
+            "https://ommer-lab.com/files/distilldift/distilldift_us.ckpt",
+            "--weights",
+            "convert-checkpoint",
+            "SEMCORR_DISTILLDIFT_URL",
+            "--random-weights",
+            str(tmp_path / "empty"),
+        ):
             assert part in message
         with pytest.raises(WeightsUnavailableError, match="published no download address"):
             build_extractor("distilldift-ws")
@@ -270,7 +284,12 @@ class TestPreset:
     def test_default_model_of_the_commands(self):
         assert DEFAULT_MODEL == "distilldift-us"
         parser = build_parser()
-        for argv in (["match", "a.png", "b.png"], ["demo"], ["video", "clip.mp4"], ["eval", "spair", "--data-root", "x"],
-                     ["segment", "a.png", "--out", "masks"]):
+        for argv in (
+            ["match", "a.png", "b.png"],
+            ["demo"],
+            ["video", "clip.mp4"],
+            ["eval", "spair", "--data-root", "x"],
+            ["segment", "a.png", "--out", "masks"],
+        ):
             assert parser.parse_args(argv).model == "distilldift-us"
         assert parser.parse_args(["match", "a", "b", "--model", "dinov2-b-reg"]).model == "dinov2-b-reg"

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
-
 from conftest import data_path
 from helpers import tiny_backbone
 from official_dinov2 import assert_full_size_close, official_patch_tokens, saved_official_state
+from PIL import Image
+
 from semcorr.errors import CheckpointError, WeightsUnavailableError
 from semcorr.features import build_extractor
 from semcorr.features.config import DiyScConfig
@@ -23,8 +23,11 @@ def authors_file(channels, seed=0):
     """A random adapter in the exact layout of DIY-SC's ``best.pth`` (written from the description)."""
     g = torch.Generator().manual_seed(seed)
     hidden = channels // 4
-    state = {"logit_scale": torch.tensor(2.7), "self_logit_scale": torch.tensor(2.3),
-             "mixing_weights": torch.randn(1, generator=g)}
+    state = {
+        "logit_scale": torch.tensor(2.7),
+        "self_logit_scale": torch.tensor(2.3),
+        "mixing_weights": torch.randn(1, generator=g),
+    }
     for i, (cin, cout, k) in enumerate([(channels, hidden, 1), (hidden, hidden, 3), (hidden, channels, 1)], 1):
         state[f"bottleneck_layers.0.0.conv{i}.weight"] = torch.randn(cout, cin, k, k, generator=g) * 0.3
         state[f"bottleneck_layers.0.0.conv{i}.norm.weight"] = 1 + 0.2 * torch.randn(cout, generator=g)
@@ -33,11 +36,19 @@ def authors_file(channels, seed=0):
 
 
 def reference_adapter(state, tokens, groups):
-    """The bottleneck block (1x1, 3x3, 1x1 convs with GroupNorm, identity shortcut, ReLU), weighted by softmax(mixing)."""
+    """The bottleneck block (1x1, 3x3, 1x1 convs with GroupNorm, identity shortcut, ReLU), weighted by
+    softmax(mixing)."""
+
     def conv_norm(x, i, padding):
         x = F.conv2d(x, state[f"bottleneck_layers.0.0.conv{i}.weight"], padding=padding)
-        return F.group_norm(x, groups, state[f"bottleneck_layers.0.0.conv{i}.norm.weight"],
-                            state[f"bottleneck_layers.0.0.conv{i}.norm.bias"], eps=1e-5)
+        return F.group_norm(
+            x,
+            groups,
+            state[f"bottleneck_layers.0.0.conv{i}.norm.weight"],
+            state[f"bottleneck_layers.0.0.conv{i}.norm.bias"],
+            eps=1e-5,
+        )
+
     out = F.relu(conv_norm(tokens, 1, 0))
     out = F.relu(conv_norm(out, 2, 1))
     out = F.relu(conv_norm(out, 3, 0) + tokens)
@@ -78,9 +89,14 @@ class TestTinyAgainstReference:
 
 
 class TestAuthorsFile:
-    @pytest.mark.parametrize("change,key", [("drop", "bottleneck_layers.0.0.conv2.norm.bias"),
-                                            ("add", "bottleneck_layers.0.0.shortcut.weight"),
-                                            ("drop", "logit_scale")])
+    @pytest.mark.parametrize(
+        "change,key",
+        [
+            ("drop", "bottleneck_layers.0.0.conv2.norm.bias"),
+            ("add", "bottleneck_layers.0.0.shortcut.weight"),
+            ("drop", "logit_scale"),
+        ],
+    )
     def test_missing_or_extra_key_is_refused_by_name(self, tmp_path, change, key):
         state = authors_file(32)
         if change == "drop":
@@ -96,8 +112,13 @@ class TestAuthorsFile:
         adapter = read_state_dict(path)
         assert len(adapter) == 12 and all(v.device.type == "cpu" for v in adapter.values())
         backbone_state = saved_official_state(tmp_path / "dinov2_vitb14_pretrain.pth", 768, 12, registers=False, seed=1)
-        extractor = build_extractor("diy-sc", weights=str(path), backbone=str(tmp_path / "dinov2_vitb14_pretrain.pth"),
-                                    input_size=56, device="cpu")
+        extractor = build_extractor(
+            "diy-sc",
+            weights=str(path),
+            backbone=str(tmp_path / "dinov2_vitb14_pretrain.pth"),
+            input_size=56,
+            device="cpu",
+        )
         canvas = torch.rand(1, 3, 56, 56)
         with torch.no_grad():
             ours = extractor(canvas)
@@ -116,5 +137,6 @@ def test_full_size_shapes_on_meta():
     with torch.device("meta"):
         extractor = DiyScExtractor(random_weights=True)
     assert extractor.grid_size() == (60, 60) and extractor.config.resize_mode == "letterbox"
-    assert extractor.backbone.model.config.hidden_size == 768 and not hasattr(extractor.backbone.model.config,
-                                                                               "num_register_tokens")
+    assert extractor.backbone.model.config.hidden_size == 768 and not hasattr(
+        extractor.backbone.model.config, "num_register_tokens"
+    )

@@ -13,7 +13,6 @@ import sys
 import warnings
 
 import pytest
-
 from conftest import REPO
 from test_layout import LAYERS, MODULES
 
@@ -27,14 +26,31 @@ NOT_KEPT = re.compile(r"^#+ Not kept\n(.*?)(?=^#|\Z)", re.S | re.M)  # a section
 
 
 def test_site_builds_strict_and_offline(tmp_path):
-    missing = [name for name in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers")
-               if importlib.util.find_spec(name) is None]
+    missing = [
+        name
+        for name in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers")
+        if importlib.util.find_spec(name) is None
+    ]
     if missing:
         pytest.skip(f"the docs tools are not installed ({', '.join(missing)}): pip install -e '.[dev]'")
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1", PYTHONPATH=str(REPO / "src"))
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file",
-                             str(REPO / "mkdocs.yml"), "--site-dir", str(tmp_path / "site")],
-                            capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "--config-file",
+            str(REPO / "mkdocs.yml"),
+            "--site-dir",
+            str(tmp_path / "site"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     assert (tmp_path / "site" / "reference" / "matching" / "index.html").exists()
     html = (tmp_path / "site" / "reference" / "matching" / "index.html").read_text()
@@ -69,8 +85,11 @@ def test_every_command_named_in_the_docs_exists():
     commands = next(action for action in parser._actions if action.dest == "command").choices or {}
     # `semcorr NAME` after a word is prose, not a command: `from semcorr import`, and quoted messages
     # such as `... os.system, which semcorr never loads`
-    named = {(str(page.relative_to(REPO)), name) for page in [*PAGES, README]
-             for name in re.findall(r"(?<![\w.-])(?<![A-Za-z] )semcorr ([a-z][a-z0-9-]*)", _code(page.read_text()))}
+    named = {
+        (str(page.relative_to(REPO)), name)
+        for page in [*PAGES, README]
+        for name in re.findall(r"(?<![\w.-])(?<![A-Za-z] )semcorr ([a-z][a-z0-9-]*)", _code(page.read_text()))
+    }
     assert named
     assert not {(page, name) for page, name in named if name not in commands}
 
@@ -99,8 +118,12 @@ def test_python_in_the_docs_parses_and_its_imports_exist():
             if language != "python":
                 continue
             tree = ast.parse(code, filename=str(page))
-            imports |= {(node.module or "", alias.name) for node in ast.walk(tree)
-                        if isinstance(node, ast.ImportFrom) for alias in node.names}
+            imports |= {
+                (node.module or "", alias.name)
+                for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom)
+                for alias in node.names
+            }
     assert imports
     missing = []
     for module, name in sorted(imports):

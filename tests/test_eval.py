@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from conftest import data_path
+
 from semcorr.data import load_pf_willow
 from semcorr.errors import InputError
 from semcorr.eval import FeatureCache, PCKSettings, evaluate
@@ -32,8 +32,18 @@ class TestEvalCommand:
     def test_full_pf_willow_with_the_baseline(self, cli, tmp_path):
         root = data_path("pf-willow")
         out, predictions = tmp_path / "result.json", tmp_path / "preds.json"
-        result = cli("eval", "pf-willow", "--data-root", str(root), "--model", "baseline", "--out", str(out),
-                     "--save-predictions", str(predictions))
+        result = cli(
+            "eval",
+            "pf-willow",
+            "--data-root",
+            str(root),
+            "--model",
+            "baseline",
+            "--out",
+            str(out),
+            "--save-predictions",
+            str(predictions),
+        )
         assert result.returncode == 0, result.stderr
         summary = json.loads(out.read_text())
         assert summary["n_pairs"] == 900 and summary["n_keypoints"] == 9000 and summary["split"] == "test"
@@ -41,19 +51,41 @@ class TestEvalCommand:
         assert set(summary["pck"]) == {"0.05", "0.1", "0.15"}
         assert set(summary["per_category"]) == {"car", "duck", "motorbike", "winebottle"}
         assert summary["per_category"]["duck"]["n_pairs"] == 90
-        assert summary["settings"]["matching"] == {"grid": 60, "method": "window_soft_argmax", "window": 11,
-                                                   "temperature": 0.02}
+        assert summary["settings"]["matching"] == {
+            "grid": 60,
+            "method": "window_soft_argmax",
+            "window": 11,
+            "temperature": 0.02,
+        }
         assert summary["settings"]["extractor"]["input_size"] == 434
-        assert summary["settings"]["pck"] == {"alphas": [0.05, 0.1, 0.15], "threshold": "bbox", "average": "keypoint",
-                                              "comparison": "<="}
+        assert summary["settings"]["pck"] == {
+            "alphas": [0.05, 0.1, 0.15],
+            "threshold": "bbox",
+            "average": "keypoint",
+            "comparison": "<=",
+        }
         assert summary["wall_time_s"] > 0 and summary["timing"]["images_computed"] == 100
         # better than guessing a random point inside the target box
         assert summary["pck"]["0.1"] > summary["chance"]["pck"]["0.1"] + 5
         records = json.loads(predictions.read_text())
         assert len(records) == 900 and all(len(r["pred"]) == len(r["gt"]) == 10 for r in records)
-        assert set(records[0]) == {"id", "category", "source_image", "target_image", "source_size", "target_size",
-                                   "keypoint_ids", "source_points", "pred", "gt", "target_box", "threshold_length",
-                                   "thresholds", "comparison", "frame"}
+        assert set(records[0]) == {
+            "id",
+            "category",
+            "source_image",
+            "target_image",
+            "source_size",
+            "target_size",
+            "keypoint_ids",
+            "source_points",
+            "pred",
+            "gt",
+            "target_box",
+            "threshold_length",
+            "thresholds",
+            "comparison",
+            "frame",
+        }
         assert records[0]["frame"]["scale"] == [1.0, 1.0] and records[0]["comparison"] == "<="
         x1, y1, x2, y2 = records[0]["target_box"]
         assert records[0]["threshold_length"] == pytest.approx(max(x2 - x1, y2 - y1))
@@ -63,8 +95,17 @@ class TestEvalCommand:
         assert "car" in result.stdout and "random guess in box" in result.stdout
 
     def test_spair_mini_table_has_six_categories(self, cli, tmp_path):
-        result = cli("eval", "spair", "--data-root", str(data_path("spair-71k-mini")), "--model", "baseline", "--quiet",
-                     "--out", str(tmp_path / "r.json"))
+        result = cli(
+            "eval",
+            "spair",
+            "--data-root",
+            str(data_path("spair-71k-mini")),
+            "--model",
+            "baseline",
+            "--quiet",
+            "--out",
+            str(tmp_path / "r.json"),
+        )
         assert result.returncode == 0, result.stderr
         summary = json.loads((tmp_path / "r.json").read_text())
         assert summary["n_pairs"] == 12 and len(summary["per_category"]) == 6
@@ -78,10 +119,12 @@ class TestEvalCommand:
         assert result.returncode == 1 and len(lines) == 1 and "absent" in lines[0] and "Traceback" not in result.stderr
         from semcorr.cli import main
 
-        for args, culprit in ((("nowhere", "--data-root", str(tmp_path)), "nowhere"),
-                              (("pf-willow", "--data-root", str(tmp_path), "--model", "baseline", "--limit", "0"), "--limit"),
-                              (("pf-willow", "--data-root", str(tmp_path), "--model", "baseline"), "subclass folders"),
-                              (("spair", "--data-root", str(tmp_path), "--loader-option", "layout"), "KEY=VALUE")):
+        for args, culprit in (
+            (("nowhere", "--data-root", str(tmp_path)), "nowhere"),
+            (("pf-willow", "--data-root", str(tmp_path), "--model", "baseline", "--limit", "0"), "--limit"),
+            (("pf-willow", "--data-root", str(tmp_path), "--model", "baseline"), "subclass folders"),
+            (("spair", "--data-root", str(tmp_path), "--loader-option", "layout"), "KEY=VALUE"),
+        ):
             assert main(["eval", *args]) == 1
             lines = capsys.readouterr().err.strip().splitlines()
             assert len(lines) == 1 and culprit in lines[0]
@@ -93,7 +136,9 @@ class TestEvaluateAPI:
         extractor = build_extractor("baseline")
         common = dict(model=extractor, limit=3, progress=False, predictions=True)
         first = evaluate("spair", root, cache_dir=tmp_path / "cache", **common)
-        assert first["n_pairs"] == 3 and first["n_pairs_in_split"] == 12 and first["settings"]["feature_cache"] == "disk"
+        assert (
+            first["n_pairs"] == 3 and first["n_pairs_in_split"] == 12 and first["settings"]["feature_cache"] == "disk"
+        )
         files = list((tmp_path / "cache").rglob("*.safetensors"))
         assert len(files) == first["n_images"] == 4 and first["timing"]["images_computed"] == 4
         second = evaluate("spair", root, cache_dir=tmp_path / "cache", **common)
@@ -129,8 +174,16 @@ class TestEvaluateAPI:
     def test_identity_pairs_are_matched_exactly(self):
         """A pair of an image with itself: the whole pipeline must put every point back in place."""
         pairs = load_pf_willow(data_path("pf-willow"))[:40:10]
-        pairs = [dataclasses.replace(p, target_image=p.source_image, target_points=p.source_points,
-                                     target_box=p.source_box, target_size=p.source_size) for p in pairs]
+        pairs = [
+            dataclasses.replace(
+                p,
+                target_image=p.source_image,
+                target_points=p.source_points,
+                target_box=p.source_box,
+                target_size=p.source_size,
+            )
+            for p in pairs
+        ]
         with FeatureCache(build_extractor("baseline"), progress=False) as store:
             store.compute([p.source_image for p in pairs])
             found = predict(store, pairs, MatchSettings(), progress=False)
@@ -139,12 +192,26 @@ class TestEvaluateAPI:
         assert max(np.abs(f - p.source_points).max() for f, p in zip(found, pairs)) < 6  # under one 60x60 cell
 
     def test_options_reach_the_result(self):
-        result = evaluate("pf-willow", data_path("pf-willow"), model="baseline", limit=3, progress=False,
-                          pck=PCKSettings(alphas=(0.2,), threshold="image", average="image", inclusive=False),
-                          settings=MatchSettings(grid=None, method="nearest"), input_size=224)
-        assert result["settings"]["pck"] == {"alphas": [0.2], "threshold": "image", "average": "image",
-                                             "comparison": "<"}
-        assert result["settings"]["matching"]["method"] == "nearest" and result["settings"]["extractor"]["input_size"] == 224
+        result = evaluate(
+            "pf-willow",
+            data_path("pf-willow"),
+            model="baseline",
+            limit=3,
+            progress=False,
+            pck=PCKSettings(alphas=(0.2,), threshold="image", average="image", inclusive=False),
+            settings=MatchSettings(grid=None, method="nearest"),
+            input_size=224,
+        )
+        assert result["settings"]["pck"] == {
+            "alphas": [0.2],
+            "threshold": "image",
+            "average": "image",
+            "comparison": "<",
+        }
+        assert (
+            result["settings"]["matching"]["method"] == "nearest"
+            and result["settings"]["extractor"]["input_size"] == 224
+        )
         assert result["pck"] == result["pck_per_image"] and "image's longer side" in result["protocol"]["pck"]
         with pytest.raises(InputError, match="preset name"):
             evaluate("pf-willow", data_path("pf-willow"), model=build_extractor("baseline"), input_size=224)

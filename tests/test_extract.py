@@ -43,8 +43,9 @@ class TestLocalEngine:
         listing, paths = willow_list(tmp_path, 6)
         extractor = DinoV2Extractor(DinoV2Config(input_size=56, resize_mode="letterbox"), backbone=tiny_backbone())
         out = tmp_path / "store"
-        report = extract_features(listing, out, model=extractor, settings=ExtractSettings(batch_size=4, workers=2),
-                                  progress=False)
+        report = extract_features(
+            listing, out, model=extractor, settings=ExtractSettings(batch_size=4, workers=2), progress=False
+        )
         assert report.written == 6 and report.bytes_per_image > 0 and report.images_per_second > 0
         store = FeatureFolder(out)
         assert store.embedding_kind == "class token" and sorted(store.keys()) == sorted(paths)
@@ -69,8 +70,9 @@ class TestLocalEngine:
     def test_loader_batches_in_order_and_keeps_failures_apart(self, tmp_path):
         listing, paths = willow_list(tmp_path, 5, extra=(corrupt_image(tmp_path),))
         items = list_images(listing)
-        batches = list(image_loader(items, build_extractor("baseline", input_size=56).preparer(), batch_size=3,
-                                    workers=2))
+        batches = list(
+            image_loader(items, build_extractor("baseline", input_size=56).preparer(), batch_size=3, workers=2)
+        )
         assert [len(b.items) for b in batches] == [2, 3] and batches[0].pixels.shape == (2, 3, 56, 56)
         assert [str(item.path) for b in batches for item in b.items] == paths
         ((failed, message),) = batches[0].failures
@@ -79,8 +81,9 @@ class TestLocalEngine:
     def test_resume_writes_damaged_entries_again(self, tmp_path):
         listing, paths = willow_list(tmp_path, 6)
         out = tmp_path / "store"
-        options = dict(model=build_extractor("baseline", input_size=56), progress=False,
-                       settings=ExtractSettings(workers=0))
+        options = dict(
+            model=build_extractor("baseline", input_size=56), progress=False, settings=ExtractSettings(workers=0)
+        )
         extract_features(listing, out, **options)
         store = FeatureFolder(out)
         torn = store.path(paths[3])
@@ -92,8 +95,13 @@ class TestLocalEngine:
 
     def test_any_sequence_of_items_is_a_list_of_images(self, tmp_path):
         items = list_images(data_path("pf-willow"))[:2]
-        report = extract_features(collections.deque(items), tmp_path / "store", progress=False,
-                                  model=build_extractor("baseline", input_size=56), settings=ExtractSettings(workers=0))
+        report = extract_features(
+            collections.deque(items),
+            tmp_path / "store",
+            progress=False,
+            model=build_extractor("baseline", input_size=56),
+            settings=ExtractSettings(workers=0),
+        )
         assert report.written == 2 and sorted(FeatureFolder(tmp_path / "store").keys()) == [i.key for i in items]
 
 
@@ -102,8 +110,21 @@ class TestCommand:
         corrupt = corrupt_image(tmp_path)
         listing, paths = willow_list(tmp_path, 4, extra=(corrupt,))
         out = tmp_path / "store"
-        result = cli("extract", listing, "--out", out, "--model", "baseline", "--input-size", "56", "--batch-size",
-                     "2", "--workers", "1", "--no-progress")
+        result = cli(
+            "extract",
+            listing,
+            "--out",
+            out,
+            "--model",
+            "baseline",
+            "--input-size",
+            "56",
+            "--batch-size",
+            "2",
+            "--workers",
+            "1",
+            "--no-progress",
+        )
         assert result.returncode == 0, result.stderr
         assert "extracted 4 images" in result.stdout and "1 failed" in result.stdout
         assert f"skipped an unreadable image: {corrupt}" in result.stderr
@@ -113,8 +134,20 @@ class TestCommand:
         result = cli("extract", listing, "--out", out, "--model", "baseline", "--input-size", "56", "--no-progress")
         assert "extracted 0 images" in result.stdout and "4 already done, 1 failed" in result.stdout
 
-        result = cli("extract", listing, "--out", tmp_path / "other", "--model", "baseline", "--on-error", "stop",
-                     "--input-size", "56", "--no-progress", "--no-embeddings")
+        result = cli(
+            "extract",
+            listing,
+            "--out",
+            tmp_path / "other",
+            "--model",
+            "baseline",
+            "--on-error",
+            "stop",
+            "--input-size",
+            "56",
+            "--no-progress",
+            "--no-embeddings",
+        )
         assert result.returncode == 1 and result.stderr.count("\n") == 1 and "corrupt.png" in result.stderr
         assert FeatureFolder(tmp_path / "other").embedding_kind is None
 
@@ -132,11 +165,33 @@ class TestCommand:
         listing, paths = willow_list(tmp_path, 12)
         out = tmp_path / "store"
         environment = {"PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-        result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                                 "2", "-m", "semcorr.cli", "extract", str(listing), "--out", str(out), "--model",
-                                 "baseline", "--input-size", "56", "--workers", "1", "--no-progress"],
-                                env={**os.environ, **environment}, capture_output=True, text=True,
-                                timeout=300)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node",
+                "2",
+                "-m",
+                "semcorr.cli",
+                "extract",
+                str(listing),
+                "--out",
+                str(out),
+                "--model",
+                "baseline",
+                "--input-size",
+                "56",
+                "--workers",
+                "1",
+                "--no-progress",
+            ],
+            env={**os.environ, **environment},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         counts = {rank: sum(rank_of(p, 2) == rank for p in paths) for rank in (0, 1)}
         for rank in (0, 1):
@@ -146,8 +201,23 @@ class TestCommand:
 
     def test_bench_decode_times_each_worker_count(self, tmp_path, cli):
         out = tmp_path / "decode.json"
-        result = cli("bench-decode", data_path("pf-willow"), "--model", "baseline", "--input-size", "56", "--limit",
-                     "6", "--workers", "0", "1", "--repeats", "1", "--out", out)
+        result = cli(
+            "bench-decode",
+            data_path("pf-willow"),
+            "--model",
+            "baseline",
+            "--input-size",
+            "56",
+            "--limit",
+            "6",
+            "--workers",
+            "0",
+            "1",
+            "--repeats",
+            "1",
+            "--out",
+            out,
+        )
         assert result.returncode == 0, result.stderr
         assert "| 0 |" in result.stdout and "| 1 |" in result.stdout and "input_size=56" in result.stdout
         rows = json.loads(out.read_text())["rows"]

@@ -37,16 +37,28 @@ extract_features(sys.argv[1], sys.argv[2], model=ModelSpec("baseline", overrides
 @pytest.fixture(scope="module")
 def cluster():
     """A local Ray instance with 2 CPUs for the module; its address, for other drivers."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level="ERROR",
+        log_to_driver=False,
+        runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}},
+    )
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
 
 def ray_extract(images, out, **settings):
     """The Ray engine on the module's instance: the baseline at 112 px (an 8x8 grid, fast on 2 CPUs)."""
-    return extract_features(images, out, model=ModelSpec("baseline", overrides={"input_size": 112}),
-                            settings=ExtractSettings(**settings), engine="ray", ray=RaySettings(), progress=False)
+    return extract_features(
+        images,
+        out,
+        model=ModelSpec("baseline", overrides={"input_size": 112}),
+        settings=ExtractSettings(**settings),
+        engine="ray",
+        ray=RaySettings(),
+        progress=False,
+    )
 
 
 def assert_whole(store: FeatureFolder, keys: list[str]) -> None:
@@ -62,15 +74,21 @@ def test_pf_willow_once_with_the_local_engines_features(cluster, tmp_path):
     keys = [item.key for item in list_images(images)]
     report = ray_extract(images, tmp_path / "ray", batch_size=8)
     assert report.written == len(keys) == 100 and not report.failed and report.engine == "ray (1 actor)"
-    local = extract_features(images, tmp_path / "local", model=build_extractor("baseline", input_size=112),
-                             settings=ExtractSettings(batch_size=8, workers=1), progress=False)
+    local = extract_features(
+        images,
+        tmp_path / "local",
+        model=build_extractor("baseline", input_size=112),
+        settings=ExtractSettings(batch_size=8, workers=1),
+        progress=False,
+    )
     assert local.written == 100
     by_ray, by_local = FeatureFolder(tmp_path / "ray"), FeatureFolder(tmp_path / "local")
     assert_whole(by_ray, keys)
     assert by_ray.config == by_local.config
     for key in keys:
-        assert torch.equal(by_ray.get(key), by_local.get(key)) and torch.equal(by_ray.embedding(key),
-                                                                                by_local.embedding(key))
+        assert torch.equal(by_ray.get(key), by_local.get(key)) and torch.equal(
+            by_ray.embedding(key), by_local.embedding(key)
+        )
         assert by_ray.geometry(key) == by_local.geometry(key)
     again = ray_extract(images, tmp_path / "ray")
     assert (again.written, again.already_done) == (0, 100)
@@ -81,8 +99,13 @@ def test_a_killed_job_is_completed_by_a_rerun(cluster, tmp_path):
     keys = [item.key for item in list_images(images)]
     out = tmp_path / "store"
     environment = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO / "src"))
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(images), str(out), cluster], env=environment,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(images), str(out), cluster],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 240
     while len(list(out.glob("entries/*/*.safetensors"))) < 6:
         assert driver.poll() is None, driver.stderr.read()[-3000:]
@@ -129,12 +152,17 @@ def test_the_pipelines_stages_carry_the_teachers_two_canvases(tmp_path):
     prepare = teacher.preparer()
     image = sorted(data_path("pf-willow").glob("*/*.png"))[0]
     blank = {"pixels.sdxl": np.zeros((3, 32, 32), np.float32), "pixels.dino": np.zeros((3, 112, 112), np.float32)}
-    rows = [decode_row({"key": "a", "path": str(image), "category": "car"}, prepare=prepare, blank=blank),
-            decode_row({"key": "b", "path": str(tmp_path / "missing.png"), "category": ""}, prepare=prepare,
-                       blank=blank)]
+    rows = [
+        decode_row({"key": "a", "path": str(image), "category": "car"}, prepare=prepare, blank=blank),
+        decode_row({"key": "b", "path": str(tmp_path / "missing.png"), "category": ""}, prepare=prepare, blank=blank),
+    ]
     assert rows[0]["pixels.sdxl"].shape == (3, 32, 32) and rows[1]["error"].endswith("not found")
-    batch = {name: np.stack([row[name] for row in rows]) if name.startswith("pixels") else
-             np.array([row[name] for row in rows], dtype=object) for name in rows[0]}
+    batch = {
+        name: np.stack([row[name] for row in rows])
+        if name.startswith("pixels")
+        else np.array([row[name] for row in rows], dtype=object)
+        for name in rows[0]
+    }
     digest = identity_digest(json.loads(json.dumps(extractor_identity(teacher))))
     actor = RayExtractor(teacher, str(tmp_path / "store"), digest, embeddings=False)
     written = actor(batch)
@@ -146,5 +174,11 @@ def test_the_pipelines_stages_carry_the_teachers_two_canvases(tmp_path):
 def test_actors_that_leave_no_cpu_to_decode_are_refused(cluster, tmp_path):
     images = sorted(data_path("pf-willow").glob("*/*.png"))[:2]
     with pytest.raises(InputError, match=r"--concurrency 2 actors .* take 2 of the Ray cluster's 2 CPUs"):
-        extract_features(images[0].parent, tmp_path / "store", model="baseline", engine="ray",
-                         ray=RaySettings(concurrency=2), progress=False)
+        extract_features(
+            images[0].parent,
+            tmp_path / "store",
+            model="baseline",
+            engine="ray",
+            ray=RaySettings(concurrency=2),
+            progress=False,
+        )

@@ -9,7 +9,6 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import REPO, data_path
 
 tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
@@ -40,35 +39,42 @@ code = main(sys.argv[1:])
 print("modules loaded:", sorted(m for m in {modules!r} if sys.modules.get(m) is not None))
 sys.exit(code)
 """
-EXTRA_MODULES = sorted({module for modules, _ in EXTRAS.values() for module in modules}
-                       | {"ray.data", "skimage.data", "scipy.io", "pycocotools", "selenium"})
+EXTRA_MODULES = sorted(
+    {module for modules, _ in EXTRAS.values() for module in modules}
+    | {"ray.data", "skimage.data", "scipy.io", "pycocotools", "selenium"}
+)
 
 
 def _run_without_extras(*args: object) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     code = textwrap.dedent(BLOCK_EXTRAS.format(modules=EXTRA_MODULES))
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env,
-                          timeout=240)
+    return subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, env=env, timeout=240
+    )
 
 
 def test_the_core_install_matches_two_images(tmp_path):
     pair = sorted(data_path("pf-willow", "car(G)").glob("*.png"))[:2]
     out = tmp_path / "matches.json"
-    result = _run_without_extras("match", *pair, "--points", "100,80", "--model", "baseline", "--out", out,
-                                 "--show", tmp_path / "matches.png")
+    result = _run_without_extras(
+        "match", *pair, "--points", "100,80", "--model", "baseline", "--out", out, "--show", tmp_path / "matches.png"
+    )
     assert result.returncode == 0, result.stderr
     assert out.is_file() and (tmp_path / "matches.png").is_file()
     assert "modules loaded: []" in result.stdout
 
 
-@pytest.mark.parametrize("args, extra", [
-    (["demo", "--model", "baseline"], "demo"),
-    (["video", "{video}", "--points", "5,5", "--model", "baseline", "--tracks", "{tmp}/t.json"], "video"),
-    (["eval", "pf-willow", "--data-root", "{willow}", "--model", "baseline", "--limit", "1"], "eval"),
-    (["bench", "--models", "sdxl-turbo", "--random-weights"], "teacher"),
-    (["app", "--model", "baseline", "--port", "0"], "app"),
-    (["label-studio", "--model", "baseline", "--port", "0"], "app"),
-])
+@pytest.mark.parametrize(
+    "args, extra",
+    [
+        (["demo", "--model", "baseline"], "demo"),
+        (["video", "{video}", "--points", "5,5", "--model", "baseline", "--tracks", "{tmp}/t.json"], "video"),
+        (["eval", "pf-willow", "--data-root", "{willow}", "--model", "baseline", "--limit", "1"], "eval"),
+        (["bench", "--models", "sdxl-turbo", "--random-weights"], "teacher"),
+        (["app", "--model", "baseline", "--port", "0"], "app"),
+        (["label-studio", "--model", "baseline", "--port", "0"], "app"),
+    ],
+)
 def test_a_missing_extra_is_one_line_naming_it(args, extra, tmp_path):
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"\0" * 64)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import data_path
-from safetensors.torch import load_file
 from helpers import launch_two_ranks, tiny_backbone
+from safetensors.torch import load_file
 
 from semcorr.cli import build_parser
 from semcorr.errors import InputError
@@ -69,7 +69,8 @@ class TestRefinementLoss:
         assert refinement_loss(features, features, source, target).item() == pytest.approx(2.5)
         scale = torch.tensor([[2.0, 0.5]])  # units per cell along x and y: (3 * 2, 4 * 0.5) -> sqrt(40)
         assert refinement_loss(features, features, source, target, scale=scale).item() == pytest.approx(
-            math.sqrt(40) / 2)
+            math.sqrt(40) / 2
+        )
 
     def test_flat_target_predicts_the_centre(self):
         source = one_hot_features(3, 3)
@@ -111,8 +112,9 @@ def living_room_pairs(tmp_path_factory) -> Path:
 
 
 def test_refinement_lowers_the_loss_on_generated_pairs(living_room_pairs, tmp_path):
-    config = FinetuneConfig(pair_file=str(living_room_pairs), input_size=112, epochs=20, lr=1e-2, log_every=3,
-                            progress=False)
+    config = FinetuneConfig(
+        pair_file=str(living_room_pairs), input_size=112, epochs=20, lr=1e-2, log_every=3, progress=False
+    )
     pairs = open_point_pairs(config.pair_file)
     before = evaluate_refinement(refine_student(config, tiny_backbone()), pairs, beta=config.beta)
     result = finetune(config, tmp_path / "run", backbone=tiny_backbone())
@@ -130,11 +132,18 @@ def test_supervised_keypoint_pairs_through_the_benchmark_loader(tmp_path):
     root = data_path("spair-71k-mini")  # only its test split exists: the trn path is the same code
     pairs = open_point_pairs("spair", str(root), "test")
     assert len(pairs) == 12 and all(len(p.source_xy) == len(p.target_xy) > 0 for p in pairs)
-    config = FinetuneConfig(benchmark="spair", data_root=str(root), split="test", input_size=56, epochs=1,
-                            pairs_per_step=4, points_per_pair=5, progress=False)
+    config = FinetuneConfig(
+        benchmark="spair",
+        data_root=str(root),
+        split="test",
+        input_size=56,
+        epochs=1,
+        pairs_per_step=4,
+        points_per_pair=5,
+        progress=False,
+    )
     seen = []
-    result = finetune(config, tmp_path / "run", backbone=tiny_backbone(),
-                      on_step=lambda step, loss: seen.append(loss))
+    result = finetune(config, tmp_path / "run", backbone=tiny_backbone(), on_step=lambda step, loss: seen.append(loss))
     assert result.global_step == 3 and len(seen) == 3 and all(math.isfinite(v) and v > 0 for v in seen)
     assert any(t.abs().max() > 0 for name, t in result.student.lora_state().items() if "lora_B" in name)
     with pytest.raises(InputError, match="trn"):
@@ -148,8 +157,9 @@ def test_starting_adapter_run_folder_and_bad_input(living_room_pairs, tmp_path):
         for parameter in lora_parameters(trained.model).values():
             parameter.add_(torch.randn_like(parameter) * 0.1)
     adapter = trained.save_adapter(tmp_path / "distilled")
-    config = FinetuneConfig(pair_file=str(living_room_pairs), adapter=str(adapter), input_size=56, epochs=1,
-                            progress=False)
+    config = FinetuneConfig(
+        pair_file=str(living_room_pairs), adapter=str(adapter), input_size=56, epochs=1, progress=False
+    )
     start = refine_student(config, tiny_backbone())
     assert not start.merged and start.trainable_parameters()
     for name, value in trained.lora_state().items():
@@ -170,8 +180,9 @@ def test_starting_adapter_run_folder_and_bad_input(living_room_pairs, tmp_path):
 
 
 def _resume_config(tmp_path: Path, pairs: Path, **overrides) -> Path:
-    settings = dict(pair_file=str(pairs), input_size=56, epochs=4, lr=1e-3, checkpoint_every=2, log_every=1,
-                    progress=False)
+    settings = dict(
+        pair_file=str(pairs), input_size=56, epochs=4, lr=1e-3, checkpoint_every=2, log_every=1, progress=False
+    )
     config = FinetuneConfig(**{**settings, **overrides})
     path = tmp_path / "config.json"
     path.write_text(json.dumps(dataclasses.asdict(config)))
@@ -227,11 +238,28 @@ def test_two_processes_refine_one_student(living_room_pairs, tmp_path):
 
 
 def test_command_line_options():
-    args = build_parser().parse_args(["finetune-3d", "--benchmark", "spair", "--data-root", "data", "--out", "run",
-                                      "--beta", "500", "--jitter", "0", "--adapter", "d/adapter", "--no-progress"])
+    args = build_parser().parse_args(
+        [
+            "finetune-3d",
+            "--benchmark",
+            "spair",
+            "--data-root",
+            "data",
+            "--out",
+            "run",
+            "--beta",
+            "500",
+            "--jitter",
+            "0",
+            "--adapter",
+            "d/adapter",
+            "--no-progress",
+        ]
+    )
     config = FinetuneConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneConfig)})
-    assert config == FinetuneConfig(benchmark="spair", data_root="data", beta=500.0, jitter=0.0, adapter="d/adapter",
-                                    progress=False)
+    assert config == FinetuneConfig(
+        benchmark="spair", data_root="data", beta=500.0, jitter=0.0, adapter="d/adapter", progress=False
+    )
     assert (config.split, config.lr, config.points_per_pair) == ("trn", 1e-4, 512)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["finetune-3d", "--out", "run"])  # --pair-file or --benchmark is required

@@ -4,15 +4,15 @@ import re
 
 import pytest
 import torch
-
 from conftest import data_path
 from helpers import tiny_backbone
 from official_dinov2 import assert_full_size_close, official_patch_tokens, saved_official_state
+
 from semcorr.errors import CheckpointError, WeightsUnavailableError
 from semcorr.features import build_extractor
 from semcorr.features.config import GecoConfig
-from semcorr.weights.dinov2_checkpoint import load_official_checkpoint
 from semcorr.features.released.geco import GecoExtractor
+from semcorr.weights.dinov2_checkpoint import load_official_checkpoint
 from semcorr.weights.safe_pickle import read_state_dict
 
 
@@ -27,11 +27,13 @@ def authors_file(width, depth, rank=3, seed=0):
 def lora_on_qkv(lora, width, swap=False):
     """GECO's LoRA module: the fused qkv output plus B_q A_q y on the query third and B_v A_v y on
     the value third; block i's query is the pair 2i, its value 2i + 1 (``swap`` exchanges them)."""
+
     def extra(i, y):
         q, v = (2 * i + 1, 2 * i) if swap else (2 * i, 2 * i + 1)
         new_q = (y @ lora[f"w_a_{q:03d}"].T) @ lora[f"w_b_{q:03d}"].T
         new_v = (y @ lora[f"w_a_{v:03d}"].T) @ lora[f"w_b_{v:03d}"].T
         return torch.cat([new_q, torch.zeros_like(new_q), new_v], dim=-1)
+
     return extra
 
 
@@ -52,8 +54,9 @@ class TestTinyAgainstReference:
         canvas = torch.rand(2, 3, size, size)
         with torch.no_grad():
             ours = extractor(canvas)
-        reference = official_patch_tokens(backbone_state, canvas, heads=2, registers=False,
-                                          qkv_extra=lora_on_qkv(lora, 32))
+        reference = official_patch_tokens(
+            backbone_state, canvas, heads=2, registers=False, qkv_extra=lora_on_qkv(lora, 32)
+        )
         assert (ours - reference).abs().max() < 1e-5
 
     def test_the_query_value_order_matters_and_is_the_authors(self, tmp_path, one_thread):
@@ -63,8 +66,9 @@ class TestTinyAgainstReference:
         canvas = torch.rand(1, 3, 56, 56)
         with torch.no_grad():
             ours = extractor(canvas)
-        swapped = official_patch_tokens(backbone_state, canvas, heads=2, registers=False,
-                                        qkv_extra=lora_on_qkv(lora, 32, swap=True))
+        swapped = official_patch_tokens(
+            backbone_state, canvas, heads=2, registers=False, qkv_extra=lora_on_qkv(lora, 32, swap=True)
+        )
         assert (ours - swapped).abs().max() > 1e-2
 
     @pytest.mark.parametrize("change,key", [("drop", "w_b_002"), ("add", "w_a_004"), ("drop", "w_a_000")])
@@ -91,13 +95,23 @@ class TestAuthorsFile:
         lora = read_state_dict(path)
         assert len(lora) == 48 and lora["w_a_000"].shape == (10, 768)
         backbone_state = saved_official_state(tmp_path / "dinov2_vitb14_pretrain.pth", 768, 12, registers=False, seed=2)
-        extractor = build_extractor("geco", weights=str(path), backbone=str(tmp_path / "dinov2_vitb14_pretrain.pth"),
-                                    input_size=56, device="cpu")
+        extractor = build_extractor(
+            "geco",
+            weights=str(path),
+            backbone=str(tmp_path / "dinov2_vitb14_pretrain.pth"),
+            input_size=56,
+            device="cpu",
+        )
         canvas = torch.rand(1, 3, 56, 56)
         with torch.no_grad():
             ours = extractor(canvas)
-        reference = official_patch_tokens(backbone_state, canvas, heads=12, registers=False,
-                                          qkv_extra=lora_on_qkv({k: v.detach() for k, v in lora.items()}, 768))
+        reference = official_patch_tokens(
+            backbone_state,
+            canvas,
+            heads=12,
+            registers=False,
+            qkv_extra=lora_on_qkv({k: v.detach() for k, v in lora.items()}, 768),
+        )
         assert_full_size_close(ours, reference)
 
     def test_never_downloaded_unasked(self):

@@ -27,7 +27,9 @@ class TestImageGeometry:
         geometry = ImageGeometry.fit((434, 434), 434, "square")
         # cell (0, 0) of a 31x31 grid is centred at input pixel (7, 7); grid coordinate (0, 0)
         assert torch.allclose(geometry.to_grid(torch.tensor([[7.0, 7.0]]), (31, 31)), torch.zeros(1, 2))
-        assert torch.allclose(geometry.from_grid(torch.tensor([[30.0, 30.0]]), (31, 31)), torch.tensor([[427.0, 427.0]]))
+        assert torch.allclose(
+            geometry.from_grid(torch.tensor([[30.0, 30.0]]), (31, 31)), torch.tensor([[427.0, 427.0]])
+        )
 
     def test_letterbox_keeps_aspect_and_centres(self):
         geometry = ImageGeometry.fit((200, 400), 434, "letterbox")
@@ -54,7 +56,7 @@ class TestResizeOntoCanvas:
         canvas = resize_onto_canvas(image, geometry)
         assert canvas.shape == (3, 90, 90)
         top = int(geometry.offset[1])
-        assert torch.all(canvas[:, :top] == 0.5) and torch.all(canvas[:, top + geometry.content_size[0]:] == 0.5)
+        assert torch.all(canvas[:, :top] == 0.5) and torch.all(canvas[:, top + geometry.content_size[0] :] == 0.5)
 
     def test_square_shape_and_range(self):
         canvas = resize_onto_canvas(torch.rand(3, 50, 70), ImageGeometry.fit((50, 70), 434, "square"))

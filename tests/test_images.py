@@ -79,14 +79,17 @@ class TestBadFiles:
 
     def test_unsupported_type(self):
         with pytest.raises(InputError, match=r"cannot load an image from int; expected a path"):
-            load_image(42)  # type: ignore[arg-type]
+            load_image(42)  # type: ignore[arg-type]  # a wrong type on purpose
 
 
 class TestDecompressionBombs:
     def test_header_claiming_10_gigapixels(self, tmp_path):
         path = _png_claiming_size(tmp_path / "huge.png", 100_000, 100_000)
-        with pytest.raises(InputError, match=r"huge\.png: 10000000000 pixels \(10000\.0 Mpx\) exceeds the limit of "
-                                             r"100\.0 Mpx; pass max_pixels=10000000000 \(and raise PIL"):
+        with pytest.raises(
+            InputError,
+            match=r"huge\.png: 10000000000 pixels \(10000\.0 Mpx\) exceeds the limit of "
+            r"100\.0 Mpx; pass max_pixels=10000000000 \(and raise PIL",
+        ):
             load_image(path)
 
     def test_own_check_fires_from_header_without_decoding(self, tmp_path):
@@ -94,8 +97,11 @@ class TestDecompressionBombs:
         path = _png_claiming_size(tmp_path / "big.png", 12_000, 10_000)
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # Pillow's DecompressionBombWarning must not leak
-            with pytest.raises(InputError, match=r"big\.png: 12000x10000 pixels \(120\.0 Mpx\) exceeds the limit "
-                                                 r"of 100\.0 Mpx; pass max_pixels=120000000 if you trust this file"):
+            with pytest.raises(
+                InputError,
+                match=r"big\.png: 12000x10000 pixels \(120\.0 Mpx\) exceeds the limit "
+                r"of 100\.0 Mpx; pass max_pixels=120000000 if you trust this file",
+            ):
                 load_image(path)
 
     def test_raising_the_limit_lets_decoding_start(self, tmp_path):
@@ -269,8 +275,11 @@ class TestTensors:
             load_image(torch.rand(shape))
 
     def test_out_of_range(self):
-        with pytest.raises(InputError, match=r"tensor \(3, 2, 2\): float pixel values must lie in \[0, 1\]; "
-                                             r"found \[0, 255\]"):
+        with pytest.raises(
+            InputError,
+            match=r"tensor \(3, 2, 2\): float pixel values must lie in \[0, 1\]; "
+            r"found \[0, 255\]",
+        ):
             load_image(torch.tensor([0.0, 255.0]).repeat(6).reshape(3, 2, 2))
 
     def test_round_off_just_outside_unit_range_is_clipped(self):
@@ -346,8 +355,9 @@ class TestImageName:
 class TestCheckPoints:
     SIZE = (300, 400)  # (H, W)
 
-    @pytest.mark.parametrize("points", [[[1, 2], [3.5, 4]], np.array([[1, 2], [3.5, 4]]),
-                                        torch.tensor([[1, 2], [3.5, 4]])])
+    @pytest.mark.parametrize(
+        "points", [[[1, 2], [3.5, 4]], np.array([[1, 2], [3.5, 4]]), torch.tensor([[1, 2], [3.5, 4]])]
+    )
     def test_accepted_containers(self, points):
         result = check_points(points, self.SIZE)
         assert result.dtype == torch.float32 and result.tolist() == [[1.0, 2.0], [3.5, 4.0]]
@@ -359,8 +369,9 @@ class TestCheckPoints:
     def test_empty(self):
         assert check_points(np.zeros((0, 2)), self.SIZE).shape == (0, 2)
 
-    @pytest.mark.parametrize("bad, text", [(float("nan"), "x=nan, y=3.0"), (float("inf"), "x=inf, y=3.0"),
-                                           (float("-inf"), "x=-inf, y=3.0")])
+    @pytest.mark.parametrize(
+        "bad, text", [(float("nan"), "x=nan, y=3.0"), (float("inf"), "x=inf, y=3.0"), (float("-inf"), "x=-inf, y=3.0")]
+    )
     def test_non_finite(self, bad, text):
         with pytest.raises(InputError, match=re.escape(f"point 1 ({text}) is not a finite number")):
             check_points([[1, 1], [bad, 3.0]], self.SIZE)
@@ -375,8 +386,9 @@ class TestCheckPoints:
         with pytest.raises(InputError, match=re.escape("point 0 (x=-1.0, y=0.0) lies outside image (400x300 pixels)")):
             check_points([[-1, 0]], self.SIZE)
 
-    @pytest.mark.parametrize("points, shape", [([1, 2, 3], "(3,)"), ([[1, 2, 3]], "(1, 3)"),
-                                               (np.zeros((2, 2, 2)), "(2, 2, 2)")])
+    @pytest.mark.parametrize(
+        "points, shape", [([1, 2, 3], "(3,)"), ([[1, 2, 3]], "(1, 3)"), (np.zeros((2, 2, 2)), "(2, 2, 2)")]
+    )
     def test_wrong_shape(self, points, shape):
         with pytest.raises(InputError, match=re.escape(f"points must be (N, 2) pairs of x, y; got shape {shape}")):
             check_points(points, self.SIZE)

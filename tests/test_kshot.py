@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import data_path
+
 from semcorr.data import load_pf_willow
 from semcorr.errors import InputError
 from semcorr.eval import FeatureCache
@@ -19,8 +19,23 @@ from semcorr.matching import MatchSettings
 
 def test_command_on_one_pf_willow_subclass(cli, tmp_path):
     out, predictions = tmp_path / "r.json", tmp_path / "p.json"
-    result = cli("eval", "pf-willow", "--data-root", data_path("pf-willow"), "--model", "baseline", "--limit", "90",
-                 "--transfer-shots", "3", "--quiet", "--out", out, "--save-predictions", predictions)
+    result = cli(
+        "eval",
+        "pf-willow",
+        "--data-root",
+        data_path("pf-willow"),
+        "--model",
+        "baseline",
+        "--limit",
+        "90",
+        "--transfer-shots",
+        "3",
+        "--quiet",
+        "--out",
+        out,
+        "--save-predictions",
+        predictions,
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(out.read_text())
     assert summary["title"] == "PF-WILLOW 3-shot transfer" and "3-shot transfer" in result.stdout
@@ -29,8 +44,11 @@ def test_command_on_one_pf_willow_subclass(cli, tmp_path):
     assert len(examples) == 3 and summary["transfer"]["seed"] == 0 and summary["n_images"] == 10
     records = json.loads(predictions.read_text())
     assert len(records) == 7 and not {r["id"].split("/")[1] + ".png" for r in records} & {e[-13:] for e in examples}
-    correct = sum(math.hypot(x - gx, y - gy) <= 0.1 * r["threshold_length"]
-                  for r in records for (x, y), (gx, gy) in zip(r["pred"], r["gt"]))
+    correct = sum(
+        math.hypot(x - gx, y - gy) <= 0.1 * r["threshold_length"]
+        for r in records
+        for (x, y), (gx, gy) in zip(r["pred"], r["gt"])
+    )
     assert 100.0 * correct / 70 == pytest.approx(summary["pck"]["0.1"])
     assert summary["pck"]["0.1"] > summary["chance"]["pck"]["0.1"]
     confident = summary["transfer"]["confident"]
@@ -43,8 +61,23 @@ def test_more_examples_label_pf_willow_better_on_the_same_targets(cli, tmp_path)
     right (with the geometric median and its agreement confidence they were fewer: 15.0, 10.7, 9.6 %
     of the keypoints over five seeds)."""
     out, predictions = tmp_path / "curve.json", tmp_path / "p.json"
-    result = cli("eval", "pf-willow", "--data-root", data_path("pf-willow"), "--model", "baseline", "--quiet",
-                 "--transfer-shots", "5", "1", "3", "--out", out, "--save-predictions", predictions)
+    result = cli(
+        "eval",
+        "pf-willow",
+        "--data-root",
+        data_path("pf-willow"),
+        "--model",
+        "baseline",
+        "--quiet",
+        "--transfer-shots",
+        "5",
+        "1",
+        "3",
+        "--out",
+        out,
+        "--save-predictions",
+        predictions,
+    )
     assert result.returncode == 0, result.stderr
     assert "k-shot transfer curve" in result.stdout and "1-shot  3-shot  5-shot" in result.stdout
     curve = json.loads(out.read_text())
@@ -68,8 +101,16 @@ def test_more_examples_label_pf_willow_better_on_the_same_targets(cli, tmp_path)
 def test_one_shot_is_pair_evaluation_of_the_example_with_each_target():
     pairs = load_pf_willow(data_path("pf-willow"))[:90]
     extractor = build_extractor("baseline", input_size=224)
-    result = evaluate_kshot("pf-willow", data_path("pf-willow"), shots=1, seed=3, model=extractor, limit=90,
-                            predictions=True, progress=False)
+    result = evaluate_kshot(
+        "pf-willow",
+        data_path("pf-willow"),
+        shots=1,
+        seed=3,
+        model=extractor,
+        limit=90,
+        predictions=True,
+        progress=False,
+    )
     example = result["transfer"]["examples"]["car(G)"][0]
     chosen = [p for p in pairs if str(p.source_image) == example]
     with FeatureCache(extractor, progress=False) as store:
@@ -94,17 +135,25 @@ def test_draws_are_fixed_per_group_and_seed():
 
 
 def test_spair_with_pose_alignment_and_groups_too_small(tmp_path):
-    result = evaluate_kshot("spair", data_path("spair-71k-mini"), shots=1, model="baseline", pose_align=True,
-                            progress=False, input_size=224)
+    result = evaluate_kshot(
+        "spair", data_path("spair-71k-mini"), shots=1, model="baseline", pose_align=True, progress=False, input_size=224
+    )
     assert result["n_pairs"] > 0 and result["pose_align"]["enabled"]
     assert set(result["per_category"]) | set(result["transfer"]["skipped_groups"]) == {
-        "aeroplane", "cow", "dog", "horse", "motorbike", "pottedplant"}
+        "aeroplane",
+        "cow",
+        "dog",
+        "horse",
+        "motorbike",
+        "pottedplant",
+    }
     with pytest.raises(InputError, match="no SPair-71k test category has more than 40 images"):
         evaluate_kshot("spair", data_path("spair-71k-mini"), shots=40, model="baseline", progress=False)
 
 
 def test_bad_shots_is_one_line(cli):
-    result = cli("eval", "pf-willow", "--data-root", data_path("pf-willow"), "--model", "baseline",
-                 "--transfer-shots", "0")
+    result = cli(
+        "eval", "pf-willow", "--data-root", data_path("pf-willow"), "--model", "baseline", "--transfer-shots", "0"
+    )
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1 and "--transfer-shots" in lines[0]

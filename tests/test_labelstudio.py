@@ -17,12 +17,18 @@ import urllib.error
 import urllib.request
 
 import pytest
+from labelstudio_server import LabelStudioServer, find_label_studio, make_template
 from PIL import Image
 
-from labelstudio_server import LabelStudioServer, find_label_studio, make_template
 from semcorr.errors import InputError, SettingError
-from semcorr.labelstudio import (LabelStudioClient, LabelStudioError, LabelStudioSettings, create_backend_server,
-                                 project_examples, read_label_config)
+from semcorr.labelstudio import (
+    LabelStudioClient,
+    LabelStudioError,
+    LabelStudioSettings,
+    create_backend_server,
+    project_examples,
+    read_label_config,
+)
 
 LABELS = ("left eye", "right eye", "nose")
 SCENE_POINTS = {"left eye": (172.0, 110.0), "right eye": (315.0, 133.0), "nose": (262.0, 240.0)}  # chelsea's pixels
@@ -46,7 +52,7 @@ def crop_png(offset: tuple[int, int], size: tuple[int, int] = SIZE) -> bytes:
 
     (x, y), (width, height) = offset, size
     buffer = io.BytesIO()
-    Image.fromarray(skimage.data.chelsea()[y:y + height, x:x + width]).save(buffer, format="PNG")
+    Image.fromarray(skimage.data.chelsea()[y : y + height, x : x + width]).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -59,17 +65,37 @@ def truth(offset: tuple[int, int], label: str) -> tuple[float, float]:
 def keypoint(label: str, offset: tuple[int, int], region: str, size: tuple[int, int] = SIZE) -> dict:
     """A keypoint region as Label Studio stores it: percent of the image's width and height."""
     x, y = truth(offset, label)
-    return {"id": region, "from_name": "kp", "to_name": "image", "type": "keypointlabels",
-            "original_width": size[0], "original_height": size[1], "image_rotation": 0,
-            "value": {"x": 100 * x / size[0], "y": 100 * y / size[1], "width": 0.75, "keypointlabels": [label]}}
+    return {
+        "id": region,
+        "from_name": "kp",
+        "to_name": "image",
+        "type": "keypointlabels",
+        "original_width": size[0],
+        "original_height": size[1],
+        "image_rotation": 0,
+        "value": {"x": 100 * x / size[0], "y": 100 * y / size[1], "width": 0.75, "keypointlabels": [label]},
+    }
 
 
 def face_box(offset: tuple[int, int]) -> dict:
     left, top = 120 - offset[0], 60 - offset[1]  # the face in chelsea: x 120..360, y 60..290
-    return {"id": "box", "from_name": "box", "to_name": "image", "type": "rectanglelabels", "original_width": SIZE[0],
-            "original_height": SIZE[1], "image_rotation": 0,
-            "value": {"x": 100 * left / SIZE[0], "y": 100 * top / SIZE[1], "width": 100 * (SIZE[0] - left) / SIZE[0],
-                      "height": 100 * (SIZE[1] - top) / SIZE[1], "rotation": 0, "rectanglelabels": ["face"]}}
+    return {
+        "id": "box",
+        "from_name": "box",
+        "to_name": "image",
+        "type": "rectanglelabels",
+        "original_width": SIZE[0],
+        "original_height": SIZE[1],
+        "image_rotation": 0,
+        "value": {
+            "x": 100 * left / SIZE[0],
+            "y": 100 * top / SIZE[1],
+            "width": 100 * (SIZE[0] - left) / SIZE[0],
+            "height": 100 * (SIZE[1] - top) / SIZE[1],
+            "rotation": 0,
+            "rectanglelabels": ["face"],
+        },
+    }
 
 
 # --- without Label Studio ----------------------------------------------------------------------
@@ -79,11 +105,24 @@ class TestProject:
     def test_the_config_gives_labels_image_field_and_box(self):
         config = read_label_config(CONFIG)
         assert (config.from_name, config.to_name, config.image_key, config.labels, config.box_name) == (
-            "kp", "image", "image", LABELS, "box")
+            "kp",
+            "image",
+            "image",
+            LABELS,
+            "box",
+        )
 
-    @pytest.mark.parametrize("xml, message", [(BOXES_ONLY, "has no KeyPointLabels"), ("<View", "is not XML"),
-                                              ('<View><KeyPointLabels name="kp" toName="nothing"><Label value="a"/>'
-                                               "</KeyPointLabels></View>", "which is no <Image")])
+    @pytest.mark.parametrize(
+        "xml, message",
+        [
+            (BOXES_ONLY, "has no KeyPointLabels"),
+            ("<View", "is not XML"),
+            (
+                '<View><KeyPointLabels name="kp" toName="nothing"><Label value="a"/></KeyPointLabels></View>',
+                "which is no <Image",
+            ),
+        ],
+    )
     def test_a_config_without_keypoints_is_one_line(self, xml, message):
         with pytest.raises(InputError, match=message):
             read_label_config(xml)
@@ -91,28 +130,47 @@ class TestProject:
     def test_examples_in_percent_one_per_box_unknown_labels_said_and_left_out(self):
         config = read_label_config(CONFIG)
         lines: list[str] = []
-        two_faces = [keypoint("left eye", (10, 20), "a"), keypoint("nose", (10, 20), "b"), face_box((10, 20)),
-                     {**face_box((10, 20)), "value": {"x": 0, "y": 0, "width": 10, "height": 10,
-                                                      "rectanglelabels": ["face"]}},
-                     {**keypoint("nose", (10, 20), "c"), "value": {"x": 5, "y": 5, "keypointlabels": ["nose"]}}]
+        two_faces = [
+            keypoint("left eye", (10, 20), "a"),
+            keypoint("nose", (10, 20), "b"),
+            face_box((10, 20)),
+            {**face_box((10, 20)), "value": {"x": 0, "y": 0, "width": 10, "height": 10, "rectanglelabels": ["face"]}},
+            {**keypoint("nose", (10, 20), "c"), "value": {"x": 5, "y": 5, "keypointlabels": ["nose"]}},
+        ]
         tasks = [
-            {"id": 1, "data": {"image": "/data/upload/1/a.png"},
-             "annotations": [{"id": 1, "updated_at": "2026-01-01", "result": [keypoint("left eye", (10, 20), "x")]},
-                             {"id": 2, "updated_at": "2026-02-01", "result": [
-                                 keypoint("right eye", (10, 20), "y"), {**keypoint("nose", (10, 20), "z"),
-                                                                        "value": {"x": 1, "y": 2,
-                                                                                  "keypointlabels": ["tail"]}}]}]},
+            {
+                "id": 1,
+                "data": {"image": "/data/upload/1/a.png"},
+                "annotations": [
+                    {"id": 1, "updated_at": "2026-01-01", "result": [keypoint("left eye", (10, 20), "x")]},
+                    {
+                        "id": 2,
+                        "updated_at": "2026-02-01",
+                        "result": [
+                            keypoint("right eye", (10, 20), "y"),
+                            {**keypoint("nose", (10, 20), "z"), "value": {"x": 1, "y": 2, "keypointlabels": ["tail"]}},
+                        ],
+                    },
+                ],
+            },
             {"id": 2, "data": {"image": "/data/upload/1/b.png"}, "annotations": [{"id": 3, "result": two_faces}]},
-            {"id": 3, "data": {"image": "/data/upload/1/c.png"},
-             "annotations": [{"id": 4, "was_cancelled": True, "result": [keypoint("nose", (0, 0), "n")]}]},
+            {
+                "id": 3,
+                "data": {"image": "/data/upload/1/c.png"},
+                "annotations": [{"id": 4, "was_cancelled": True, "result": [keypoint("nose", (0, 0), "n")]}],
+            },
         ]
         examples = project_examples(tasks, config, lines.append)
-        assert [(e.task, e.labelled) for e in examples] == [(1, (False, True, False)), (2, (True, False, True)),
-                                                           (2, (False, False, True))]
+        assert [(e.task, e.labelled) for e in examples] == [
+            (1, (False, True, False)),
+            (2, (True, False, True)),
+            (2, (False, False, True)),
+        ]
         x, y = truth((10, 20), "right eye")
         assert examples[0].points[1] == pytest.approx((100 * x / 320, 100 * y / 240))
-        assert lines == ["task 1: keypoint label 'tail' is not in the labelling config (left eye, right eye, nose); "
-                         "left out"]
+        assert lines == [
+            "task 1: keypoint label 'tail' is not in the labelling config (left eye, right eye, nose); left out"
+        ]
 
 
 class TestSettings:
@@ -197,8 +255,9 @@ class TestClient:
 
 def post(url: str, path: str, body: dict | bytes, headers: dict | None = None) -> tuple[int, dict]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(url + path, data=data,
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        url + path, data=data, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
@@ -226,8 +285,9 @@ class Backend:
     def __init__(self, label_studio: LabelStudioServer, **settings):
         self.lines: list[str] = []
         options = {"url": label_studio.url, "api_key": label_studio.token, **settings}
-        self.server = create_backend_server("baseline", settings=LabelStudioSettings(port=0, **options),
-                                            log=self.lines.append).start()
+        self.server = create_backend_server(
+            "baseline", settings=LabelStudioSettings(port=0, **options), log=self.lines.append
+        ).start()
         self.url = self.server.url
 
     def healthy(self) -> bool:
@@ -260,8 +320,11 @@ def connect(ls: LabelStudioServer, project: int, backend: Backend) -> None:
 
 
 def predict(ls: LabelStudioServer, project: int, tasks: list[int]) -> None:
-    ls.api("POST", f"/api/dm/actions?id=retrieve_tasks_predictions&project={project}",
-           {"selectedItems": {"all": False, "included": tasks}})
+    ls.api(
+        "POST",
+        f"/api/dm/actions?id=retrieve_tasks_predictions&project={project}",
+        {"selectedItems": {"all": False, "included": tasks}},
+    )
 
 
 def predictions(ls: LabelStudioServer, task: int) -> list[dict]:
@@ -295,10 +358,14 @@ def test_round_trip_predictions_follow_the_examples(label_studio, backend):
     again (a new model version), and the predictions stay right."""
     ls = label_studio
     project, tasks = new_project(ls, example_images())
-    annotate(ls, tasks["example0.png"], [keypoint(label, EXAMPLES[0], f"e0{k}") for k, label in enumerate(LABELS)]
-             + [face_box(EXAMPLES[0])])
-    second = annotate(ls, tasks["example1.png"], [keypoint(label, EXAMPLES[1], f"e1{k}")
-                                                  for k, label in enumerate(LABELS)])
+    annotate(
+        ls,
+        tasks["example0.png"],
+        [keypoint(label, EXAMPLES[0], f"e0{k}") for k, label in enumerate(LABELS)] + [face_box(EXAMPLES[0])],
+    )
+    second = annotate(
+        ls, tasks["example1.png"], [keypoint(label, EXAMPLES[1], f"e1{k}") for k, label in enumerate(LABELS)]
+    )
     connect(ls, project, backend)
     assert [hook["url"] for hook in ls.api("GET", f"/api/webhooks?project={project}")] == [backend.url + "/webhook"]
     targets = [tasks[f"target{i}.png"] for i in range(len(TARGETS))]
@@ -314,8 +381,11 @@ def test_round_trip_predictions_follow_the_examples(label_studio, backend):
     assert versions[0] == versions[1] and versions[0].startswith("semcorr-baseline-")
     assert seconds < 60
 
-    ls.api("PATCH", f"/api/annotations/{second}", {"result": [keypoint(label, EXAMPLES[1], f"e1{k}")
-                                                              for k, label in enumerate(LABELS[:2])]})
+    ls.api(
+        "PATCH",
+        f"/api/annotations/{second}",
+        {"result": [keypoint(label, EXAMPLES[1], f"e1{k}") for k, label in enumerate(LABELS[:2])]},
+    )
     predict(ls, project, targets[:1])
     found = predictions(ls, targets[0])
     assert len(found) == 2 and len({p["model_version"] for p in found}) == 2
@@ -356,8 +426,9 @@ def test_a_project_without_keypoint_labels_gets_empty_predictions(label_studio, 
     connect(ls, project, backend)
     predict(ls, project, [tasks["b.png"]])
     assert [p["result"] for p in predictions(ls, tasks["b.png"])] == [[]]
-    assert any(line.startswith(f"project {project}: the labelling config has no KeyPointLabels")
-               for line in backend.lines)
+    assert any(
+        line.startswith(f"project {project}: the labelling config has no KeyPointLabels") for line in backend.lines
+    )
     assert backend.healthy()
 
 
@@ -372,23 +443,33 @@ def test_an_image_that_cannot_be_read_gets_an_empty_prediction(label_studio, bac
     predict(ls, project, [lost, tasks["target0.png"]])
     assert [p["result"] for p in predictions(ls, lost)] == [[]]
     check_points(predictions(ls, tasks["target0.png"])[0], TARGETS[0])
-    assert any(line.startswith(f"project {project}, task {lost}: cannot read its image: http://127.0.0.1:")
-               and "/data/upload/999/missing.png: HTTP " in line for line in backend.lines), backend.lines
+    assert any(
+        line.startswith(f"project {project}, task {lost}: cannot read its image: http://127.0.0.1:")
+        and "/data/upload/999/missing.png: HTTP " in line
+        for line in backend.lines
+    ), backend.lines
     assert backend.healthy()
 
 
 def test_a_label_the_config_does_not_have_is_said_and_left_out(label_studio, backend):
     ls = label_studio
     project, tasks = new_project(ls, example_images())
-    tail = {**keypoint("nose", EXAMPLES[0], "t"), "value": {"x": 5.0, "y": 5.0, "width": 0.75,
-                                                             "keypointlabels": ["tail"]}}
-    annotate(ls, tasks["example0.png"], [keypoint(label, EXAMPLES[0], f"k{k}") for k, label in enumerate(LABELS)]
-             + [tail])
+    tail = {
+        **keypoint("nose", EXAMPLES[0], "t"),
+        "value": {"x": 5.0, "y": 5.0, "width": 0.75, "keypointlabels": ["tail"]},
+    }
+    annotate(
+        ls, tasks["example0.png"], [keypoint(label, EXAMPLES[0], f"k{k}") for k, label in enumerate(LABELS)] + [tail]
+    )
     connect(ls, project, backend)
     predict(ls, project, [tasks["target0.png"]])
     check_points(predictions(ls, tasks["target0.png"])[0], TARGETS[0])
-    assert any(line.startswith(f"project {project}, task {tasks['example0.png']}: keypoint label 'tail' is not in "
-                               "the labelling config") for line in backend.lines)
+    assert any(
+        line.startswith(
+            f"project {project}, task {tasks['example0.png']}: keypoint label 'tail' is not in the labelling config"
+        )
+        for line in backend.lines
+    )
 
 
 def test_a_key_without_rights_gives_empty_predictions(label_studio):
@@ -400,8 +481,11 @@ def test_a_key_without_rights_gives_empty_predictions(label_studio):
         connect(ls, project, refused)
         predict(ls, project, [tasks["target0.png"]])
         assert [p["result"] for p in predictions(ls, tasks["target0.png"])] == [[]]
-        assert any(line.startswith(f"project {project}: cannot read its examples: ") and
-                   "Label Studio refused the key (HTTP 401)" in line for line in refused.lines)
+        assert any(
+            line.startswith(f"project {project}: cannot read its examples: ")
+            and "Label Studio refused the key (HTTP 401)" in line
+            for line in refused.lines
+        )
         assert refused.healthy()
     finally:
         refused.server.close()

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 SOURCE = REPO / "src" / "semcorr"
@@ -18,13 +17,43 @@ SOURCE = REPO / "src" / "semcorr"
 # Every module belongs to the first layer whose prefix it has; a module may import its own layer
 # and the layers above it, never one below.
 LAYERS = (
-    "semcorr._moved", "semcorr._lazy", "semcorr.errors", "semcorr.extras", "semcorr.settings", "semcorr.fileio",
-    "semcorr.lru", "semcorr.runtime", "semcorr.download", "semcorr.geometry", "semcorr.images", "semcorr.viz",
-    "semcorr.weights", "semcorr.features.config", "semcorr.features.base", "semcorr.features.backbones",
-    "semcorr.features.distill", "semcorr.features.released", "semcorr.features", "semcorr.matching", "semcorr.data",
-    "semcorr.transfer", "semcorr.store", "semcorr.extract", "semcorr.threed", "semcorr.eval", "semcorr.train",
-    "semcorr.video", "semcorr.segment", "semcorr.export", "semcorr.perf", "semcorr.reproduce", "semcorr.demo", "semcorr.app",
-    "semcorr.labelstudio", "semcorr._legacy", "semcorr.cli",
+    "semcorr._moved",
+    "semcorr._lazy",
+    "semcorr.errors",
+    "semcorr.extras",
+    "semcorr.settings",
+    "semcorr.fileio",
+    "semcorr.lru",
+    "semcorr.runtime",
+    "semcorr.download",
+    "semcorr.geometry",
+    "semcorr.images",
+    "semcorr.viz",
+    "semcorr.weights",
+    "semcorr.features.config",
+    "semcorr.features.base",
+    "semcorr.features.backbones",
+    "semcorr.features.distill",
+    "semcorr.features.released",
+    "semcorr.features",
+    "semcorr.matching",
+    "semcorr.data",
+    "semcorr.transfer",
+    "semcorr.store",
+    "semcorr.extract",
+    "semcorr.threed",
+    "semcorr.eval",
+    "semcorr.train",
+    "semcorr.video",
+    "semcorr.segment",
+    "semcorr.export",
+    "semcorr.perf",
+    "semcorr.reproduce",
+    "semcorr.demo",
+    "semcorr.app",
+    "semcorr.labelstudio",
+    "semcorr._legacy",
+    "semcorr.cli",
 )
 
 
@@ -80,19 +109,28 @@ def test_every_module_has_a_layer():
 
 
 def test_nothing_imports_the_cli():
-    offenders = {name: sorted(t for t in targets if t.startswith("semcorr.cli"))
-                 for name, targets in GRAPH.items() if not name.startswith("semcorr.cli")}
+    offenders = {
+        name: sorted(t for t in targets if t.startswith("semcorr.cli"))
+        for name, targets in GRAPH.items()
+        if not name.startswith("semcorr.cli")
+    }
     assert not {k: v for k, v in offenders.items() if v}
 
 
 def test_argparse_only_in_the_cli():
-    offenders = [name for name in MODULES if not name.startswith("semcorr.cli") and "argparse" in imports(name)["other"]]
+    offenders = [
+        name for name in MODULES if not name.startswith("semcorr.cli") and "argparse" in imports(name)["other"]
+    ]
     assert not offenders
 
 
 def test_imports_only_point_up_the_layers():
-    upward = [(name, target) for name, targets in GRAPH.items() for target in targets
-              if name != "semcorr" and target != "semcorr" and layer(target) > layer(name)]
+    upward = [
+        (name, target)
+        for name, targets in GRAPH.items()
+        for target in targets
+        if name != "semcorr" and target != "semcorr" and layer(target) > layer(name)
+    ]
     assert not upward
 
 
@@ -135,8 +173,15 @@ def test_lazy_names_never_shadow_a_submodule():
         if not is_package(name):
             continue
         tree = ast.parse(path.read_text())
-        exports = next((node.value for node in tree.body if isinstance(node, ast.Assign)
-                        and any(isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in node.targets)), None)
+        exports = next(
+            (
+                node.value
+                for node in tree.body
+                if isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in node.targets)
+            ),
+            None,
+        )
         if exports is None:
             continue
         names = {key.value for key in exports.keys}
@@ -160,14 +205,26 @@ print("torch imported:", "torch" in sys.modules)
 """
 
 
-@pytest.mark.parametrize("args", [["--help"], ["match", "--help"], ["distill", "--help"], ["eval", "--help"],
-                                  ["transfer", "--help"], ["warp", "--help"], ["extract", "--help"],
-                                  ["cache-teacher", "--help"], ["data", "list"], ["data", "download", "--help"],
-                                  ["match", "only-one-image.png"], ["bench", "--precision", "fp64"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["match", "--help"],
+        ["distill", "--help"],
+        ["eval", "--help"],
+        ["transfer", "--help"],
+        ["warp", "--help"],
+        ["extract", "--help"],
+        ["cache-teacher", "--help"],
+        ["data", "list"],
+        ["data", "download", "--help"],
+        ["match", "only-one-image.png"],
+        ["bench", "--precision", "fp64"],
+    ],
+)
 def test_help_and_argument_errors_import_no_torch(args):
     env = dict(os.environ, PYTHONPATH=str(SOURCE.parent))
-    result = subprocess.run([sys.executable, "-c", STARTUP, *args], capture_output=True, text=True, env=env,
-                            timeout=60)
+    result = subprocess.run([sys.executable, "-c", STARTUP, *args], capture_output=True, text=True, env=env, timeout=60)
     assert result.stdout.strip().endswith("torch imported: False"), result.stdout + result.stderr
 
 
@@ -200,7 +257,9 @@ def test_no_two_public_names_collide():
         if not is_package(name):
             continue
         for node in ast.parse(path.read_text()).body:
-            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in node.targets):
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "_EXPORTS" for t in node.targets
+            ):
                 for key, value in zip(node.value.keys, node.value.values):
                     exported.setdefault(key.value, set()).add(f"{name}.{value.value}")
     mixed = {export: sorted(sources) for export, sources in exported.items() if len(sources) > 1}

@@ -7,14 +7,14 @@ import types
 import pytest
 import torch
 import torch.nn.functional as F
-
 from helpers import tiny_backbone
 from official_dinov2 import official_patch_tokens, saved_official_state
+
 from semcorr.errors import CheckpointError, WeightsUnavailableError
 from semcorr.features import build_extractor
 from semcorr.features.config import MarcoConfig
-from semcorr.weights.dinov2_checkpoint import load_official_checkpoint
 from semcorr.features.released.marco import MarcoExtractor
+from semcorr.weights.dinov2_checkpoint import load_official_checkpoint
 
 WIDTH, DEPTH, BLOCKS = 32, 3, (1, 2)
 
@@ -29,26 +29,44 @@ def authors_state(seed=0):
     state = {}
     for i in BLOCKS:
         p = f"dino.blocks.{i}.adapter."
-        state.update({p + "adapter_layer_norm_before.weight": normal(WIDTH, mean=1.0),
-                      p + "adapter_layer_norm_before.bias": normal(WIDTH),
-                      p + "down_proj.weight": normal(WIDTH // 2, WIDTH), p + "down_proj.bias": normal(WIDTH // 2),
-                      p + "up_proj.weight": normal(WIDTH, WIDTH // 2), p + "up_proj.bias": normal(WIDTH)})
+        state.update(
+            {
+                p + "adapter_layer_norm_before.weight": normal(WIDTH, mean=1.0),
+                p + "adapter_layer_norm_before.bias": normal(WIDTH),
+                p + "down_proj.weight": normal(WIDTH // 2, WIDTH),
+                p + "down_proj.bias": normal(WIDTH // 2),
+                p + "up_proj.weight": normal(WIDTH, WIDTH // 2),
+                p + "up_proj.bias": normal(WIDTH),
+            }
+        )
     for j in range(2):
-        state.update({f"upscale.{j}.conv1.weight": normal(WIDTH, WIDTH, 2, 2, std=0.1),
-                      f"upscale.{j}.conv1.bias": normal(WIDTH), f"upscale.{j}.conv2.weight": normal(WIDTH, 1, 3, 3),
-                      f"upscale.{j}.norm.weight": normal(WIDTH, mean=1.0), f"upscale.{j}.norm.bias": normal(WIDTH)})
+        state.update(
+            {
+                f"upscale.{j}.conv1.weight": normal(WIDTH, WIDTH, 2, 2, std=0.1),
+                f"upscale.{j}.conv1.bias": normal(WIDTH),
+                f"upscale.{j}.conv2.weight": normal(WIDTH, 1, 3, 3),
+                f"upscale.{j}.norm.weight": normal(WIDTH, mean=1.0),
+                f"upscale.{j}.norm.bias": normal(WIDTH),
+            }
+        )
     return state
 
 
 def reference_features(backbone_state, state, pixels):
     """MARCO's forward from its description: adapters beside the MLPs of blocks 1..2, final norm,
     two (ConvTranspose2d 2/2, GELU, depthwise 3x3 without bias, channel LayerNorm eps 1e-6) blocks."""
+
     def adapter(i, x):
         if i not in BLOCKS:
             return torch.zeros_like(x)
         p = f"dino.blocks.{i}.adapter."
-        y = F.layer_norm(x, (WIDTH,), state[p + "adapter_layer_norm_before.weight"],
-                         state[p + "adapter_layer_norm_before.bias"], eps=1e-5)
+        y = F.layer_norm(
+            x,
+            (WIDTH,),
+            state[p + "adapter_layer_norm_before.weight"],
+            state[p + "adapter_layer_norm_before.bias"],
+            eps=1e-5,
+        )
         y = F.relu(y @ state[p + "down_proj.weight"].T + state[p + "down_proj.bias"])
         return 0.1 * (y @ state[p + "up_proj.weight"].T + state[p + "up_proj.bias"])
 
@@ -56,8 +74,13 @@ def reference_features(backbone_state, state, pixels):
     for j in range(2):
         x = F.conv_transpose2d(x, state[f"upscale.{j}.conv1.weight"], state[f"upscale.{j}.conv1.bias"], stride=2)
         x = F.conv2d(F.gelu(x), state[f"upscale.{j}.conv2.weight"], padding=1, groups=WIDTH)
-        x = F.layer_norm(x.permute(0, 2, 3, 1), (WIDTH,), state[f"upscale.{j}.norm.weight"],
-                         state[f"upscale.{j}.norm.bias"], eps=1e-6).permute(0, 3, 1, 2)
+        x = F.layer_norm(
+            x.permute(0, 2, 3, 1),
+            (WIDTH,),
+            state[f"upscale.{j}.norm.weight"],
+            state[f"upscale.{j}.norm.bias"],
+            eps=1e-6,
+        ).permute(0, 3, 1, 2)
     return x
 
 
@@ -97,8 +120,11 @@ class TestTinyAgainstReference:
     @pytest.mark.parametrize("layout", ["with-args", "model-only", "plain"])
     def test_features_equal_the_reference(self, tmp_path, one_thread, layout):
         state = authors_state()
-        content = {"with-args": lambda m: {"model": state, "epoch": 7, "args": m.TrainConfig()},
-                   "model-only": {"model": state}, "plain": state}[layout]
+        content = {
+            "with-args": lambda m: {"model": state, "epoch": 7, "args": m.TrainConfig()},
+            "model-only": {"model": state},
+            "plain": state,
+        }[layout]
         backbone_state, extractor = tiny_marco(tmp_path, save(tmp_path, content))
         assert "marco_training_config" not in sys.modules
         canvas = torch.rand(2, 3, 56, 56)
@@ -118,10 +144,15 @@ class TestTinyAgainstReference:
         assert fmap.norms.shape == (1, 1, 16, 16) and fmap.norms.min() > 1.5  # raw features are far from unit length
         assert torch.allclose(fmap.raw_features(), raw, rtol=1e-5, atol=1e-5)
 
-    @pytest.mark.parametrize("change,key", [("drop", "dino.blocks.2.adapter.up_proj.bias"),
-                                            ("drop", "upscale.1.norm.weight"),
-                                            ("add", "dino.blocks.0.adapter.down_proj.weight"),
-                                            ("add", "dino.blocks.2.block.norm1.weight")])
+    @pytest.mark.parametrize(
+        "change,key",
+        [
+            ("drop", "dino.blocks.2.adapter.up_proj.bias"),
+            ("drop", "upscale.1.norm.weight"),
+            ("add", "dino.blocks.0.adapter.down_proj.weight"),
+            ("add", "dino.blocks.2.block.norm1.weight"),
+        ],
+    )
     def test_missing_or_extra_key_is_refused_by_name(self, tmp_path, change, key):
         state = authors_state()
         if change == "drop":

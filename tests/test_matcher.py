@@ -34,16 +34,18 @@ class TestTransferPoints:
 class TestMatcher:
     def test_dict_contract(self):
         matcher = Matcher("baseline")
-        out = matcher.match(torch.rand(3, 64, 96), torch.rand(3, 80, 80), [[10, 20], [50.5, 30]],
-                            return_similarity=True)
+        out = matcher.match(
+            torch.rand(3, 64, 96), torch.rand(3, 80, 80), [[10, 20], [50.5, 30]], return_similarity=True
+        )
         assert set(out) >= {"matches", "model", "random_weights", "image_a", "image_b", "settings", "similarity"}
         assert out["matches"][1]["source"] == [50.5, 30.0] and len(out["matches"]) == 2
         assert out["similarity"].shape == (2, 60, 60)
         assert out["settings"]["matching"]["window"] == 11
 
     def test_random_weights_flagged(self):
-        from semcorr.features import DinoV2Config, DinoV2Extractor
         from helpers import tiny_backbone
+
+        from semcorr.features import DinoV2Config, DinoV2Extractor
 
         extractor = DinoV2Extractor(DinoV2Config(input_size=56), backbone=tiny_backbone(), random_weights=True)
         out = Matcher(extractor).match(torch.rand(3, 40, 40), torch.rand(3, 40, 40), [[5, 5]])

@@ -3,7 +3,11 @@ import torch
 import torch.nn.functional as F
 
 from semcorr.matching import (
-    mutual_nearest_neighbours, nearest_neighbour, sample_descriptors, similarity_maps, window_soft_argmax,
+    mutual_nearest_neighbours,
+    nearest_neighbour,
+    sample_descriptors,
+    similarity_maps,
+    window_soft_argmax,
 )
 
 
@@ -44,8 +48,9 @@ class TestWindowSoftArgmax:
     def test_recovers_sub_cell_peak(self):
         height, width = 20, 24
         true_x, true_y = 9.37, 12.62
-        ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
-                                indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64), indexing="ij"
+        )
         # a symmetric peak whose softmax-weighted mean is exactly the true position inside the window
         similarity = 1.0 - 0.002 * ((xs - true_x) ** 2 + (ys - true_y) ** 2)
         found, _ = window_soft_argmax(similarity[None, None], window=9, temperature=0.01)

@@ -23,7 +23,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from semcorr.export import ONNX_OPSET, export_onnx
+from semcorr.export import ONNX_OPSET, export_onnx  # noqa: E402  (after the skips above: it needs onnx)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 SIZE = 56  # 4 x 4 cells of 14 px
@@ -128,9 +128,26 @@ class TestCommand:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
         adapter = trained.save_adapter(tmp_path / "adapter")
         out, report_file = tmp_path / "student.onnx", tmp_path / "report.json"
-        code = main(["export-onnx", "--model", "student", "--random-weights", "--adapter", str(adapter),
-                     "--size", str(SIZE), "--out", str(out), "--runs", "1", "--warmup", "0",
-                     "--json", str(report_file)])
+        code = main(
+            [
+                "export-onnx",
+                "--model",
+                "student",
+                "--random-weights",
+                "--adapter",
+                str(adapter),
+                "--size",
+                str(SIZE),
+                "--out",
+                str(out),
+                "--runs",
+                "1",
+                "--warmup",
+                "0",
+                "--json",
+                str(report_file),
+            ]
+        )
         captured = capsys.readouterr()
         assert code == 0, captured.err
         assert f"opset {ONNX_OPSET}" in captured.out and "onnxruntime" in captured.out and "PyTorch" in captured.out

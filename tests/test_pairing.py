@@ -6,10 +6,17 @@ import pytest
 import torch
 from conftest import data_path
 
-from semcorr.images import ImageItem
 from semcorr.errors import InputError
-from semcorr.train.pairing import (ListedPairs, RetrievalPairs, index_pairs, nearest_neighbours, rank_share,
-                                   read_pair_list, benchmark_pairs)
+from semcorr.images import ImageItem
+from semcorr.train.pairing import (
+    ListedPairs,
+    RetrievalPairs,
+    benchmark_pairs,
+    index_pairs,
+    nearest_neighbours,
+    rank_share,
+    read_pair_list,
+)
 
 
 class TestNearestNeighbours:

@@ -30,8 +30,22 @@ def make_pair(target, size=(H, W), box=BOX, source=None):
     target = np.asarray(target, np.float32)
     source = target if source is None else np.asarray(source, np.float32)
     n = len(target)
-    return Pair("p", "spair", "thing", "a.jpg", "b.jpg", source, target, np.ones(n, bool), np.ones(n, bool),
-                np.arange(n), box, box, size, size)
+    return Pair(
+        "p",
+        "spair",
+        "thing",
+        "a.jpg",
+        "b.jpg",
+        source,
+        target,
+        np.ones(n, bool),
+        np.ones(n, bool),
+        np.arange(n),
+        box,
+        box,
+        size,
+        size,
+    )
 
 
 def score(name, benchmark, pair, predicted, alphas=(0.1,)):
@@ -39,8 +53,9 @@ def score(name, benchmark, pair, predicted, alphas=(0.1,)):
     frames = [pair_frames(rules, pair, 434)[1]]
     pck = PCKSettings(alphas=alphas, threshold=rules.threshold, average=rules.average, inclusive=rules.inclusive)
     threshold = rules.threshold or "bbox"
-    scores, records = score_predictions([pair], [np.asarray(predicted, np.float64)], alphas, threshold, pck,
-                                        frames=frames, predictions=True)
+    scores, records = score_predictions(
+        [pair], [np.asarray(predicted, np.float64)], alphas, threshold, pck, frames=frames, predictions=True
+    )
     return scores, records[0]
 
 
@@ -53,8 +68,10 @@ class TestSPairEvalRule:
     def by_hand(self, alpha=0.1):
         """The authors' rule: keypoints scaled by 840/W and 840/H, L = max(bw, bh) * (840 / H), d < alpha L."""
         length = max(BOX[2] - BOX[0], BOX[3] - BOX[1]) * (840 / H)
-        return [math.hypot((p[0] - g[0]) * 840 / W, (p[1] - g[1]) * 840 / H) < alpha * length
-                for p, g in zip(self.PRED, self.GT)]
+        return [
+            math.hypot((p[0] - g[0]) * 840 / W, (p[1] - g[1]) * 840 / H) < alpha * length
+            for p, g in zip(self.PRED, self.GT)
+        ]
 
     def test_matches_the_authors_rule_where_the_rules_disagree(self):
         expected = self.by_hand()
@@ -75,9 +92,18 @@ class TestSPairEvalRule:
 
     def test_rules_are_reported(self):
         rules = resolve_protocol("distilldift-paper", "spair").fields()
-        assert (rules["code"], rules["frame"], rules["frame_size"], rules["length_rule"], rules["comparison"],
-                rules["average"], rules["window"], rules["temperature"], rules["grid"], rules["input_size"]) == \
-            ("eval/", "stretched", 840, "height scale", "<", "keypoint", 11, 0.02, "60", 434)
+        assert (
+            rules["code"],
+            rules["frame"],
+            rules["frame_size"],
+            rules["length_rule"],
+            rules["comparison"],
+            rules["average"],
+            rules["window"],
+            rules["temperature"],
+            rules["grid"],
+            rules["input_size"],
+        ) == ("eval/", "stretched", 840, "height scale", "<", "keypoint", 11, 0.02, "60", 434)
         assert "eval/eval.py" in rules["source"] and rules["outside"] == "count" and rules["deviations"]
 
 
@@ -158,12 +184,13 @@ class TestEvalMatcher:
         source = torch.randn(1, 64, 60, 60, generator=g)
         target = torch.randn(1, 64, 60, 60, generator=g)
         dx, dy = self.SHIFT
-        target[..., dy:, dx:] = source[..., :60 - dy, :60 - dx]
+        target[..., dy:, dx:] = source[..., : 60 - dy, : 60 - dx]
         geometry = ImageGeometry.fit((H, W), 840, "square")
 
         def fmap(raw):
             norms = raw.norm(dim=1, keepdim=True)
             return FeatureMap(raw / norms, (geometry,), "synthetic", norms=norms)
+
         return fmap(source), fmap(target)
 
     def test_cells_truncation_and_wrap(self):
@@ -219,6 +246,7 @@ class TestOutsideKeypoints:
     def test_counted_by_the_authors_left_out_by_semcorr(self, tmp_path, one_thread):
         def outside(data):  # the first counted target keypoint 60 px right of its 500-wide image
             data["trg_kps"][0] = [data["trg_imsize"][0] + 60.0, data["trg_kps"][0][1]]
+
         root, pair_id = spair_copy(tmp_path, outside)
         common = dict(model="baseline", progress=False, predictions=True)
         with pytest.warns(UserWarning, match="outside their image and are left out"):
@@ -247,9 +275,9 @@ class TestOutsideKeypoints:
     def test_marco_clamps_them_into_its_canvas(self, tmp_path, one_thread):
         def outside(data):
             data["trg_kps"][0] = [data["trg_imsize"][0] + 60.0, data["trg_kps"][0][1]]
+
         root, pair_id = spair_copy(tmp_path, outside)
-        result = evaluate("spair", root, model="baseline", protocol="marco", limit=1, progress=False,
-                          predictions=True)
+        result = evaluate("spair", root, model="baseline", protocol="marco", limit=1, progress=False, predictions=True)
         record = next(r for r in result["predictions"] if r["id"] == pair_id)
         assert record["frame"]["clamp"] == [1e-4, 770 - 1 - 1e-4] and record["gt"][0][0] == 560.0
         frame = Frame(tuple(record["frame"]["scale"]), tuple(record["frame"]["offset"]), (1e-4, 770 - 1 - 1e-4), 770)
@@ -260,12 +288,26 @@ class TestOutsideKeypoints:
 
 def test_old_name_warns_once_and_runs_semcorr(cli, tmp_path, one_thread):
     out = tmp_path / "r.json"
-    result = cli("eval", "pf-willow", "--data-root", data_path("pf-willow"), "--model", "baseline", "--limit", "2",
-                 "--quiet", "--protocol", "distilldift", "--out", out)
+    result = cli(
+        "eval",
+        "pf-willow",
+        "--data-root",
+        data_path("pf-willow"),
+        "--model",
+        "baseline",
+        "--limit",
+        "2",
+        "--quiet",
+        "--protocol",
+        "distilldift",
+        "--out",
+        out,
+    )
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if "distilldift" in line]
     assert len(lines) == 1 and "now called semcorr" in lines[0] and "distilldift-paper" in lines[0]
     assert json.loads(out.read_text())["protocol"]["name"] == "semcorr"
-    default = cli("eval", "pf-willow", "--data-root", data_path("pf-willow"), "--model", "baseline", "--limit", "2",
-                  "--quiet")
+    default = cli(
+        "eval", "pf-willow", "--data-root", data_path("pf-willow"), "--model", "baseline", "--limit", "2", "--quiet"
+    )
     assert default.returncode == 0 and "protocol semcorr" in default.stdout and "now called" not in default.stderr

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from semcorr.eval.pck import (alpha_key, correct_keypoints, random_guess_correct, summarize, threshold_length)
+from semcorr.eval.pck import alpha_key, correct_keypoints, random_guess_correct, summarize, threshold_length
 
 ALPHAS = (0.1, 0.05, 0.01)
 
@@ -63,8 +63,12 @@ class TestAveraging:
         assert summary["per_keypoint"]["0.1"] == pytest.approx(100 * 2 / 5)  # 40
         assert summary["per_image"]["0.1"] == pytest.approx((100 + 25) / 2)  # 62.5
         assert summary["category_mean"]["per_keypoint"]["0.1"] == pytest.approx(62.5)
-        assert summary["per_category"]["dog"] == {"n_pairs": 1, "n_keypoints": 4, "per_keypoint": {"0.1": 25.0},
-                                                  "per_image": {"0.1": 25.0}}
+        assert summary["per_category"]["dog"] == {
+            "n_pairs": 1,
+            "n_keypoints": 4,
+            "per_keypoint": {"0.1": 25.0},
+            "per_image": {"0.1": 25.0},
+        }
         assert summary["n_keypoints"] == 5 and summary["n_pairs"] == 2
 
     def test_category_mean_weighs_categories_equally(self):

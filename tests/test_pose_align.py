@@ -7,18 +7,18 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import data_path
 from PIL import Image
 
-from conftest import data_path
 from semcorr import FeatureMap, ImageGeometry, Matcher, build_extractor, load_image
 from semcorr.cli import main
 from semcorr.data import load_pf_willow, load_spair
 from semcorr.data.symmetry import AP10K_MIRROR_PAIRS, SPAIR_MIRROR_PAIRS, mirror_partner_rows
 from semcorr.eval import FeatureCache
-from semcorr.store import FeatureFolder
 from semcorr.eval.runner import _predict, predict
 from semcorr.matching import MatchSettings
 from semcorr.matching.pose_align import align_sources, choose_orientation, flip_image, flip_points, mutual_nn_distance
+from semcorr.store import FeatureFolder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -36,15 +36,21 @@ def mirrored_pair(pair, folder):
     x1, y1, x2, y2 = pair.source_box
     target = pair.source_points.copy()
     target[:, 0] = width - target[:, 0]
-    return dataclasses.replace(pair, id=pair.id + ":mirrored", target_image=mirror_file(pair.source_image, folder),
-                               target_points=target, target_visible=pair.source_visible,
-                               target_box=[width - x2, y1, width - x1, y2], target_size=pair.source_size)
+    return dataclasses.replace(
+        pair,
+        id=pair.id + ":mirrored",
+        target_image=mirror_file(pair.source_image, folder),
+        target_points=target,
+        target_visible=pair.source_visible,
+        target_box=[width - x2, y1, width - x1, y2],
+        target_size=pair.source_size,
+    )
 
 
 def crop(pixels, left=0.08, top=0.05, right=0.95, bottom=0.92):
     """A slightly cropped (hence shifted and rescaled) copy of a (3, H, W) image."""
     height, width = pixels.shape[-2:]
-    return pixels[:, int(top * height):int(bottom * height), int(left * width):int(right * width)]
+    return pixels[:, int(top * height) : int(bottom * height), int(left * width) : int(right * width)]
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +120,9 @@ class TestRule:
         points = torch.tensor([[[3.0, 4.0]], [[3.0, 4.0]]])
         aligned, query, _ = align_sources(source, flipped, target, points)
         assert torch.equal(query, torch.tensor([[[27.0, 4.0]], [[3.0, 4.0]]]))  # width 30
-        assert torch.equal(aligned.features[0], flipped.features[0]) and torch.equal(aligned.features[1],
-                                                                                      source.features[1])
+        assert torch.equal(aligned.features[0], flipped.features[0]) and torch.equal(
+            aligned.features[1], source.features[1]
+        )
         with pytest.raises(ValueError, match="points"):
             align_sources(source, flipped, target, points[0])
 
@@ -150,8 +157,16 @@ class TestEvaluation:
     def test_pipeline_flips_mirrored_pairs_only(self, willow, tmp_path):
         """Two (A, mirror(A)) pairs and an (A, A) pair through the feature store and predict()."""
         mirrored = [mirrored_pair(p, tmp_path) for p in (willow[0], willow[270])]
-        same = [dataclasses.replace(p, target_image=p.source_image, target_points=p.source_points,
-                                    target_box=p.source_box, target_size=p.source_size) for p in (willow[0],)]
+        same = [
+            dataclasses.replace(
+                p,
+                target_image=p.source_image,
+                target_points=p.source_points,
+                target_box=p.source_box,
+                target_size=p.source_size,
+            )
+            for p in (willow[0],)
+        ]
         pairs = mirrored + same
         sources = [p.source_image for p in pairs]
         extractor = build_extractor("baseline")
@@ -174,9 +189,24 @@ class TestEvaluation:
 
     def test_eval_command_records_flips(self, tmp_path, capsys):
         out, predictions = tmp_path / "result.json", tmp_path / "predictions.json"
-        args = ["eval", "pf-willow", "--data-root", str(data_path("pf-willow")), "--model", "baseline", "--limit", "3",
-                "--quiet", "--pose-align", "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
-                "--save-predictions", str(predictions)]
+        args = [
+            "eval",
+            "pf-willow",
+            "--data-root",
+            str(data_path("pf-willow")),
+            "--model",
+            "baseline",
+            "--limit",
+            "3",
+            "--quiet",
+            "--pose-align",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--out",
+            str(out),
+            "--save-predictions",
+            str(predictions),
+        ]
         assert main(args) == 0
         summary, records = json.loads(out.read_text()), json.loads(predictions.read_text())
         alignment = summary["pose_align"]
@@ -196,8 +226,23 @@ class TestEvaluation:
         pair = willow[0]
         target, out = mirror_file(pair.source_image, tmp_path), tmp_path / "match.json"
         x, y = pair.counted_points()[0][0]
-        assert main(["match", str(pair.source_image), str(target), "--points", f"{x},{y}", "--model", "baseline",
-                     "--pose-align", "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "match",
+                    str(pair.source_image),
+                    str(target),
+                    "--points",
+                    f"{x},{y}",
+                    "--model",
+                    "baseline",
+                    "--pose-align",
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         result = json.loads(out.read_text())
         assert result["pose_align"]["flipped"]
         assert result["matches"][0]["target"] == pytest.approx([pair.source_size[1] - x, y], abs=6)
@@ -208,15 +253,21 @@ class TestMirrorPartners:
     partner's mirrored position, as DistillDIFT does on SPair-71k."""
 
     def test_rows_swap_only_where_both_partners_are_counted(self, willow):
-        cat = dataclasses.replace(willow[0], benchmark="spair", category="cat",
-                                  keypoint_ids=np.array([0, 1, 8, 2, 5, 4, 7, 6, 9, 3]),
-                                  target_visible=np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 0], bool))
+        cat = dataclasses.replace(
+            willow[0],
+            benchmark="spair",
+            category="cat",
+            keypoint_ids=np.array([0, 1, 8, 2, 5, 4, 7, 6, 9, 3]),
+            target_visible=np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 0], bool),
+        )
         # counted ids 0 1 8 2 5 4 7 6 9 (3 hidden in the target): 0-1, 4-5 and 6-7 swap; 2's partner 3 is not counted
         assert mirror_partner_rows(cat).tolist() == [1, 0, 2, 3, 5, 4, 7, 6, 8]
         assert mirror_partner_rows(willow[0]).tolist() == list(range(10))  # PF-WILLOW: no left/right
 
     def test_ap10k_pairs_follow_the_keypoint_names(self):
-        names = json.loads(data_path("ap10k-samples", "ap10k", "test_ap10k.json").read_text())["categories"][0]["keypoints"]
+        names = json.loads(data_path("ap10k-samples", "ap10k", "test_ap10k.json").read_text())["categories"][0][
+            "keypoints"
+        ]
         assert len(names) == 17
         for left, right in AP10K_MIRROR_PAIRS:
             assert names[left].startswith("left_") and names[right] == names[left].replace("left_", "right_")
@@ -244,9 +295,15 @@ class TestMirrorPartners:
         target[:, 0] = width - target[:, 0]
         counted = pair.visible
         mirrored = dataclasses.replace(
-            pair, source_points=pair.source_points[counted], source_visible=np.ones(len(rows), bool),
-            keypoint_ids=pair.keypoint_ids[counted], target_points=target, target_visible=np.ones(len(rows), bool),
-            target_image=mirror_file(pair.source_image, tmp_path), target_size=pair.source_size)
+            pair,
+            source_points=pair.source_points[counted],
+            source_visible=np.ones(len(rows), bool),
+            keypoint_ids=pair.keypoint_ids[counted],
+            target_points=target,
+            target_visible=np.ones(len(rows), bool),
+            target_image=mirror_file(pair.source_image, tmp_path),
+            target_size=pair.source_size,
+        )
         with FeatureCache(build_extractor("baseline"), mode="memory", progress=False) as store:
             store.compute([mirrored.source_image, mirrored.target_image], flipped=[mirrored.source_image])
             found, flipped = _predict(store, [mirrored], MatchSettings(), 1, False, True)

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from conftest import data_path
+
 from semcorr.data.pairs import Pair
 from semcorr.errors import InputError
 from semcorr.eval import PROTOCOLS, PCKSettings, evaluate, get_protocol
@@ -25,8 +25,22 @@ CANVAS, GRID, SHIFT = 140, 10, (2, 1)  # 14 px cells; the target is the source m
 def pair(size, points, box=(0, 0, 10, 10), target=None, target_size=None):
     points = np.asarray(points, np.float32)
     target = points if target is None else np.asarray(target, np.float32)
-    return Pair("p", "synthetic", "thing", "a.png", "b.png", points, target, np.ones(len(points), bool),
-                np.ones(len(points), bool), np.arange(len(points)), box, box, size, target_size or size)
+    return Pair(
+        "p",
+        "synthetic",
+        "thing",
+        "a.png",
+        "b.png",
+        points,
+        target,
+        np.ones(len(points), bool),
+        np.ones(len(points), bool),
+        np.arange(len(points)),
+        box,
+        box,
+        size,
+        target_size or size,
+    )
 
 
 def shifted_maps(image_size, mode="square", scale=1.0, seed=0):
@@ -35,12 +49,13 @@ def shifted_maps(image_size, mode="square", scale=1.0, seed=0):
     source = torch.randn(1, 16, GRID, GRID, generator=g)
     target = torch.randn(1, 16, GRID, GRID, generator=g)
     dx, dy = SHIFT
-    target[..., dy:, dx:] = source[..., :GRID - dy, :GRID - dx]
+    target[..., dy:, dx:] = source[..., : GRID - dy, : GRID - dx]
     geometry = ImageGeometry.fit(image_size, CANVAS, mode)
 
     def fmap(raw):
         norms = raw.norm(dim=1, keepdim=True)
         return FeatureMap(raw / norms, (geometry,), "synthetic", norms=torch.full_like(norms, scale))
+
     return fmap(source), fmap(target)
 
 
@@ -118,20 +133,33 @@ class TestPCKRules:
         assert frame.length("image", np.zeros(4), (300, 400)) == pytest.approx(840.0)
 
     def test_per_image_and_per_keypoint(self):
-        pairs = [pair((100, 100), [[10, 10]] * 3, box=(0, 0, 100, 100)), pair((100, 100), [[10, 10]], box=(0, 0, 100, 100))]
+        pairs = [
+            pair((100, 100), [[10, 10]] * 3, box=(0, 0, 100, 100)),
+            pair((100, 100), [[10, 10]], box=(0, 0, 100, 100)),
+        ]
         found = [np.array([[10.0, 10.0], [90.0, 90.0], [90.0, 90.0]]), np.array([[10.0, 10.0]])]
         scores, _ = score_predictions(pairs, found, (0.1,), "bbox")
         assert scores["pck_per_keypoint"]["0.1"] == 50.0
         assert scores["pck_per_image"]["0.1"] == pytest.approx(100 * (1 / 3 + 1) / 2)
 
-    @pytest.mark.parametrize("name,average,comparison,threshold,frame", [
-        ("semcorr", "keypoint", "<=", None, "original"), ("marco", "image", "<=", None, "stretched"),
-        ("diy-sc", "keypoint", "<", None, "padded"), ("geco", "keypoint", "<=", "image", "original"),
-        ("common", "keypoint", "<=", None, "original")])
+    @pytest.mark.parametrize(
+        "name,average,comparison,threshold,frame",
+        [
+            ("semcorr", "keypoint", "<=", None, "original"),
+            ("marco", "image", "<=", None, "stretched"),
+            ("diy-sc", "keypoint", "<", None, "padded"),
+            ("geco", "keypoint", "<=", "image", "original"),
+            ("common", "keypoint", "<=", None, "original"),
+        ],
+    )
     def test_each_protocol_states_its_rules(self, name, average, comparison, threshold, frame):
         fields = PROTOCOLS[name].fields()
-        assert (fields["average"], fields["comparison"], fields["threshold"], fields["frame"]) == \
-            (average, comparison, threshold, frame)
+        assert (fields["average"], fields["comparison"], fields["threshold"], fields["frame"]) == (
+            average,
+            comparison,
+            threshold,
+            frame,
+        )
         assert name in PROTOCOLS[name].summary()
 
     def test_common_scales_the_window_with_the_grid(self):
@@ -143,8 +171,15 @@ class TestPCKRules:
 class TestThroughEvaluate:
     @pytest.mark.parametrize("name", ["marco", "diy-sc", "geco", "common"])
     def test_protocol_runs_and_reports_its_rules(self, name, one_thread):
-        result = evaluate("pf-willow", data_path("pf-willow"), model="baseline", protocol=name, limit=3, progress=False,
-                          predictions=True)
+        result = evaluate(
+            "pf-willow",
+            data_path("pf-willow"),
+            model="baseline",
+            protocol=name,
+            limit=3,
+            progress=False,
+            predictions=True,
+        )
         assert result["protocol"]["name"] == name and result["protocol"]["summary"].startswith(f"protocol {name}")
         input_size = PROTOCOLS[name].input_size
         if input_size:
@@ -163,9 +198,16 @@ class TestThroughEvaluate:
         from semcorr.eval.protocol_match import predict_with
         from semcorr.features import build_extractor
 
-        pairs = [dataclasses.replace(p, target_image=p.source_image, target_points=p.source_points,
-                                     target_box=p.source_box, target_size=p.source_size)
-                 for p in load_pf_willow(data_path("pf-willow"))[:2]]
+        pairs = [
+            dataclasses.replace(
+                p,
+                target_image=p.source_image,
+                target_points=p.source_points,
+                target_box=p.source_box,
+                target_size=p.source_size,
+            )
+            for p in load_pf_willow(data_path("pf-willow"))[:2]
+        ]
         for name in ("diy-sc", "geco"):
             protocol = PROTOCOLS[name]
             extractor = build_extractor("baseline", input_size=protocol.input_size, resize_mode=protocol.resize_mode)
@@ -179,11 +221,17 @@ class TestThroughEvaluate:
         from semcorr.matching import MatchSettings
 
         with pytest.raises(InputError, match="fixes the matching"):
-            evaluate("pf-willow", data_path("pf-willow"), model="baseline", protocol="marco",
-                     settings=MatchSettings(window=5))
+            evaluate(
+                "pf-willow",
+                data_path("pf-willow"),
+                model="baseline",
+                protocol="marco",
+                settings=MatchSettings(window=5),
+            )
         with pytest.raises(InputError, match="fixes the PCK rules"):
-            evaluate("pf-willow", data_path("pf-willow"), model="baseline", protocol="geco",
-                     pck=PCKSettings(inclusive=False))
+            evaluate(
+                "pf-willow", data_path("pf-willow"), model="baseline", protocol="geco", pck=PCKSettings(inclusive=False)
+            )
         with pytest.raises(InputError, match="770² square; input_size 434"):
             evaluate("pf-willow", data_path("pf-willow"), model="baseline", protocol="marco", input_size=434)
         with pytest.raises(InputError, match="pose-align"):
@@ -192,8 +240,23 @@ class TestThroughEvaluate:
 
 def test_several_models_one_table(cli, tmp_path, one_thread):
     out = tmp_path / "both.json"
-    result = cli("eval", "pf-willow", "--data-root", data_path("pf-willow"), "--models", "baseline", "diy-sc",
-                 "--random-weights", "--input-size", "112", "--limit", "3", "--quiet", "--out", out)
+    result = cli(
+        "eval",
+        "pf-willow",
+        "--data-root",
+        data_path("pf-willow"),
+        "--models",
+        "baseline",
+        "diy-sc",
+        "--random-weights",
+        "--input-size",
+        "112",
+        "--limit",
+        "3",
+        "--quiet",
+        "--out",
+        out,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "2 models" in lines[0] and lines[1].startswith("protocol semcorr")
@@ -202,17 +265,29 @@ def test_several_models_one_table(cli, tmp_path, one_thread):
     assert "per image:" in result.stdout and "per keypoint:" in result.stdout
     saved = json.loads(out.read_text())
     assert [r["model"] for r in saved["results"]] == ["baseline", "diy-sc"]
-    refused = cli("eval", "pf-willow", "--data-root", data_path("pf-willow"), "--models", "baseline", "diy-sc",
-                  "--weights", "x.pth")
+    refused = cli(
+        "eval",
+        "pf-willow",
+        "--data-root",
+        data_path("pf-willow"),
+        "--models",
+        "baseline",
+        "diy-sc",
+        "--weights",
+        "x.pth",
+    )
     assert refused.returncode != 0 and "--weights" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
 
 
 def test_protocol_option_and_its_fixed_rules(cli, one_thread):
     root = data_path("pf-willow")
-    result = cli("eval", "pf-willow", "--data-root", root, "--model", "baseline", "--protocol", "geco", "--limit", "2",
-                 "--quiet")
+    result = cli(
+        "eval", "pf-willow", "--data-root", root, "--model", "baseline", "--protocol", "geco", "--limit", "2", "--quiet"
+    )
     assert result.returncode == 0, result.stderr
     assert "protocol geco: 518² square; image_argmax on cosine similarity" in result.stdout
     assert "target image's longer side, averaged per keypoint, correct if distance <= alpha * L" in result.stdout
-    refused = cli("eval", "pf-willow", "--data-root", root, "--model", "baseline", "--protocol", "marco", "--window", "5")
+    refused = cli(
+        "eval", "pf-willow", "--data-root", root, "--model", "baseline", "--protocol", "marco", "--window", "5"
+    )
     assert refused.returncode != 0 and "fixes the matching" in refused.stderr

@@ -16,10 +16,10 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from conftest import REPO, data_path
 from helpers import tiny_backbone
+from PIL import Image
+
 from semcorr.errors import CheckpointError, InputError, TrainingError
 from semcorr.features.distill.student import StudentConfig, StudentExtractor, lora_parameters
 from semcorr.fileio import HOST
@@ -82,8 +82,9 @@ class TestOutputsCheckedFirst:
         listing = tmp_path / "list.txt"
         listing.write_text(f"{images[0]}\n")
         one_line(cli("cache-teacher", listing, "--out", read_only / "cache", "--model", "baseline"), "not writable")
-        one_line(cli("distill", "--images", listing, "--teacher-cache", tmp_path, "--out", read_only / "run"),
-                 "not writable")
+        one_line(
+            cli("distill", "--images", listing, "--teacher-cache", tmp_path, "--out", read_only / "run"), "not writable"
+        )
         one_line(cli("make-3d-pairs", data_path("rgbd-livingroom"), "--out", read_only / "p.h5"), "not writable")
         one_line(cli("segment", images[0], "--out", read_only / "masks", "--model", "baseline"), "not writable")
         one_line(cli("demo", "--out-dir", read_only / "demo"), "not writable")
@@ -93,12 +94,30 @@ class TestOutputsCheckedFirst:
         (Decoding in the process: the limit would also stop workers' shared memory, which a full disk does not.)"""
         listing = tmp_path / "list.txt"
         listing.write_text(f"{images[0]}\n")
-        code = ("import resource, sys\nresource.setrlimit(resource.RLIMIT_FSIZE, (20000, resource.RLIM_INFINITY))\n"
-                "from semcorr.cli import main\nsys.exit(main(sys.argv[1:]))")
-        result = subprocess.run([sys.executable, "-c", code, "cache-teacher", str(listing), "--out",
-                                 str(tmp_path / "cache"), "--model", "baseline", "--no-progress", "--workers", "0"],
-                                capture_output=True, text=True, timeout=120,
-                                env=dict(os.environ, PYTHONPATH=str(REPO / "src")))
+        code = (
+            "import resource, sys\nresource.setrlimit(resource.RLIMIT_FSIZE, (20000, resource.RLIM_INFINITY))\n"
+            "from semcorr.cli import main\nsys.exit(main(sys.argv[1:]))"
+        )
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                code,
+                "cache-teacher",
+                str(listing),
+                "--out",
+                str(tmp_path / "cache"),
+                "--model",
+                "baseline",
+                "--no-progress",
+                "--workers",
+                "0",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=dict(os.environ, PYTHONPATH=str(REPO / "src")),
+        )
         one_line(result, "cannot write it", "too large")
         assert not [p for p in (tmp_path / "cache").rglob("*.safetensors")]
         assert not [p for p in (tmp_path / "cache").rglob("*.tmp")]
@@ -107,8 +126,19 @@ class TestOutputsCheckedFirst:
 def _cache_teacher_process(listing: Path, out: Path, *extra: str, limit_fsize: int | None = None) -> list[str]:
     """The command line of ``semcorr cache-teacher`` (baseline model) as a real process, under
     ``prlimit --fsize`` when ``limit_fsize`` is given."""
-    command = [sys.executable, "-m", "semcorr.cli", "cache-teacher", str(listing), "--out", str(out), "--model",
-               "baseline", "--no-progress", *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "semcorr.cli",
+        "cache-teacher",
+        str(listing),
+        "--out",
+        str(out),
+        "--model",
+        "baseline",
+        "--no-progress",
+        *extra,
+    ]
     if limit_fsize is None:
         return command
     if shutil.which("prlimit") is None:
@@ -138,15 +168,21 @@ class TestDecodingWorkers:
         listing.write_text(f"{images[0]}\n{images[1]}\n")
         batch_mb = 2 * canvas_bytes(build_extractor("baseline").preparer()) / 1e6
         start = time.perf_counter()
-        result = subprocess.run(_cache_teacher_process(listing, tmp_path / "cache", "--workers", "1",
-                                                       limit_fsize=1000),
-                                capture_output=True, text=True, timeout=120, env=_environment())
+        result = subprocess.run(
+            _cache_teacher_process(listing, tmp_path / "cache", "--workers", "1", limit_fsize=1000),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=_environment(),
+        )
         seconds = time.perf_counter() - start
         line = one_line(result)
-        assert line == (f"semcorr: error: a decoding worker cannot hand over its batch of 2 images "
-                        f"({batch_mb:.1f} MB): the file-size limit (ulimit -f) is 1000 bytes, less than the "
-                        "shared-memory file in /dev/shm that takes the batch; raise the limit, or rerun with "
-                        "--workers 0 (decoding in this process)")
+        assert line == (
+            f"semcorr: error: a decoding worker cannot hand over its batch of 2 images "
+            f"({batch_mb:.1f} MB): the file-size limit (ulimit -f) is 1000 bytes, less than the "
+            "shared-memory file in /dev/shm that takes the batch; raise the limit, or rerun with "
+            "--workers 0 (decoding in this process)"
+        )
         assert not _entries(tmp_path / "cache") and not list((tmp_path / "cache").rglob("*.tmp"))
         print(f"file-size limit: one line after {seconds:.1f} s (process start included)")
         assert seconds < 120
@@ -161,8 +197,13 @@ class TestDecodingWorkers:
         for index in range(400):  # one slow-to-decode image under many names: a long run
             (folder / f"{index:03d}.png").symlink_to(big)
         store = tmp_path / "cache"
-        process = subprocess.Popen(_cache_teacher_process(folder, store, "--workers", "1", "--batch-size", "2"),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment())
+        process = subprocess.Popen(
+            _cache_teacher_process(folder, store, "--workers", "1", "--batch-size", "2"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=_environment(),
+        )
         try:
             worker = _worker_once_written(process, store)
             os.kill(worker, signal.SIGKILL)
@@ -174,9 +215,11 @@ class TestDecodingWorkers:
                 process.kill()
                 process.communicate()
         line = one_line(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
-        assert line == (f"semcorr: error: a decoding worker (pid {worker}) was killed by signal SIGKILL (Killed): "
-                        "the out-of-memory killer sends it when memory runs out; rerun with fewer --workers, or "
-                        "--workers 0 (decoding in this process)")
+        assert line == (
+            f"semcorr: error: a decoding worker (pid {worker}) was killed by signal SIGKILL (Killed): "
+            "the out-of-memory killer sends it when memory runs out; rerun with fewer --workers, or "
+            "--workers 0 (decoding in this process)"
+        )
         print(f"SIGKILL: one line {seconds:.2f} s after the kill")
         assert seconds < 10
         from semcorr.store import FeatureFolder
@@ -229,8 +272,17 @@ class TestNoNaN:
 
     def test_training_stops_at_the_first_non_finite_loss_and_keeps_the_last_good_checkpoint(self, tmp_path):
         listing, cache = self._cache(tmp_path)
-        config = DistillConfig(images=str(listing), teacher_cache=str(cache), input_size=56, epochs=3, lr=1e30,
-                               neighbours=2, checkpoint_every=1, log_every=1, progress=False)
+        config = DistillConfig(
+            images=str(listing),
+            teacher_cache=str(cache),
+            input_size=56,
+            epochs=3,
+            lr=1e30,
+            neighbours=2,
+            checkpoint_every=1,
+            log_every=1,
+            progress=False,
+        )
         with pytest.raises(TrainingError, match=r"loss is not finite .* at step \d+") as caught:
             distill(config, tmp_path / "run", backbone=tiny_backbone())
         assert "last good checkpoint" in str(caught.value) and "\n" not in str(caught.value)
@@ -242,9 +294,25 @@ class TestNoNaN:
 
     def test_the_command_says_so_in_one_line(self, cli, tmp_path):
         listing, cache = self._cache(tmp_path)
-        result = cli("distill", "--images", listing, "--teacher-cache", cache, "--out", tmp_path / "run",
-                     "--random-weights", "--input-size", "28", "--lr", "1e30", "--epochs", "3", "--neighbours", "2",
-                     "--no-progress")
+        result = cli(
+            "distill",
+            "--images",
+            listing,
+            "--teacher-cache",
+            cache,
+            "--out",
+            tmp_path / "run",
+            "--random-weights",
+            "--input-size",
+            "28",
+            "--lr",
+            "1e30",
+            "--epochs",
+            "3",
+            "--neighbours",
+            "2",
+            "--no-progress",
+        )
         one_line(result, "not finite", "step")
         assert not (tmp_path / "run" / "adapter").exists()
 
@@ -256,8 +324,21 @@ class TestNoNaN:
         adapter = student.save_adapter(tmp_path / "adapter")
         with pytest.raises(CheckpointError, match="non-finite"):
             StudentExtractor(StudentConfig(input_size=28, adapter=str(adapter)), backbone=tiny_backbone())
-        result = cli("match", *images, "--points", "10,10", "--model", "student", "--random-weights", "--adapter",
-                     adapter, "--input-size", "56", "--out", tmp_path / "m.json")
+        result = cli(
+            "match",
+            *images,
+            "--points",
+            "10,10",
+            "--model",
+            "student",
+            "--random-weights",
+            "--adapter",
+            adapter,
+            "--input-size",
+            "56",
+            "--out",
+            tmp_path / "m.json",
+        )
         one_line(result, "adapter_model.safetensors", "non-finite")
         assert not (tmp_path / "m.json").exists()
 
@@ -265,8 +346,17 @@ class TestNoNaN:
 class TestResume:
     def test_torn_metrics_line_checkpoint_keys_and_a_finished_run_without_checkpoint(self, tmp_path):
         listing, cache = TestNoNaN()._cache(tmp_path)
-        config = DistillConfig(images=str(listing), teacher_cache=str(cache), input_size=56, epochs=2, lr=1e-3,
-                               neighbours=2, checkpoint_every=1, log_every=1, progress=False)
+        config = DistillConfig(
+            images=str(listing),
+            teacher_cache=str(cache),
+            input_size=56,
+            epochs=2,
+            lr=1e-3,
+            neighbours=2,
+            checkpoint_every=1,
+            log_every=1,
+            progress=False,
+        )
         run = tmp_path / "run"
         reference = distill(config, tmp_path / "reference", backbone=tiny_backbone())
         with pytest.raises(Crash):
@@ -292,12 +382,15 @@ class TestResume:
     def test_a_killed_conversion_leaves_nothing_behind_for_long(self, tmp_path):
         from semcorr.features.released.distilldift import _write_folder
 
-        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                              text=True).stdout.strip()
+        dead = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        ).stdout.strip()
         leftover = tmp_path / f".student.{HOST}.{dead}.tmp"
         (leftover / "backbone").mkdir(parents=True)
         (leftover / "backbone" / "model.safetensors").write_bytes(b"x" * 1000)
-        _write_folder(lambda folder: (folder.mkdir(), (folder / "distilldift.json").write_text("{}")), tmp_path / "student")
+        _write_folder(
+            lambda folder: (folder.mkdir(), (folder / "distilldift.json").write_text("{}")), tmp_path / "student"
+        )
         assert sorted(p.name for p in tmp_path.iterdir()) == ["student"]
 
 
@@ -312,15 +405,23 @@ def _stop_at(step: int, last: int) -> None:
 
 class TestInputChecks:
     def test_sizes_and_weights(self, cli, images, tmp_path):
-        one_line(cli("match", *images, "--points", "1,1", "--model", "baseline", "--input-size", "140000"),
-                 "--input-size 140000", "at most", "SEMCORR_MAX_INPUT_SIZE")
+        one_line(
+            cli("match", *images, "--points", "1,1", "--model", "baseline", "--input-size", "140000"),
+            "--input-size 140000",
+            "at most",
+            "SEMCORR_MAX_INPUT_SIZE",
+        )
         one_line(cli("match", *images, "--points", "1,1", "--model", "baseline", "--input-size", "0"), "--input-size 0")
-        one_line(cli("export-onnx", "--random-weights", "--size", "140000", "--out", tmp_path / "s.onnx"),
-                 "--size 140000")
+        one_line(
+            cli("export-onnx", "--random-weights", "--size", "140000", "--out", tmp_path / "s.onnx"), "--size 140000"
+        )
         text = tmp_path / "text.jpg"
         text.write_text("not an image, not weights")
-        one_line(cli("match", *images, "--points", "1,1", "--model", "dinov2-s", "--weights", text), "text.jpg",
-                 "is a file, not a model folder")
+        one_line(
+            cli("match", *images, "--points", "1,1", "--model", "dinov2-s", "--weights", text),
+            "text.jpg",
+            "is a file, not a model folder",
+        )
 
     def _spair(self, tmp_path: Path, edit) -> Path:
         root = tmp_path / "SPair-71k"
@@ -332,21 +433,36 @@ class TestInputChecks:
         return root
 
     def test_annotation_size_must_fit_the_image(self, cli, tmp_path):
-        root = self._spair(tmp_path, lambda data: data.update(trg_imsize=[data["trg_imsize"][0] * 2,
-                                                                          data["trg_imsize"][1] * 2, 3]))
-        one_line(cli("eval", "spair", "--data-root", root, "--model", "baseline", "--threshold", "image"),
-                 "trg_imsize", "does not fit this image")
+        root = self._spair(
+            tmp_path, lambda data: data.update(trg_imsize=[data["trg_imsize"][0] * 2, data["trg_imsize"][1] * 2, 3])
+        )
+        one_line(
+            cli("eval", "spair", "--data-root", root, "--model", "baseline", "--threshold", "image"),
+            "trg_imsize",
+            "does not fit this image",
+        )
 
     def test_keypoints_outside_the_image_are_reported_and_left_out(self, cli, tmp_path):
         def far(data):
             data["src_kps"][0] = [1e6, -1e6]
+
         root = self._spair(tmp_path, far)
-        result = cli("eval", "spair", "--data-root", root, "--model", "baseline", "--quiet", "--out",
-                     tmp_path / "r.json")
+        result = cli(
+            "eval", "spair", "--data-root", root, "--model", "baseline", "--quiet", "--out", tmp_path / "r.json"
+        )
         assert result.returncode == 0, result.stderr
         assert "outside their image" in result.stderr and "1e+06" in result.stderr
-        reference = cli("eval", "spair", "--data-root", data_path("spair-71k-mini"), "--model", "baseline", "--quiet",
-                        "--out", tmp_path / "ref.json")
+        reference = cli(
+            "eval",
+            "spair",
+            "--data-root",
+            data_path("spair-71k-mini"),
+            "--model",
+            "baseline",
+            "--quiet",
+            "--out",
+            tmp_path / "ref.json",
+        )
         assert reference.returncode == 0
         counts = [json.loads((tmp_path / name).read_text())["n_keypoints"] for name in ("r.json", "ref.json")]
         assert counts[0] == counts[1] - 1
@@ -370,8 +486,11 @@ class TestInputChecks:
         (outside / Path(cameras["frames"][0]["rgb"]).name).unlink()
         skipped = cli("make-3d-pairs", sequence, "--out", tmp_path / "pairs2.h5", "--quiet")
         assert skipped.returncode == 0 and "missing" in skipped.stderr and "elsewhere" in skipped.stderr
-        one_line(cli("make-3d-pairs", sequence, "--out", tmp_path / "pairs3.h5", "--quiet", "--strict"), "missing",
-                 "elsewhere")
+        one_line(
+            cli("make-3d-pairs", sequence, "--out", tmp_path / "pairs3.h5", "--quiet", "--strict"),
+            "missing",
+            "elsewhere",
+        )
 
     def test_points(self, cli, images, tmp_path):
         width = Image.open(images[0]).size[0]
@@ -396,7 +515,9 @@ class TestInputChecks:
         before = out.read_bytes()
         broken = tmp_path / "broken.png"
         broken.write_bytes(images[1].read_bytes()[:300])
-        one_line(cli("match", images[0], broken, "--points", "10,10", "--model", "baseline", "--out", out), "broken.png")
+        one_line(
+            cli("match", images[0], broken, "--points", "10,10", "--model", "baseline", "--out", out), "broken.png"
+        )
         assert out.read_bytes() == before
 
 
@@ -424,14 +545,30 @@ def cut(tmp_path_factory):
 
 class TestDamagedVideo:
     def test_reported_with_the_frame_number_or_stopped(self, cli, cut, tmp_path):
-        result = cli("video", cut, "--points", "10,10", "--model", "baseline", "--tracks", tmp_path / "t.csv",
-                     "--quiet")
+        result = cli(
+            "video", cut, "--points", "10,10", "--model", "baseline", "--tracks", tmp_path / "t.csv", "--quiet"
+        )
         assert result.returncode == 0, result.stderr
         assert "cut.mp4" in result.stderr and "of the 12 frames it declares" in result.stderr
         tracked = len((tmp_path / "t.csv").read_text().splitlines()) - 1
         assert 0 < tracked < 12 and f"only {tracked} of the 12" in result.stderr
-        one_line(cli("video", cut, "--points", "10,10", "--model", "baseline", "--tracks", tmp_path / "s.csv",
-                     "--on-error", "stop", "--quiet"), "cut.mp4", "--on-error stop")
+        one_line(
+            cli(
+                "video",
+                cut,
+                "--points",
+                "10,10",
+                "--model",
+                "baseline",
+                "--tracks",
+                tmp_path / "s.csv",
+                "--on-error",
+                "stop",
+                "--quiet",
+            ),
+            "cut.mp4",
+            "--on-error stop",
+        )
         assert not (tmp_path / "s.csv").exists()
 
 
@@ -470,22 +607,39 @@ class TestPairInputsCheckedBeforeTraining:
         _set_point(path, name, "target_xy", 3, (float("nan"), 12.5))
         with pytest.raises(InputError) as caught:
             open_3d_pairs(path)
-        assert str(caught.value) == (f"{path}: pair {name}, row 3: target_xy (nan, 12.5) is not finite; the file is "
-                                     "damaged, make it again with `semcorr make-3d-pairs`")
+        assert str(caught.value) == (
+            f"{path}: pair {name}, row 3: target_xy (nan, 12.5) is not finite; the file is "
+            "damaged, make it again with `semcorr make-3d-pairs`"
+        )
         _set_point(path, name, "target_xy", 3, (10.0, 12.5))
         _set_point(path, name, "source_xy", 1, (70.0, -2.0))
         with pytest.raises(InputError) as caught:
             open_3d_pairs(path)
-        assert str(caught.value) == (f"{path}: pair {name}, row 1: source_xy (70, -2) lies outside its 64x48 source "
-                                     "image; the file is damaged, make it again with `semcorr make-3d-pairs`")
+        assert str(caught.value) == (
+            f"{path}: pair {name}, row 1: source_xy (70, -2) lies outside its 64x48 source "
+            "image; the file is damaged, make it again with `semcorr make-3d-pairs`"
+        )
 
     def test_finetune_3d_refuses_it_before_writing_anything(self, cli, pair_file, tmp_path):
         path, name = pair_file
         _set_point(path, name, "target_xy", 0, (float("inf"), 1.0))
-        result = cli("finetune-3d", "--pair-file", path, "--out", tmp_path / "run", "--random-weights",
-                     "--input-size", "28", "--epochs", "1", "--no-progress")
-        assert one_line(result) == (f"semcorr: error: {path}: pair {name}, row 0: target_xy (inf, 1) is not finite; "
-                                    "the file is damaged, make it again with `semcorr make-3d-pairs`")
+        result = cli(
+            "finetune-3d",
+            "--pair-file",
+            path,
+            "--out",
+            tmp_path / "run",
+            "--random-weights",
+            "--input-size",
+            "28",
+            "--epochs",
+            "1",
+            "--no-progress",
+        )
+        assert one_line(result) == (
+            f"semcorr: error: {path}: pair {name}, row 0: target_xy (inf, 1) is not finite; "
+            "the file is damaged, make it again with `semcorr make-3d-pairs`"
+        )
         assert not (tmp_path / "run").exists()
 
     def test_distill_refuses_a_pair_list_line_before_writing_anything(self, cli, tmp_path):
@@ -493,10 +647,24 @@ class TestPairInputsCheckedBeforeTraining:
         keys = listing.read_text().split()
         pairs = tmp_path / "pairs.txt"
         pairs.write_text(f"{keys[0]} {keys[1]}\n# a comment\n{keys[2]} elsewhere/missing.png\n")
-        result = cli("distill", "--images", listing, "--pair-list", pairs, "--teacher-cache", cache, "--out",
-                     tmp_path / "run", "--random-weights", "--input-size", "28", "--no-progress")
-        assert one_line(result) == (f"semcorr: error: {pairs}:3: image 'elsewhere/missing.png' is not among the "
-                                    f"images of --images {listing}")
+        result = cli(
+            "distill",
+            "--images",
+            listing,
+            "--pair-list",
+            pairs,
+            "--teacher-cache",
+            cache,
+            "--out",
+            tmp_path / "run",
+            "--random-weights",
+            "--input-size",
+            "28",
+            "--no-progress",
+        )
+        assert one_line(result) == (
+            f"semcorr: error: {pairs}:3: image 'elsewhere/missing.png' is not among the images of --images {listing}"
+        )
         assert not (tmp_path / "run").exists()
 
 
@@ -510,19 +678,35 @@ class TestRefusalsNameTheProblem:
         torch.save({"model": {"w": torch.zeros(2)}, "args": Payload()}, evil)
         garbage = tmp_path / "garbage.pth"
         garbage.write_bytes(bytes(range(7, 256)) * 8)
-        for path, message in ((evil, f"{evil}: refused: the file names os.system, which semcorr never loads"),
-                              (garbage, f"{garbage}: not a checkpoint (neither PyTorch's zip format nor a pickle)")):
-            result = cli("match", *images, "--points", "1,1", "--model", "dinov2-s", "--weights", path, "--out",
-                         tmp_path / "m.json")
+        for path, message in (
+            (evil, f"{evil}: refused: the file names os.system, which semcorr never loads"),
+            (garbage, f"{garbage}: not a checkpoint (neither PyTorch's zip format nor a pickle)"),
+        ):
+            result = cli(
+                "match",
+                *images,
+                "--points",
+                "1,1",
+                "--model",
+                "dinov2-s",
+                "--weights",
+                path,
+                "--out",
+                tmp_path / "m.json",
+            )
             assert one_line(result) == f"semcorr: error: {message}"
         assert not (tmp_path / "m.json").exists()
 
     def test_a_data_root_that_is_a_file(self, cli, tmp_path):
         afile = tmp_path / "PF-WILLOW.zip"
         afile.write_bytes(b"PK\x03\x04 not unpacked")
-        for benchmark, folder in (("pf-willow", "the PF-WILLOW folder"), ("spair", "an SPair-71k folder"),
-                                  ("cub", "a CUB-200-2011 folder"), ("pf-pascal", "the PF-dataset-PASCAL folder"),
-                                  ("ap10k", "an AP-10K folder or COCO keypoint .json file")):
+        for benchmark, folder in (
+            ("pf-willow", "the PF-WILLOW folder"),
+            ("spair", "an SPair-71k folder"),
+            ("cub", "a CUB-200-2011 folder"),
+            ("pf-pascal", "the PF-dataset-PASCAL folder"),
+            ("ap10k", "an AP-10K folder or COCO keypoint .json file"),
+        ):
             result = cli("eval", benchmark, "--data-root", afile, "--model", "baseline", "--out", tmp_path / "r.json")
             assert one_line(result) == f"semcorr: error: {afile}: is a file, not {folder}", benchmark
         assert sorted(p.name for p in tmp_path.iterdir()) == ["PF-WILLOW.zip"]

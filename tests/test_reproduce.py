@@ -10,15 +10,28 @@ import sys
 import time
 from pathlib import Path
 
-
 from conftest import REPO, data_path
 
 STAGES = ("data", "teacher-cache", "distill", "pairs-3d", "refine", "evaluate", "table")
 
 
 def _command(root: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "semcorr.cli", "reproduce", "distilldift", "--tiny", "--root", str(root),
-            "--data", str(data_path()), "--device", "cpu", "--no-progress", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "semcorr.cli",
+        "reproduce",
+        "distilldift",
+        "--tiny",
+        "--root",
+        str(root),
+        "--data",
+        str(data_path()),
+        "--device",
+        "cpu",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _env() -> dict[str, str]:
@@ -26,8 +39,18 @@ def _env() -> dict[str, str]:
 
 
 def test_the_plan_is_printed_before_anything_runs(cli, tmp_path):
-    result = cli("reproduce", "distilldift", "--tiny", "--root", tmp_path / "run", "--data", data_path(),
-                 "--plan-only", "--device", "cpu")
+    result = cli(
+        "reproduce",
+        "distilldift",
+        "--tiny",
+        "--root",
+        tmp_path / "run",
+        "--data",
+        data_path(),
+        "--plan-only",
+        "--device",
+        "cpu",
+    )
     assert result.returncode == 0, result.stderr
     for stage in STAGES:
         assert f"\n{stage} " in result.stdout
@@ -39,18 +62,21 @@ def test_bad_input_is_one_line(cli, tmp_path):
     result = cli("reproduce", "distilldift", "--tiny", "--root", tmp_path / "run", "--data", tmp_path / "nothing")
     assert result.returncode == 1 and "--tiny needs the small real data" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    result = cli("reproduce", "distilldift", "--tiny", "--root", tmp_path / "run", "--data", data_path(),
-                 "--stage", "nonsense")
+    result = cli(
+        "reproduce", "distilldift", "--tiny", "--root", tmp_path / "run", "--data", data_path(), "--stage", "nonsense"
+    )
     assert result.returncode == 1 and "--stage nonsense: not a stage" in result.stderr
-    result = cli("reproduce", "distilldift", "--tiny", "--root", tmp_path / "run", "--data", data_path(),
-                 "--stage", "distill")
+    result = cli(
+        "reproduce", "distilldift", "--tiny", "--root", tmp_path / "run", "--data", data_path(), "--stage", "distill"
+    )
     assert result.returncode == 1 and "needs the stages before it" in result.stderr
 
 
 def test_tiny_plan_end_to_end_killed_once_and_resumed(tmp_path):
     root = tmp_path / "run"
-    process = subprocess.Popen(_command(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=_env(), start_new_session=True)
+    process = subprocess.Popen(
+        _command(root), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), start_new_session=True
+    )
     seen = []
     deadline = time.monotonic() + 600
     assert process.stdout is not None

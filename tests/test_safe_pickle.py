@@ -12,7 +12,10 @@ import torch
 from semcorr.errors import CheckpointError
 from semcorr.weights.safe_pickle import InertObject, read_checkpoint, read_state_dict
 
-WEIGHTS = {"dino.blocks.15.adapter.down_proj.weight": torch.randn(4, 8), "upscale.0.conv2.weight": torch.randn(8, 1, 3, 3)}
+WEIGHTS = {
+    "dino.blocks.15.adapter.down_proj.weight": torch.randn(4, 8),
+    "upscale.0.conv2.weight": torch.randn(8, 1, 3, 3),
+}
 
 
 def fake_config_module(name, marker):
@@ -47,6 +50,7 @@ def fake_config_module(name, marker):
 @pytest.fixture
 def marco_file(tmp_path):
     """Writes a MARCO-layout checkpoint whose args is an object of a class that no longer exists."""
+
     def write(zip_format):
         name = f"not_here_cfg_{zip_format}"
         module = fake_config_module(name, tmp_path / "ran")
@@ -58,6 +62,7 @@ def marco_file(tmp_path):
         finally:
             del sys.modules[name]
         return path, name
+
     return write
 
 
@@ -146,13 +151,13 @@ def bad_files(tmp_path):
     good = tmp_path / "good.pt"
     torch.save(WEIGHTS, good)
     cut = tmp_path / "cut.pt"
-    cut.write_bytes(good.read_bytes()[:good.stat().st_size // 2])
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     return {
         evil: f"{evil}: refused: the file names os.system, which semcorr never loads",
         garbage: f"{garbage}: not a checkpoint (neither PyTorch's zip format nor a pickle)",
         text: f"{text}: not a checkpoint (neither PyTorch's zip format nor a pickle)",
         cut: f"{cut}: a damaged checkpoint, cut short or corrupted (RuntimeError: PytorchStreamReader failed "
-             "reading zip archive: failed finding central directory)",
+        "reading zip archive: failed finding central directory)",
     }
 
 
@@ -178,4 +183,5 @@ def test_a_training_checkpoint_refuses_any_global_outside_the_weights_only_list(
     with pytest.raises(CheckpointError) as caught:
         load_checkpoint(path)
     assert str(caught.value).startswith(f"{path}: refused: the file names numpy.") and str(caught.value).endswith(
-        "multiarray._reconstruct, which semcorr never loads")
+        "multiarray._reconstruct, which semcorr never loads"
+    )

@@ -8,18 +8,17 @@ import torch
 import torch.nn.functional as F
 from conftest import data_path
 from diffusers import DDPMScheduler
-from safetensors.torch import load_file, save_file
 from helpers import tiny_components, tiny_unet
+from safetensors.torch import load_file, save_file
 
 from semcorr import build_extractor
 from semcorr.cli import main
 from semcorr.errors import CheckpointError, InputError, WeightsUnavailableError
 from semcorr.features import SdxlTurboConfig, SdxlTurboExtractor
 from semcorr.features.backbones.sdxl.parts import build_vae, random_components
-from semcorr.features.backbones.sdxl.unet import UnetTrunk
 from semcorr.features.backbones.sdxl.taesd import load_official, load_taesdxl
+from semcorr.features.backbones.sdxl.unet import UnetTrunk
 from semcorr.images import load_image
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -39,7 +38,9 @@ class TestTaesdxl:
     def test_real_weights_reconstruct_a_real_image(self):
         encoder = data_path("weights", "taesdxl_encoder.safetensors")
         image_file = sorted(data_path("pf-willow").glob("*/*.png"))[0]
-        image = F.interpolate(load_image(image_file)[None], size=(256, 384), mode="bilinear", antialias=True).clamp(0, 1)
+        image = F.interpolate(load_image(image_file)[None], size=(256, 384), mode="bilinear", antialias=True).clamp(
+            0, 1
+        )
         trained = load_taesdxl(str(encoder))  # finds taesdxl_decoder.safetensors beside it
         assert psnr(roundtrip(trained, image), image) >= 18.0
         torch.manual_seed(0)
@@ -49,8 +50,11 @@ class TestTaesdxl:
         encoder = load_file(str(data_path("weights", "taesdxl_encoder.safetensors")))
         decoder = load_file(str(data_path("weights", "taesdxl_decoder.safetensors")))
         vae = build_vae("tiny")
-        load_official(vae, data_path("weights", "taesdxl_encoder.safetensors"),
-                      data_path("weights", "taesdxl_decoder.safetensors"))
+        load_official(
+            vae,
+            data_path("weights", "taesdxl_encoder.safetensors"),
+            data_path("weights", "taesdxl_decoder.safetensors"),
+        )
         state = vae.state_dict()
         assert len(encoder) + len(decoder) == len(state)
         assert torch.equal(state["decoder.layers.0.weight"], decoder["1.weight"].float())
@@ -65,11 +69,13 @@ class TestTaesdxl:
 
 def unet_inputs(batch=2, side=16, seed=0):
     generator = torch.Generator().manual_seed(seed)
-    return dict(sample=torch.randn(batch, 4, side, side, generator=generator),
-                timestep=torch.tensor([51] * batch),
-                encoder_hidden_states=torch.randn(batch, 16, 40, generator=generator),
-                text_embeds=torch.randn(batch, 20, generator=generator),
-                time_ids=torch.tensor([[64.0, 64, 0, 0, 64, 64]] * batch))
+    return dict(
+        sample=torch.randn(batch, 4, side, side, generator=generator),
+        timestep=torch.tensor([51] * batch),
+        encoder_hidden_states=torch.randn(batch, 16, 40, generator=generator),
+        text_embeds=torch.randn(batch, 20, generator=generator),
+        time_ids=torch.tensor([[64.0, 64, 0, 0, 64, 64]] * batch),
+    )
 
 
 def hooked_reference(unet, inputs):
@@ -77,8 +83,12 @@ def hooked_reference(unet, inputs):
     seen = []
     handle = unet.up_blocks[0].attentions[0].register_forward_hook(lambda module, args, out: seen.append(out[0]))
     with torch.no_grad():
-        unet(inputs["sample"], inputs["timestep"], inputs["encoder_hidden_states"],
-             added_cond_kwargs={"text_embeds": inputs["text_embeds"], "time_ids": inputs["time_ids"]})
+        unet(
+            inputs["sample"],
+            inputs["timestep"],
+            inputs["encoder_hidden_states"],
+            added_cond_kwargs={"text_embeds": inputs["text_embeds"], "time_ids": inputs["time_ids"]},
+        )
     handle.remove()
     assert len(seen) == 1
     return seen[0]
@@ -90,14 +100,20 @@ class TestUnetTrunk:
         trunk = UnetTrunk(copy.deepcopy(unet)).eval()
         inputs = unet_inputs()
         with torch.no_grad():
-            ours = trunk(inputs["sample"], inputs["timestep"], inputs["encoder_hidden_states"],
-                         inputs["text_embeds"], inputs["time_ids"])
+            ours = trunk(
+                inputs["sample"],
+                inputs["timestep"],
+                inputs["encoder_hidden_states"],
+                inputs["text_embeds"],
+                inputs["time_ids"],
+            )
         reference = hooked_reference(unet, inputs)
         assert ours.shape == reference.shape == (2, 32, 8, 8)
         assert torch.allclose(ours, reference, atol=1e-5)
         names = {name for name, _ in trunk.named_parameters()}
-        assert not any(n.startswith(("up_blocks.1", "up_blocks.0.resnets.1", "up_blocks.0.upsamplers", "conv_out"))
-                       for n in names)
+        assert not any(
+            n.startswith(("up_blocks.1", "up_blocks.0.resnets.1", "up_blocks.0.upsamplers", "conv_out")) for n in names
+        )
         assert sum(p.numel() for p in trunk.parameters()) < sum(p.numel() for p in unet.parameters())
 
     def test_added_conditioning_reaches_the_unet(self):
@@ -115,9 +131,14 @@ class TestUnetTrunk:
         from diffusers import UNet2DConditionModel
 
         plain = UNet2DConditionModel(
-            block_out_channels=(16, 32), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=8, norm_num_groups=8,
-            attention_head_dim=2, layers_per_block=1)
+            block_out_channels=(16, 32),
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            cross_attention_dim=8,
+            norm_num_groups=8,
+            attention_head_dim=2,
+            layers_per_block=1,
+        )
         with pytest.raises(CheckpointError, match="addition_embed_type"):
             UnetTrunk(plain)
 
@@ -137,8 +158,10 @@ class TestSdxlExtractor:
             hidden, pooled = [], []
             for prompt in ("a photo of a cat", ""):
                 states = []
-                for tokenizer, encoder in ((reference.tokenizer, reference.text_encoder),
-                                           (reference.tokenizer_2, reference.text_encoder_2)):
+                for tokenizer, encoder in (
+                    (reference.tokenizer, reference.text_encoder),
+                    (reference.tokenizer_2, reference.text_encoder_2),
+                ):
                     ids = tokenizer(prompt, padding="max_length", max_length=16, return_tensors="pt").input_ids
                     out = encoder(ids, output_hidden_states=True)
                     states.append(out.hidden_states[-2])
@@ -150,8 +173,13 @@ class TestSdxlExtractor:
             for t in (51, 101, 151, 201):
                 noise = torch.randn((1, 4, 16, 16), generator=generator)
                 noisy = alphas[t].sqrt() * latents + (1 - alphas[t]).sqrt() * noise
-                inputs = dict(sample=noisy, timestep=torch.tensor([t, t]), encoder_hidden_states=torch.cat(hidden),
-                              text_embeds=torch.cat(pooled), time_ids=torch.tensor([[32.0, 32, 0, 0, 32, 32]] * 2))
+                inputs = dict(
+                    sample=noisy,
+                    timestep=torch.tensor([t, t]),
+                    encoder_hidden_states=torch.cat(hidden),
+                    text_embeds=torch.cat(pooled),
+                    time_ids=torch.tensor([[32.0, 32, 0, 0, 32, 32]] * 2),
+                )
                 outputs.append(hooked_reference(reference.unet, inputs))
         expected = torch.stack(outputs).mean(0)
         assert ours.shape == expected.shape == (2, 32, 8, 8)
@@ -183,8 +211,9 @@ class TestSdxlExtractor:
 
     @pytest.mark.parametrize("precision", ["bf16", "fp16"])
     def test_reduced_precision(self, tmp_path, precision):
-        extractor = SdxlTurboExtractor(SdxlTurboConfig(input_size=32, precision=precision),
-                                       components=tiny_components(tmp_path))
+        extractor = SdxlTurboExtractor(
+            SdxlTurboConfig(input_size=32, precision=precision), components=tiny_components(tmp_path)
+        )
         reference = SdxlTurboExtractor(SdxlTurboConfig(input_size=32), components=tiny_components(tmp_path))
         image = torch.rand(3, 32, 32)
         assert next(extractor.trunk.parameters()).dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
@@ -209,8 +238,16 @@ class TestSdxlExtractor:
         parts.text_encoder.save_pretrained(folder / "text_encoder")
         parts.text_encoder_2.save_pretrained(folder / "text_encoder_2")
         (folder / "scheduler").mkdir()
-        (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(
-            {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear", "num_train_timesteps": 1000}))
+        (folder / "scheduler" / "scheduler_config.json").write_text(
+            json.dumps(
+                {
+                    "beta_start": 0.00085,
+                    "beta_end": 0.012,
+                    "beta_schedule": "scaled_linear",
+                    "num_train_timesteps": 1000,
+                }
+            )
+        )
         in_memory = SdxlTurboExtractor(SdxlTurboConfig(input_size=32), components=parts)
         loaded = build_extractor("sdxl-turbo", weights=str(folder), input_size=32, device="cpu")
         image = torch.rand(3, 30, 40)
@@ -227,9 +264,12 @@ def full_size_on_meta():
     """The released SDXL-Turbo architectures, built on the meta device (no memory, a few seconds)."""
     with torch.device("meta"):
         # One timestep: the grid does not depend on how many are averaged.
-        return {vae: SdxlTurboExtractor(SdxlTurboConfig(vae=vae, timesteps=(51,)), random_weights=True,
-                                        components=random_components(vae))
-                for vae in ("full", "tiny")}
+        return {
+            vae: SdxlTurboExtractor(
+                SdxlTurboConfig(vae=vae, timesteps=(51,)), random_weights=True, components=random_components(vae)
+            )
+            for vae in ("full", "tiny")
+        }
 
 
 class TestFullSize:

@@ -1,12 +1,11 @@
 """Zero-shot segmentation: real objects cut by a known mask and pasted on plain backgrounds."""
 
-
 import numpy as np
 import pytest
 import torch
+from conftest import data_path
 from PIL import Image, ImageDraw
 
-from conftest import data_path
 from semcorr import build_extractor
 from semcorr.errors import InputError
 from semcorr.segment import SegmentSettings, enclosed_background, kmeans, segment_images
@@ -24,8 +23,10 @@ def known_mask(shape):
     if shape == "ellipse":
         draw.ellipse((0.08 * W, 0.08 * H, 0.92 * W, 0.92 * H), fill=255)
     else:  # a concave arrowhead
-        draw.polygon([(0.08 * W, 0.92 * H), (0.3 * W, 0.08 * H), (0.7 * W, 0.15 * H), (0.92 * W, 0.9 * H),
-                      (0.5 * W, 0.7 * H)], fill=255)
+        draw.polygon(
+            [(0.08 * W, 0.92 * H), (0.3 * W, 0.08 * H), (0.7 * W, 0.15 * H), (0.92 * W, 0.9 * H), (0.5 * W, 0.7 * H)],
+            fill=255,
+        )
     return np.asarray(mask) > 127
 
 
@@ -48,9 +49,15 @@ def cases():
     motorbike = Image.open(data_path("pf-willow", "motorbike(G)", "Motorbikes_001a.png")).convert("RGB")
     room = Image.open(data_path("rgbd-livingroom", "rgb", "00000.jpg")).convert("RGB")
     plain = np.full((H, W, 3), (0.55, 0.6, 0.65))
-    ramp = np.linspace(0.35, 0.75, W)[None, :, None] * np.array([1.0, 0.95, 0.85]) + np.linspace(0, 0.1, H)[:, None, None]
-    return [composite(motorbike, None, "ellipse", plain), composite(room, (0, 100, 320, 340), "arrow", plain),
-            composite(motorbike, None, "arrow", ramp), composite(room, (300, 100, 620, 340), "ellipse", ramp)]
+    ramp = (
+        np.linspace(0.35, 0.75, W)[None, :, None] * np.array([1.0, 0.95, 0.85]) + np.linspace(0, 0.1, H)[:, None, None]
+    )
+    return [
+        composite(motorbike, None, "ellipse", plain),
+        composite(room, (0, 100, 320, 340), "arrow", plain),
+        composite(motorbike, None, "arrow", ramp),
+        composite(room, (300, 100, 620, 340), "ellipse", ramp),
+    ]
 
 
 class TestSegmentation:

@@ -77,8 +77,9 @@ class TestEntries:
         with pytest.raises(InputError, match=r"another model or config \(config.timesteps"):
             FeatureFolder.create(tmp_path, {"model": "teacher", "config": {"timesteps": [51]}})
         with pytest.raises(InputError, match=r"holds no embeddings, this run writes embeddings \(class token\)"):
-            FeatureFolder.create(tmp_path, {"model": "teacher", "config": {"timesteps": [51, 101]}},
-                                 embedding="class token")
+            FeatureFolder.create(
+                tmp_path, {"model": "teacher", "config": {"timesteps": [51, 101]}}, embedding="class token"
+            )
         with pytest.raises(InputError, match="not a feature store"):
             FeatureFolder(tmp_path / "elsewhere")
         (tmp_path / "foreign").mkdir()
@@ -88,8 +89,9 @@ class TestEntries:
 
     def test_stale_temporary_files_of_dead_processes_are_removed(self, tmp_path):
         store = FeatureFolder.create(tmp_path, {"model": "m"})
-        finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                                  text=True).stdout.strip()
+        finished = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        ).stdout.strip()
         (tmp_path / "entries" / "ab").mkdir()
         stale = tmp_path / "entries" / "ab" / f".ab12.safetensors.{HOST}.{finished}.tmp"
         live = tmp_path / "entries" / "ab" / f".ab34.safetensors.{HOST}.{os.getpid()}.tmp"
@@ -147,15 +149,21 @@ class TestEarlierTeacherCaches:
     def test_resume_into_an_earlier_cache(self, tmp_path):
         cache = shutil.copytree(LEGACY_TEACHER, tmp_path / "cache")
         teacher = tiny_teacher(tmp_path, resize_mode="letterbox")
-        report = extract_features(LEGACY_IMAGES, cache, model=teacher,
-                                  settings=ExtractSettings(embeddings=False, workers=0), progress=False)
+        report = extract_features(
+            LEGACY_IMAGES, cache, model=teacher, settings=ExtractSettings(embeddings=False, workers=0), progress=False
+        )
         assert (report.already_done, report.written) == (2, 1)
         store = FeatureFolder(cache)
         assert store.legacy and sorted(store.keys()) == ["cats/a.png", "cats/b.png", "dogs/c.png"]
         assert store.geometry("dogs/c.png") == teacher.extract(LEGACY_IMAGES / "dogs/c.png").geometries[0]
         with pytest.raises(InputError, match="another model or config"):
-            extract_features(LEGACY_IMAGES, cache, model=tiny_teacher(tmp_path), progress=False,
-                             settings=ExtractSettings(embeddings=False, workers=0))
+            extract_features(
+                LEGACY_IMAGES,
+                cache,
+                model=tiny_teacher(tmp_path),
+                progress=False,
+                settings=ExtractSettings(embeddings=False, workers=0),
+            )
 
 
 class TestEvaluationCache:

@@ -12,7 +12,15 @@ from helpers import tiny_backbone
 from semcorr.errors import CheckpointError, InputError
 from semcorr.features import build_extractor
 from semcorr.features.backbones.dinov2 import DinoV2Config, DinoV2Extractor, hf_config
-from semcorr.features.distill.student import CONFIG_FILE, WEIGHTS_FILE, NoAdapterWarning, StudentConfig, StudentExtractor, add_lora, lora_parameters
+from semcorr.features.distill.student import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    NoAdapterWarning,
+    StudentConfig,
+    StudentExtractor,
+    add_lora,
+    lora_parameters,
+)
 
 SIZE = 56
 
@@ -125,8 +133,14 @@ class TestPreset:
         with warnings.catch_warnings():
             warnings.simplefilter("error", NoAdapterWarning)
             torch.manual_seed(0)  # the same random backbone
-            student = build_extractor("student", random_weights=True, size="s", input_size=SIZE,
-                                      adapter=str(tmp_path / "adapter"), device="cpu")
+            student = build_extractor(
+                "student",
+                random_weights=True,
+                size="s",
+                input_size=SIZE,
+                adapter=str(tmp_path / "adapter"),
+                device="cpu",
+            )
         assert student.merged
         with torch.no_grad():
             torch.testing.assert_close(student(pixels), expected, rtol=0, atol=1e-4)
@@ -135,6 +149,7 @@ class TestPreset:
         from semcorr.cli import build_parser
         from semcorr.cli.options import extractor_overrides
 
-        args = build_parser().parse_args(["match", "a.png", "b.png", "--points", "1,1", "--model", "student",
-                                          "--adapter", "run/adapter"])
+        args = build_parser().parse_args(
+            ["match", "a.png", "b.png", "--points", "1,1", "--model", "student", "--adapter", "run/adapter"]
+        )
         assert extractor_overrides(args)["adapter"] == "run/adapter"

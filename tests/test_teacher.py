@@ -10,7 +10,6 @@ from semcorr.errors import InputError, WeightsUnavailableError
 from semcorr.features import EnsembleTeacher, SdxlTurboConfig, TeacherConfig
 from semcorr.geometry import ImageGeometry
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -9,11 +9,11 @@ import time
 import h5py
 import numpy as np
 import pytest
+from threed_helpers import plane_scene
 
 from semcorr.cli import main
 from semcorr.errors import InputError
 from semcorr.threed import PairSettings, PairWriter, make_3d_pairs, make_header, open_3d_pairs, read_pair_file_header
-from threed_helpers import plane_scene
 
 SEQUENCES = 100
 
@@ -112,8 +112,9 @@ class TestPairFile:
         make_3d_pairs(many, out, progress=False, max_sequences=2)
         with pytest.raises(InputError, match="was made with other settings"):
             make_3d_pairs(many, out, progress=False, settings=PairSettings(depth_tolerance=0.1))
-        summary = make_3d_pairs(many, out, progress=False, settings=PairSettings(depth_tolerance=0.1),
-                                overwrite=True, max_sequences=1)
+        summary = make_3d_pairs(
+            many, out, progress=False, settings=PairSettings(depth_tolerance=0.1), overwrite=True, max_sequences=1
+        )
         assert summary["in_file"] == 1 and read_pair_file_header(out)["settings"]["depth_tolerance"] == 0.1
         (tmp_path / "other.h5").write_bytes(b"not hdf5")
         with pytest.raises(InputError, match="other.h5: not an HDF5 file"):
@@ -136,8 +137,22 @@ class TestCommand:
         assert "options subset apply to CO3D only" in capsys.readouterr().err
 
     def test_prints_summary(self, many, tmp_path, capsys):
-        assert main(["make-3d-pairs", str(many), "--out", str(tmp_path / "p.h5"), "--quiet", "--max-sequences", "2",
-                     "--nms-radius", "0"]) == 0
+        assert (
+            main(
+                [
+                    "make-3d-pairs",
+                    str(many),
+                    "--out",
+                    str(tmp_path / "p.h5"),
+                    "--quiet",
+                    "--max-sequences",
+                    "2",
+                    "--nms-radius",
+                    "0",
+                ]
+            )
+            == 0
+        )
         line = capsys.readouterr().out
         assert "2 sequences in the file; this run wrote 2 (6 pairs," in line and "s per sequence" in line
         assert os.path.exists(tmp_path / "p.h5")

@@ -5,11 +5,10 @@ import dataclasses
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
+from threed_helpers import depth_mm, livingroom, plane_scene
 
 from semcorr.errors import InputError
-from semcorr.threed import (PairSettings, RGBDFolders, make_3d_pairs, make_pairs, open_3d_pairs, select_frames,
-                            thin)
-from threed_helpers import depth_mm, livingroom, plane_scene
+from semcorr.threed import PairSettings, RGBDFolders, make_3d_pairs, make_pairs, open_3d_pairs, select_frames, thin
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +73,11 @@ class TestRealGeometry:
         root, K, frames, views = real
         everything = make_pairs(views, PairSettings(nms_radius=0))
         for pair, frame in zip(everything, frames[1:]):
-            ours = set(zip((pair.source_xy[:, 1] - 0.5).astype(int).tolist(),
-                           (pair.source_xy[:, 0] - 0.5).astype(int).tolist()))
+            ours = set(
+                zip(
+                    (pair.source_xy[:, 1] - 0.5).astype(int).tolist(), (pair.source_xy[:, 0] - 0.5).astype(int).tolist()
+                )
+            )
             reference = reference_visible(root, K, frames[0], frame)
             assert len(reference) > 50_000
             assert len(ours ^ reference) <= 1e-4 * len(reference)
@@ -90,7 +92,7 @@ class TestRealGeometry:
         settings = PairSettings(nms_radius=0)
         before = make_pairs([source, target], settings)[0]
         after = make_pairs([source, occluded], settings)[0]
-        inside = lambda xy: (xy[:, 0] >= x0) & (xy[:, 0] < x1) & (xy[:, 1] >= y0) & (xy[:, 1] < y1)  # noqa: E731
+        inside = lambda xy: (xy[:, 0] >= x0) & (xy[:, 0] < x1) & (xy[:, 1] >= y0) & (xy[:, 1] < y1)  # noqa: E731  (a one-line predicate reads best here)
         assert inside(before.target_xy).sum() > 20_000 and inside(after.target_xy).sum() == 0
         assert np.array_equal(after.source_xy, before.source_xy[~inside(before.target_xy)])
         assert np.array_equal(after.target_xy, before.target_xy[~inside(before.target_xy)])
@@ -102,15 +104,20 @@ class TestRealGeometry:
         holey = source.depth.copy()
         holey[100:200, 100:300] = 0.0
         pair = make_pairs([dataclasses.replace(source, depth=holey), target], settings)[0]
-        in_hole = (pair.source_xy[:, 0] > 100) & (pair.source_xy[:, 0] < 300) & (pair.source_xy[:, 1] > 100) \
+        in_hole = (
+            (pair.source_xy[:, 0] > 100)
+            & (pair.source_xy[:, 0] < 300)
+            & (pair.source_xy[:, 1] > 100)
             & (pair.source_xy[:, 1] < 200)
+        )
         assert len(pair) > 10_000 and not in_hole.any()
         blank = dataclasses.replace(target, depth=np.zeros_like(target.depth))
         assert len(make_pairs([source, blank], settings)[0]) == 0  # no target depth: nothing can be confirmed
         mask = np.zeros(source.image_size, bool)
         mask[:, 320:] = True
-        masked = make_pairs([dataclasses.replace(source, mask=mask), dataclasses.replace(target, mask=mask)],
-                            settings)[0]
+        masked = make_pairs([dataclasses.replace(source, mask=mask), dataclasses.replace(target, mask=mask)], settings)[
+            0
+        ]
         assert len(masked) > 1000 and (masked.source_xy[:, 0] > 320).all() and (masked.target_xy[:, 0] >= 320).all()
 
 

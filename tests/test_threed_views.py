@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
+from threed_helpers import livingroom, pytorch3d_screen, save_uint16, write_co3d, write_rgbd
 
 from semcorr.errors import InputError
 from semcorr.threed import CO3D, RGBDFolders, co3d_camera, make_pairs, open_views, select_frames
-from threed_helpers import livingroom, pytorch3d_screen, save_uint16, write_co3d, write_rgbd
 
 
 class TestRGBDFolders:
@@ -31,7 +31,9 @@ class TestRGBDFolders:
         root, cameras = livingroom()
         folder = write_rgbd(tmp_path / "seq", root, cameras["frames"][:5], cameras["K"])
         (folder / "rgb" / "00010.jpg").unlink()
-        with pytest.raises(InputError, match=r"lists 5 frames but 1 of their files are missing \(first: rgb/00010.jpg\)"):
+        with pytest.raises(
+            InputError, match=r"lists 5 frames but 1 of their files are missing \(first: rgb/00010.jpg\)"
+        ):
             RGBDFolders(folder).sequence("seq")
         data = json.loads((folder / "cameras.json").read_text())
         data["frames"][1]["depth"] = "depth/nothing.png"
@@ -59,18 +61,25 @@ class TestRGBDFolders:
 
     def test_depth_size_mismatch_refused(self, tmp_path):
         root, cameras = livingroom()
-        folder = write_rgbd(tmp_path / "seq", root, cameras["frames"][:4], cameras["K"],
-                            depths=[np.full((240, 320), 2000)] * 4)
+        folder = write_rgbd(
+            tmp_path / "seq", root, cameras["frames"][:4], cameras["K"], depths=[np.full((240, 320), 2000)] * 4
+        )
         with pytest.raises(InputError, match=r"00000.png: is 320x240, image is 640x480"):
             RGBDFolders(folder).sequence("seq").frames[0].load()
 
 
 class TestCO3DCamera:
-    @pytest.mark.parametrize("fmt, expected", [("ndc_isotropic", (100, 100, 95, 60)),
-                                               ("ndc_norm_image_bounds", (200, 100, 90, 60))])
+    @pytest.mark.parametrize(
+        "fmt, expected", [("ndc_isotropic", (100, 100, 95, 60)), ("ndc_norm_image_bounds", (200, 100, 90, 60))]
+    )
     def test_hand_computed_intrinsics(self, fmt, expected):
-        viewpoint = {"R": np.eye(3).tolist(), "T": [0, 0, 0], "focal_length": [2.0, 2.0],
-                     "principal_point": [0.1, -0.2], "intrinsics_format": fmt}
+        viewpoint = {
+            "R": np.eye(3).tolist(),
+            "T": [0, 0, 0],
+            "focal_length": [2.0, 2.0],
+            "principal_point": [0.1, -0.2],
+            "intrinsics_format": fmt,
+        }
         K, world_to_camera = co3d_camera(viewpoint, (100, 200))
         fx, fy, cx, cy = expected
         assert np.allclose(K, [[fx, 0, cx], [0, fy, cy], [0, 0, 1]])
@@ -81,8 +90,13 @@ class TestCO3DCamera:
         rng = np.random.default_rng(1)
         angle = 0.4
         rotation = np.array([[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]])
-        viewpoint = {"R": rotation.tolist(), "T": [0.2, -0.1, 4.0], "focal_length": [1.7, 2.3],
-                     "principal_point": [0.05, -0.08], "intrinsics_format": fmt}
+        viewpoint = {
+            "R": rotation.tolist(),
+            "T": [0.2, -0.1, 4.0],
+            "focal_length": [1.7, 2.3],
+            "principal_point": [0.05, -0.08],
+            "intrinsics_format": fmt,
+        }
         size = (300, 500)
         points = rng.uniform(-1, 1, (50, 3))
         K, world_to_camera = co3d_camera(viewpoint, size)
@@ -91,8 +105,13 @@ class TestCO3DCamera:
         assert np.abs(ours - pytorch3d_screen(points, viewpoint, size)).max() < 1e-9
 
     def test_unknown_format_refused(self):
-        viewpoint = {"R": np.eye(3).tolist(), "T": [0, 0, 0], "focal_length": [2, 2], "principal_point": [0, 0],
-                     "intrinsics_format": "screen"}
+        viewpoint = {
+            "R": np.eye(3).tolist(),
+            "T": [0, 0, 0],
+            "focal_length": [2, 2],
+            "principal_point": [0, 0],
+            "intrinsics_format": "screen",
+        }
         with pytest.raises(InputError, match="unknown intrinsics_format 'screen'"):
             co3d_camera(viewpoint, (10, 10))
 
@@ -108,16 +127,33 @@ def co3d_and_rgbd(tmp_path_factory):
     for i, frame in enumerate(frames):
         stored = np.round(np.array(Image.open(root / frame["depth"])).astype(np.float64) * 256 / 1000)  # exact in fp16
         depth_ok = np.ones(stored.shape, bool)
-        depth_ok[:40 + 5 * i] = False  # the depth masks drop a band at the top
+        depth_ok[: 40 + 5 * i] = False  # the depth masks drop a band at the top
         mask = np.full(stored.shape, 255, np.uint8)
         mask[:, :60] = 30  # low foreground probability on the left
         depths.append(stored)
         masks.append(mask)
         valid.append(depth_ok)
-    write_co3d(tmp / "co3d", "sofa", "seq_1", root, frames, K_ours, depths, masks, valid,
-               ["ndc_isotropic", "ndc_norm_image_bounds"])
-    rgbd = write_rgbd(tmp / "rgbd", root, frames, cameras["K"], depths=[d * v for d, v in zip(depths, valid)],
-                      masks=masks, depth_scale=256.0)
+    write_co3d(
+        tmp / "co3d",
+        "sofa",
+        "seq_1",
+        root,
+        frames,
+        K_ours,
+        depths,
+        masks,
+        valid,
+        ["ndc_isotropic", "ndc_norm_image_bounds"],
+    )
+    rgbd = write_rgbd(
+        tmp / "rgbd",
+        root,
+        frames,
+        cameras["K"],
+        depths=[d * v for d, v in zip(depths, valid)],
+        masks=masks,
+        depth_scale=256.0,
+    )
     return tmp / "co3d", rgbd
 
 
@@ -165,8 +201,12 @@ class TestCO3D:
         frames = cameras["frames"][:5]
         shape = (480, 640)
         K_ours = np.array(cameras["K"]) + [[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]]
-        kwargs = dict(depths_256=[np.full(shape, 512.0)] * 5, masks=[np.full(shape, 255, np.uint8)] * 5,
-                      depth_valid=[np.ones(shape, bool)] * 5, formats=["ndc_isotropic"])
+        kwargs = dict(
+            depths_256=[np.full(shape, 512.0)] * 5,
+            masks=[np.full(shape, 255, np.uint8)] * 5,
+            depth_valid=[np.ones(shape, bool)] * 5,
+            formats=["ndc_isotropic"],
+        )
         annotations = write_co3d(tmp_path, "cat", "s", root, frames, K_ours, subset_frames=[0, 1, 7], **kwargs)
         with pytest.raises(InputError, match="set list manyview_dev_0 lists 3 frames, 1 of them without an annotation"):
             CO3D(tmp_path, subset="manyview_dev_0").sequence("cat/s")
@@ -186,8 +226,18 @@ class TestCO3D:
         frames = cameras["frames"][:4]
         shape = (480, 640)
         K_ours = np.array(cameras["K"]) + [[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]]
-        write_co3d(tmp_path, "cat", "s", root, frames, K_ours, [np.full(shape, 512.0)] * 4,
-                   [np.full(shape, 255, np.uint8)] * 4, [np.ones(shape, bool)] * 4, ["ndc_isotropic"])
+        write_co3d(
+            tmp_path,
+            "cat",
+            "s",
+            root,
+            frames,
+            K_ours,
+            [np.full(shape, 512.0)] * 4,
+            [np.full(shape, 255, np.uint8)] * 4,
+            [np.ones(shape, bool)] * 4,
+            ["ndc_isotropic"],
+        )
         half = np.arange(240 * 320, dtype=np.float64).reshape(240, 320) % 1000 + 1
         save_uint16(half.astype(np.float16).view(np.uint16), tmp_path / "cat/s/depths/frame000000.jpg.geometric.png")
         save_uint16(np.ones((240, 320)) * 255, tmp_path / "cat/s/depth_masks/frame000000.png")

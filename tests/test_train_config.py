@@ -29,8 +29,16 @@ def test_the_base_holds_the_shared_fields_once():
     shared = {f.name for f in dataclasses.fields(TrainConfig)}
     distill = {f.name for f in dataclasses.fields(DistillConfig)} - shared
     finetune = {f.name for f in dataclasses.fields(FinetuneConfig)} - shared
-    assert distill == {"images", "pair_list", "teacher_cache", "on_missing", "teacher", "teacher_weights",
-                       "temperature", "neighbours"}
+    assert distill == {
+        "images",
+        "pair_list",
+        "teacher_cache",
+        "on_missing",
+        "teacher",
+        "teacher_weights",
+        "temperature",
+        "neighbours",
+    }
     assert finetune == {"pair_file", "adapter", "beta", "points_per_pair", "jitter"}
     assert OPERATIONAL <= shared
     assert (DistillConfig(images="x").weight_decay, FinetuneConfig(pair_file="p").weight_decay) == (0.05, 0.0)
@@ -65,8 +73,9 @@ def test_a_first_version_spair_root_becomes_the_benchmark(tmp_path):
     check_run_folder(tmp_path / "run", config, rank=0)
 
 
-@pytest.mark.parametrize("pairs,fields", [("spair", {"benchmark": "spair", "data_root": "data"}),
-                                          ("co3d.h5", {"pair_file": "co3d.h5"})])
+@pytest.mark.parametrize(
+    "pairs,fields", [("spair", {"benchmark": "spair", "data_root": "data"}), ("co3d.h5", {"pair_file": "co3d.h5"})]
+)
 def test_a_first_version_finetune_folder_resumes(tmp_path, pairs, fields):
     config = FinetuneConfig(**fields)
     record = config.record()

@@ -12,10 +12,10 @@ import time
 
 import numpy as np
 import pytest
+from conftest import REPO, data_path
 from PIL import Image
 from pycocotools.coco import COCO
 
-from conftest import REPO, data_path
 from semcorr.data.pfwillow import read_keypoints
 from semcorr.errors import InputError
 from semcorr.transfer import TransferSettings, read_examples, transfer_keypoints, vote_point, weighted_mode
@@ -33,17 +33,36 @@ def willow(subclass):
 
 
 def simple_examples(path, images, points):
-    path.write_text(json.dumps({str(image): {n: [float(x), float(y)] for n, (x, y) in zip(NAMES, p)}
-                                for image, p in zip(images, points)}))
+    path.write_text(
+        json.dumps(
+            {str(image): {n: [float(x), float(y)] for n, (x, y) in zip(NAMES, p)} for image, p in zip(images, points)}
+        )
+    )
     return path
 
 
 def coco_examples(path, images, points, skeleton=((1, 2), (2, 3))):
-    data = {"images": [{"id": 10 + i, "file_name": image.name} for i, image in enumerate(images)],
-            "annotations": [{"id": 100 + i, "image_id": 10 + i, "category_id": 7,
-                             "keypoints": [float(v) for x, y in p for v in (x, y, 2)]} for i, p in enumerate(points)],
-            "categories": [{"id": 7, "name": "car", "supercategory": "vehicle", "keypoints": NAMES,
-                            "skeleton": [list(b) for b in skeleton]}]}
+    data = {
+        "images": [{"id": 10 + i, "file_name": image.name} for i, image in enumerate(images)],
+        "annotations": [
+            {
+                "id": 100 + i,
+                "image_id": 10 + i,
+                "category_id": 7,
+                "keypoints": [float(v) for x, y in p for v in (x, y, 2)],
+            }
+            for i, p in enumerate(points)
+        ],
+        "categories": [
+            {
+                "id": 7,
+                "name": "car",
+                "supercategory": "vehicle",
+                "keypoints": NAMES,
+                "skeleton": [list(b) for b in skeleton],
+            }
+        ],
+    }
     path.write_text(json.dumps(data))
     return path
 
@@ -72,8 +91,22 @@ class TestTransferOnPfWillow:
         results = {}
         for name, examples in (("one", one), ("three", three)):
             out = tmp_path / f"{name}.json"
-            result = cli("transfer", "--examples", examples, "--images", folder, "--out", out, "--model", "baseline",
-                         "--min-confidence", "0", "--quiet", "--batch-size", "4")
+            result = cli(
+                "transfer",
+                "--examples",
+                examples,
+                "--images",
+                folder,
+                "--out",
+                out,
+                "--model",
+                "baseline",
+                "--min-confidence",
+                "0",
+                "--quiet",
+                "--batch-size",
+                "4",
+            )
             assert result.returncode == 0, result.stderr
             assert f"labelled {10 - (1 if name == 'one' else 3)} of 10 images" in result.stdout
             results[name] = out
@@ -83,8 +116,9 @@ class TestTransferOnPfWillow:
         # read back independently of the writer: plain JSON, every image of the folder, COCO fields
         data = json.loads(results["three"].read_text())
         assert [i["file_name"] for i in data["images"]] == [p.name for p in images]
-        assert data["categories"] == [{"id": 7, "name": "car", "supercategory": "vehicle", "keypoints": NAMES,
-                                       "skeleton": [[1, 2], [2, 3]]}]
+        assert data["categories"] == [
+            {"id": 7, "name": "car", "supercategory": "vehicle", "keypoints": NAMES, "skeleton": [[1, 2], [2, 3]]}
+        ]
         for image, annotation in zip(data["images"], data["annotations"]):
             assert annotation["image_id"] == image["id"] and annotation["category_id"] == 7
             assert len(annotation["keypoints"]) == 30 and len(annotation["keypoint_scores"]) == 10
@@ -98,8 +132,14 @@ class TestTransferOnPfWillow:
     def test_below_min_confidence_is_not_visible_rather_than_placed(self, tmp_path):
         images, points = willow("car(M)")
         examples = simple_examples(tmp_path / "ex.json", images[:2], points[:2])
-        summary = transfer_keypoints(examples, images[0].parent, tmp_path / "labels.json", model="baseline",
-                                     settings=TransferSettings(min_confidence=0.3), progress=False)
+        summary = transfer_keypoints(
+            examples,
+            images[0].parent,
+            tmp_path / "labels.json",
+            model="baseline",
+            settings=TransferSettings(min_confidence=0.3),
+            progress=False,
+        )
         data = json.loads((tmp_path / "labels.json").read_text())
         shown = hidden = 0
         for annotation in data["annotations"][2:]:
@@ -117,8 +157,9 @@ class TestTransferOnPfWillow:
 
 
 class TestLeftRight:
-    @pytest.mark.parametrize("names, spec", [(("left_light", "right_light", "hub"), None),
-                                             (("front", "back", "hub"), "file")])
+    @pytest.mark.parametrize(
+        "names, spec", [(("left_light", "right_light", "hub"), None), (("front", "back", "hub"), "file")]
+    )
     def test_mirrored_image_gets_swapped_names(self, tmp_path, names, spec):
         images, points = willow("car(G)")
         source, rows = images[0], [0, 4, 7]
@@ -135,8 +176,15 @@ class TestLeftRight:
             left_right = str(tmp_path / "pairs.json")
             (tmp_path / "pairs.json").write_text(json.dumps({"front": "back"}))
         settings = TransferSettings(pose_align=True, min_confidence=0)
-        transfer_keypoints(examples, folder, tmp_path / "labels.json", model="baseline", settings=settings,
-                           left_right=left_right, progress=False)
+        transfer_keypoints(
+            examples,
+            folder,
+            tmp_path / "labels.json",
+            model="baseline",
+            settings=settings,
+            left_right=left_right,
+            progress=False,
+        )
         data = json.loads((tmp_path / "labels.json").read_text())
         found = np.reshape(data["annotations"][0]["keypoints"], (-1, 3))[:, :2]
         mirrored = np.stack([width - chosen[:, 0], chosen[:, 1]], axis=1)
@@ -173,14 +221,24 @@ class TestVotes:
         # the two others come back better (0.7 > 0.3) but each alone: support 0.9 against 0.7
         points, cycle, voted = self.votes(majority + [[300.0, 100.0], [100.0, 300.0]], [0.3, 0.3, 0.3, 0.7, 0.7])
         point = vote_point(points, cycle, voted, torch.tensor([400.0]), 0.05)[0, 0]
-        assert torch.linalg.norm(point - torch.tensor([101.0, 101.0])) < 1.0  # the majority's mean (a median: 22 px off)
+        assert (
+            torch.linalg.norm(point - torch.tensor([101.0, 101.0])) < 1.0
+        )  # the majority's mean (a median: 22 px off)
         # two that agree with each other against three that agree: the larger (weighted) side wins
         points, cycle, voted = self.votes(majority + [[300.0, 100.0], [302.0, 100.0]], [0.5] * 5)
-        assert torch.linalg.norm(vote_point(points, cycle, voted, torch.tensor([400.0]), 0.05)[0, 0]
-                                 - torch.tensor([101.0, 101.0])) < 1.0
+        assert (
+            torch.linalg.norm(
+                vote_point(points, cycle, voted, torch.tensor([400.0]), 0.05)[0, 0] - torch.tensor([101.0, 101.0])
+            )
+            < 1.0
+        )
         points, cycle, voted = self.votes(majority + [[300.0, 100.0], [302.0, 100.0]], [0.1, 0.1, 0.1, 0.9, 0.9])
-        assert torch.linalg.norm(vote_point(points, cycle, voted, torch.tensor([400.0]), 0.05)[0, 0]
-                                 - torch.tensor([301.0, 100.0])) < 1.0
+        assert (
+            torch.linalg.norm(
+                vote_point(points, cycle, voted, torch.tensor([400.0]), 0.05)[0, 0] - torch.tensor([301.0, 100.0])
+            )
+            < 1.0
+        )
 
     def test_one_vote_and_identical_votes_are_that_vote(self):
         import torch
@@ -195,18 +253,28 @@ class TestVotes:
     def test_confidence_is_the_better_half_of_the_points_cycle_confidences(self):
         import torch
 
-        back = torch.tensor([[[0.9, 0.9, 0.9, 0.3], [0.8, 0.1, 0.1, 0.3], [0.1, 0.1, 0.1, 0.3],
-                              [0.5, 0.1, 0.7, 0.3]]])  # (B=1, E=4, K=4)
-        voted = torch.tensor([[[True, True, False, False], [True, True, True, False], [True, False, True, False],
-                               [False, False, True, False]]])
+        back = torch.tensor(
+            [[[0.9, 0.9, 0.9, 0.3], [0.8, 0.1, 0.1, 0.3], [0.1, 0.1, 0.1, 0.3], [0.5, 0.1, 0.7, 0.3]]]
+        )  # (B=1, E=4, K=4)
+        voted = torch.tensor(
+            [
+                [
+                    [True, True, False, False],
+                    [True, True, True, False],
+                    [True, False, True, False],
+                    [False, False, True, False],
+                ]
+            ]
+        )
         confidence = majority_confidence(back, voted)[0]
         # K0: 3 voters (0.9, 0.8, 0.1): the best 2; K1: 2 voters: the best 1; K2: 3 voters (0.1, 0.1, 0.7):
         # the best 2; K3: nobody votes
         assert torch.allclose(confidence, torch.tensor([0.85, 0.9, 0.4, 0.0]))
         points, cycle, voted = self.votes([[50.0, 50.0], [52.0, 50.0], [200.0, 50.0]], [0.9, 0.8, 0.7])
         point = vote_point(points, cycle, voted, torch.tensor([400.0]), 0.05)
-        votes = combine_votes(points, cycle, voted, point, torch.tensor([[[0.9], [0.8], [0.05]]]),
-                              torch.tensor([400.0]), 0.05)
+        votes = combine_votes(
+            points, cycle, voted, point, torch.tensor([[[0.9], [0.8], [0.05]]]), torch.tensor([400.0]), 0.05
+        )
         assert votes.points[0, 0, 0].item() == pytest.approx(51, abs=1.5) and votes.votes.item() == 3
         assert votes.confidence.item() == pytest.approx(0.85)  # the far vote neither moves nor sinks the point
         assert 0.6 < votes.agreement.item() < 0.75 and votes.cycle.item() == pytest.approx(0.8)
@@ -222,15 +290,19 @@ class TestVotes:
 
         images, points = willow("car(S)")
         extractor = build_extractor("baseline", input_size=224)
-        example, targets = extractor.extract([load_image(images[0])]), extractor.extract(
-            [load_image(p) for p in images[1:4]])
+        example, targets = (
+            extractor.extract([load_image(images[0])]),
+            extractor.extract([load_image(p) for p in images[1:4]]),
+        )
         settings = TransferSettings()
         labelled = torch.ones(1, 10, dtype=torch.bool)
         one = KeypointLabeller(example, torch.from_numpy(points[0])[None].float(), labelled, settings).label(targets)
-        copies = type(example)(example.features.repeat(3, 1, 1, 1), example.geometries * 3, example.model,
-                               example.random_weights)
-        three = KeypointLabeller(copies, torch.from_numpy(points[0])[None].float().repeat(3, 1, 1),
-                                 labelled.repeat(3, 1), settings).label(targets)
+        copies = type(example)(
+            example.features.repeat(3, 1, 1, 1), example.geometries * 3, example.model, example.random_weights
+        )
+        three = KeypointLabeller(
+            copies, torch.from_numpy(points[0])[None].float().repeat(3, 1, 1), labelled.repeat(3, 1), settings
+        ).label(targets)
         assert torch.allclose(three.votes.points, one.votes.points, atol=1e-3)
         assert torch.allclose(three.votes.confidence, one.votes.confidence, atol=1e-4)
         assert torch.allclose(one.votes.confidence, one.votes.cycle, atol=1e-4)  # one example: its cycle confidence
@@ -247,15 +319,28 @@ class TestFolders:
         (folder / "broken.png").write_bytes(images[4].read_bytes()[:400])
         examples = simple_examples(tmp_path / "ex.json", images[:1], points[:1])
         out = tmp_path / "labels.json"
-        result = cli("transfer", "--examples", examples, "--images", folder, "--out", out, "--model", "baseline",
-                     "--quiet")
+        result = cli(
+            "transfer", "--examples", examples, "--images", folder, "--out", out, "--model", "baseline", "--quiet"
+        )
         assert result.returncode == 0, result.stderr
         assert "broken.png" in result.stderr and "skipped 1 unreadable image" in result.stderr
         data = json.loads(out.read_text())
         assert [i["file_name"] for i in data["images"]] == [p.name for p in images[1:4]]
         assert data["skipped"][0]["file_name"] == "broken.png" and "corrupt" in data["skipped"][0]["error"]
-        stopped = cli("transfer", "--examples", examples, "--images", folder, "--out", tmp_path / "stop.json",
-                      "--model", "baseline", "--quiet", "--on-error", "stop")
+        stopped = cli(
+            "transfer",
+            "--examples",
+            examples,
+            "--images",
+            folder,
+            "--out",
+            tmp_path / "stop.json",
+            "--model",
+            "baseline",
+            "--quiet",
+            "--on-error",
+            "stop",
+        )
         lines = stopped.stderr.strip().splitlines()
         assert stopped.returncode == 1 and len(lines) == 1 and "broken.png" in lines[0]
         assert not (tmp_path / "stop.json").exists()
@@ -271,8 +356,23 @@ class TestFolders:
         env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
 
         def command(out):
-            return [sys.executable, "-m", "semcorr.cli", "transfer", "--examples", str(examples), "--images",
-                    str(folder), "--out", str(out), "--model", "baseline", "--batch-size", "1", "--quiet"]
+            return [
+                sys.executable,
+                "-m",
+                "semcorr.cli",
+                "transfer",
+                "--examples",
+                str(examples),
+                "--images",
+                str(folder),
+                "--out",
+                str(out),
+                "--model",
+                "baseline",
+                "--batch-size",
+                "1",
+                "--quiet",
+            ]
 
         whole = subprocess.run(command(tmp_path / "whole.json"), env=env, capture_output=True, text=True, timeout=300)
         assert whole.returncode == 0, whole.stderr
@@ -320,8 +420,19 @@ class TestResume:
 class TestBadInput:
     def run(self, cli, tmp_path, examples, folder=None, out=None, extra=()):
         folder = folder or willow("car(G)")[0][0].parent
-        result = cli("transfer", "--examples", examples, "--images", folder, "--out", out or tmp_path / "o.json",
-                     "--model", "baseline", "--quiet", *extra)
+        result = cli(
+            "transfer",
+            "--examples",
+            examples,
+            "--images",
+            folder,
+            "--out",
+            out or tmp_path / "o.json",
+            "--model",
+            "baseline",
+            "--quiet",
+            *extra,
+        )
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 1 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
         return lines[0]
@@ -348,8 +459,11 @@ class TestBadInput:
     def test_mismatched_name_lists(self, cli, tmp_path):
         images, points = willow("car(G)")
         path = tmp_path / "ex.json"
-        path.write_text(json.dumps({images[0].name: {"hub": [10, 10], "roof": [5, 5]},
-                                    images[1].name: {"hub": [10, 10], "rooof": [5, 5]}}))
+        path.write_text(
+            json.dumps(
+                {images[0].name: {"hub": [10, 10], "roof": [5, 5]}, images[1].name: {"hub": [10, 10], "rooof": [5, 5]}}
+            )
+        )
         line = self.run(cli, tmp_path, path)
         assert images[1].name in line and "missing roof" in line and "extra rooof" in line
         coco_examples(path, images[:1], points[:1])
@@ -367,8 +481,13 @@ class TestBadInput:
     def test_outputs_are_checked_before_the_model_is_loaded(self, cli, tmp_path):
         images, points = willow("car(G)")
         examples = simple_examples(tmp_path / "ex.json", images[:1], points[:1])
-        line = self.run(cli, tmp_path, examples, out=tmp_path / "missing" / "o.json",
-                        extra=("--model", "dinov2-b-reg", "--weights", str(tmp_path / "no-weights")))
+        line = self.run(
+            cli,
+            tmp_path,
+            examples,
+            out=tmp_path / "missing" / "o.json",
+            extra=("--model", "dinov2-b-reg", "--weights", str(tmp_path / "no-weights")),
+        )
         assert "the folder" in line and "does not exist" in line
         line = self.run(cli, tmp_path, examples, out=tmp_path / "o.txt")
         assert "must be a .json file" in line
@@ -379,8 +498,14 @@ class TestBadInput:
         images, points = willow("car(G)")
         examples = simple_examples(tmp_path / "ex.json", images[:1], points[:1])
         with pytest.raises(InputError, match="apply to a preset name"):
-            transfer_keypoints(examples, images[0].parent, tmp_path / "o.json", model=build_extractor("baseline"),
-                               random_weights=True, progress=False)
+            transfer_keypoints(
+                examples,
+                images[0].parent,
+                tmp_path / "o.json",
+                model=build_extractor("baseline"),
+                random_weights=True,
+                progress=False,
+            )
 
     def test_examples_are_read_before_any_model(self, tmp_path):
         with pytest.raises(InputError, match="not found"):

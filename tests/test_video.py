@@ -7,10 +7,10 @@ import json
 import av
 import numpy as np
 import pytest
+from conftest import data_path
 from PIL import Image
 from skimage.feature import corner_harris, corner_peaks
 
-from conftest import data_path
 from semcorr.errors import InputError
 from semcorr.video import TrackSettings, run_video, track_points
 from semcorr.video.io import VideoWriter, iter_frames, read_frame, video_info
@@ -38,15 +38,18 @@ def clip(tmp_path_factory):
     with VideoWriter(path, FPS) as writer:
         for t in range(FRAMES):
             x, y, w, h = window(t)
-            frame = photo.transform((WIDTH, HEIGHT), Image.Transform.EXTENT, (x, y, x + w, y + h),
-                                    Image.Resampling.BICUBIC)
+            frame = photo.transform(
+                (WIDTH, HEIGHT), Image.Transform.EXTENT, (x, y, x + w, y + h), Image.Resampling.BICUBIC
+            )
             writer.write(np.asarray(frame))
     gray = np.asarray(photo.convert("L"), dtype=np.float64) / 255
     left, top = window(FRAMES - 1)[:2]
     right, bottom = window(0)[0] + window(0)[2], window(0)[1] + window(0)[3]
     peaks = corner_peaks(corner_harris(gray, sigma=3), min_distance=40, num_peaks=400)
-    world = np.array([[c + 0.5, r + 0.5] for r, c in peaks
-                      if left + 30 < c < right - 30 and top + 30 < r < bottom - 30], dtype=np.float64)
+    world = np.array(
+        [[c + 0.5, r + 0.5] for r, c in peaks if left + 30 < c < right - 30 and top + 30 < r < bottom - 30],
+        dtype=np.float64,
+    )
     assert len(world) >= 4
     return path, world
 
@@ -77,8 +80,21 @@ class TestTrackingCommand:
         path, world = clip
         points = [f"{x:.3f},{y:.3f}" for x, y in to_frame(world, 0)]
         out, tracks = tmp_path / "tracked.mp4", tmp_path / "tracks.json"
-        result = cli("video", str(path), "--points", *points, "--model", "baseline", "--out", str(out),
-                         "--tracks", str(tracks), "--batch-size", "5", "--quiet")
+        result = cli(
+            "video",
+            str(path),
+            "--points",
+            *points,
+            "--model",
+            "baseline",
+            "--out",
+            str(out),
+            "--tracks",
+            str(tracks),
+            "--batch-size",
+            "5",
+            "--quiet",
+        )
         assert result.returncode == 0, result.stderr
         assert "frames/s" in result.stdout and f"through {FRAMES} frames" in result.stdout
 
@@ -101,15 +117,25 @@ class TestTrackingCommand:
     def test_corrupt_video_is_one_line_naming_it(self, cli, clip, tmp_path):
         broken = tmp_path / "broken.mp4"
         broken.write_bytes(clip[0].read_bytes()[:2000])
-        result = cli("video", str(broken), "--points", "10,10", "--model", "baseline", "--tracks",
-                         str(tmp_path / "t.json"))
+        result = cli(
+            "video", str(broken), "--points", "10,10", "--model", "baseline", "--tracks", str(tmp_path / "t.json")
+        )
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 1 and len(lines) == 1 and "broken.mp4" in lines[0], result.stderr
         assert "Traceback" not in result.stderr
 
     def test_point_outside_the_first_frame_is_one_line_naming_it(self, cli, clip, tmp_path):
-        result = cli("video", str(clip[0]), "--points", "10,10", f"{WIDTH + 3},20", "--model", "baseline",
-                         "--tracks", str(tmp_path / "t.json"))
+        result = cli(
+            "video",
+            str(clip[0]),
+            "--points",
+            "10,10",
+            f"{WIDTH + 3},20",
+            "--model",
+            "baseline",
+            "--tracks",
+            str(tmp_path / "t.json"),
+        )
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 1 and len(lines) == 1, result.stderr
         assert "point 1" in lines[0] and "frame 0 of" in lines[0] and "clip.mp4" in lines[0]
@@ -119,8 +145,14 @@ class TestTrackPointsAPI:
     def test_source_frame_csv_and_batches(self, clip, tmp_path):
         path, world = clip
         settings = TrackSettings(source_frame=6, batch_size=4, max_frames=9)
-        summary = run_video(path, to_frame(world, 6).tolist(), tracks=tmp_path / "t.csv", model="baseline",
-                            settings=settings, progress=False)
+        summary = run_video(
+            path,
+            to_frame(world, 6).tolist(),
+            tracks=tmp_path / "t.csv",
+            model="baseline",
+            settings=settings,
+            progress=False,
+        )
         assert summary["frames"] == 9 and summary["fps"] > 0 and summary["model"] == "baseline"
         with open(tmp_path / "t.csv", newline="") as handle:
             rows = list(csv.DictReader(handle))
@@ -128,15 +160,24 @@ class TestTrackPointsAPI:
         assert sorted({int(r["frame"]) for r in rows}) == list(range(9))
         at_source = [r for r in rows if r["frame"] == "6"]
         truth = to_frame(world, 6)
-        assert all(np.hypot(float(r["x"]) - truth[int(r["point"])][0], float(r["y"]) - truth[int(r["point"])][1])
-                   < 0.02 * WIDTH for r in at_source)
+        assert all(
+            np.hypot(float(r["x"]) - truth[int(r["point"])][0], float(r["y"]) - truth[int(r["point"])][1])
+            < 0.02 * WIDTH
+            for r in at_source
+        )
 
     def test_iterator_yields_frames_in_order_and_checks_eagerly(self, clip):
         path, world = clip
         with pytest.raises(InputError, match=r"point 0 .* outside frame 2 of .*clip.mp4"):
             track_points(path, [[-1, 5]], model="baseline", settings=TrackSettings(source_frame=2))
-        steps = track_points(path, to_frame(world, 0)[:2], model="baseline", keep_frames=True,
-                             settings=TrackSettings(max_frames=3, batch_size=2), input_size=98)
+        steps = track_points(
+            path,
+            to_frame(world, 0)[:2],
+            model="baseline",
+            keep_frames=True,
+            settings=TrackSettings(max_frames=3, batch_size=2),
+            input_size=98,
+        )
         first = next(steps)
         assert first.frame == 0 and first.points.shape == (2, 2) and first.image.shape == (HEIGHT, WIDTH, 3)
         assert [s.frame for s in steps] == [1, 2]

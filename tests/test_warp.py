@@ -4,9 +4,9 @@ an image against a shifted crop of itself, where every pixel's true match is kno
 import numpy as np
 import pytest
 import torch
+from conftest import data_path
 from PIL import Image
 
-from conftest import data_path
 from semcorr.features import build_extractor
 from semcorr.transfer import WarpSettings, dense_warp
 from semcorr.transfer.warp import warp_labels, warp_mask
@@ -19,7 +19,7 @@ def shifted():
     """(A, B, truth): two crops of a real photo, B's content shifted by (DX, DY); truth (H, W, 2) is the A
     pixel each B pixel shows, ``inside`` where that lies in A."""
     photo = np.asarray(Image.open(data_path("rgbd-livingroom", "rgb", "00000.jpg")).convert("RGB"))
-    a, b = photo[:HEIGHT, :WIDTH].copy(), photo[DY:DY + HEIGHT, DX:DX + WIDTH].copy()
+    a, b = photo[:HEIGHT, :WIDTH].copy(), photo[DY : DY + HEIGHT, DX : DX + WIDTH].copy()
     ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH] + 0.5
     truth = np.stack([xs + DX, ys + DY], axis=-1)
     inside = (truth[..., 0] < WIDTH) & (truth[..., 1] < HEIGHT)
@@ -34,8 +34,9 @@ def ellipse(shift=(0, 0)):
 @pytest.fixture(scope="module")
 def warp(shifted):
     a, b, _, _ = shifted
-    return dense_warp(torch.from_numpy(a).permute(2, 0, 1), torch.from_numpy(b).permute(2, 0, 1),
-                      model=build_extractor("baseline"))
+    return dense_warp(
+        torch.from_numpy(a).permute(2, 0, 1), torch.from_numpy(b).permute(2, 0, 1), model=build_extractor("baseline")
+    )
 
 
 def test_warp_onto_own_shift_reproduces_the_shift(warp, shifted):
@@ -57,7 +58,7 @@ def test_warped_mask_matches_the_truth(warp):
 
 def test_labels_carry_by_nearest_neighbour(warp):
     labels = torch.zeros(1, HEIGHT, WIDTH, dtype=torch.uint8)
-    labels[0, :, :WIDTH // 3], labels[0, :, WIDTH // 3:] = 3, 7
+    labels[0, :, : WIDTH // 3], labels[0, :, WIDTH // 3 :] = 3, 7
     carried = warp_labels(warp, labels)
     assert carried.dtype == torch.uint8 and set(carried.unique().tolist()) <= {3, 7}
 
@@ -68,9 +69,20 @@ def test_warp_command_writes_mask_parts_image_confidence_and_mapping(cli, shifte
     Image.fromarray(b).save(tmp_path / "b.png")
     Image.fromarray(ellipse().astype(np.uint8) * 255).save(tmp_path / "a_mask.png")
     common = ("--model", "baseline")
-    result = cli("warp", tmp_path / "a.png", tmp_path / "b.png", "--out", tmp_path / "b_mask.png", "--mask",
-                 tmp_path / "a_mask.png", "--confidence", tmp_path / "conf.png", "--mapping", tmp_path / "map.npy",
-                 *common)
+    result = cli(
+        "warp",
+        tmp_path / "a.png",
+        tmp_path / "b.png",
+        "--out",
+        tmp_path / "b_mask.png",
+        "--mask",
+        tmp_path / "a_mask.png",
+        "--confidence",
+        tmp_path / "conf.png",
+        "--mapping",
+        tmp_path / "map.npy",
+        *common,
+    )
     assert result.returncode == 0, result.stderr
     mask = np.asarray(Image.open(tmp_path / "b_mask.png"))
     assert mask.shape == (HEIGHT, WIDTH) and set(np.unique(mask)) <= {0, 255}
@@ -83,11 +95,19 @@ def test_warp_command_writes_mask_parts_image_confidence_and_mapping(cli, shifte
     warped = np.asarray(Image.open(tmp_path / "warped.png")).astype(float)
     assert np.median(np.abs(warped - b.astype(float))[inside]) < 20
     parts = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
-    parts[:, :WIDTH // 2] = (200, 30, 30)
-    parts[:, WIDTH // 2:] = (20, 40, 220)
+    parts[:, : WIDTH // 2] = (200, 30, 30)
+    parts[:, WIDTH // 2 :] = (20, 40, 220)
     Image.fromarray(parts).save(tmp_path / "parts.png")
-    carried = cli("warp", tmp_path / "a.png", tmp_path / "b.png", "--out", tmp_path / "b_parts.png", "--parts",
-                  tmp_path / "parts.png", *common)
+    carried = cli(
+        "warp",
+        tmp_path / "a.png",
+        tmp_path / "b.png",
+        "--out",
+        tmp_path / "b_parts.png",
+        "--parts",
+        tmp_path / "parts.png",
+        *common,
+    )
     assert carried.returncode == 0, carried.stderr
     colours = {tuple(c) for c in np.asarray(Image.open(tmp_path / "b_parts.png")).reshape(-1, 3)}
     assert colours == {(200, 30, 30), (20, 40, 220)}
@@ -99,8 +119,9 @@ def test_warp_command_bad_input(cli, tmp_path):
     assert result.returncode == 1 and "must be a .png file" in result.stderr
     (tmp_path / "small.png").write_bytes(b"")
     Image.new("L", (5, 5)).save(tmp_path / "small.png")
-    result = cli("warp", image, image, "--out", tmp_path / "out.png", "--mask", tmp_path / "small.png",
-                 "--model", "baseline")
+    result = cli(
+        "warp", image, image, "--out", tmp_path / "out.png", "--mask", tmp_path / "small.png", "--model", "baseline"
+    )
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1 and "5x5 pixels but image A" in lines[0]
 

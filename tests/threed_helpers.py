@@ -13,9 +13,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from conftest import data_path
+from PIL import Image
 
 FLIP = np.diag([-1.0, -1.0, 1.0])
 
@@ -44,8 +43,17 @@ def save_grey(array: np.ndarray, path: Path) -> None:
     Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(path)
 
 
-def write_rgbd(folder: Path, root: Path, frames: list[dict], K, *, depths=None, masks=None, depth_scale=1000.0,
-               extra: dict | None = None) -> Path:
+def write_rgbd(
+    folder: Path,
+    root: Path,
+    frames: list[dict],
+    K,
+    *,
+    depths=None,
+    masks=None,
+    depth_scale=1000.0,
+    extra: dict | None = None,
+) -> Path:
     """A posed RGB-D folder linking the real images; ``depths`` (stored integers) and ``masks`` optional."""
     entries = []
     for i, frame in enumerate(frames):
@@ -75,8 +83,13 @@ def ndc_viewpoint(K_ours: np.ndarray, camera_to_world: np.ndarray, size: tuple[i
     scale = np.array([width / 2, height / 2]) if fmt == "ndc_norm_image_bounds" else np.full(2, min(width, height) / 2)
     focal = np.array([K_ours[0, 0], K_ours[1, 1]]) / scale
     principal = (np.array([width / 2, height / 2]) - np.array([K_ours[0, 2], K_ours[1, 2]])) / scale
-    return {"R": R.tolist(), "T": T.tolist(), "focal_length": focal.tolist(), "principal_point": principal.tolist(),
-            "intrinsics_format": fmt}
+    return {
+        "R": R.tolist(),
+        "T": T.tolist(),
+        "focal_length": focal.tolist(),
+        "principal_point": principal.tolist(),
+        "intrinsics_format": fmt,
+    }
 
 
 def pytorch3d_screen(points: np.ndarray, viewpoint: dict, size: tuple[int, int]) -> np.ndarray:
@@ -91,9 +104,19 @@ def pytorch3d_screen(points: np.ndarray, viewpoint: dict, size: tuple[int, int])
     return np.array([width / 2, height / 2]) - ndc * scale
 
 
-def write_co3d(dataset: Path, category: str, sequence: str, root: Path, frames: list[dict], K_ours: np.ndarray,
-               depths_256: list[np.ndarray], masks: list[np.ndarray], depth_valid: list[np.ndarray],
-               formats: list[str], subset_frames: list[int] | None = None) -> list[dict]:
+def write_co3d(
+    dataset: Path,
+    category: str,
+    sequence: str,
+    root: Path,
+    frames: list[dict],
+    K_ours: np.ndarray,
+    depths_256: list[np.ndarray],
+    masks: list[np.ndarray],
+    depth_valid: list[np.ndarray],
+    formats: list[str],
+    subset_frames: list[int] | None = None,
+) -> list[dict]:
     """A CO3D v2 category with one sequence; depth = float16(value) * 1/256 (so values are exact)."""
     annotations = []
     size = (480, 640)
@@ -105,23 +128,37 @@ def write_co3d(dataset: Path, category: str, sequence: str, root: Path, frames: 
         save_uint16(depths_256[n].astype(np.float16).view(np.uint16), dataset / depth_path)
         save_grey(depth_valid[n].astype(np.uint8) * 255, dataset / f"{base}/depth_masks/frame{n:06d}.png")
         save_grey(masks[n], dataset / f"{base}/masks/frame{n:06d}.png")
-        annotations.append({
-            "sequence_name": sequence, "frame_number": n, "frame_timestamp": n / 30.0,
-            "image": {"path": image, "size": list(size)},
-            "depth": {"path": depth_path, "scale_adjustment": 1 / 256,
-                      "mask_path": f"{base}/depth_masks/frame{n:06d}.png"},
-            "mask": {"path": f"{base}/masks/frame{n:06d}.png", "mass": float(masks[n].sum() / 255)},
-            "viewpoint": ndc_viewpoint(K_ours, frame["camera_to_world"], size, formats[n % len(formats)]),
-            "meta": {"frame_type": "train_known"}})
+        annotations.append(
+            {
+                "sequence_name": sequence,
+                "frame_number": n,
+                "frame_timestamp": n / 30.0,
+                "image": {"path": image, "size": list(size)},
+                "depth": {
+                    "path": depth_path,
+                    "scale_adjustment": 1 / 256,
+                    "mask_path": f"{base}/depth_masks/frame{n:06d}.png",
+                },
+                "mask": {"path": f"{base}/masks/frame{n:06d}.png", "mass": float(masks[n].sum() / 255)},
+                "viewpoint": ndc_viewpoint(K_ours, frame["camera_to_world"], size, formats[n % len(formats)]),
+                "meta": {"frame_type": "train_known"},
+            }
+        )
     with gzip.open(dataset / category / "frame_annotations.jgz", "wt") as file:
         json.dump(annotations[::-1], file)  # out of order on purpose: the reader sorts by frame_number
     with gzip.open(dataset / category / "sequence_annotations.jgz", "wt") as file:
         json.dump([{"sequence_name": sequence, "category": category, "viewpoint_quality_score": 1.5}], file)
     listed = subset_frames if subset_frames is not None else list(range(len(frames)))
     (dataset / category / "set_lists").mkdir(parents=True, exist_ok=True)
-    (dataset / category / "set_lists" / "set_lists_manyview_dev_0.json").write_text(json.dumps(
-        {"train": [[sequence, n, f"{category}/{sequence}/images/frame{n:06d}.jpg"] for n in listed],
-         "val": [], "test": []}))
+    (dataset / category / "set_lists" / "set_lists_manyview_dev_0.json").write_text(
+        json.dumps(
+            {
+                "train": [[sequence, n, f"{category}/{sequence}/images/frame{n:06d}.jpg"] for n in listed],
+                "val": [],
+                "test": [],
+            }
+        )
+    )
     return annotations
 
 

@@ -14,10 +14,18 @@ from ._moved import install as _install_moved_paths
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "CheckpointError": "errors", "InputError": "errors", "SemcorrError": "errors", "SettingError": "errors",
-    "WeightsUnavailableError": "errors", "DownloadError": "errors",
-    "FeatureMap": "features.base", "build_extractor": "features.registry", "ImageGeometry": "geometry",
-    "load_image": "images", "MatchSettings": "matching.points", "transfer_points": "matching.points",
+    "CheckpointError": "errors",
+    "InputError": "errors",
+    "SemcorrError": "errors",
+    "SettingError": "errors",
+    "WeightsUnavailableError": "errors",
+    "DownloadError": "errors",
+    "FeatureMap": "features.base",
+    "build_extractor": "features.registry",
+    "ImageGeometry": "geometry",
+    "load_image": "images",
+    "MatchSettings": "matching.points",
+    "transfer_points": "matching.points",
     "Matcher": "matching.matcher",
 }
 __all__ = sorted(_EXPORTS)

@@ -39,21 +39,30 @@ class TeacherCache(FeatureFolder):
     it did for the teacher caches this class wrote."""
 
     @classmethod
-    def create(cls, root: str | os.PathLike, identity: dict[str, Any],  # type: ignore[override]  # the old API:
-               ) -> TeacherCache:  # no embedding argument
+    def create(  # type: ignore[override]  # the old API: no embedding argument
+        cls,
+        root: str | os.PathLike,
+        identity: dict[str, Any],
+    ) -> TeacherCache:
         """Open ``root`` for writing features of the teacher ``identity`` (no embeddings), creating it."""
         store = super().create(root, identity)
         assert isinstance(store, TeacherCache)
         return store
 
-    def put(self, key: str, features: Tensor,  # type: ignore[override]  # the old API: the size, not the geometry
-            original_size: tuple[int, int]) -> int:
+    def put(  # type: ignore[override]  # the old API: the size, not the geometry
+        self,
+        key: str,
+        features: Tensor,
+        original_size: tuple[int, int],
+    ) -> int:
         """Store (C, h, w) features of image ``key`` whose original image is ``original_size`` (H, W)."""
         config = self.identity.get("config", {})
         canvas = config.get("dino", config)  # the teacher's grid is its DINOv2 member's
         if "input_size" not in canvas:
-            raise InputError(f"{self.root}: the teacher's config names no input size; use "
-                             "semcorr.store.FeatureFolder.put with the image's geometry")
+            raise InputError(
+                f"{self.root}: the teacher's config names no input size; use "
+                "semcorr.store.FeatureFolder.put with the image's geometry"
+            )
         geometry = ImageGeometry.fit(original_size, canvas["input_size"], canvas.get("resize_mode", "square"))
         return super().put(key, features, geometry)
 
@@ -82,21 +91,38 @@ class CacheReport:
     def summary(self) -> str:
         per_image = f", {self.bytes_per_image / 1e6:.2f} MB per image" if self.written else ""
         speed = f", {self.seconds / self.written:.2f} s per image" if self.written else ""
-        return (f"rank {self.rank}/{self.world_size}: cached {self.written} images in {self.seconds:.1f} s{speed}"
-                f"{per_image}; {self.already_cached} already cached, {len(self.failed)} failed, "
-                f"{self.other_ranks} left to other ranks")
+        return (
+            f"rank {self.rank}/{self.world_size}: cached {self.written} images in {self.seconds:.1f} s{speed}"
+            f"{per_image}; {self.already_cached} already cached, {len(self.failed)} failed, "
+            f"{self.other_ranks} left to other ranks"
+        )
 
 
-def cache_teacher(extractor: Extractor, images: Sequence[ImageItem], out: str | os.PathLike, *, rank: int = 0,
-                  world_size: int = 1, batch_size: int = 1, on_error: OnError = "skip",
-                  progress: bool = True) -> CacheReport:
+def cache_teacher(
+    extractor: Extractor,
+    images: Sequence[ImageItem],
+    out: str | os.PathLike,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    batch_size: int = 1,
+    on_error: OnError = "skip",
+    progress: bool = True,
+) -> CacheReport:
     """``semcorr.cache.cache_teacher``: :func:`semcorr.extract.run_local` without embeddings, with
     the old report."""
     settings = ExtractSettings(batch_size=batch_size, on_error=on_error, embeddings=False)
     report = run_local(extractor, images, Path(out), settings, rank=rank, world_size=world_size, progress=progress)
-    return CacheReport(rank, world_size, written=report.written, already_cached=report.already_done,
-                       other_ranks=report.other_ranks, failed=[(key, message) for key, _, message in report.failed],
-                       bytes_written=report.bytes_written, seconds=report.seconds)
+    return CacheReport(
+        rank,
+        world_size,
+        written=report.written,
+        already_cached=report.already_done,
+        other_ranks=report.other_ranks,
+        failed=[(key, message) for key, _, message in report.failed],
+        bytes_written=report.bytes_written,
+        seconds=report.seconds,
+    )
 
 
 def spair_find_root(root: str | os.PathLike) -> Path:

@@ -98,8 +98,9 @@ RENAMED: dict[str, str] = {
     "semcorr.features.marco.official_shapes": "semcorr.features.released.marco.marco_state_shapes",
     "semcorr.features.diysc.official_shapes": "semcorr.features.released.diysc.diysc_state_shapes",
     "semcorr.features.geco.official_shapes": "semcorr.features.released.geco.geco_state_shapes",
-    "semcorr.features.distilldift_checkpoint.official_shapes":
-        "semcorr.features.released.distilldift_checkpoint.distilldift_state_shapes",
+    "semcorr.features.distilldift_checkpoint.official_shapes": (
+        "semcorr.features.released.distilldift_checkpoint.distilldift_state_shapes"
+    ),
     "semcorr.data.spair.find_root": "semcorr._legacy.spair_find_root",
     "semcorr.data.cub.find_root": "semcorr._legacy.cub_find_root",
     "semcorr.store.read_header": "semcorr.store.folder.read_entry_header",
@@ -172,21 +173,26 @@ RENAMED: dict[str, str] = {
 # as the warning names it (how it differs in parentheses).
 ADAPTED: dict[str, str] = {
     "semcorr._legacy.sha256": "semcorr.download.file_digests (file_digests(path)['sha256'])",
-    "semcorr._legacy.TeacherCache":
+    "semcorr._legacy.TeacherCache": (
         "semcorr.store.FeatureFolder (put takes the image's ImageGeometry instead of its original size; "
-        "geometry(key).original_size gives the size back)",
-    "semcorr._legacy.cache_teacher":
-        "semcorr.extract.extract_features (settings=ExtractSettings(embeddings=False); returns an ExtractReport)",
+        "geometry(key).original_size gives the size back)"
+    ),
+    "semcorr._legacy.cache_teacher": (
+        "semcorr.extract.extract_features (settings=ExtractSettings(embeddings=False); returns an ExtractReport)"
+    ),
     "semcorr._legacy.CacheReport": "semcorr.extract.ExtractReport (already_done for already_cached)",
     "semcorr._legacy.fingerprint": "semcorr.store.folder.identity_digest(extractor_identity(extractor))",
     "semcorr._legacy.compile_extractor": "semcorr.features.base.Extractor.compile (extractor.compile(mode=...))",
     "semcorr._legacy.config_digest": "semcorr.train.config.TrainConfig.digest (config.digest())",
-    "semcorr._legacy.spair_training_pairs":
-        "semcorr.train.pairing.benchmark_pairs (benchmark_pairs('spair', root, split))",
-    "semcorr._legacy.spair_find_root":
-        "semcorr.data.pairs.find_dataset_folder (find_dataset_folder(root, *semcorr.data.spair.FOLDER))",
-    "semcorr._legacy.cub_find_root":
-        "semcorr.data.pairs.find_dataset_folder (find_dataset_folder(root, *semcorr.data.cub.FOLDER))",
+    "semcorr._legacy.spair_training_pairs": (
+        "semcorr.train.pairing.benchmark_pairs (benchmark_pairs('spair', root, split))"
+    ),
+    "semcorr._legacy.spair_find_root": (
+        "semcorr.data.pairs.find_dataset_folder (find_dataset_folder(root, *semcorr.data.spair.FOLDER))"
+    ),
+    "semcorr._legacy.cub_find_root": (
+        "semcorr.data.pairs.find_dataset_folder (find_dataset_folder(root, *semcorr.data.cub.FOLDER))"
+    ),
 }
 
 # A class's identity in a feature store (:func:`semcorr.store.folder.extractor_identity`) is the

@@ -82,8 +82,9 @@ def file_digests(path: Path, algorithms: Iterable[str] = ("sha256",)) -> dict[st
 def remote_size(url: str, *, timeout: float = 10.0) -> int | None:
     """The length in bytes the server announces for ``url`` (a ``HEAD`` request), or None when it
     does not say or cannot be asked."""
-    request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "semcorr",
-                                                                  "Accept-Encoding": "identity"})
+    request = urllib.request.Request(
+        url, method="HEAD", headers={"User-Agent": "semcorr", "Accept-Encoding": "identity"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
@@ -188,9 +189,18 @@ def _copy(response: http.client.HTTPResponse, handle: IO[bytes], received: int, 
         bar.update(len(chunk))
 
 
-def download_file(url: str, target: Path, *, attempts: int = 5, timeout: float = 60.0, progress: bool = True,
-                  description: str | None = None, retry_wait: float = 1.0, sha256: str | None = None,
-                  sha256_source: str = "the expected one") -> Path:
+def download_file(
+    url: str,
+    target: Path,
+    *,
+    attempts: int = 5,
+    timeout: float = 60.0,
+    progress: bool = True,
+    description: str | None = None,
+    retry_wait: float = 1.0,
+    sha256: str | None = None,
+    sha256_source: str = "the expected one",
+) -> Path:
     """Fetch ``url`` into ``target`` (a file path), resuming after cut connections.
 
     Args:
@@ -223,11 +233,18 @@ def download_file(url: str, target: Path, *, attempts: int = 5, timeout: float =
         if target.is_file():  # found, or another process finished it while we waited for the lock
             if sha256 is None or file_digests(target)["sha256"] == sha256.lower():
                 return target
-            warnings.warn(f"{target}: its SHA-256 differs from {sha256_source}; deleted, downloading it again",
-                          stacklevel=2)
+            warnings.warn(
+                f"{target}: its SHA-256 differs from {sha256_source}; deleted, downloading it again", stacklevel=2
+            )
             target.unlink()
-        with tqdm(desc=description or target.name, unit="B", unit_scale=True, unit_divisor=1024,
-                  disable=not progress, leave=False) as bar:
+        with tqdm(
+            desc=description or target.name,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=not progress,
+            leave=False,
+        ) as bar:
             while fruitless < attempts:
                 if fruitless:
                     time.sleep(retry_wait * 2 ** (fruitless - 1))
@@ -262,9 +279,11 @@ def _check_sha256(part: Path, expected: str, source: str, url: str) -> None:
     actual = file_digests(part)["sha256"]
     if actual != expected.lower():
         part.unlink()
-        raise DownloadError(f"{url}: the downloaded file's SHA-256 {actual} differs from {source} "
-                            f"({expected.lower()}); it was deleted (a damaged transfer, or a server or proxy that "
-                            "changed the file)")
+        raise DownloadError(
+            f"{url}: the downloaded file's SHA-256 {actual} differs from {source} "
+            f"({expected.lower()}); it was deleted (a damaged transfer, or a server or proxy that "
+            "changed the file)"
+        )
 
 
 def _refused_write(part: Path, error: OSError) -> InputError:

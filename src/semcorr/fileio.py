@@ -30,20 +30,34 @@ from .errors import CheckpointError, InputError
 
 HOST = socket.gethostname().replace(".", "_") or "host"
 # What a write into a place that cannot take it fails with: these become one-line InputErrors.
-WRITE_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EFBIG, errno.EDQUOT,
-                          errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG})
+WRITE_ERRORS = frozenset(
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EFBIG,
+        errno.EDQUOT,
+        errno.ENOENT,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ENAMETOOLONG,
+    }
+)
 
 
 def cannot_write(path: str | os.PathLike, error: OSError) -> InputError:
     """The one-line error of a failed write of ``path``."""
-    reasons = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-               errno.EFBIG: "the file is too large for this file system or limit"}
+    reasons = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exceeded",
+        errno.EFBIG: "the file is too large for this file system or limit",
+    }
     reason = reasons.get(error.errno) if error.errno is not None else None
     return InputError(f"{path}: cannot write it ({reason or error.strerror or error})")
 
 
-def check_output_file(path: str | os.PathLike, *, suffixes: Sequence[str] | None = None,
-                      what: str = "output") -> Path:
+def check_output_file(path: str | os.PathLike, *, suffixes: Sequence[str] | None = None, what: str = "output") -> Path:
     """``path`` if a file can be written there; else an :class:`InputError` saying why, before any work.
 
     Refused: a folder; an extension not among ``suffixes`` (e.g. ``(".json",)``; case-insensitive);
@@ -174,8 +188,9 @@ def read_json(path: str | os.PathLike, *, expect: type | None = None) -> Any:
     except json.JSONDecodeError as error:
         raise InputError(f"{path}: not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
     if expect is not None and not isinstance(value, expect):
-        raise InputError(f"{path}: expected a JSON {'object' if expect is dict else 'list'}, "
-                         f"got {type(value).__name__}")
+        raise InputError(
+            f"{path}: expected a JSON {'object' if expect is dict else 'list'}, got {type(value).__name__}"
+        )
     return value
 
 

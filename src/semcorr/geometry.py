@@ -39,8 +39,9 @@ class ImageGeometry:
     offset: tuple[float, float]
 
     @classmethod
-    def fit(cls, original_size: tuple[int, int], input_size: int | tuple[int, int],
-            mode: ResizeMode = "square") -> "ImageGeometry":
+    def fit(
+        cls, original_size: tuple[int, int], input_size: int | tuple[int, int], mode: ResizeMode = "square"
+    ) -> ImageGeometry:
         """The geometry of resizing an ``original_size`` (H, W) image onto an input canvas.
 
         ``square`` stretches the image to the canvas (the papers' protocol); ``letterbox`` keeps
@@ -57,8 +58,12 @@ class ImageGeometry:
             factor = min(in_w / width, in_h / height)
             content_w = min(in_w, max(1, round(width * factor)))
             content_h = min(in_h, max(1, round(height * factor)))
-            return cls((height, width), (in_h, in_w), (content_w / width, content_h / height),
-                       (float((in_w - content_w) // 2), float((in_h - content_h) // 2)))
+            return cls(
+                (height, width),
+                (in_h, in_w),
+                (content_w / width, content_h / height),
+                (float((in_w - content_w) // 2), float((in_h - content_h) // 2)),
+            )
         raise ValueError(f"resize mode must be one of {RESIZE_MODES}, got {mode!r}")
 
     @property
@@ -83,8 +88,9 @@ class ImageGeometry:
 
     def _cell_size(self, grid_size: tuple[int, int], points: Tensor) -> Tensor:
         grid_h, grid_w = grid_size
-        return torch.tensor((self.input_size[1] / grid_w, self.input_size[0] / grid_h),
-                            dtype=points.dtype, device=points.device)
+        return torch.tensor(
+            (self.input_size[1] / grid_w, self.input_size[0] / grid_h), dtype=points.dtype, device=points.device
+        )
 
     def to_grid(self, points: Tensor, grid_size: tuple[int, int]) -> Tensor:
         """(..., 2) original-pixel (x, y) -> (..., 2) grid coordinates on an (h, w) grid."""
@@ -121,5 +127,5 @@ def resize_onto_canvas(image: Tensor, geometry: ImageGeometry, pad_value: float 
         return resized
     canvas = image.new_full((image.shape[0], in_h, in_w), pad_value)
     top, left = int(geometry.offset[1]), int(geometry.offset[0])
-    canvas[:, top:top + content_h, left:left + content_w] = resized
+    canvas[:, top : top + content_h, left : left + content_w] = resized
     return canvas

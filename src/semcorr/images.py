@@ -23,9 +23,10 @@ import re
 import struct
 import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .errors import InputError
 from .geometry import ImageGeometry
 
-ImageInput = Union[str, os.PathLike, Image.Image, torch.Tensor, np.ndarray]
+ImageInput = str | os.PathLike | Image.Image | torch.Tensor | np.ndarray
 DEFAULT_MAX_PIXELS: int = 100_000_000  # refuse larger images (decompression bombs)
 
 # What Pillow raises when the bytes of an identified image cannot be decoded.
@@ -103,7 +104,7 @@ def pil_canvas(image: torch.Tensor, geometry: ImageGeometry, resample: str, pad_
         return content
     canvas = torch.full((3, in_h, in_w), float(pad_value))
     top, left = int(geometry.offset[1]), int(geometry.offset[0])
-    canvas[:, top:top + content_h, left:left + content_w] = content
+    canvas[:, top : top + content_h, left : left + content_w] = content
     return canvas
 
 
@@ -149,8 +150,12 @@ def warn_if_small(pixels: torch.Tensor, source: ImageInput, input_size: int) -> 
     quarter of the input canvas, for tiny canvases)."""
     height, width = pixels.shape[-2:]
     if min(height, width) < min(SMALL_IMAGE_SIDE, input_size / 4):
-        warnings.warn(f"{image_name(source)} is only {width}x{height} pixels; upsampled to the {input_size}x"
-                      f"{input_size} input its features carry little meaning", SmallImageWarning, stacklevel=3)
+        warnings.warn(
+            f"{image_name(source)} is only {width}x{height} pixels; upsampled to the {input_size}x"
+            f"{input_size} input its features carry little meaning",
+            SmallImageWarning,
+            stacklevel=3,
+        )
 
 
 @dataclass(frozen=True)
@@ -252,8 +257,10 @@ def _check_size(size: tuple[int, int], name: str, max_pixels: int) -> None:
 def _too_large(name: str, what: str, pixels: int, max_pixels: int) -> str:
     pillow_limit = Image.MAX_IMAGE_PIXELS
     also = "" if pillow_limit is None or pixels <= 2 * pillow_limit else " (and raise PIL.Image.MAX_IMAGE_PIXELS)"
-    return (f"{name}: {what} ({pixels / 1e6:.1f} Mpx) exceeds the limit of {max_pixels / 1e6:.1f} Mpx; "
-            f"pass max_pixels={pixels}{also} if you trust this file")
+    return (
+        f"{name}: {what} ({pixels / 1e6:.1f} Mpx) exceeds the limit of {max_pixels / 1e6:.1f} Mpx; "
+        f"pass max_pixels={pixels}{also} if you trust this file"
+    )
 
 
 def _pillow_bomb_message(name: str, exc: Exception, max_pixels: int) -> str:
@@ -262,8 +269,10 @@ def _pillow_bomb_message(name: str, exc: Exception, max_pixels: int) -> str:
     pixels = int(found.group(1)) if found else None
     if pixels is not None and pixels > max_pixels:
         return _too_large(name, f"{pixels} pixels", pixels, max_pixels)
-    return (f"{name}: refused by Pillow as a possible decompression bomb ({_one_line(exc)}); "
-            "raise PIL.Image.MAX_IMAGE_PIXELS if you trust this file")
+    return (
+        f"{name}: refused by Pillow as a possible decompression bomb ({_one_line(exc)}); "
+        "raise PIL.Image.MAX_IMAGE_PIXELS if you trust this file"
+    )
 
 
 @contextlib.contextmanager
@@ -326,8 +335,9 @@ def _from_tensor(tensor: torch.Tensor, name: str) -> torch.Tensor:
 def _from_array(array: np.ndarray, name: str) -> torch.Tensor:
     """(H, W), (H, W, 3) or (H, W, 4) uint8 / uint16 / float array -> (3, H, W) float32."""
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (1, 3, 4))):
-        raise InputError(f"{name}: expected (H, W), (H, W, 3) or (H, W, 4) in HWC order "
-                         "(pass channel-first data as a torch tensor)")
+        raise InputError(
+            f"{name}: expected (H, W), (H, W, 3) or (H, W, 4) in HWC order (pass channel-first data as a torch tensor)"
+        )
     if array.dtype in (np.uint8, np.uint16):
         hwc = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
     elif array.dtype.kind == "f":
@@ -351,8 +361,9 @@ def _check_unit_range(values: np.ndarray, name: str) -> None:
         raise InputError(f"{name}: pixel values must be finite; found NaN or inf")
     low, high = float(values.min()), float(values.max())
     if low < -UNIT_RANGE_TOLERANCE or high > 1.0 + UNIT_RANGE_TOLERANCE:
-        raise InputError(f"{name}: float pixel values must lie in [0, 1]; found [{low:g}, {high:g}] "
-                         "(use uint8 for 0..255 data)")
+        raise InputError(
+            f"{name}: float pixel values must lie in [0, 1]; found [{low:g}, {high:g}] (use uint8 for 0..255 data)"
+        )
 
 
 def _finish(hwc: np.ndarray) -> torch.Tensor:

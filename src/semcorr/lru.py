@@ -9,7 +9,8 @@ Not thread-safe by itself: callers that share one across threads hold their own 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Generic, Hashable, Iterator, TypeVar
+from collections.abc import Callable, Hashable, Iterator
+from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -25,8 +26,9 @@ class LRU(Generic[K, V]):
         size: the bytes of a value (needed with ``max_bytes``).
     """
 
-    def __init__(self, max_items: int | None = None, *, max_bytes: int | None = None,
-                 size: Callable[[V], int] | None = None) -> None:
+    def __init__(
+        self, max_items: int | None = None, *, max_bytes: int | None = None, size: Callable[[V], int] | None = None
+    ) -> None:
         if max_items is not None and max_items < 1:
             raise ValueError(f"max_items must be at least 1, got {max_items}")
         if max_bytes is not None and size is None:
@@ -53,8 +55,9 @@ class LRU(Generic[K, V]):
         return value
 
     def _over(self) -> bool:
-        return ((self.max_items is not None and len(self._entries) > self.max_items)
-                or (self.max_bytes is not None and self.nbytes > self.max_bytes))
+        return (self.max_items is not None and len(self._entries) > self.max_items) or (
+            self.max_bytes is not None and self.nbytes > self.max_bytes
+        )
 
     def _forget(self, key: K) -> None:
         value = self._entries.pop(key)

@@ -60,14 +60,15 @@ def resolve_rank(rank: int | None = None, world_size: int | None = None) -> tupl
         rank = int(os.environ.get("RANK", 0)) if rank is None else rank
         world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
     except ValueError:
-        raise InputError(f"RANK / WORLD_SIZE must be integers, got {os.environ.get('RANK')!r} / "
-                         f"{os.environ.get('WORLD_SIZE')!r}") from None
+        raise InputError(
+            f"RANK / WORLD_SIZE must be integers, got {os.environ.get('RANK')!r} / {os.environ.get('WORLD_SIZE')!r}"
+        ) from None
     if world_size < 1 or not 0 <= rank < world_size:
         raise InputError(f"rank {rank} is not in [0, world size {world_size})")
     return rank, world_size
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cpuinfo() -> dict[str, str]:
     """The first processor's entries of ``/proc/cpuinfo`` (empty where there is none)."""
     entries: dict[str, str] = {}
@@ -127,8 +128,13 @@ def load_average() -> list[float] | None:
 
 def machine_info(device: torch.device) -> dict[str, Any]:
     """Device, CPU or GPU name, torch version, threads, CPU count, platform and load average."""
-    info: dict[str, Any] = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                            "cpu_count": os.cpu_count(), "platform": platform.platform()}
+    info: dict[str, Any] = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     else:

@@ -53,8 +53,16 @@ def _bounds(minimum: float | None, maximum: float | None, above: float | None) -
     return (" " + " and ".join(parts)) if parts else ""
 
 
-def check_int(owner: object, field: str, *, minimum: int | None = None, maximum: int | None = None,
-              odd: bool = False, optional: bool = False, none_means: str = "") -> None:
+def check_int(
+    owner: object,
+    field: str,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    odd: bool = False,
+    optional: bool = False,
+    none_means: str = "",
+) -> None:
     """``owner.field`` is an integer (not a bool) within the bounds, odd if asked; ``None`` where optional."""
     value = getattr(owner, field)
     if optional and value is None:
@@ -67,8 +75,15 @@ def check_int(owner: object, field: str, *, minimum: int | None = None, maximum:
         raise fail(owner, field, what + (f", or None {none_means}".rstrip() if optional else ""))
 
 
-def check_number(owner: object, field: str, *, minimum: float | None = None, maximum: float | None = None,
-                 above: float | None = None, optional: bool = False) -> None:
+def check_number(
+    owner: object,
+    field: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+    optional: bool = False,
+) -> None:
     """``owner.field`` is a finite real number within the bounds (``above``: strictly greater)."""
     value = getattr(owner, field)
     if optional and value is None:
@@ -77,8 +92,11 @@ def check_number(owner: object, field: str, *, minimum: float | None = None, max
     ok = ok and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
     ok = ok and (above is None or value > above)
     if not ok:
-        raise fail(owner, field, f"must be a finite number{_bounds(minimum, maximum, above)}"
-                   + (", or None" if optional else ""))
+        raise fail(
+            owner,
+            field,
+            f"must be a finite number{_bounds(minimum, maximum, above)}" + (", or None" if optional else ""),
+        )
 
 
 def check_choice(owner: object, field: str, choices: Collection[Any], *, optional: bool = False) -> None:
@@ -105,8 +123,15 @@ def check_text(owner: object, field: str, *, optional: bool = True) -> None:
         raise fail(owner, field, "must be a non-empty string" + (", or None" if optional else ""))
 
 
-def check_numbers(owner: object, field: str, *, above: float | None = None, minimum: float | None = None,
-                  integers: bool = False, nonempty: bool = True) -> None:
+def check_numbers(
+    owner: object,
+    field: str,
+    *,
+    above: float | None = None,
+    minimum: float | None = None,
+    integers: bool = False,
+    nonempty: bool = True,
+) -> None:
     """``owner.field`` is a sequence (tuple or list) of finite numbers within the bounds."""
     value = getattr(owner, field)
     kind = "integers" if integers else "numbers"

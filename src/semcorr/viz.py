@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -22,8 +23,15 @@ def _as_array(image: ImageInput) -> np.ndarray:
     return load_image(image).permute(1, 2, 0).numpy()
 
 
-def plot_matches(image_a: ImageInput, image_b: ImageInput, matches: Sequence[dict[str, Any]],
-                 path: str | os.PathLike | None = None, *, title: str | None = None, dpi: int = 100) -> Figure:
+def plot_matches(
+    image_a: ImageInput,
+    image_b: ImageInput,
+    matches: Sequence[dict[str, Any]],
+    path: str | os.PathLike | None = None,
+    *,
+    title: str | None = None,
+    dpi: int = 100,
+) -> Figure:
     """Image A and image B side by side, each match a coloured line from source to target.
 
     Args:
@@ -40,7 +48,7 @@ def plot_matches(image_a: ImageInput, image_b: ImageInput, matches: Sequence[dic
     axis = figure.add_axes((0, 0, 1, height / (height + (40 if title else 0))))
     canvas = np.ones((height, a.shape[1] + b.shape[1], 3), dtype=np.float32)
     canvas[: a.shape[0], : a.shape[1]] = a
-    canvas[: b.shape[0], a.shape[1]:] = b
+    canvas[: b.shape[0], a.shape[1] :] = b
     axis.imshow(canvas, interpolation="bilinear")
     colour_map = matplotlib.colormaps["hsv"]
     for index, match in enumerate(matches):
@@ -65,8 +73,9 @@ def save_png(figure: Figure, path: str | os.PathLike, *, dpi: int = 100) -> None
     write_atomically(path, buffer.getvalue())
 
 
-def similarity_overlay(similarity: Tensor, geometry: ImageGeometry, size: tuple[int, int], *,
-                       colour_map: str = "turbo") -> np.ndarray:
+def similarity_overlay(
+    similarity: Tensor, geometry: ImageGeometry, size: tuple[int, int], *, colour_map: str = "turbo"
+) -> np.ndarray:
     """A picture of one similarity map to lay over its image: colour and opacity grow with similarity.
 
     Each output pixel takes the map's bilinear value at its centre, mapped through ``geometry``

@@ -16,8 +16,15 @@ from __future__ import annotations
 from .._lazy import lazy_namespace
 
 _EXPORTS = {
-    "AppSettings": "settings", "ServerSettings": "settings", "AppServer": "server", "create_server": "server", "serve": "server",
-    "Engine": "engine", "load_matchers": "engine", "Uploads": "uploads", "Upload": "uploads",
+    "AppSettings": "settings",
+    "ServerSettings": "settings",
+    "AppServer": "server",
+    "create_server": "server",
+    "serve": "server",
+    "Engine": "engine",
+    "load_matchers": "engine",
+    "Uploads": "uploads",
+    "Upload": "uploads",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import __version__
 from ..errors import InputError
@@ -25,9 +26,17 @@ def config(engine: Engine) -> dict[str, Any]:
     """What the page needs to start: the models, the examples, the limits."""
     examples = [image.describe() for image in engine.uploads.examples()]
     settings = engine.settings
-    return {"version": __version__, "models": engine.models(), "examples": examples,
-            "limits": {"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
-                       "max_points": settings.max_points, "max_targets": settings.max_targets}}
+    return {
+        "version": __version__,
+        "models": engine.models(),
+        "examples": examples,
+        "limits": {
+            "max_upload_bytes": settings.max_upload_bytes,
+            "max_pixels": settings.max_pixels,
+            "max_points": settings.max_points,
+            "max_targets": settings.max_targets,
+        },
+    }
 
 
 def upload(engine: Engine, data: bytes, name: str) -> dict[str, Any]:
@@ -42,8 +51,10 @@ def prepare(engine: Engine, body: dict[str, Any]) -> dict[str, Any]:
     images = _field(body, "images", list)
     pose_align = _field(body, "pose_align", bool, default=False)
     if len(images) > engine.settings.cached_features // 2:
-        raise InputError(f"{len(images)} images: this page keeps the features of at most "
-                         f"{engine.settings.cached_features // 2} at once")
+        raise InputError(
+            f"{len(images)} images: this page keeps the features of at most "
+            f"{engine.settings.cached_features // 2} at once"
+        )
     started = time.perf_counter()
     for index, image_id in enumerate(images):
         engine.features(model, image_id)
@@ -57,22 +68,35 @@ def match(engine: Engine, body: dict[str, Any]) -> dict[str, Any]:
     -> ``{"result": <semcorr match's JSON>, "result_json": its text as semcorr match writes it,
     "heatmap": "data:image/png;base64,..." | null, "timing_ms": {...}}``."""
     heatmap = _field(body, "heatmap", int, default=None)
-    answer = engine.match(_field(body, "model", str), _field(body, "image_a", str), _field(body, "image_b", str),
-                          _field(body, "points", list), pose_align=_field(body, "pose_align", bool, default=False),
-                          heatmap=heatmap)
+    answer = engine.match(
+        _field(body, "model", str),
+        _field(body, "image_a", str),
+        _field(body, "image_b", str),
+        _field(body, "points", list),
+        pose_align=_field(body, "pose_align", bool, default=False),
+        heatmap=heatmap,
+    )
     picture = answer["heatmap"]
-    return {"result": answer["result"], "result_json": json.dumps(answer["result"], indent=2, allow_nan=False) + "\n",
-            "heatmap": None if picture is None else "data:image/png;base64," + base64.b64encode(picture).decode(),
-            "timing_ms": answer["timing_ms"]}
+    return {
+        "result": answer["result"],
+        "result_json": json.dumps(answer["result"], indent=2, allow_nan=False) + "\n",
+        "heatmap": None if picture is None else "data:image/png;base64," + base64.b64encode(picture).decode(),
+        "timing_ms": answer["timing_ms"],
+    }
 
 
 def transfer(engine: Engine, body: dict[str, Any]) -> dict[str, Any]:
     """``{"model", "source", "points": [[x, y], ...], "targets": [id, ...], "pose_align", "min_confidence"}``
     -> :meth:`Engine.transfer`'s answer, plus ``"coco_json"``: the labels as ``semcorr transfer`` writes them."""
     confidence = _field(body, "min_confidence", (int, float), default=0.5)
-    answer = engine.transfer(_field(body, "model", str), _field(body, "source", str), _field(body, "points", list),
-                             _field(body, "targets", list), pose_align=_field(body, "pose_align", bool, default=False),
-                             min_confidence=float(confidence))
+    answer = engine.transfer(
+        _field(body, "model", str),
+        _field(body, "source", str),
+        _field(body, "points", list),
+        _field(body, "targets", list),
+        pose_align=_field(body, "pose_align", bool, default=False),
+        min_confidence=float(confidence),
+    )
     return {**answer, "coco_json": json.dumps(answer.pop("coco"), indent=1, allow_nan=False) + "\n"}
 
 
@@ -92,7 +116,12 @@ def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], defau
     if value is None and default is not _MISSING:
         return default
     if not isinstance(value, kind) or (kind in (int, (int, float)) and isinstance(value, bool)):
-        expected = {str: "a string", list: "a list", bool: "true or false", int: "an integer",
-                    (int, float): "a number"}[kind]
+        expected = {
+            str: "a string",
+            list: "a list",
+            bool: "true or false",
+            int: "an integer",
+            (int, float): "a number",
+        }[kind]
         raise InputError(f"request field {name!r} must be {expected}")
     return value

@@ -14,7 +14,8 @@ import contextlib
 import io
 import threading
 import time
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from PIL import Image
@@ -22,8 +23,8 @@ from PIL import Image
 from ..errors import InputError, WeightsUnavailableError
 from ..features.base import Extractor, FeatureMap
 from ..features.config import DEFAULT_MODEL
-from ..lru import LRU
 from ..images import check_points
+from ..lru import LRU
 from ..matching.matcher import Matcher
 from ..matching.points import MatchSettings
 from ..matching.pose_align import flip_image
@@ -32,14 +33,22 @@ from ..transfer.examples import KeypointCategory
 from ..transfer.labeller import KeypointLabeller, TransferSettings
 from ..viz import similarity_overlay
 from .settings import AppSettings
-from .uploads import Uploads, Upload
+from .uploads import Upload, Uploads
 
 HEATMAP_SIDE = 256  # longest side of a heatmap picture (from a 60x60 map); the page stretches it smoothly
 
 
-def load_matchers(model: str | Extractor = DEFAULT_MODEL, *, models: Sequence[str] = (),
-                  settings: MatchSettings = MatchSettings(), weights: str | None = None, random_weights: bool = False,
-                  device: str | None = None, log: Callable[[str], None] = print, **overrides: Any) -> dict[str, Matcher]:
+def load_matchers(
+    model: str | Extractor = DEFAULT_MODEL,
+    *,
+    models: Sequence[str] = (),
+    settings: MatchSettings = MatchSettings(),
+    weights: str | None = None,
+    random_weights: bool = False,
+    device: str | None = None,
+    log: Callable[[str], None] = print,
+    **overrides: Any,
+) -> dict[str, Matcher]:
     """The models a page offers: ``model`` (a preset built with ``weights`` and the extractor
     ``overrides``, or an :class:`Extractor`), then the presets ``models`` (each from its default
     weights), and always the weight-free ``baseline``.
@@ -53,8 +62,14 @@ def load_matchers(model: str | Extractor = DEFAULT_MODEL, *, models: Sequence[st
             continue
         main = index == 0
         try:
-            matchers[name] = Matcher(entry, weights=weights if main else None, random_weights=random_weights,
-                                     device=device, settings=settings, **(overrides if main else {}))
+            matchers[name] = Matcher(
+                entry,
+                weights=weights if main else None,
+                random_weights=random_weights,
+                device=device,
+                settings=settings,
+                **(overrides if main else {}),
+            )
         except WeightsUnavailableError as error:
             log(f"{error}\n-> The page leaves {name} out.")
     return matchers
@@ -80,14 +95,20 @@ class Engine:
 
     def models(self) -> list[dict[str, Any]]:
         """``[{"name", "label", "random_weights"}]`` of the models offered, the default first."""
-        return [{"name": name, "random_weights": matcher.extractor.random_weights,
-                 "label": name + (" (random weights)" if matcher.extractor.random_weights else "")}
-                for name, matcher in self.matchers.items()]
+        return [
+            {
+                "name": name,
+                "random_weights": matcher.extractor.random_weights,
+                "label": name + (" (random weights)" if matcher.extractor.random_weights else ""),
+            }
+            for name, matcher in self.matchers.items()
+        ]
 
     def matcher(self, model: str) -> Matcher:
         if model not in self.matchers:
-            raise InputError(f"model {str(model)[:64]!r} is not offered by this page; choose one of: "
-                             f"{', '.join(self.matchers)}")
+            raise InputError(
+                f"model {str(model)[:64]!r} is not offered by this page; choose one of: {', '.join(self.matchers)}"
+            )
         return self.matchers[model]
 
     def features(self, model: str, image_id: str, *, flipped: bool = False) -> FeatureMap:
@@ -104,8 +125,16 @@ class Engine:
             self.extractions += 1
             return self._features.put(key, features)
 
-    def match(self, model: str, image_a: str, image_b: str, points: Any, *, pose_align: bool = False,
-              heatmap: int | None = None) -> dict[str, Any]:
+    def match(
+        self,
+        model: str,
+        image_a: str,
+        image_b: str,
+        points: Any,
+        *,
+        pose_align: bool = False,
+        heatmap: int | None = None,
+    ) -> dict[str, Any]:
         """Find ``points`` of image A in image B.
 
         Args:
@@ -119,8 +148,9 @@ class Engine:
         a, b = self.uploads.get(image_a), self.uploads.get(image_b)
         checked = check_points(points, (a.height, a.width), image=f"image A ({a.name})")
         if len(checked) > self.settings.max_points:
-            raise InputError(f"{len(checked)} points: this page matches at most {self.settings.max_points} at once; "
-                             "remove some")
+            raise InputError(
+                f"{len(checked)} points: this page matches at most {self.settings.max_points} at once; remove some"
+            )
         if heatmap is not None and not 0 <= heatmap < len(checked):
             raise InputError(f"heatmap: point {heatmap} does not exist (there are {len(checked)} points)")
         started = time.perf_counter()
@@ -129,20 +159,37 @@ class Engine:
         flipped_a = self.features(model, a.id, flipped=True) if pose_align else None
         found = time.perf_counter()
         with self._lock, _one_thread():
-            result = matcher.match_features(features_a, features_b, checked, image_a=_describe(a),
-                                            image_b=_describe(b), flipped_a=flipped_a,
-                                            return_similarity=heatmap is not None)
+            result = matcher.match_features(
+                features_a,
+                features_b,
+                checked,
+                image_a=_describe(a),
+                image_b=_describe(b),
+                flipped_a=flipped_a,
+                return_similarity=heatmap is not None,
+            )
             matched = time.perf_counter()
             similarity = result.pop("similarity", None)
             picture = None if heatmap is None else heatmap_png(similarity[heatmap], features_b, b)
         done = time.perf_counter()
-        timing = {"features": (found - started) * 1e3, "match": (matched - found) * 1e3,
-                  "heatmap": (done - matched) * 1e3, "total": (done - started) * 1e3}
+        timing = {
+            "features": (found - started) * 1e3,
+            "match": (matched - found) * 1e3,
+            "heatmap": (done - matched) * 1e3,
+            "total": (done - started) * 1e3,
+        }
         return {"result": result, "heatmap": picture, "timing_ms": {k: round(v, 1) for k, v in timing.items()}}
 
-
-    def transfer(self, model: str, source: str, points: Any, targets: Sequence[str], *, pose_align: bool = False,
-                 min_confidence: float = 0.5) -> dict[str, Any]:
+    def transfer(
+        self,
+        model: str,
+        source: str,
+        points: Any,
+        targets: Sequence[str],
+        *,
+        pose_align: bool = False,
+        min_confidence: float = 0.5,
+    ) -> dict[str, Any]:
         """Carry ``points`` of image ``source`` to every image of ``targets`` (label transfer,
         :mod:`semcorr.transfer`: one example, its keypoints named 1..K).
 
@@ -165,22 +212,46 @@ class Engine:
         maps = [self.features(model, image.id) for image in images]
         found = time.perf_counter()
         with self._lock, _one_thread():
-            labeller = KeypointLabeller(source_map, checked[None], torch.ones(1, len(checked), dtype=torch.bool),
-                                        settings, flipped=flipped)
-            target = FeatureMap(torch.cat([m.features for m in maps]), tuple(m.geometries[0] for m in maps),
-                                source_map.model, source_map.random_weights)
+            labeller = KeypointLabeller(
+                source_map, checked[None], torch.ones(1, len(checked), dtype=torch.bool), settings, flipped=flipped
+            )
+            target = FeatureMap(
+                torch.cat([m.features for m in maps]),
+                tuple(m.geometries[0] for m in maps),
+                source_map.model,
+                source_map.random_weights,
+            )
             votes = labeller.label(target).votes
         done = time.perf_counter()
         category = KeypointCategory(1, "object", tuple(str(k + 1) for k in range(len(checked))))
-        records = [image_record(image.name, (image.height, image.width), p.cpu().numpy(), c.cpu().numpy())
-                   for image, p, c in zip(images, votes.points, votes.confidence)]
-        document = coco_document(category, records, min_confidence,
-                                 {"description": f"semcorr app label transfer from {example.name}", "model": model,
-                                  "random_weights": matcher.extractor.random_weights})
-        answer = [{**image.describe(), "points": record["points"], "confidence": record["scores"],
-                   "visible": [score >= min_confidence for score in record["scores"]]}
-                  for image, record in zip(images, records)]
-        timing = {"features": (found - started) * 1e3, "transfer": (done - found) * 1e3, "total": (done - started) * 1e3}
+        records = [
+            image_record(image.name, (image.height, image.width), p.cpu().numpy(), c.cpu().numpy())
+            for image, p, c in zip(images, votes.points, votes.confidence)
+        ]
+        document = coco_document(
+            category,
+            records,
+            min_confidence,
+            {
+                "description": f"semcorr app label transfer from {example.name}",
+                "model": model,
+                "random_weights": matcher.extractor.random_weights,
+            },
+        )
+        answer = [
+            {
+                **image.describe(),
+                "points": record["points"],
+                "confidence": record["scores"],
+                "visible": [score >= min_confidence for score in record["scores"]],
+            }
+            for image, record in zip(images, records)
+        ]
+        timing = {
+            "features": (found - started) * 1e3,
+            "transfer": (done - found) * 1e3,
+            "total": (done - started) * 1e3,
+        }
         return {"targets": answer, "coco": document, "timing_ms": {k: round(v, 1) for k, v in timing.items()}}
 
 
@@ -190,8 +261,9 @@ def heatmap_png(similarity: Any, features: FeatureMap, image: Upload) -> bytes:
     scale = min(1.0, HEATMAP_SIDE / max(image.width, image.height))
     size = (max(1, round(image.height * scale)), max(1, round(image.width * scale)))
     buffer = io.BytesIO()
-    Image.fromarray(similarity_overlay(similarity, features.geometries[0], size)).save(buffer, format="PNG",
-                                                                                      compress_level=1)
+    Image.fromarray(similarity_overlay(similarity, features.geometries[0], size)).save(
+        buffer, format="PNG", compress_level=1
+    )
     return buffer.getvalue()
 
 

@@ -40,8 +40,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
-               "frame-ancestors 'none'; form-action 'none'; base-uri 'none'")
+PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+    "frame-ancestors 'none'; form-action 'none'; base-uri 'none'"
+)
 
 
 class HttpError(Exception):
@@ -107,8 +109,9 @@ class Guard:
         if refusal is not None:
             return await send_error(send, *refusal)
         if self.active >= self.settings.max_requests:
-            return await send_error(send, 503, f"the server is busy ({self.settings.max_requests} requests at once); "
-                                               "try again")
+            return await send_error(
+                send, 503, f"the server is busy ({self.settings.max_requests} requests at once); try again"
+            )
         self.active += 1
         started = {"sent": False}
 
@@ -135,8 +138,12 @@ class Guard:
         host = request_host(scope)
         if ANY_HOST not in self.hosts and host not in self.hosts:
             shown = one_line(header(scope, "host") or "", 80)
-            return 421, (f"host {shown!r} is not one this server answers to; start it with --allowed-host NAME to "
-                         "serve that name" if shown else "the request has no Host header")
+            return 421, (
+                f"host {shown!r} is not one this server answers to; start it with --allowed-host NAME to "
+                "serve that name"
+                if shown
+                else "the request has no Host header"
+            )
         if scope["method"] in SAFE_METHODS:
             return None
         origin = header(scope, "origin")
@@ -161,8 +168,9 @@ class Guard:
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
             except (asyncio.TimeoutError, TimeoutError):
-                raise HttpError(408, f"the request's body did not arrive within {self.settings.client_timeout:g} s"
-                                ) from None
+                raise HttpError(
+                    408, f"the request's body did not arrive within {self.settings.client_timeout:g} s"
+                ) from None
             if message["type"] != "http.request" or not message.get("more_body", False):
                 done["body"] = True
             return message
@@ -183,10 +191,19 @@ class Guard:
 async def send_error(send: Send, status: int, message: str) -> None:
     """Answer ``{"error": message}`` with ``status`` and close the connection."""
     body = error_body(message)
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+                (b"x-content-type-options", b"nosniff"),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -203,8 +220,10 @@ async def read_body(request: Request, limit: int, too_large: Callable[[int], str
     if length is None and not chunked:
         raise HttpError(411, "the request has no length (Content-Length)")
     if length is not None and (not length.isdigit() or int(length) > limit):
-        raise HttpError(413 if length.isdigit() else 400, message(int(length)) if length.isdigit() else
-                        "the request's Content-Length is not a number")
+        raise HttpError(
+            413 if length.isdigit() else 400,
+            message(int(length)) if length.isdigit() else "the request's Content-Length is not a number",
+        )
     parts, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)

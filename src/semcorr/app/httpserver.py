@@ -42,10 +42,17 @@ class HttpServer:
         self.log = log
         self._socket = _listen(settings.host, settings.port)
         self.server_address: tuple[str, int] = self._socket.getsockname()[:2]
-        config = uvicorn.Config(Guard(app, settings, log), http=_bounded_protocol(settings.client_timeout),
-                                lifespan="off", access_log=False, log_config=None, log_level="error",
-                                limit_concurrency=4 * settings.max_requests, timeout_keep_alive=5,
-                                timeout_graceful_shutdown=5)
+        config = uvicorn.Config(
+            Guard(app, settings, log),
+            http=_bounded_protocol(settings.client_timeout),
+            lifespan="off",
+            access_log=False,
+            log_config=None,
+            log_level="error",
+            limit_concurrency=4 * settings.max_requests,
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=5,
+        )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
         logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)  # our Guard logs what matters
@@ -106,8 +113,9 @@ def _listen(host: str, port: int) -> socket.socket:
         listener.listen(128)
     except OSError as error:
         listener.close()
-        raise InputError(f"cannot listen on {host} port {port} ({error.strerror or error}); "
-                         "choose another --port (or --host)") from None
+        raise InputError(
+            f"cannot listen on {host} port {port} ({error.strerror or error}); choose another --port (or --host)"
+        ) from None
     listener.setblocking(False)
     return listener
 

@@ -33,8 +33,13 @@ from .web import JSONResponse, Request, Response, Route, Router, run_in_threadpo
 MAX_JSON_BYTES = 1_000_000  # a JSON request body (points and settings) is far smaller
 UPLOAD_TYPES = ("image/", "application/octet-stream")  # what an upload's Content-Type may say
 _STATIC_NAME = re.compile(r"[A-Za-z0-9_-]+\.(html|js|css|png|svg)")
-_CONTENT_TYPES = {"html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8",
-                  "css": "text/css; charset=utf-8", "png": "image/png", "svg": "image/svg+xml"}
+_CONTENT_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "js": "text/javascript; charset=utf-8",
+    "css": "text/css; charset=utf-8",
+    "png": "image/png",
+    "svg": "image/svg+xml",
+}
 
 
 class AppServer(HttpServer):
@@ -58,10 +63,18 @@ class AppServer(HttpServer):
         self._folder.cleanup()
 
 
-def create_server(model: str | Extractor = DEFAULT_MODEL, *, models: tuple[str, ...] | list[str] = (),
-                  settings: AppSettings = AppSettings(), match_settings: MatchSettings = MatchSettings(),
-                  weights: str | None = None, random_weights: bool = False, device: str | None = None,
-                  log: Callable[[str], None] = print, **overrides: Any) -> AppServer:
+def create_server(
+    model: str | Extractor = DEFAULT_MODEL,
+    *,
+    models: tuple[str, ...] | list[str] = (),
+    settings: AppSettings = AppSettings(),
+    match_settings: MatchSettings = MatchSettings(),
+    weights: str | None = None,
+    random_weights: bool = False,
+    device: str | None = None,
+    log: Callable[[str], None] = print,
+    **overrides: Any,
+) -> AppServer:
     """A page server, listening but not yet serving (call ``start()`` or ``serve_forever()``, then ``close()``).
 
     Args:
@@ -81,8 +94,16 @@ def create_server(model: str | Extractor = DEFAULT_MODEL, *, models: tuple[str, 
             examples = ()
         for path in examples:
             server.uploads.add_example(path, path.stem)
-        matchers = load_matchers(model, models=models, settings=match_settings, weights=weights,
-                                 random_weights=random_weights, device=device, log=log, **overrides)
+        matchers = load_matchers(
+            model,
+            models=models,
+            settings=match_settings,
+            weights=weights,
+            random_weights=random_weights,
+            device=device,
+            log=log,
+            **overrides,
+        )
         server.engine = Engine(matchers, server.uploads, settings)
     except BaseException:
         server.close()
@@ -97,8 +118,10 @@ def serve(model: str | Extractor = DEFAULT_MODEL, *, log: Callable[[str], None] 
         offered = ", ".join(item["label"] for item in server.engine.models())
         log(f"semcorr app: open {server.url} in a browser (models: {offered}; Ctrl-C stops it)")
         if server.settings.host in ("0.0.0.0", "::"):
-            log("semcorr app: it answers only to the host names 127.0.0.1, localhost and those given with "
-                "--allowed-host")
+            log(
+                "semcorr app: it answers only to the host names 127.0.0.1, localhost and those given with "
+                "--allowed-host"
+            )
         server.serve_forever()
     except KeyboardInterrupt:
         log("semcorr app: stopped")
@@ -143,14 +166,19 @@ def _routes(server: AppServer) -> list[Route]:
         async def endpoint(request: Request) -> Response:
             body = await read_json(request, MAX_JSON_BYTES)
             return JSONResponse(await run_in_threadpool(function, server.engine, body))
+
         return endpoint
 
     async def not_found(request: Request) -> Response:
         raise HttpError(404, f"{request.url.path[:100]}: no such {'page' if request.method == 'GET' else 'request'}")
 
-    return [Route("/", page, methods=["GET"]), Route("/index.html", page, methods=["GET"]),
-            Route("/static/{name}", asset, methods=["GET"]), Route("/api/config", config, methods=["GET"]),
-            Route("/api/images/{id:str}.png", image, methods=["GET"]), Route("/api/images", upload, methods=["POST"]),
-            *(Route(path, json_route(function), methods=["POST"]) for path, function in api.JSON_ROUTES.items()),
-            Route("/{path:path}", not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])]
-
+    return [
+        Route("/", page, methods=["GET"]),
+        Route("/index.html", page, methods=["GET"]),
+        Route("/static/{name}", asset, methods=["GET"]),
+        Route("/api/config", config, methods=["GET"]),
+        Route("/api/images/{id:str}.png", image, methods=["GET"]),
+        Route("/api/images", upload, methods=["POST"]),
+        *(Route(path, json_route(function), methods=["POST"]) for path, function in api.JSON_ROUTES.items()),
+        Route("/{path:path}", not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
+    ]

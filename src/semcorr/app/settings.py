@@ -47,9 +47,13 @@ class ServerSettings:
             object.__setattr__(self, "allowed_hosts", tuple(self.allowed_hosts))
         names = self.allowed_hosts
         if not isinstance(names, tuple) or not all(
-                isinstance(name, str) and (name == ANY_HOST or _HOST_NAME.fullmatch(name)) for name in names):
-            raise fail(self, "allowed_hosts", "must be host names or addresses (letters, digits, '.', '-', ':'), "
-                       "or '*' for any")
+            isinstance(name, str) and (name == ANY_HOST or _HOST_NAME.fullmatch(name)) for name in names
+        ):
+            raise fail(
+                self,
+                "allowed_hosts",
+                "must be host names or addresses (letters, digits, '.', '-', ':'), or '*' for any",
+            )
         check_int(self, "max_requests", minimum=1)
         check_number(self, "client_timeout", above=0)
         check_number(self, "max_upload_mb", above=0)

@@ -55,8 +55,13 @@ class Upload:
 
     def describe(self) -> dict[str, object]:
         """What the page is told: ``{"id", "name", "width", "height", "url"}``."""
-        return {"id": self.id, "name": self.name, "width": self.width, "height": self.height,
-                "url": f"/api/images/{self.id}.png"}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "width": self.width,
+            "height": self.height,
+            "url": f"/api/images/{self.id}.png",
+        }
 
 
 class Uploads:
@@ -72,8 +77,17 @@ class Uploads:
     def add_example(self, path: Path, image_id: str) -> Upload:
         """Register an image file shipped with a package (read in place, not copied)."""
         pixels = load_image(path)
-        return self._keep(Upload(image_id, path.name, path, pixels.shape[2], pixels.shape[1],
-                                      self._write_display(image_id, pixels), example=True))
+        return self._keep(
+            Upload(
+                image_id,
+                path.name,
+                path,
+                pixels.shape[2],
+                pixels.shape[1],
+                self._write_display(image_id, pixels),
+                example=True,
+            )
+        )
 
     def add_upload(self, data: bytes, name: str) -> Upload:
         """Check an uploaded file against the limits and keep it.
@@ -90,8 +104,9 @@ class Uploads:
         try:
             check_pixels(path, name, self.settings.max_pixels, "this page's", PIXELS_HINT)
             pixels = load_image(path, max_pixels=self.settings.max_pixels)
-            upload = Upload(image_id, name, path, pixels.shape[2], pixels.shape[1],
-                                 self._write_display(image_id, pixels))
+            upload = Upload(
+                image_id, name, path, pixels.shape[2], pixels.shape[1], self._write_display(image_id, pixels)
+            )
         except InputError as error:
             path.unlink(missing_ok=True)
             raise InputError(str(error).replace(str(path), name)) from None
@@ -102,8 +117,9 @@ class Uploads:
         with self._lock:
             image = self._images.get(image_id) if isinstance(image_id, str) and _ID.fullmatch(image_id) else None
         if image is None:
-            raise InputError(f"image {str(image_id)[:64]!r} is not on the server (dropped, or the server "
-                             "restarted); upload it again")
+            raise InputError(
+                f"image {str(image_id)[:64]!r} is not on the server (dropped, or the server restarted); upload it again"
+            )
         return image
 
     def pixels(self, image_id: str) -> torch.Tensor:
@@ -165,5 +181,7 @@ def clean_name(name: str) -> str:
 
 def too_large_message(name: str, size: int, limit: int) -> str:
     """The one message for a file over the upload limit (the page says the same before sending one)."""
-    return (f"{name}: {size / 1e6:.1f} MB is over this page's upload limit of {limit / 1e6:g} MB; use a smaller "
-            "file (or start the page with a higher --max-upload-mb)")
+    return (
+        f"{name}: {size / 1e6:.1f} MB is over this page's upload limit of {limit / 1e6:g} MB; use a smaller "
+        "file (or start the page with a higher --max-upload-mb)"
+    )

@@ -11,12 +11,23 @@ for _module in ("starlette", "uvicorn"):
     require_extra(_module, PURPOSE)
 
 import h11  # noqa: E402  (uvicorn's HTTP/1.1 parser)
-import uvicorn  # noqa: E402
-from starlette.concurrency import run_in_threadpool  # noqa: E402
-from starlette.requests import ClientDisconnect, Request  # noqa: E402
-from starlette.responses import JSONResponse, Response  # noqa: E402
-from starlette.routing import Route, Router  # noqa: E402
-from uvicorn.protocols.http.h11_impl import H11Protocol  # noqa: E402
+import uvicorn  # noqa: E402  (imported after the extra check above)
+from starlette.concurrency import run_in_threadpool  # noqa: E402  (imported after the extra check above)
+from starlette.requests import ClientDisconnect, Request  # noqa: E402  (imported after the extra check above)
+from starlette.responses import JSONResponse, Response  # noqa: E402  (imported after the extra check above)
+from starlette.routing import Route, Router  # noqa: E402  (imported after the extra check above)
+from uvicorn.protocols.http.h11_impl import H11Protocol  # noqa: E402  (imported after the extra check above)
 
-__all__ = ["ClientDisconnect", "H11Protocol", "JSONResponse", "PURPOSE", "Request", "Response", "Route", "Router",
-           "h11", "run_in_threadpool", "uvicorn"]
+__all__ = [
+    "ClientDisconnect",
+    "H11Protocol",
+    "JSONResponse",
+    "PURPOSE",
+    "Request",
+    "Response",
+    "Route",
+    "Router",
+    "h11",
+    "run_in_threadpool",
+    "uvicorn",
+]

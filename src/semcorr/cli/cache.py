@@ -9,8 +9,14 @@ import dataclasses
 from typing import Any
 
 from ..errors import InputError
-from .options import (add_engine_options, add_model_options, extract_settings, model_spec, ray_settings,
-                      warn_random_weights)
+from .options import (
+    add_engine_options,
+    add_model_options,
+    extract_settings,
+    model_spec,
+    ray_settings,
+    warn_random_weights,
+)
 
 MEMBER_OPTIONS = ("vae", "tiny_vae_weights")
 
@@ -22,13 +28,16 @@ def member_overrides(args: argparse.Namespace) -> dict[str, Any]:
     sdxl = {name: getattr(args, name) for name in MEMBER_OPTIONS if getattr(args, name) is not None}
     if args.model == "sdxl-turbo":
         if args.sdxl_weights or args.dino_weights:
-            raise InputError("use --weights for the sdxl-turbo model (--sdxl-weights and --dino-weights are for "
-                             "the teacher)")
+            raise InputError(
+                "use --weights for the sdxl-turbo model (--sdxl-weights and --dino-weights are for the teacher)"
+            )
         return sdxl
     if args.model != "teacher":
         if sdxl or args.sdxl_weights or args.dino_weights:
-            raise InputError(f"--vae, --tiny-vae-weights, --sdxl-weights and --dino-weights apply to the teacher and "
-                             f"sdxl-turbo models, not {args.model}")
+            raise InputError(
+                f"--vae, --tiny-vae-weights, --sdxl-weights and --dino-weights apply to the teacher and "
+                f"sdxl-turbo models, not {args.model}"
+            )
         return {}
     defaults = TeacherConfig()
     if args.sdxl_weights:
@@ -47,20 +56,30 @@ def run_cache_teacher(args: argparse.Namespace) -> int:
     images = list_images(args.images, category_from_folder=args.category_from_folder)
     if spec.random_weights:
         warn_random_weights("the cached features carry")
-    report = extract_features(images, args.out, model=spec, settings=extract_settings(args, embeddings=False),
-                              engine=args.engine, ray=ray_settings(args), rank=args.rank, world_size=args.world_size,
-                              progress=not args.no_progress)
+    report = extract_features(
+        images,
+        args.out,
+        model=spec,
+        settings=extract_settings(args, embeddings=False),
+        engine=args.engine,
+        ray=ray_settings(args),
+        rank=args.rank,
+        world_size=args.world_size,
+        progress=not args.no_progress,
+    )
     print(report.summary())
     return 0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser(
-        "cache-teacher", help="cache a teacher's per-image features (fp16; resumable; several ranks)",
+        "cache-teacher",
+        help="cache a teacher's per-image features (fp16; resumable; several ranks)",
         description="Cache per-image teacher features in DIR (a feature store, as `semcorr extract` writes, "
-                    "without embeddings): one fp16 safetensors file per image, written atomically. Rerun to resume; "
-                    "run several processes (torchrun, RANK/WORLD_SIZE, or --rank/--world-size) to share the work, "
-                    "or --engine ray on a Ray cluster.")
+        "without embeddings): one fp16 safetensors file per image, written atomically. Rerun to resume; "
+        "run several processes (torchrun, RANK/WORLD_SIZE, or --rank/--world-size) to share the work, "
+        "or --engine ray on a Ray cluster.",
+    )
     command.add_argument("images", help="a folder of images (searched recursively) or a text file listing them")
     command.add_argument("--out", required=True, metavar="DIR", help="the cache folder")
     add_model_options(command, "teacher")
@@ -68,7 +87,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     command.add_argument("--dino-weights", help="teacher: DINOv2 folder, Hugging Face id or .pth file")
     command.add_argument("--vae", choices=["full", "tiny"], help="SDXL VAE: full (default) or TAESDXL")
     command.add_argument("--tiny-vae-weights", help="TAESDXL: taesdxl_encoder.safetensors, folder or hub id")
-    command.add_argument("--category-from-folder", action="store_true",
-                         help="prompt SDXL with 'a photo of a <parent folder name>' (default: neutral prompt)")
+    command.add_argument(
+        "--category-from-folder",
+        action="store_true",
+        help="prompt SDXL with 'a photo of a <parent folder name>' (default: neutral prompt)",
+    )
     add_engine_options(command)
     command.set_defaults(run=run_cache_teacher)

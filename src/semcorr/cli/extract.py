@@ -6,8 +6,14 @@ from __future__ import annotations
 
 import argparse
 
-from .options import (add_engine_options, add_model_options, extract_settings, model_spec, ray_settings,
-                      warn_random_weights)
+from .options import (
+    add_engine_options,
+    add_model_options,
+    extract_settings,
+    model_spec,
+    ray_settings,
+    warn_random_weights,
+)
 
 
 def run_extract(args: argparse.Namespace) -> int:
@@ -17,21 +23,31 @@ def run_extract(args: argparse.Namespace) -> int:
     if spec.random_weights:
         warn_random_weights("the features carry")
     settings = extract_settings(args, embeddings=not args.no_embeddings)
-    report = extract_features(args.images, args.out, model=spec, settings=settings, engine=args.engine,
-                              ray=ray_settings(args), rank=args.rank, world_size=args.world_size,
-                              progress=not args.no_progress)
+    report = extract_features(
+        args.images,
+        args.out,
+        model=spec,
+        settings=settings,
+        engine=args.engine,
+        ray=ray_settings(args),
+        rank=args.rank,
+        world_size=args.world_size,
+        progress=not args.no_progress,
+    )
     print(report.summary())
     return 0
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser(
-        "extract", help="dense features and global embeddings of many images into a feature store (resumable; "
-                        "torchrun or Ray for several GPUs or machines)",
+        "extract",
+        help="dense features and global embeddings of many images into a feature store (resumable; "
+        "torchrun or Ray for several GPUs or machines)",
         description="Extract per-image dense features (fp16, (C, h, w)) and a global embedding (the class token, "
-                    "or the mean of the cells) of every image of a folder or list file into DIR: one safetensors "
-                    "file per image, written atomically. Rerun to resume. Several processes share the list under "
-                    "torchrun / accelerate launch (or --rank/--world-size); --engine ray runs it on a Ray cluster.")
+        "or the mean of the cells) of every image of a folder or list file into DIR: one safetensors "
+        "file per image, written atomically. Rerun to resume. Several processes share the list under "
+        "torchrun / accelerate launch (or --rank/--world-size); --engine ray runs it on a Ray cluster.",
+    )
     command.add_argument("images", help="a folder of images (searched recursively) or a text file listing them")
     command.add_argument("--out", required=True, metavar="DIR", help="the store folder")
     add_model_options(command)

@@ -29,15 +29,23 @@ def run_label_studio(args: argparse.Namespace) -> int:
 def register(commands: argparse._SubParsersAction) -> None:
     defaults = LabelStudioSettings()
     parser = commands.add_parser(
-        "label-studio", help="a Label Studio ML backend: pre-labels keypoints from the project's annotated tasks",
+        "label-studio",
+        help="a Label Studio ML backend: pre-labels keypoints from the project's annotated tasks",
         description=f"Label Studio's ML backend protocol (/health, /setup, /predict, /webhook). The API key is read "
         f"from {KEY_VARIABLE} (never from the command line); without --url and a key, the backend uses the "
-        "address and key Label Studio gives it when it connects.")
+        "address and key Label Studio gives it when it connects.",
+    )
     add_server_options(parser, defaults)
-    parser.add_argument("--url", help="Label Studio's address, e.g. http://localhost:8080 (default $LABEL_STUDIO_URL, "
-                        "else the address Label Studio gives when it connects)")
-    parser.add_argument("--min-confidence", type=float, help="leave out keypoints predicted with a lower "
-                        f"confidence, in [0, 1] (default {defaults.min_confidence:g})")
+    parser.add_argument(
+        "--url",
+        help="Label Studio's address, e.g. http://localhost:8080 (default $LABEL_STUDIO_URL, "
+        "else the address Label Studio gives when it connects)",
+    )
+    parser.add_argument(
+        "--min-confidence",
+        type=float,
+        help=f"leave out keypoints predicted with a lower confidence, in [0, 1] (default {defaults.min_confidence:g})",
+    )
     add_model_options(parser)
     add_match_options(parser)
     add_threads_option(parser)

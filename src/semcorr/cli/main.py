@@ -12,18 +12,51 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from typing import Sequence, TextIO
+from collections.abc import Sequence
+from typing import TextIO
 
 from .. import __version__
 from ..errors import SemcorrError
-from . import (app, bench, cache, convert, data, evaluate, export, extract, labelstudio, match, reproduce, segment,
-               threed, train, transfer, video)
+from . import (
+    app,
+    bench,
+    cache,
+    convert,
+    data,
+    evaluate,
+    export,
+    extract,
+    labelstudio,
+    match,
+    reproduce,
+    segment,
+    threed,
+    train,
+    transfer,
+    video,
+)
 from .options import add_renamed_options
 from .parser import Parser
 
 # Each registers its commands on the subparsers; in the order `semcorr --help` lists them.
-COMMAND_GROUPS = (match, transfer, app, labelstudio, evaluate, data, reproduce, extract, cache, train, threed, video,
-                  segment, bench, export, convert)
+COMMAND_GROUPS = (
+    match,
+    transfer,
+    app,
+    labelstudio,
+    evaluate,
+    data,
+    reproduce,
+    extract,
+    cache,
+    train,
+    threed,
+    video,
+    segment,
+    bench,
+    export,
+    convert,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,8 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: TextIO | None = None, line: str | None = None) -> None:
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
     print(f"semcorr: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
@@ -71,4 +110,6 @@ def _one_line(error: Exception) -> str:
     if isinstance(error, OSError) and error.filename:
         return f"error: {error.filename}: {error.strerror or error}"
     text = " ".join(str(error).split()) or "no message"
-    return f"internal error: {type(error).__name__}: {text} (rerun with --debug for the traceback, and please report it)"
+    return (
+        f"internal error: {type(error).__name__}: {text} (rerun with --debug for the traceback, and please report it)"
+    )

@@ -51,10 +51,20 @@ class RenamedOption:
 
 # Every option renamed since semcorr 0.1.0 (docs/reliability.md lists them for users).
 RENAMED_OPTIONS: tuple[RenamedOption, ...] = (
-    RenamedOption("distill", "--pairs", "--pair-list", lambda value: DistillConfig.upgrade({"pairs": value}),
-                  "a pair list, or a SPair-71k folder (now --benchmark spair --data-root DIR)"),
-    RenamedOption("finetune-3d", "--pairs", "--pair-file", lambda value: FinetuneConfig.upgrade({"pairs": value}),
-                  "a pair file, or a benchmark name (now --benchmark NAME)"),
+    RenamedOption(
+        "distill",
+        "--pairs",
+        "--pair-list",
+        lambda value: DistillConfig.upgrade({"pairs": value}),
+        "a pair list, or a SPair-71k folder (now --benchmark spair --data-root DIR)",
+    ),
+    RenamedOption(
+        "finetune-3d",
+        "--pairs",
+        "--pair-file",
+        lambda value: FinetuneConfig.upgrade({"pairs": value}),
+        "a pair file, or a benchmark name (now --benchmark NAME)",
+    ),
 )
 
 
@@ -75,8 +85,9 @@ def warn_random_weights(subject: str) -> None:
 def add_model_options(parser: argparse.ArgumentParser, default_model: str = DEFAULT_MODEL) -> None:
     """--model, --weights, --random-weights, --device, --adapter, and the extractor's --input-size,
     --resize-mode and --precision (left to the preset when not given)."""
-    parser.add_argument("--model", default=default_model, help=f"extractor preset (default {default_model}; "
-                        "see `semcorr models`)")
+    parser.add_argument(
+        "--model", default=default_model, help=f"extractor preset (default {default_model}; see `semcorr models`)"
+    )
     parser.add_argument("--weights", help="Hugging Face id, local folder or checkpoint file for the model")
     parser.add_argument("--random-weights", action="store_true", help="untrained weights (timing and tests)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -84,10 +95,17 @@ def add_model_options(parser: argparse.ArgumentParser, default_model: str = DEFA
     parser.add_argument("--resize-mode", choices=RESIZE_MODES, help="default square (the papers')")
     parser.add_argument("--precision", choices=PRECISIONS, help="default fp32")
     parser.add_argument("--adapter", help="student only: a LoRA adapter folder (RUN/adapter of `semcorr distill`)")
-    parser.add_argument("--backbone", help="marco, diy-sc, geco: the DINOv2 weights under the method's own (Hugging Face "
-                        "id, save_pretrained folder or official .pth; default: the official Hugging Face id)")
-    parser.add_argument("--download", action="store_true", default=None,
-                        help="geco: download the authors' weights, whose licence they do not state (never by default)")
+    parser.add_argument(
+        "--backbone",
+        help="marco, diy-sc, geco: the DINOv2 weights under the method's own (Hugging Face "
+        "id, save_pretrained folder or official .pth; default: the official Hugging Face id)",
+    )
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        default=None,
+        help="geco: download the authors' weights, whose licence they do not state (never by default)",
+    )
 
 
 def extractor_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -99,15 +117,19 @@ def extractor_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def model_arguments(args: argparse.Namespace) -> dict[str, Any]:
     """``model``, ``weights``, ``random_weights``, ``device`` and the extractor overrides, as the
     API's functions take them."""
-    return dict(model=args.model, weights=args.weights, random_weights=args.random_weights, device=args.device,
-                **extractor_overrides(args))
+    return dict(
+        model=args.model,
+        weights=args.weights,
+        random_weights=args.random_weights,
+        device=args.device,
+        **extractor_overrides(args),
+    )
 
 
 def add_match_options(parser: argparse.ArgumentParser) -> None:
     """Options of :class:`~semcorr.matching.MatchSettings`; read them back with :func:`match_settings`."""
     parser.add_argument("--grid", type=int, help="upsample features to this grid; 0: native (default 60)")
-    parser.add_argument("--method", choices=["window_soft_argmax", "nearest"],
-                        help="default window_soft_argmax")
+    parser.add_argument("--method", choices=["window_soft_argmax", "nearest"], help="default window_soft_argmax")
     parser.add_argument("--window", type=int, help="soft-argmax window in cells, odd (default 11)")
     parser.add_argument("--temperature", type=float, help="soft-argmax temperature (default 0.02)")
 
@@ -131,10 +153,14 @@ def match_settings(args: argparse.Namespace) -> MatchSettings:
 def add_points_options(parser: argparse.ArgumentParser, where: str) -> None:
     """--points X,Y ... and --points-file (one of the two): points in ``where``'s pixels. A point may
     start with a minus sign, and image paths may follow the points (:class:`~.parser.PointsAction`)."""
-    parser.add_argument("--points", nargs="+", action=PointsAction, metavar="X,Y",
-                        help=f"points in {where}'s pixels (negative numbers are fine: --points -5,10; the image "
-                             "paths may follow them)")
-    parser.add_argument("--points-file", help="JSON file: [[x, y], ...] or {\"points\": [...]}")
+    parser.add_argument(
+        "--points",
+        nargs="+",
+        action=PointsAction,
+        metavar="X,Y",
+        help=f"points in {where}'s pixels (negative numbers are fine: --points -5,10; the image paths may follow them)",
+    )
+    parser.add_argument("--points-file", help='JSON file: [[x, y], ...] or {"points": [...]}')
 
 
 def points_from(args: argparse.Namespace) -> list[list[float]]:
@@ -158,10 +184,13 @@ def read_points_file(path: str) -> list[list[float]]:
     data = read_json(path)
     points = data.get("points") if isinstance(data, dict) else data
     valid = isinstance(points, list) and all(
-        isinstance(p, list) and len(p) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                    and math.isfinite(v) for v in p) for p in points)
+        isinstance(p, list)
+        and len(p) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in p)
+        for p in points
+    )
     if not valid:
-        raise InputError(f"{path}: expected [[x, y], ...] or {{\"points\": [[x, y], ...]}} with finite numbers x, y")
+        raise InputError(f'{path}: expected [[x, y], ...] or {{"points": [[x, y], ...]}} with finite numbers x, y')
     if not points:
         raise InputError(f"{path}: holds no points; give at least one [x, y]")
     return points
@@ -176,15 +205,27 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     the engine, the Ray engine's resources and the local engine's rank; read them back with
     :func:`extract_settings` and :func:`ray_settings`."""
     parser.add_argument("--batch-size", type=int, help="images per forward pass (default 8)")
-    parser.add_argument("--workers", type=int, help="processes decoding and resizing images (default: one per CPU "
-                        "less one, at most 8; 0: none)")
-    parser.add_argument("--on-error", choices=ON_ERROR,
-                        help="an unreadable image is reported by path and skipped (default skip) or stops the run")
-    parser.add_argument("--engine", choices=ENGINES, default="local",
-                        help="local: this process (under torchrun / accelerate: each process its share); "
-                             "ray: a Ray Data pipeline on a Ray cluster (pip install 'semcorr[ray]') (default local)")
-    parser.add_argument("--ray-address", help="ray: the cluster to join (auto, HOST:PORT, ray://HOST:10001; "
-                        "default: $RAY_ADDRESS, else a local Ray)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="processes decoding and resizing images (default: one per CPU less one, at most 8; 0: none)",
+    )
+    parser.add_argument(
+        "--on-error",
+        choices=ON_ERROR,
+        help="an unreadable image is reported by path and skipped (default skip) or stops the run",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local: this process (under torchrun / accelerate: each process its share); "
+        "ray: a Ray Data pipeline on a Ray cluster (pip install 'semcorr[ray]') (default local)",
+    )
+    parser.add_argument(
+        "--ray-address",
+        help="ray: the cluster to join (auto, HOST:PORT, ray://HOST:10001; default: $RAY_ADDRESS, else a local Ray)",
+    )
     parser.add_argument("--num-gpus", type=float, help="ray: GPUs per extracting actor (default 0.0)")
     parser.add_argument("--concurrency", type=int, help="ray: extracting actors, each loads the model once (default 1)")
     parser.add_argument("--cpus-per-actor", type=float, help="ray: CPUs per extracting actor (default 1.0)")
@@ -211,5 +252,6 @@ def model_spec(args: argparse.Namespace, **overrides: Any) -> ModelSpec:
     arguments = model_arguments(args)
     name, weights = arguments.pop("model"), arguments.pop("weights")
     random_weights, device = arguments.pop("random_weights"), arguments.pop("device")
-    return ModelSpec(name, weights=weights, random_weights=random_weights, device=device,
-                     overrides={**arguments, **overrides})
+    return ModelSpec(
+        name, weights=weights, random_weights=random_weights, device=device, overrides={**arguments, **overrides}
+    )

@@ -28,8 +28,26 @@ from typing import Any, NoReturn
 
 NEGATIVE_NUMBER = re.compile(r"-\.?\d")  # matched at the start of a token
 IMAGES_AFTER_POINTS = "images_after_points"  # where PointsAction leaves the tokens that are not points
-FILE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".mp4", ".mkv",
-                           ".mov", ".avi", ".webm", ".json", ".txt", ".csv"})
+FILE_SUFFIXES = frozenset(
+    {
+        ".jpg",
+        ".jpeg",
+        ".png",
+        ".bmp",
+        ".webp",
+        ".tif",
+        ".tiff",
+        ".gif",
+        ".mp4",
+        ".mkv",
+        ".mov",
+        ".avi",
+        ".webm",
+        ".json",
+        ".txt",
+        ".csv",
+    }
+)
 
 
 class Parser(argparse.ArgumentParser):
@@ -43,9 +61,11 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see `{self.prog} --help`)\n")
 
-    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]  # one signature
-                         namespace: argparse.Namespace | None = None,  # for typeshed's overloads
-                         ) -> tuple[argparse.Namespace, list[str]]:
+    def parse_known_args(  # type: ignore[override]  # one signature for typeshed's overloads
+        self,
+        args: Sequence[str] | None = None,
+        namespace: argparse.Namespace | None = None,
+    ) -> tuple[argparse.Namespace, list[str]]:
         """argparse's parse, then the image paths that followed ``--points`` given to the positional
         arguments still missing, in order."""
         if not any(isinstance(action, PointsAction) for action in self._actions):
@@ -81,8 +101,13 @@ class PointsAction(argparse.Action):
     look like points (:func:`looks_like_point`); the tokens from the first that does not are image
     paths, handed back to the positional arguments by :class:`Parser`."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         tokens = [values] if isinstance(values, str) else list(values)
         count = next((index for index, token in enumerate(tokens) if not looks_like_point(token)), len(tokens))
         if count == 0:
@@ -105,15 +130,36 @@ class OldSpelling(argparse.Action):
         until: the release that drops the old spelling.
     """
 
-    def __init__(self, option_strings: Sequence[str], dest: str, *, target: argparse.Action,
-                 fields: Callable[[str], dict[str, Any]] | None = None, until: str = "", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str,
+        *,
+        target: argparse.Action,
+        fields: Callable[[str], dict[str, Any]] | None = None,
+        until: str = "",
+        **kwargs: Any,
+    ) -> None:
         kind: Any = target.type
-        super().__init__(option_strings, dest, nargs=target.nargs, type=kind, choices=target.choices,
-                         metavar=target.metavar, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        super().__init__(
+            option_strings,
+            dest,
+            nargs=target.nargs,
+            type=kind,
+            choices=target.choices,
+            metavar=target.metavar,
+            default=argparse.SUPPRESS,
+            help=argparse.SUPPRESS,
+        )
         self.target, self.fields, self.until, self.warned = target, fields, until, False
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         old, new = self.option_strings[0], self.target.option_strings[0]
         if self.fields is None:
             spelled = f"{old} is now {new}"
@@ -126,21 +172,28 @@ class OldSpelling(argparse.Action):
             if list(fields) == [self.target.dest] and fields[self.target.dest] == values:
                 spelled = f"{old} is now {new}"
             else:
-                spelled = f"{old} {values} is now " + " ".join(f"--{name.replace('_', '-')} {value}"
-                                                               for name, value in fields.items())
+                spelled = f"{old} {values} is now " + " ".join(
+                    f"--{name.replace('_', '-')} {value}" for name, value in fields.items()
+                )
         if not self.warned:
             self.warned = True
-            warnings.warn(f"{spelled}; the old spelling works until semcorr {self.until}", FutureWarning,
-                          stacklevel=2)
+            warnings.warn(f"{spelled}; the old spelling works until semcorr {self.until}", FutureWarning, stacklevel=2)
 
 
-def add_old_spelling(parser: argparse.ArgumentParser, old: str, new: str, *, until: str,
-                     fields: Callable[[str], dict[str, Any]] | None = None) -> None:
+def add_old_spelling(
+    parser: argparse.ArgumentParser,
+    old: str,
+    new: str,
+    *,
+    until: str,
+    fields: Callable[[str], dict[str, Any]] | None = None,
+) -> None:
     """Give ``parser``'s option ``new`` its earlier spelling ``old`` (:class:`OldSpelling`), in the
     same mutually exclusive group when ``new`` is in one (so a required group is satisfied by it)."""
     target = next((action for action in parser._actions if new in action.option_strings), None)
     if target is None:
         raise ValueError(f"{parser.prog} has no option {new}")
-    container: Any = next((group for group in parser._mutually_exclusive_groups
-                           if target in group._group_actions), parser)
+    container: Any = next(
+        (group for group in parser._mutually_exclusive_groups if target in group._group_actions), parser
+    )
     container.add_argument(old, action=OldSpelling, dest=target.dest, target=target, fields=fields, until=until)

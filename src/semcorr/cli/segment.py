@@ -11,7 +11,8 @@ SEGMENT_OPTIONS = ("grid", "restarts", "seed", "batch_size")
 
 def run_segment(args: argparse.Namespace) -> int:
     from ..runtime import set_threads
-    from ..segment.masks import SegmentSettings, run_segment as segment
+    from ..segment.masks import SegmentSettings
+    from ..segment.masks import run_segment as segment
 
     fields = given(args, SEGMENT_OPTIONS)
     if fields.get("grid") == 0:
@@ -30,8 +31,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     segment = commands.add_parser("segment", help="zero-shot foreground masks (k-means, k=2, on features)")
     segment.add_argument("images", nargs="+", help="input images")
     segment.add_argument("--out", required=True, help="folder for the masks (<image stem>.png, 0/255)")
-    segment.add_argument("--grid", type=int, help="cluster on features upsampled to this grid "
-                         "(default 0: the native grid)")
+    segment.add_argument(
+        "--grid", type=int, help="cluster on features upsampled to this grid (default 0: the native grid)"
+    )
     segment.add_argument("--restarts", type=int, help="k-means restarts (default 4)")
     segment.add_argument("--seed", type=int, help="k-means seed (default 0)")
     segment.add_argument("--batch-size", type=int, help="images per batch (default 8)")

@@ -57,13 +57,18 @@ def add_config_options(command: argparse.ArgumentParser, config_class: type[Trai
         target = group if field.name in sources else command
         if isinstance(default, bool):
             if default:
-                target.add_argument("--no-" + field.name.replace("_", "-"), dest=field.name,
-                                    action="store_false", help=f"turn off: {help_text}")
+                target.add_argument(
+                    "--no-" + field.name.replace("_", "-"),
+                    dest=field.name,
+                    action="store_false",
+                    help=f"turn off: {help_text}",
+                )
             else:
                 target.add_argument(flag, action="store_true", help=help_text)
         elif field.name in CHOICES:
-            target.add_argument(flag, choices=CHOICES[field.name], default=default,
-                                help=f"{help_text} (default {default})")
+            target.add_argument(
+                flag, choices=CHOICES[field.name], default=default, help=f"{help_text} (default {default})"
+            )
         else:
             kind = type(default) if default is not None else str
             target.add_argument(flag, type=kind, default=default, help=f"{help_text} (default {default})")
@@ -99,9 +104,11 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser(
-        "distill", help="distill teacher features into the LoRA student (resumable; torchrun for several GPUs)",
+        "distill",
+        help="distill teacher features into the LoRA student (resumable; torchrun for several GPUs)",
         description="Train the student's LoRA adapter on unlabeled images against cached (or live) teacher "
-                    "features. Rerun with the same --out to resume; launch with torchrun for several GPUs.")
+        "features. Rerun with the same --out to resume; launch with torchrun for several GPUs.",
+    )
     command.add_argument("--out", required=True, help="the run folder (config, checkpoint, metrics, adapter)")
     add_config_options(command, DistillConfig)
     command.set_defaults(run=run_distill)
@@ -110,11 +117,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         "finetune-3d",
         help="refine the student on 3D pairs or labelled keypoints (resumable; torchrun for several GPUs)",
         description="Refine the student's LoRA adapter on known correspondences: a pair file of `semcorr "
-                    "make-3d-pairs` (--pair-file: the 3D augmentation), or a benchmark's labelled keypoint pairs "
-                    "(--benchmark spair --data-root DIR --split trn: the supervised setting). Loss: the distance "
-                    "between each source point's soft-argmax match and its target point, as a fraction of the "
-                    "target image's longer side. Rerun with the same --out to resume; launch with torchrun for "
-                    "several GPUs.")
+        "make-3d-pairs` (--pair-file: the 3D augmentation), or a benchmark's labelled keypoint pairs "
+        "(--benchmark spair --data-root DIR --split trn: the supervised setting). Loss: the distance "
+        "between each source point's soft-argmax match and its target point, as a fraction of the "
+        "target image's longer side. Rerun with the same --out to resume; launch with torchrun for "
+        "several GPUs.",
+    )
     command.add_argument("--out", required=True, help="the run folder (config, checkpoint, metrics, adapter)")
     add_config_options(command, FinetuneConfig)
     command.set_defaults(run=run_finetune)

@@ -12,11 +12,22 @@ from __future__ import annotations
 
 from .._lazy import lazy_namespace
 
-_EXPORTS = {"Pair": "pairs", "load_spair": "spair", "load_pf_willow": "pfwillow", "load_pf_pascal": "pfpascal",
-            "load_cub": "cub", "load_ap10k": "ap10k_pairs",
-            "BENCHMARKS": "benchmarks", "Benchmark": "benchmarks", "get_benchmark": "benchmarks",
-            "load_benchmark": "benchmarks",
-            "DATASETS": "catalog", "get_dataset": "catalog", "download_dataset": "install", "dataset_path": "fetch",
-            "verify_dataset": "verify"}
+_EXPORTS = {
+    "Pair": "pairs",
+    "load_spair": "spair",
+    "load_pf_willow": "pfwillow",
+    "load_pf_pascal": "pfpascal",
+    "load_cub": "cub",
+    "load_ap10k": "ap10k_pairs",
+    "BENCHMARKS": "benchmarks",
+    "Benchmark": "benchmarks",
+    "get_benchmark": "benchmarks",
+    "load_benchmark": "benchmarks",
+    "DATASETS": "catalog",
+    "get_dataset": "catalog",
+    "download_dataset": "install",
+    "dataset_path": "fetch",
+    "verify_dataset": "verify",
+}
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

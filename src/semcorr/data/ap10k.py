@@ -68,10 +68,15 @@ def parse_instance(annotation: Any, image: Any, category: Any, path: Path, image
         raise InputError(f"{where}: field 'bbox' must be [x, y, width, height]")
     size = (int(require(image, "height", where)), int(require(image, "width", where)))
     return Instance(
-        id=int(require(annotation, "id", where)), image=image_path, keypoints=keypoints.reshape(-1, 3),
-        box=np.array([box[0], box[1], box[0] + box[2], box[1] + box[3]], np.float32), size=size,
-        species=str(require(category, "name", where)), family=str(category.get("supercategory") or "animal"),
-        source=path, image_id=int(annotation["image_id"]) if "image_id" in annotation else None,
+        id=int(require(annotation, "id", where)),
+        image=image_path,
+        keypoints=keypoints.reshape(-1, 3),
+        box=np.array([box[0], box[1], box[0] + box[2], box[1] + box[3]], np.float32),
+        size=size,
+        species=str(require(category, "name", where)),
+        family=str(category.get("supercategory") or "animal"),
+        source=path,
+        image_id=int(annotation["image_id"]) if "image_id" in annotation else None,
     )
 
 
@@ -102,10 +107,13 @@ def read_coco(paths: list[Path], image_root: Path) -> list[list[Instance]]:
             raise InputError(f"{where}: category_id {category_id} is not among the 'categories'")
         entry, _ = images[image_id]
         name = str(require(entry, "file_name", f"{path}: image {image_id}"))
-        image_path = next((image_root / folder / name for folder in _IMAGE_FOLDERS
-                           if (image_root / folder / name).is_file()), image_root / "data" / name)
-        groups.setdefault(image_id, []).append(parse_instance(annotation, entry, categories[category_id], path,
-                                                              image_path))
+        image_path = next(
+            (image_root / folder / name for folder in _IMAGE_FOLDERS if (image_root / folder / name).is_file()),
+            image_root / "data" / name,
+        )
+        groups.setdefault(image_id, []).append(
+            parse_instance(annotation, entry, categories[category_id], path, image_path)
+        )
     return list(groups.values())
 
 
@@ -119,28 +127,44 @@ def coco_files(root: Path) -> tuple[list[Path], Path]:
         return official, root
     found = sorted(root.glob("*.json")) + sorted((root / "annotations").glob("*.json"))
     if not found:
-        raise InputError(f"{root}: no AP-10K annotations (expected PairAnnotation/ from GeoAware-SC, "
-                         f"annotations/ap10k-*-split1.json, or a COCO keypoint .json)")
+        raise InputError(
+            f"{root}: no AP-10K annotations (expected PairAnnotation/ from GeoAware-SC, "
+            f"annotations/ap10k-*-split1.json, or a COCO keypoint .json)"
+        )
     return found, root
 
 
 def make_pair(source: Instance, target: Instance, category: str, subset: str, pair_id: str | None = None) -> Pair:
     """The :class:`Pair` of two instances with the same keypoint list."""
     if len(source.keypoints) != len(target.keypoints):
-        raise InputError(f"{source.source} / {target.source}: annotations {source.id} and {target.id} have "
-                         f"{len(source.keypoints)} and {len(target.keypoints)} keypoints")
+        raise InputError(
+            f"{source.source} / {target.source}: annotations {source.id} and {target.id} have "
+            f"{len(source.keypoints)} and {len(target.keypoints)} keypoints"
+        )
     for instance in (source, target):
         if not instance.image.is_file():
             raise InputError(f"{instance.source}: image {instance.image} of annotation {instance.id} not found")
     return Pair(
-        id=pair_id or f"{source.id}-{target.id}:{category}", benchmark=f"ap10k-{subset}", category=category,
-        source_image=source.image, target_image=target.image,
-        source_points=source.keypoints[:, :2], target_points=target.keypoints[:, :2],
-        source_visible=source.keypoints[:, 2] > 0, target_visible=target.keypoints[:, 2] > 0,
-        keypoint_ids=np.arange(len(source.keypoints)), source_box=source.box, target_box=target.box,
-        source_size=source.size, target_size=target.size,
-        flags={"source_species": source.species, "target_species": target.species,
-               "source_family": source.family, "target_family": target.family},
+        id=pair_id or f"{source.id}-{target.id}:{category}",
+        benchmark=f"ap10k-{subset}",
+        category=category,
+        source_image=source.image,
+        target_image=target.image,
+        source_points=source.keypoints[:, :2],
+        target_points=target.keypoints[:, :2],
+        source_visible=source.keypoints[:, 2] > 0,
+        target_visible=target.keypoints[:, 2] > 0,
+        keypoint_ids=np.arange(len(source.keypoints)),
+        source_box=source.box,
+        target_box=target.box,
+        source_size=source.size,
+        target_size=target.size,
+        flags={
+            "source_species": source.species,
+            "target_species": target.species,
+            "source_family": source.family,
+            "target_family": target.family,
+        },
     )
 
 
@@ -150,8 +174,10 @@ def prepared_instance(path: Path, root: Path, cache: dict[Path, Instance]) -> In
         data = read_json(path)
         relative = path.relative_to(root / "ImageAnnotation")
         image = (root / "JPEGImages" / relative).with_suffix(".jpg")
-        category = {"name": data.get("name") or relative.parent.name,
-                    "supercategory": data.get("supercategory") or relative.parent.parent.name}
+        category = {
+            "name": data.get("name") or relative.parent.name,
+            "supercategory": data.get("supercategory") or relative.parent.parent.name,
+        }
         cache[path] = parse_instance(data, data, category, path, image)
     return cache[path]
 

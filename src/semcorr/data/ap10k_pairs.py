@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -86,7 +87,7 @@ def split_species(animals: Sequence[Instance], split: str) -> dict[tuple[str, st
         test = min(TEST_PER_SPECIES, len(members))
         val = min(VAL_PER_SPECIES, len(members) - test)
         train = len(members) - test - val
-        chosen = {"trn": members[:train], "val": members[train:train + val], "test": members[len(members) - test:]}
+        chosen = {"trn": members[:train], "val": members[train : train + val], "test": members[len(members) - test :]}
         result[key] = chosen[split]
     return result
 
@@ -168,8 +169,9 @@ def cross_family(species: dict[tuple[str, str], list[Instance]], split: str, rng
 _BUILDERS = {"intra-species": intra_species, "cross-species": cross_species, "cross-family": cross_family}
 
 
-def sample_pairs(groups: Sequence[Sequence[Instance]], split: str, subset: str, *, crowd: set[int] | None = None,
-                 seed: int = 42) -> list[tuple[Instance, Instance, str]]:
+def sample_pairs(
+    groups: Sequence[Sequence[Instance]], split: str, subset: str, *, crowd: set[int] | None = None, seed: int = 42
+) -> list[tuple[Instance, Instance, str]]:
     """One of GeoAware-SC's AP-10K sets as (source, target, category) triples, in sampling order.
 
     Args:
@@ -185,11 +187,14 @@ def sample_pairs(groups: Sequence[Sequence[Instance]], split: str, subset: str, 
     return _BUILDERS[subset](species, split, random.Random(seed))
 
 
-def build_pairs(groups: Sequence[Sequence[Instance]], split: str, subset: str, *, crowd: set[int] | None = None,
-                seed: int = 42) -> list[Pair]:
+def build_pairs(
+    groups: Sequence[Sequence[Instance]], split: str, subset: str, *, crowd: set[int] | None = None, seed: int = 42
+) -> list[Pair]:
     """One of GeoAware-SC's AP-10K sets from per-image groups of annotated animals (see :func:`sample_pairs`)."""
-    return [make_pair(source, target, category, subset)
-            for source, target, category in sample_pairs(groups, split, subset, crowd=crowd, seed=seed)]
+    return [
+        make_pair(source, target, category, subset)
+        for source, target, category in sample_pairs(groups, split, subset, crowd=crowd, seed=seed)
+    ]
 
 
 def _annotation_path(value: Any, root: Path, pair_file: Path, name: str) -> Path:
@@ -198,7 +203,7 @@ def _annotation_path(value: Any, root: Path, pair_file: Path, name: str) -> Path
         raise InputError(f"{pair_file}: field '{name}' must be a path")
     parts = Path(value).parts
     if "ImageAnnotation" in parts:
-        return root.joinpath("ImageAnnotation", *parts[parts.index("ImageAnnotation") + 1:])
+        return root.joinpath("ImageAnnotation", *parts[parts.index("ImageAnnotation") + 1 :])
     return root / value
 
 
@@ -206,21 +211,31 @@ def load_prepared(root: Path, split: str, subset: str) -> list[Pair]:
     """The pairs GeoAware-SC's ``PairAnnotation/<split><suffix>/`` lists, in sorted file order."""
     folder = root / "PairAnnotation" / f"{split}{_FOLDER_SUFFIX[subset]}"
     if not folder.is_dir():
-        raise InputError(f"{folder}: not found (GeoAware-SC's AP-10K layout has PairAnnotation/<split>"
-                         "[_cross_species|_cross_family])")
+        raise InputError(
+            f"{folder}: not found (GeoAware-SC's AP-10K layout has PairAnnotation/<split>"
+            "[_cross_species|_cross_family])"
+        )
     cache: dict[Path, Instance] = {}
     pairs = []
     for pair_file in sorted(folder.glob("*.json")):
         data = read_json(pair_file)
-        source, target = (prepared_instance(_annotation_path(require(data, name, pair_file), root, pair_file, name),
-                                             root, cache) for name in ("src_json_path", "trg_json_path"))
+        source, target = (
+            prepared_instance(_annotation_path(require(data, name, pair_file), root, pair_file, name), root, cache)
+            for name in ("src_json_path", "trg_json_path")
+        )
         category = pair_file.stem.rsplit(":", 1)[-1]
         pairs.append(make_pair(source, target, category, subset, pair_id=pair_file.stem))
     return pairs
 
 
-def load_ap10k(root: str | Path, split: str = "test", *, subset: str = "intra-species",
-               crowd_file: str | Path | None = None, seed: int = 42) -> list[Pair]:
+def load_ap10k(
+    root: str | Path,
+    split: str = "test",
+    *,
+    subset: str = "intra-species",
+    crowd_file: str | Path | None = None,
+    seed: int = 42,
+) -> list[Pair]:
     """AP-10K pairs of one of GeoAware-SC's sets.
 
     Args:
@@ -236,8 +251,9 @@ def load_ap10k(root: str | Path, split: str = "test", *, subset: str = "intra-sp
         raise InputError(f"AP-10K subset must be one of {', '.join(SUBSETS)}, got {subset!r}")
     split = {"train": "trn"}.get(split, split)
     if split not in ("trn", "val", "test") or (split == "trn" and subset != "intra-species"):
-        raise InputError(f"AP-10K {subset} has splits {'trn, ' if subset == 'intra-species' else ''}val and test, "
-                         f"got {split!r}")
+        raise InputError(
+            f"AP-10K {subset} has splits {'trn, ' if subset == 'intra-species' else ''}val and test, got {split!r}"
+        )
     root = dataset_root(root, "an AP-10K folder or COCO keypoint .json file", file_suffix=".json")
     if (root / "PairAnnotation").is_dir():
         return load_prepared(root, split, subset)

@@ -155,12 +155,20 @@ def extract_archive(path: Path, folder: Path, *, only: Collection[str] = (), pro
     needed = sum(m.size for m in members)
     free = shutil.disk_usage(folder).free
     if needed > free:
-        raise InputError(f"{folder}: cannot extract {path.name} here: it needs {needed / 1e9:.2f} GB, "
-                         f"{free / 1e9:.2f} GB are free")
+        raise InputError(
+            f"{folder}: cannot extract {path.name} here: it needs {needed / 1e9:.2f} GB, {free / 1e9:.2f} GB are free"
+        )
     wanted = {m.name for m in members}
     try:
-        with tqdm(total=needed, desc=f"extracting {path.name}", unit="B", unit_scale=True, unit_divisor=1024,
-                  disable=not progress, leave=False) as bar:
+        with tqdm(
+            total=needed,
+            desc=f"extracting {path.name}",
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=not progress,
+            leave=False,
+        ) as bar:
             if archive_kind(path) == "zip":
                 return _extract_zip(path, folder, wanted, bar)
             return _extract_tar(path, folder, wanted, bar)

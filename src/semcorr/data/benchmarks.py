@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Literal, Any, Callable
+from typing import Any, Literal
 
+from ..errors import InputError
 from .ap10k_pairs import load_ap10k
 from .cub import load_cub
 from .pairs import Pair, without_outside_keypoints
 from .pfpascal import load_pf_pascal
 from .pfwillow import load_pf_willow
 from .spair import load_spair
-from ..errors import InputError
-
 
 ThresholdKind = Literal["bbox", "image"]  # the length PCK scales: the target box's longer side, or the image's
 THRESHOLD_KINDS: tuple[str, ...] = ("bbox", "image")
@@ -43,20 +43,40 @@ class Benchmark:
     threshold: ThresholdKind
 
 
-BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
-    Benchmark("spair", "SPair-71k", load_spair, ("trn", "val", "test"), "test", (0.1, 0.05, 0.01), "bbox"),
-    Benchmark("pf-willow", "PF-WILLOW", load_pf_willow, ("test",), "test", (0.05, 0.1, 0.15), "bbox"),
-    Benchmark("pf-pascal", "PF-PASCAL", load_pf_pascal, ("trn", "val", "test"), "test", (0.05, 0.1, 0.15), "image"),
-    Benchmark("cub", "CUB-200-2011", load_cub, ("train", "test"), "test", (0.1, 0.05, 0.01), "bbox"),
-    *(Benchmark(f"ap10k-{subset}", f"AP-10K {subset}", partial(load_ap10k, subset=subset),
-                ("trn", "val", "test") if subset == "intra-species" else ("val", "test"), "test",
-                (0.1, 0.05, 0.01), "bbox")
-      for subset in ("intra-species", "cross-species", "cross-family")),
-)}
+BENCHMARKS: dict[str, Benchmark] = {
+    b.name: b
+    for b in (
+        Benchmark("spair", "SPair-71k", load_spair, ("trn", "val", "test"), "test", (0.1, 0.05, 0.01), "bbox"),
+        Benchmark("pf-willow", "PF-WILLOW", load_pf_willow, ("test",), "test", (0.05, 0.1, 0.15), "bbox"),
+        Benchmark("pf-pascal", "PF-PASCAL", load_pf_pascal, ("trn", "val", "test"), "test", (0.05, 0.1, 0.15), "image"),
+        Benchmark("cub", "CUB-200-2011", load_cub, ("train", "test"), "test", (0.1, 0.05, 0.01), "bbox"),
+        *(
+            Benchmark(
+                f"ap10k-{subset}",
+                f"AP-10K {subset}",
+                partial(load_ap10k, subset=subset),
+                ("trn", "val", "test") if subset == "intra-species" else ("val", "test"),
+                "test",
+                (0.1, 0.05, 0.01),
+                "bbox",
+            )
+            for subset in ("intra-species", "cross-species", "cross-family")
+        ),
+    )
+}
 
-ALIASES = {"spair-71k": "spair", "spair71k": "spair", "pfwillow": "pf-willow", "willow": "pf-willow",
-           "pfpascal": "pf-pascal", "pascal": "pf-pascal", "cub-200-2011": "cub", "cub200": "cub",
-           "ap10k": "ap10k-intra-species", "ap-10k": "ap10k-intra-species"}
+ALIASES = {
+    "spair-71k": "spair",
+    "spair71k": "spair",
+    "pfwillow": "pf-willow",
+    "willow": "pf-willow",
+    "pfpascal": "pf-pascal",
+    "pascal": "pf-pascal",
+    "cub-200-2011": "cub",
+    "cub200": "cub",
+    "ap10k": "ap10k-intra-species",
+    "ap-10k": "ap10k-intra-species",
+}
 
 
 def get_benchmark(name: str) -> Benchmark:
@@ -67,8 +87,9 @@ def get_benchmark(name: str) -> Benchmark:
     return BENCHMARKS[key]
 
 
-def load_benchmark(benchmark: Benchmark, root: str | Path, split: str | None = None, *, outside: str = "leave out",
-                   **options: Any) -> tuple[str, list[Pair]]:
+def load_benchmark(
+    benchmark: Benchmark, root: str | Path, split: str | None = None, *, outside: str = "leave out", **options: Any
+) -> tuple[str, list[Pair]]:
     """``(split, pairs)`` of a benchmark; ``options`` go to its loader (e.g. ``layout="small"``).
 
     Args:
@@ -91,6 +112,8 @@ def leave_out_outside(pairs: list[Pair], what: str) -> list[Pair]:
     warning naming ``what`` (e.g. ``SPair-71k test``)."""
     pairs, outside = without_outside_keypoints(pairs)
     if outside:
-        warnings.warn(f"{what}: {len(outside)} annotated keypoint(s) lie outside their image and are left out, "
-                      f"e.g. {outside[0]}", stacklevel=3)
+        warnings.warn(
+            f"{what}: {len(outside)} annotated keypoint(s) lie outside their image and are left out, e.g. {outside[0]}",
+            stacklevel=3,
+        )
     return pairs

@@ -47,8 +47,9 @@ def _unit(count: Count, value: int) -> str:
     return f"{value:,} {count.kind if value != 1 else count.kind[:-1]}"
 
 
-def check_counts(folder: Path, counts: tuple[Count, ...] | list[Count], recorded: dict[str, int]
-                 ) -> tuple[list[CheckResult], dict[str, int]]:
+def check_counts(
+    folder: Path, counts: tuple[Count, ...] | list[Count], recorded: dict[str, int]
+) -> tuple[list[CheckResult], dict[str, int]]:
     """Every count under ``folder`` against the catalog's figure, else ``recorded`` (the lock's).
 
     Returns:
@@ -70,8 +71,9 @@ def check_counts(folder: Path, counts: tuple[Count, ...] | list[Count], recorded
         if expected is None or value == expected:
             results.append(CheckResult(True, f"{count.pattern}: {_unit(count, value)} ({source})"))
         else:
-            results.append(CheckResult(False, f"{count.pattern}: {_unit(count, value)}, expected {expected:,} "
-                                              f"({source})"))
+            results.append(
+                CheckResult(False, f"{count.pattern}: {_unit(count, value)}, expected {expected:,} ({source})")
+            )
     return results, measured
 
 
@@ -92,9 +94,13 @@ def check_load(load: Load, loader_root: Path, counts: dict[str, int]) -> CheckRe
 
 def co3d_counts(category: str) -> tuple[Count, ...]:
     """The counts of one extracted CO3D category (figures recorded at its first download)."""
-    return (Count(f"{category}/frame_annotations.jgz", 1), Count(f"{category}/sequence_annotations.jgz", 1),
-            Count(f"{category}/set_lists/*.json", None), Count(f"{category}/*/images", None, "folders"),
-            Count(f"{category}/*/images/*.jpg", None))
+    return (
+        Count(f"{category}/frame_annotations.jgz", 1),
+        Count(f"{category}/sequence_annotations.jgz", 1),
+        Count(f"{category}/set_lists/*.json", None),
+        Count(f"{category}/*/images", None, "folders"),
+        Count(f"{category}/*/images/*.jpg", None),
+    )
 
 
 def check_co3d_frames(folder: Path, category: str) -> CheckResult:
@@ -106,6 +112,7 @@ def check_co3d_frames(folder: Path, category: str) -> CheckResult:
     paths = [frame.get("image", {}).get("path") if isinstance(frame, dict) else None for frame in frames]
     missing = [path for path in paths if not (isinstance(path, str) and (folder / path).is_file())]
     if missing:
-        return CheckResult(False, f"{category}: {len(missing):,} of {len(frames):,} annotated frames have no image, "
-                                  f"e.g. {missing[0]}")
+        return CheckResult(
+            False, f"{category}: {len(missing):,} of {len(frames):,} annotated frames have no image, e.g. {missing[0]}"
+        )
     return CheckResult(True, f"{category}: all {len(frames):,} annotated frames have their image")

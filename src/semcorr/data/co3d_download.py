@@ -48,8 +48,10 @@ def choose_categories(links: dict[str, Any], categories: list[str], dataset: str
     chosen = [c.strip() for c in categories if c.strip()]
     unknown = [c for c in chosen if c not in available]
     if unknown or not chosen:
-        raise InputError(f"--categories: {dataset} has no category {unknown[0] if unknown else ''!r}; "
-                         f"choose among: {', '.join(available)} (or all)")
+        raise InputError(
+            f"--categories: {dataset} has no category {unknown[0] if unknown else ''!r}; "
+            f"choose among: {', '.join(available)} (or all)"
+        )
     return list(dict.fromkeys(chosen))
 
 
@@ -65,16 +67,17 @@ def download_categories(fetcher: Fetcher, categories: list[str], *, keep_archive
     remove_stale_temporaries(folder.glob(".*.tmp"))
     foreign = [c for c in chosen if (folder / c).exists() and c not in fetcher.lock.categories]
     if foreign:
-        raise InputError(f"{folder / foreign[0]}: already exists, but semcorr has no record of downloading it; "
-                         "move it away to download it afresh")
+        raise InputError(
+            f"{folder / foreign[0]}: already exists, but semcorr has no record of downloading it; "
+            "move it away to download it afresh"
+        )
     todo = [c for c in chosen if c not in fetcher.lock.categories or not (folder / c).is_dir()]
     metadata = [_zip_file(url, sums) for url in links.get("METADATA", [])]
     metadata = [DataFile(f.name, f.url, archive=False) for f in metadata if not (folder / f.name).is_file()]
     zips = {category: tuple(_zip_file(url, sums) for url in links[category]) for category in todo}
     files = [*metadata, *(f for category in todo for f in zips[category])]
     already = f"; {len(chosen) - len(todo)} already there" if len(todo) < len(chosen) else ""
-    fetcher.show_plan(files, folder, f" ({len(todo)} categor{'y' if len(todo) == 1 else 'ies'} to download"
-                                     f"{already})")
+    fetcher.show_plan(files, folder, f" ({len(todo)} categor{'y' if len(todo) == 1 else 'ies'} to download{already})")
     if dry_run:
         return
     for file in metadata:
@@ -92,6 +95,9 @@ def download_categories(fetcher: Fetcher, categories: list[str], *, keep_archive
             path.unlink()
     for category in todo:
         say(f"{dataset.name}: {category} ({len(zips[category])} zip(s))")
-        build_part(fetcher, Part(zips[category], folder / category, co3d_counts(category), inner=category,
-                                 category=category), keep_archives=keep_archives)
+        build_part(
+            fetcher,
+            Part(zips[category], folder / category, co3d_counts(category), inner=category, category=category),
+            keep_archives=keep_archives,
+        )
     say(f"{dataset.name}: {', '.join(chosen)} ready in {folder}")

@@ -52,15 +52,17 @@ def _read_table(path: Path, columns: tuple[str, ...]) -> list[list[str]]:
         if not fields:
             continue
         if len(fields) < len(columns):
-            raise InputError(f"{path}: line {number}: expected {' '.join(f'<{c}>' for c in columns)}, "
-                             f"missing field '{columns[len(fields)]}'")
+            raise InputError(
+                f"{path}: line {number}: expected {' '.join(f'<{c}>' for c in columns)}, "
+                f"missing field '{columns[len(fields)]}'"
+            )
         rows.append(fields if columns[-1] != "image_name" else [fields[0], " ".join(fields[1:])])
     return rows
 
 
 def _numbers(path: Path, row: list[str], columns: tuple[str, ...], number: int) -> list[float]:
     try:
-        return [float(v) for v in row[1:len(columns)]]
+        return [float(v) for v in row[1 : len(columns)]]
     except ValueError:
         raise InputError(f"{path}: line {number}: fields {', '.join(columns[1:])} must be numbers") from None
 
@@ -117,12 +119,15 @@ def candidate_pairs(annotations: _Annotations, split: str) -> list[tuple[str, st
     members: dict[int, list[str]] = {}
     for image_id in annotations.order:
         if annotations.need(annotations.is_train, image_id, "train_test_split.txt") == wanted:
-            members.setdefault(annotations.need(annotations.labels, image_id, "image_class_labels.txt"), []).append(image_id)
+            members.setdefault(annotations.need(annotations.labels, image_id, "image_class_labels.txt"), []).append(
+                image_id
+            )
     return [pair for label in sorted(members) for pair in itertools.combinations(members[label], 2)]
 
 
-def load_cub(root: str | Path, split: str = "test", *, n_pairs: int | None = DEFAULT_PAIRS,
-             seed: int = DEFAULT_SEED) -> list[Pair]:
+def load_cub(
+    root: str | Path, split: str = "test", *, n_pairs: int | None = DEFAULT_PAIRS, seed: int = DEFAULT_SEED
+) -> list[Pair]:
     """Random same-class pairs of a CUB-200-2011 split (1,000 test pairs, seed 42, by default).
 
     Args:
@@ -146,18 +151,28 @@ def load_cub(root: str | Path, split: str = "test", *, n_pairs: int | None = DEF
     for source_id, target_id in candidates:
         images = [root / "images" / annotations.names[i] for i in (source_id, target_id)]
         (source_points, source_visible), (target_points, target_visible) = (
-            annotations.keypoints(i) for i in (source_id, target_id))
+            annotations.keypoints(i) for i in (source_id, target_id)
+        )
         category = Path(annotations.names[source_id]).parent.name.split(".", 1)[-1]
-        pairs.append(Pair(
-            id=f"{source_id}-{target_id}:{category}", benchmark="cub", category=category,
-            source_image=images[0], target_image=images[1], source_points=source_points,
-            target_points=target_points, source_visible=source_visible, target_visible=target_visible,
-            keypoint_ids=np.asarray(annotations.part_ids) - 1,
-            source_box=annotations.need(annotations.boxes, source_id, "bounding_boxes.txt"),
-            target_box=annotations.need(annotations.boxes, target_id, "bounding_boxes.txt"),
-            source_size=sizes(images[0], root / "images.txt"), target_size=sizes(images[1], root / "images.txt"),
-            flags={"source_image_id": source_id, "target_image_id": target_id},
-        ))
+        pairs.append(
+            Pair(
+                id=f"{source_id}-{target_id}:{category}",
+                benchmark="cub",
+                category=category,
+                source_image=images[0],
+                target_image=images[1],
+                source_points=source_points,
+                target_points=target_points,
+                source_visible=source_visible,
+                target_visible=target_visible,
+                keypoint_ids=np.asarray(annotations.part_ids) - 1,
+                source_box=annotations.need(annotations.boxes, source_id, "bounding_boxes.txt"),
+                target_box=annotations.need(annotations.boxes, target_id, "bounding_boxes.txt"),
+                source_size=sizes(images[0], root / "images.txt"),
+                target_size=sizes(images[1], root / "images.txt"),
+                flags={"source_image_id": source_id, "target_image_id": target_id},
+            )
+        )
     return pairs
 
 

@@ -49,8 +49,9 @@ def resolve_mirror(mirror: str | None) -> str | None:
     parsed = urlparse(mirror)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         source = "--mirror" if mirror != os.environ.get(MIRROR_VARIABLE) else f"${MIRROR_VARIABLE}"
-        raise InputError(f"{source} {mirror!r}: must be an http(s) address (the mirror's base, serving "
-                         "<dataset>/<file>)")
+        raise InputError(
+            f"{source} {mirror!r}: must be an http(s) address (the mirror's base, serving <dataset>/<file>)"
+        )
     return mirror.rstrip("/")
 
 
@@ -69,10 +70,15 @@ class DataLock:
         self.dataset = dataset.name
         self.exists = self.path.is_file()
         content: dict[str, Any] = read_json(self.path, expect=dict) if self.exists else {}
-        if self.exists and (content.get("format") != LOCK_FORMAT or content.get("version") != LOCK_VERSION
-                            or content.get("dataset") != dataset.name):
-            raise InputError(f"{self.path}: not a semcorr data lock file of {dataset.name} (format {LOCK_FORMAT} "
-                             f"version {LOCK_VERSION}); move it away to download afresh")
+        if self.exists and (
+            content.get("format") != LOCK_FORMAT
+            or content.get("version") != LOCK_VERSION
+            or content.get("dataset") != dataset.name
+        ):
+            raise InputError(
+                f"{self.path}: not a semcorr data lock file of {dataset.name} (format {LOCK_FORMAT} "
+                f"version {LOCK_VERSION}); move it away to download afresh"
+            )
         self.files: dict[str, dict[str, Any]] = dict(content.get("files") or {})
         self.counts: dict[str, int] = dict(content.get("counts") or {})
         self.categories: list[str] = list(content.get("categories") or [])
@@ -82,9 +88,17 @@ class DataLock:
         return entry.get("sha256") if isinstance(entry, dict) else None
 
     def save(self) -> None:
-        write_json(self.path, {"format": LOCK_FORMAT, "version": LOCK_VERSION, "dataset": self.dataset,
-                               "categories": sorted(self.categories), "counts": dict(sorted(self.counts.items())),
-                               "files": dict(sorted(self.files.items()))})
+        write_json(
+            self.path,
+            {
+                "format": LOCK_FORMAT,
+                "version": LOCK_VERSION,
+                "dataset": self.dataset,
+                "categories": sorted(self.categories),
+                "counts": dict(sorted(self.counts.items())),
+                "files": dict(sorted(self.files.items())),
+            },
+        )
         self.exists = True
 
 
@@ -128,22 +142,36 @@ class Fetcher:
             if not target.is_file():
                 reason = self._unreachable(url)
                 if reason:
-                    raise DownloadError(f"{self.dataset.name}: cannot download {url} ({reason}); fetch it where the "
-                                        f"internet is reachable and put it at {target}, or use --mirror")
-            download_file(url, target, progress=self.progress if progress is None else progress,
-                          description=f"{self.dataset.name}: {file.name}", sha256=expected, sha256_source=source)
+                    raise DownloadError(
+                        f"{self.dataset.name}: cannot download {url} ({reason}); fetch it where the "
+                        f"internet is reachable and put it at {target}, or use --mirror"
+                    )
+            download_file(
+                url,
+                target,
+                progress=self.progress if progress is None else progress,
+                description=f"{self.dataset.name}: {file.name}",
+                sha256=expected,
+                sha256_source=source,
+            )
             if not file.archive and is_web_page(target):  # archives: refused by name when extracted
                 target.unlink()
-                raise DownloadError(f"{url}: the server sent a web page instead of {file.name} (a login, quota or "
-                                    "warning page?); it was deleted")
+                raise DownloadError(
+                    f"{url}: the server sent a web page instead of {file.name} (a login, quota or "
+                    "warning page?); it was deleted"
+                )
         except DownloadError as error:
             if file.required:
                 raise
             warnings.warn(f"{self.dataset.name}: optional file {file.name} skipped: {error}", stacklevel=2)
             return None
         sha256 = expected or self._check_catalog_checksum(file, target)
-        self.fetched[file.name] = {"url": url, "bytes": target.stat().st_size, "sha256": sha256,
-                                   "checked": checked if expected else "recorded at this first download"}
+        self.fetched[file.name] = {
+            "url": url,
+            "bytes": target.stat().st_size,
+            "sha256": sha256,
+            "checked": checked if expected else "recorded at this first download",
+        }
         return target
 
     def _check_catalog_checksum(self, file: DataFile, target: Path) -> str:
@@ -153,10 +181,15 @@ class Fetcher:
         if kind and digests[kind] != value:
             if file.trusted:
                 target.unlink()
-                raise DownloadError(f"{self.url(file)}: {kind} {digests[kind]} differs from the publisher's ({value}); "
-                                    "the file was deleted")
-            warnings.warn(f"{self.dataset.name}: {file.name} has {kind} {digests[kind]}, not the unverified {value} "
-                          "that public loaders use; its SHA-256 is recorded in the lock file", stacklevel=3)
+                raise DownloadError(
+                    f"{self.url(file)}: {kind} {digests[kind]} differs from the publisher's ({value}); "
+                    "the file was deleted"
+                )
+            warnings.warn(
+                f"{self.dataset.name}: {file.name} has {kind} {digests[kind]}, not the unverified {value} "
+                "that public loaders use; its SHA-256 is recorded in the lock file",
+                stacklevel=3,
+            )
         return digests[kind] if kind == "sha256" else digests["sha256"]
 
     def show_plan(self, files: Sequence[DataFile], destination: Path, extra: str = "") -> None:
@@ -173,13 +206,16 @@ class Fetcher:
         known = sum(s for s in sizes if s is not None)
         unknown = [f.name for f, s in zip(files, sizes, strict=True) if s is None]
         total = (f"{_human(known)} in {len(files) - len(unknown)} file(s)" if known else "") + (
-            f"{' + ' if known else ''}{len(unknown)} file(s) of unknown size" if unknown else "")
+            f"{' + ' if known else ''}{len(unknown)} file(s) of unknown size" if unknown else ""
+        )
         dataset = self.dataset
         if not dataset.size.startswith("unknown"):
             total += f"; {dataset.size}"
-        say(f"{dataset.name}: {dataset.title}\n  source:      {dataset.source}\n  licence:     {dataset.licence}\n"
+        say(
+            f"{dataset.name}: {dataset.title}\n  source:      {dataset.source}\n  licence:     {dataset.licence}\n"
             f"  by downloading you accept: {dataset.terms}\n  size:        {total}\n"
-            f"  destination: {destination}{extra}\n  from:        {self.mirror or 'the publishers'}")
+            f"  destination: {destination}{extra}\n  from:        {self.mirror or 'the publishers'}"
+        )
 
 
 def _human(size: float) -> str:
@@ -239,15 +275,20 @@ def build_part(fetcher: Fetcher, part: Part, *, keep_archives: bool) -> None:
         failed = [result for result in results if not result.ok]
         if failed:
             more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-            raise InputError(f"{name}: the extracted files do not have the expected layout: {failed[0].text}{more}; "
-                             f"nothing was installed; the downloads stay in {fetcher.downloads}")
+            raise InputError(
+                f"{name}: the extracted files do not have the expected layout: {failed[0].text}{more}; "
+                f"nothing was installed; the downloads stay in {fetcher.downloads}"
+            )
         for file, path in downloaded:
             if path is not None and file.name in fetcher.fetched:
                 kept = keep_archives and file.archive
-                fetcher.fetched[file.name]["path"] = (str(path.relative_to(fetcher.root)) if kept else
-                                                      None if file.archive else
-                                                      str((part.target / file.into / file.name).relative_to(
-                                                          fetcher.root)))
+                fetcher.fetched[file.name]["path"] = (
+                    str(path.relative_to(fetcher.root))
+                    if kept
+                    else None
+                    if file.archive
+                    else str((part.target / file.into / file.name).relative_to(fetcher.root))
+                )
         fetcher.lock.files.update(fetcher.fetched)
         fetcher.lock.counts.update(measured)
         if part.category is not None and part.category not in fetcher.lock.categories:

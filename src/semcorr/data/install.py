@@ -41,9 +41,16 @@ from .fetch import DataLock, Fetcher, Part, build_part, dataset_path, resolve_mi
 from .prepare import PREPARATIONS
 
 
-def download_dataset(name: str, root: str | os.PathLike, *, mirror: str | None = None,
-                     categories: Sequence[str] | None = None, keep_archives: bool = False, progress: bool = True,
-                     dry_run: bool = False) -> Path:
+def download_dataset(
+    name: str,
+    root: str | os.PathLike,
+    *,
+    mirror: str | None = None,
+    categories: Sequence[str] | None = None,
+    keep_archives: bool = False,
+    progress: bool = True,
+    dry_run: bool = False,
+) -> Path:
     """Download dataset ``name`` into ``root/<name>``, checked and extracted; nothing if it is there.
 
     Args:
@@ -66,8 +73,9 @@ def download_dataset(name: str, root: str | os.PathLike, *, mirror: str | None =
     if categories and not dataset.by_category:
         raise InputError(f"--categories applies to co3d and co3d-single-sequence, not {dataset.name}")
     if dataset.by_category and not categories:
-        raise InputError(f"{dataset.name}: choose categories with --categories a,b (or --categories all: "
-                         f"{dataset.size})")
+        raise InputError(
+            f"{dataset.name}: choose categories with --categories a,b (or --categories all: {dataset.size})"
+        )
     mirror = resolve_mirror(mirror)
     root = make_folder(check_output_folder(Path(root).expanduser().absolute(), what="data root"))
     busy = f"{root}: another `semcorr data download {dataset.name}` is running into this root; wait for it"
@@ -80,13 +88,16 @@ def download_dataset(name: str, root: str | os.PathLike, *, mirror: str | None =
         final = root / dataset.name
         if final.exists():
             if not fetcher.lock.exists:
-                raise InputError(f"{final}: already exists, but semcorr has no record of downloading it (no "
-                                 f"{fetcher.lock.path}); check it with `semcorr data verify {dataset.name} --root "
-                                 f"{root}`, or move it away to download afresh")
+                raise InputError(
+                    f"{final}: already exists, but semcorr has no record of downloading it (no "
+                    f"{fetcher.lock.path}); check it with `semcorr data verify {dataset.name} --root "
+                    f"{root}`, or move it away to download afresh"
+                )
             say(f"{dataset.name}: already in {final} (`semcorr data verify` checks it)")
             return dataset_path(name, root)
-        fetcher.show_plan(dataset.files, final, "" if keep_archives else
-                          f" (downloads in {fetcher.downloads}, deleted once complete)")
+        fetcher.show_plan(
+            dataset.files, final, "" if keep_archives else f" (downloads in {fetcher.downloads}, deleted once complete)"
+        )
         if dry_run:
             return dataset_path(name, root)
         prepare = PREPARATIONS[dataset.prepare] if dataset.prepare is not None else None

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import types
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._moved import renamed_names
-from ..extras import require_extra
 from ..errors import InputError
+from ..extras import require_extra
 
 
 def _frozen(array: Any, dtype: Any, shape: tuple[int | None, ...], name: str) -> np.ndarray:
@@ -71,7 +72,8 @@ class Pair:
         points = _frozen(self.source_points, np.float32, (None, 2), "source_points")
         count = points.shape[0]
         values = {
-            "source_image": Path(self.source_image), "target_image": Path(self.target_image),
+            "source_image": Path(self.source_image),
+            "target_image": Path(self.target_image),
             "source_points": points,
             "target_points": _frozen(self.target_points, np.float32, (count, 2), "target_points"),
             "source_visible": _frozen(self.source_visible, bool, (count,), "source_visible"),
@@ -124,21 +126,32 @@ def without_outside_keypoints(pairs: list[Pair]) -> tuple[list[Pair], list[str]]
         if source_inside.all() and target_inside.all():
             checked.append(pair)
             continue
-        for side, inside, points, size in (("source", source_inside, pair.source_points, pair.source_size),
-                                           ("target", target_inside, pair.target_points, pair.target_size)):
+        for side, inside, points, size in (
+            ("source", source_inside, pair.source_points, pair.source_size),
+            ("target", target_inside, pair.target_points, pair.target_size),
+        ):
             for row in np.flatnonzero(~inside):
                 x, y = (float(v) for v in points[row])
                 found.append(f"pair {pair.id}, {side} keypoint {row} at ({x:g}, {y:g}) in a {size[1]}x{size[0]} image")
-        checked.append(dataclasses.replace(pair, source_visible=pair.source_visible & source_inside,
-                                           target_visible=pair.target_visible & target_inside))
+        checked.append(
+            dataclasses.replace(
+                pair,
+                source_visible=pair.source_visible & source_inside,
+                target_visible=pair.target_visible & target_inside,
+            )
+        )
     return checked, found
 
 
 def _inside(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     height, width = size
     x, y = points[:, 0], points[:, 1]
-    return ((x >= -OUTSIDE_TOLERANCE) & (x <= width + OUTSIDE_TOLERANCE) & (y >= -OUTSIDE_TOLERANCE)
-            & (y <= height + OUTSIDE_TOLERANCE))
+    return (
+        (x >= -OUTSIDE_TOLERANCE)
+        & (x <= width + OUTSIDE_TOLERANCE)
+        & (y >= -OUTSIDE_TOLERANCE)
+        & (y <= height + OUTSIDE_TOLERANCE)
+    )
 
 
 def dataset_root(root: str | Path, what: str, *, file_suffix: str | None = None) -> Path:

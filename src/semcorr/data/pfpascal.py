@@ -29,9 +29,28 @@ import numpy as np
 from ..errors import InputError
 from .pairs import ImageSizes, Pair, box_of_points, dataset_root, read_mat
 
-CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-           "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
-           "tvmonitor")
+CLASSES = (
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
+)
 SPLITS = ("trn", "val", "test")
 _SPLIT_NAMES = {"trn": ("trn", "train"), "val": ("val",), "test": ("test",)}
 _COLUMNS = ("source_image", "target_image", "class")
@@ -128,8 +147,10 @@ def load_pf_pascal(root: str | Path, split: str = "test") -> list[Pair]:
         if has_coordinates:
             xa, ya, xb, yb = (_coordinates(row, name, csv_path, line) for name in ("XA", "YA", "XB", "YB"))
             if not len(xa) == len(ya) == len(xb) == len(yb):
-                raise InputError(f"{csv_path}: line {line}: XA, YA, XB, YB have {len(xa)}, {len(ya)}, {len(xb)}, "
-                                 f"{len(yb)} values; they must match")
+                raise InputError(
+                    f"{csv_path}: line {line}: XA, YA, XB, YB have {len(xa)}, {len(ya)}, {len(xb)}, "
+                    f"{len(yb)} values; they must match"
+                )
             source_points, target_points = np.stack([xa, ya], 1), np.stack([xb, yb], 1)
             keypoint_ids = np.arange(len(xa))
         else:
@@ -141,12 +162,23 @@ def load_pf_pascal(root: str | Path, split: str = "test") -> list[Pair]:
         count = len(source_points)
         source_box = boxes[0] if boxes[0] is not None else box_of_points(source_points)
         target_box = boxes[1] if boxes[1] is not None else box_of_points(target_points)
-        pairs.append(Pair(
-            id=f"{index:04d}-{images[0].stem}-{images[1].stem}:{category}", benchmark="pf-pascal", category=category,
-            source_image=images[0], target_image=images[1], source_points=source_points, target_points=target_points,
-            source_visible=np.ones(count, bool), target_visible=np.ones(count, bool), keypoint_ids=keypoint_ids,
-            source_box=source_box, target_box=target_box,
-            source_size=sizes(images[0], csv_path), target_size=sizes(images[1], csv_path),
-            flags={"box_from": "annotation" if boxes[1] is not None else "keypoints", **_flip(row)},
-        ))
+        pairs.append(
+            Pair(
+                id=f"{index:04d}-{images[0].stem}-{images[1].stem}:{category}",
+                benchmark="pf-pascal",
+                category=category,
+                source_image=images[0],
+                target_image=images[1],
+                source_points=source_points,
+                target_points=target_points,
+                source_visible=np.ones(count, bool),
+                target_visible=np.ones(count, bool),
+                keypoint_ids=keypoint_ids,
+                source_box=source_box,
+                target_box=target_box,
+                source_size=sizes(images[0], csv_path),
+                target_size=sizes(images[1], csv_path),
+                flags={"box_from": "annotation" if boxes[1] is not None else "keypoints", **_flip(row)},
+            )
+        )
     return pairs

@@ -44,8 +44,9 @@ def read_keypoints(path: Path) -> np.ndarray:
     contents = read_mat(path, "pts_coord")
     coords = np.asarray(contents["pts_coord"], dtype=np.float64)
     if coords.ndim != 2 or coords.shape[0] != 2 or coords.shape[1] < 1 or not np.isfinite(coords).all():
-        raise InputError(f"{path}: field 'pts_coord' must be 2 x N finite coordinates (x row, y row), "
-                         f"got shape {coords.shape}")
+        raise InputError(
+            f"{path}: field 'pts_coord' must be 2 x N finite coordinates (x row, y row), got shape {coords.shape}"
+        )
     return coords.T.astype(np.float32)
 
 
@@ -83,13 +84,23 @@ def load_pf_willow(root: str | Path, split: str = "test") -> list[Pair]:
                 if source_name == target_name:
                     continue
                 count = len(source_points)
-                pairs.append(Pair(
-                    id=f"{subclass}/{source_name}-{target_name}", benchmark="pf-willow", category=category,
-                    source_image=source_image, target_image=target_image,
-                    source_points=source_points, target_points=target_points,
-                    source_visible=np.ones(count, bool), target_visible=np.ones(count, bool),
-                    keypoint_ids=np.arange(count), source_box=box_of_points(source_points),
-                    target_box=box_of_points(target_points), source_size=source_size, target_size=target_size,
-                    flags={"subclass": subclass},
-                ))
+                pairs.append(
+                    Pair(
+                        id=f"{subclass}/{source_name}-{target_name}",
+                        benchmark="pf-willow",
+                        category=category,
+                        source_image=source_image,
+                        target_image=target_image,
+                        source_points=source_points,
+                        target_points=target_points,
+                        source_visible=np.ones(count, bool),
+                        target_visible=np.ones(count, bool),
+                        keypoint_ids=np.arange(count),
+                        source_box=box_of_points(source_points),
+                        target_box=box_of_points(target_points),
+                        source_size=source_size,
+                        target_size=target_size,
+                        flags={"subclass": subclass},
+                    )
+                )
     return pairs

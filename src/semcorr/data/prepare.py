@@ -36,9 +36,15 @@ from .catalog import COCO_IMAGES, COCO_SUBSET_SIZE, DataFile
 from .fetch import Fetcher, place, say
 
 AP10K_FILES = ("ap10k-train-split1.json", "ap10k-test-split1.json", "ap10k-val-split1.json")
-AP10K_SETS = (("intra-species", "trn", "trn"), ("intra-species", "val", "val"), ("intra-species", "test", "test"),
-              ("cross-species", "val", "val_cross_species"), ("cross-species", "test", "test_cross_species"),
-              ("cross-family", "val", "val_cross_family"), ("cross-family", "test", "test_cross_family"))
+AP10K_SETS = (
+    ("intra-species", "trn", "trn"),
+    ("intra-species", "val", "val"),
+    ("intra-species", "test", "test"),
+    ("cross-species", "val", "val_cross_species"),
+    ("cross-species", "test", "test_cross_species"),
+    ("cross-family", "val", "val_cross_family"),
+    ("cross-family", "test", "test_cross_family"),
+)
 SEED = 42
 DOWNLOAD_THREADS = 8
 
@@ -111,8 +117,9 @@ def _json(value: Any) -> str:
     return json.dumps(value, allow_nan=False) + "\n"
 
 
-def choose_coco_subset(data: dict[str, Any], count: int = COCO_SUBSET_SIZE, seed: int = SEED
-                       ) -> list[tuple[dict[str, Any], str]]:
+def choose_coco_subset(
+    data: dict[str, Any], count: int = COCO_SUBSET_SIZE, seed: int = SEED
+) -> list[tuple[dict[str, Any], str]]:
     """DistillDIFT's training images from a COCO instances file: ``(image entry, category name)``.
 
     Images with at least one ``iscrowd == 0`` annotation, in the file's image order; category = the
@@ -139,8 +146,10 @@ def prepare_coco_subset(stage: Path, fetcher: Fetcher) -> None:
     annotations = stage / "annotations" / "instances_train2017.json"
     say(f"{fetcher.dataset.name}: choosing the images (reading {annotations.name})")
     chosen = choose_coco_subset(read_json(annotations, expect=dict), COCO_SUBSET_SIZE)
-    files = [DataFile(f"train2017/{image['file_name']}", f"{COCO_IMAGES}/{image['file_name']}", archive=False)
-             for image, _ in chosen]
+    files = [
+        DataFile(f"train2017/{image['file_name']}", f"{COCO_IMAGES}/{image['file_name']}", archive=False)
+        for image, _ in chosen
+    ]
     say(f"{fetcher.dataset.name}: downloading {len(files):,} images")
 
     def fetch(file: DataFile) -> Path | None:
@@ -148,8 +157,13 @@ def prepare_coco_subset(stage: Path, fetcher: Fetcher) -> None:
 
     pool = ThreadPoolExecutor(DOWNLOAD_THREADS)
     try:
-        with tqdm(total=len(files), unit="image", desc=f"{fetcher.dataset.name}: images",
-                  disable=not fetcher.progress, leave=False) as bar:
+        with tqdm(
+            total=len(files),
+            unit="image",
+            desc=f"{fetcher.dataset.name}: images",
+            disable=not fetcher.progress,
+            leave=False,
+        ) as bar:
             for _ in pool.map(fetch, files):  # the first failure stops the run; what arrived is kept
                 bar.update(1)
     finally:

@@ -29,12 +29,23 @@ from .pairs import ImageSizes, Pair, as_box, as_points, check_image, find_datase
 
 SPLITS = ("trn", "val", "test")
 # find_dataset_folder's arguments: the root itself or its SPair-71k/ subfolder, whichever holds PairAnnotation/
-FOLDER = ("SPair-71k", "PairAnnotation", "an SPair-71k folder (expected PairAnnotation/ and JPEGImages/ in it or in "
-          "its SPair-71k/ subfolder)")
+FOLDER = (
+    "SPair-71k",
+    "PairAnnotation",
+    "an SPair-71k folder (expected PairAnnotation/ and JPEGImages/ in it or in its SPair-71k/ subfolder)",
+)
 LAYOUTS = ("large", "small")
 _SPLIT_ALIASES = {"train": "trn", "validation": "val"}
-_FLAG_FIELDS = ("mirror", "viewpoint_variation", "scale_variation", "truncation", "occlusion",
-                "src_pose", "trg_pose", "pair_id")
+_FLAG_FIELDS = (
+    "mirror",
+    "viewpoint_variation",
+    "scale_variation",
+    "truncation",
+    "occlusion",
+    "src_pose",
+    "trg_pose",
+    "pair_id",
+)
 
 
 def pair_names(root: Path, split: str, layout: str | None) -> list[str]:
@@ -84,8 +95,9 @@ def _read_pair(root: Path, path: Path, sizes: ImageSizes, seen: set[Path]) -> Pa
     source_points = as_points(require(data, "src_kps", path), "src_kps", path)
     target_points = as_points(require(data, "trg_kps", path), "trg_kps", path)
     if len(source_points) != len(target_points):
-        raise InputError(f"{path}: field 'src_kps' has {len(source_points)} points but 'trg_kps' has "
-                         f"{len(target_points)}")
+        raise InputError(
+            f"{path}: field 'src_kps' has {len(source_points)} points but 'trg_kps' has {len(target_points)}"
+        )
     count = len(source_points)
     ids = data.get("kps_ids", list(range(count)))
     try:
@@ -96,10 +108,16 @@ def _read_pair(root: Path, path: Path, sizes: ImageSizes, seen: set[Path]) -> Pa
         raise InputError(f"{path}: field 'kps_ids' must list {count} integer keypoint ids")
     flags = {name: data[name] for name in _FLAG_FIELDS if name in data}
     return Pair(
-        id=path.stem, benchmark="spair", category=category,
-        source_image=source_image, target_image=target_image,
-        source_points=source_points, target_points=target_points,
-        source_visible=np.ones(count, bool), target_visible=np.ones(count, bool), keypoint_ids=keypoint_ids,
+        id=path.stem,
+        benchmark="spair",
+        category=category,
+        source_image=source_image,
+        target_image=target_image,
+        source_points=source_points,
+        target_points=target_points,
+        source_visible=np.ones(count, bool),
+        target_visible=np.ones(count, bool),
+        keypoint_ids=keypoint_ids,
         source_box=as_box(require(data, "src_bndbox", path), "src_bndbox", path),
         target_box=as_box(require(data, "trg_bndbox", path), "trg_bndbox", path),
         source_size=_size(data, "src_imsize", path, source_image, sizes),
@@ -120,8 +138,10 @@ def _size(data: dict, name: str, path: Path, image: Path, sizes: ImageSizes) -> 
         raise InputError(f"{path}: field '{name}' must be [width, height, channels]")
     stated = (int(value[1]), int(value[0]))
     if stated != actual:
-        raise InputError(f"{path}: field '{name}' says {stated[1]}x{stated[0]} pixels, but {image} is "
-                         f"{actual[1]}x{actual[0]}; the annotation does not fit this image")
+        raise InputError(
+            f"{path}: field '{name}' says {stated[1]}x{stated[0]} pixels, but {image} is "
+            f"{actual[1]}x{actual[0]}; the annotation does not fit this image"
+        )
     return stated
 
 

@@ -97,8 +97,13 @@ def verify_dataset(name: str, root: str | os.PathLike, *, load: bool = False) ->
     lock = DataLock(root, dataset)
     results: list[CheckResult] = []
     if not lock.exists:
-        results.append(CheckResult(True, f"no {lock.path.name}: not downloaded by semcorr, so no checksums to "
-                                         "compare; counts checked against the publisher's figures only"))
+        results.append(
+            CheckResult(
+                True,
+                f"no {lock.path.name}: not downloaded by semcorr, so no checksums to "
+                "compare; counts checked against the publisher's figures only",
+            )
+        )
     results += check_kept_files(root, lock)
     if dataset.by_category:
         categories = lock.categories or sorted(p.parent.name for p in folder.glob("*/frame_annotations.jgz"))
@@ -112,8 +117,9 @@ def verify_dataset(name: str, root: str | os.PathLike, *, load: bool = False) ->
         counted, measured = check_counts(folder, dataset.counts, lock.counts)
         results += counted
         if load:
-            results += [check_load(check, dataset_path(name, root), {**lock.counts, **measured})
-                        for check in dataset.loads]
+            results += [
+                check_load(check, dataset_path(name, root), {**lock.counts, **measured}) for check in dataset.loads
+            ]
     return Verification(dataset.name, folder, results)
 
 

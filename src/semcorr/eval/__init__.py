@@ -13,9 +13,18 @@ from __future__ import annotations
 from .._lazy import lazy_namespace
 
 _EXPORTS = {
-    "PCKSettings": "pck", "correct_keypoints": "pck", "random_guess_correct": "pck", "summarize": "pck",
-    "threshold_length": "pck", "evaluate": "runner", "evaluate_models": "runner", "FeatureCache": "cache",
-    "format_table": "report", "format_comparison": "report", "PROTOCOLS": "protocols", "Protocol": "protocols",
+    "PCKSettings": "pck",
+    "correct_keypoints": "pck",
+    "random_guess_correct": "pck",
+    "summarize": "pck",
+    "threshold_length": "pck",
+    "evaluate": "runner",
+    "evaluate_models": "runner",
+    "FeatureCache": "cache",
+    "format_table": "report",
+    "format_comparison": "report",
+    "PROTOCOLS": "protocols",
+    "Protocol": "protocols",
     "get_protocol": "protocols",
 }
 __all__ = sorted(_EXPORTS)

@@ -23,8 +23,9 @@ import shutil
 import tempfile
 import uuid
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -65,8 +66,13 @@ def _earlier_caches(base: Path) -> list[Path]:
     """Folders of the evaluation cache of semcorr before the feature store: flat .safetensors files."""
     if not base.is_dir():
         return []
-    return sorted(folder for folder in base.iterdir() if folder.is_dir() and not (folder / "config.json").exists()
-                  and next(folder.glob("*.safetensors"), None) is not None)
+    return sorted(
+        folder
+        for folder in base.iterdir()
+        if folder.is_dir()
+        and not (folder / "config.json").exists()
+        and next(folder.glob("*.safetensors"), None) is not None
+    )
 
 
 class FeatureCache:
@@ -84,9 +90,17 @@ class FeatureCache:
         workers: processes decoding images (``None``: one per CPU, at most 8; 0: none).
     """
 
-    def __init__(self, extractor: Extractor, *, mode: CacheMode = "auto", cache_dir: str | Path | None = None,
-                 batch_size: int = 8, progress: bool = True, memory_limit: int = DEFAULT_MEMORY_LIMIT,
-                 workers: int | None = None) -> None:
+    def __init__(
+        self,
+        extractor: Extractor,
+        *,
+        mode: CacheMode = "auto",
+        cache_dir: str | Path | None = None,
+        batch_size: int = 8,
+        progress: bool = True,
+        memory_limit: int = DEFAULT_MEMORY_LIMIT,
+        workers: int | None = None,
+    ) -> None:
         if mode not in CACHE_MODES:
             raise InputError(f"feature cache must be one of {CACHE_MODES}, got {mode!r}")
         if batch_size < 1:
@@ -102,7 +116,8 @@ class FeatureCache:
         self._recent: LRU[str, _Stored] = LRU(RECENT_ENTRIES)
         self.computed = 0  # images whose features this cache computed (the rest came from disk)
         self._upsampled: LRU[tuple[_Key, int | None], FeatureMap] = LRU(
-            max_bytes=DEFAULT_UPSAMPLED_LIMIT, size=lambda fmap: fmap.features.numel() * fmap.features.element_size())
+            max_bytes=DEFAULT_UPSAMPLED_LIMIT, size=lambda fmap: fmap.features.numel() * fmap.features.element_size()
+        )
 
     @property
     def upsampled_limit(self) -> int:
@@ -126,8 +141,11 @@ class FeatureCache:
                 base = self._cache_dir
                 earlier = _earlier_caches(self._cache_dir)
                 if earlier:
-                    warnings.warn(f"{self._cache_dir}: {len(earlier)} folders of the earlier evaluation cache "
-                                  f"(e.g. {earlier[0].name}) are no longer read; delete them", stacklevel=4)
+                    warnings.warn(
+                        f"{self._cache_dir}: {len(earlier)} folders of the earlier evaluation cache "
+                        f"(e.g. {earlier[0].name}) are no longer read; delete them",
+                        stacklevel=4,
+                    )
             identity = extractor_identity(self.extractor)
             if self.extractor.random_weights:  # never reused: the weights differ on every build
                 identity["build"] = uuid.uuid4().hex
@@ -147,8 +165,9 @@ class FeatureCache:
         try:
             return backend.get(name), backend.geometry(name), backend.norms(name)
         except (KeyError, CheckpointError) as error:  # a damaged file: say which, and how to recover
-            raise InputError(f"{backend.path(name)}: unreadable feature cache entry for {key[0]} ({error}); "
-                             "delete it and rerun") from None
+            raise InputError(
+                f"{backend.path(name)}: unreadable feature cache entry for {key[0]} ({error}); delete it and rerun"
+            ) from None
 
     def compute(self, images: Sequence[Path], *, flipped: Sequence[Path] = ()) -> None:
         """Extract (batched) the features of every image not stored yet.
@@ -167,8 +186,11 @@ class FeatureCache:
             return self._open_folder().put(entry.key, entry.features, entry.geometry, norms=entry.norms)
 
         writer = BackgroundWriter(write)
-        with worker_failures_explained(), tqdm(total=len(missing), desc="features", unit="img",
-                                               disable=not self.progress) as bar, writer:
+        with (
+            worker_failures_explained(),
+            tqdm(total=len(missing), desc="features", unit="img", disable=not self.progress) as bar,
+            writer,
+        ):
             for batch in extract_batches(self.extractor, items, self.settings):
                 if batch.failures:
                     raise InputError(batch.failures[0][1])
@@ -205,8 +227,13 @@ class FeatureCache:
         features, geometry, norms = self._stored(image)
         device = self.extractor.device
         features = torch.nn.functional.normalize(features.to(device, torch.float32), dim=0)
-        fmap = FeatureMap(features[None], (geometry,), self.extractor.name, self.extractor.random_weights,
-                          norms=None if norms is None else norms[None].to(device)).upsample(grid)
+        fmap = FeatureMap(
+            features[None],
+            (geometry,),
+            self.extractor.name,
+            self.extractor.random_weights,
+            norms=None if norms is None else norms[None].to(device),
+        ).upsample(grid)
         return self._upsampled.put((image, grid), fmap)
 
     def feature_map(self, images: Sequence[Path], grid: int | None = None, *, flipped: bool = False) -> FeatureMap:
@@ -220,8 +247,13 @@ class FeatureCache:
         maps = [self._one((Path(image), bool(flipped)), grid) for image in images]
         stored_norms = [m.norms for m in maps if m.norms is not None]
         norms = torch.cat(stored_norms) if len(stored_norms) == len(maps) else None
-        return FeatureMap(torch.cat([m.features for m in maps]), tuple(m.geometries[0] for m in maps),
-                          self.extractor.name, self.extractor.random_weights, norms=norms)
+        return FeatureMap(
+            torch.cat([m.features for m in maps]),
+            tuple(m.geometries[0] for m in maps),
+            self.extractor.name,
+            self.extractor.random_weights,
+            norms=norms,
+        )
 
     def close(self) -> None:
         """Drop memory features; remove a temporary disk cache."""
@@ -233,7 +265,7 @@ class FeatureCache:
             self._temporary = None
             self._folder = None
 
-    def __enter__(self) -> "FeatureCache":
+    def __enter__(self) -> FeatureCache:
         return self
 
     def __exit__(self, *exc: object) -> None:

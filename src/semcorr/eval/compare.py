@@ -12,8 +12,9 @@ comparable: they are refused unless ``allow_mixed`` (then each column says what 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .. import __version__
 from ..errors import InputError
@@ -22,8 +23,19 @@ from .result import RESULT_CURVE_FORMAT, RESULT_FORMAT, RESULT_SET_FORMAT, RESUL
 
 # protocol keys that describe the rules in words (or say where they come from) rather than fix one
 WORDING = ("summary", "pck", "source", "deviations")
-REQUIRED = ("benchmark", "split", "model", "protocol", "pairs_digest", "per_category", "pck_per_keypoint",
-            "pck_per_image", "pck_category_mean", "n_pairs", "n_keypoints")
+REQUIRED = (
+    "benchmark",
+    "split",
+    "model",
+    "protocol",
+    "pairs_digest",
+    "per_category",
+    "pck_per_keypoint",
+    "pck_per_image",
+    "pck_category_mean",
+    "n_pairs",
+    "n_keypoints",
+)
 
 
 def _checked(value: Any, path: str) -> dict[str, Any]:
@@ -33,8 +45,10 @@ def _checked(value: Any, path: str) -> dict[str, Any]:
     if value["format"] != RESULT_FORMAT:
         raise InputError(f"{path}: not a semcorr results file (format {value['format']!r})")
     if value.get("version") != RESULT_VERSION:
-        raise InputError(f"{path}: semcorr results file version {value.get('version')!r}; this semcorr ({__version__}) "
-                         f"reads version {RESULT_VERSION}")
+        raise InputError(
+            f"{path}: semcorr results file version {value.get('version')!r}; this semcorr ({__version__}) "
+            f"reads version {RESULT_VERSION}"
+        )
     missing = [key for key in REQUIRED if key not in value]
     if missing:
         raise InputError(f"{path}: a damaged semcorr results file (no {', '.join(repr(k) for k in missing)})")
@@ -51,8 +65,10 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
     content = read_json(path)
     if isinstance(content, dict) and content.get("format") in (RESULT_SET_FORMAT, RESULT_CURVE_FORMAT):
         if content.get("version") != RESULT_VERSION:
-            raise InputError(f"{path}: semcorr results file version {content.get('version')!r}; this semcorr "
-                             f"({__version__}) reads version {RESULT_VERSION}")
+            raise InputError(
+                f"{path}: semcorr results file version {content.get('version')!r}; this semcorr "
+                f"({__version__}) reads version {RESULT_VERSION}"
+            )
         results = content.get("results")
         if isinstance(results, dict):  # a k-shot curve: one result per number of examples
             results = list(results.values())
@@ -70,8 +86,13 @@ def measured_rules(result: dict[str, Any]) -> dict[str, Any]:
     return {**rules, "threshold": pck.get("threshold", rules.get("threshold")), "pck": pck}
 
 
-def compare_results(results: Sequence[dict[str, Any]], labels: Sequence[str] | None = None, *,
-                    allow_mixed: bool = False, alpha: float | None = None) -> dict[str, Any]:
+def compare_results(
+    results: Sequence[dict[str, Any]],
+    labels: Sequence[str] | None = None,
+    *,
+    allow_mixed: bool = False,
+    alpha: float | None = None,
+) -> dict[str, Any]:
     """The comparison table of ``results`` as data.
 
     Args:
@@ -96,28 +117,46 @@ def compare_results(results: Sequence[dict[str, Any]], labels: Sequence[str] | N
         if measured_rules(result) != first_rules:
             mixed = True
             if not allow_mixed:
-                raise InputError(f"{label}: measured under protocol {result['protocol']['name']} with other rules than "
-                                 f"{labels[0]} ({first['protocol']['name']}); pass --allow-mixed to show them anyway")
+                raise InputError(
+                    f"{label}: measured under protocol {result['protocol']['name']} with other rules than "
+                    f"{labels[0]} ({first['protocol']['name']}); pass --allow-mixed to show them anyway"
+                )
         if result["pairs_digest"] != first["pairs_digest"]:
             mixed = True
             if not allow_mixed:
-                raise InputError(f"{label}: another pair list than {labels[0]} ({result['benchmark']} "
-                                 f"{result['split']}, {result['n_pairs']} pairs, vs {first['benchmark']} "
-                                 f"{first['split']}, {first['n_pairs']} pairs); pass --allow-mixed to show them anyway")
+                raise InputError(
+                    f"{label}: another pair list than {labels[0]} ({result['benchmark']} "
+                    f"{result['split']}, {result['n_pairs']} pairs, vs {first['benchmark']} "
+                    f"{first['split']}, {first['n_pairs']} pairs); pass --allow-mixed to show them anyway"
+                )
     keys = [set(r["pck_per_keypoint"]) for r in results]
-    shown = _alpha_key(alpha) if alpha is not None else ("0.1" if all("0.1" in k for k in keys)
-                                                        else next(iter(first["pck_per_keypoint"])))
+    shown = (
+        _alpha_key(alpha)
+        if alpha is not None
+        else ("0.1" if all("0.1" in k for k in keys) else next(iter(first["pck_per_keypoint"])))
+    )
     if not any(shown in k for k in keys):
         raise InputError(f"--alpha {shown}: no result has PCK at that threshold")
     categories = sorted({name for r in results for name in r["per_category"]})
     rows = [(name, [_headline(r["per_category"].get(name), shown) for r in results]) for name in categories]
-    rows += [("all, per keypoint", [r["pck_per_keypoint"].get(shown) for r in results]),
-             ("all, per image", [r["pck_per_image"].get(shown) for r in results]),
-             ("category mean", [r["pck_category_mean"].get(shown) for r in results])]
-    columns = [{"label": label, "model": r["model"], "weights_digest": r.get("weights_digest"),
-                "protocol": r["protocol"]["name"], "summary": r["protocol"].get("summary", ""),
-                "pairs_digest": r["pairs_digest"], "n_pairs": r["n_pairs"], "n_keypoints": r["n_keypoints"]}
-               for label, r in zip(labels, results)]
+    rows += [
+        ("all, per keypoint", [r["pck_per_keypoint"].get(shown) for r in results]),
+        ("all, per image", [r["pck_per_image"].get(shown) for r in results]),
+        ("category mean", [r["pck_category_mean"].get(shown) for r in results]),
+    ]
+    columns = [
+        {
+            "label": label,
+            "model": r["model"],
+            "weights_digest": r.get("weights_digest"),
+            "protocol": r["protocol"]["name"],
+            "summary": r["protocol"].get("summary", ""),
+            "pairs_digest": r["pairs_digest"],
+            "n_pairs": r["n_pairs"],
+            "n_keypoints": r["n_keypoints"],
+        }
+        for label, r in zip(labels, results)
+    ]
     title = f"{first.get('title', first['benchmark'])} {first['split']}"
     return {"title": title, "alpha": shown, "columns": columns, "rows": rows, "mixed": mixed}
 
@@ -139,21 +178,31 @@ def format_result_columns(comparison: dict[str, Any]) -> str:
     header = f"{'PCK@' + comparison['alpha']:<{width}}  " + "  ".join(f"{c['label']:>{cell}}" for c in columns)
     lines = [f"{comparison['title']}: {len(columns)} result(s)"]
     if comparison["mixed"]:
-        lines.append("mixed: the columns were measured under different rules or on different pairs "
-                     "(--allow-mixed); compare them with care")
-        lines += [f"  {c['label']}: {c['summary']}; pairs {c['pairs_digest'][:19]} ({c['n_pairs']} pairs)"
-                  for c in columns]
+        lines.append(
+            "mixed: the columns were measured under different rules or on different pairs "
+            "(--allow-mixed); compare them with care"
+        )
+        lines += [
+            f"  {c['label']}: {c['summary']}; pairs {c['pairs_digest'][:19]} ({c['n_pairs']} pairs)" for c in columns
+        ]
     else:
-        lines += [columns[0]["summary"], f"pairs {columns[0]['pairs_digest'][:19]} ({columns[0]['n_pairs']} pairs, "
-                                         f"{columns[0]['n_keypoints']} keypoints)"]
+        lines += [
+            columns[0]["summary"],
+            f"pairs {columns[0]['pairs_digest'][:19]} ({columns[0]['n_pairs']} pairs, "
+            f"{columns[0]['n_keypoints']} keypoints)",
+        ]
     lines += ["", header, "-" * len(header)]
     for i, (name, values) in enumerate(rows):
         if i == len(rows) - 3:
             lines.append("-" * len(header))
-        lines.append(f"{name:<{width}}  " + "  ".join(
-            f"{'-' if v is None else format(v, '.1f'):>{cell}}" for v in values))
-    lines += ["", "weights: " + "; ".join(f"{c['label']} {c['model']} {_short(c['weights_digest'])}" for c in columns),
-              "category rows: each result's headline average (see its protocol)"]
+        lines.append(
+            f"{name:<{width}}  " + "  ".join(f"{'-' if v is None else format(v, '.1f'):>{cell}}" for v in values)
+        )
+    lines += [
+        "",
+        "weights: " + "; ".join(f"{c['label']} {c['model']} {_short(c['weights_digest'])}" for c in columns),
+        "category rows: each result's headline average (see its protocol)",
+    ]
     return "\n".join(lines)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -54,11 +54,22 @@ def pairs_digest(pairs: Sequence[Pair]) -> str:
     """``sha256:<hex>`` of the pair list (see the module)."""
     digest = hashlib.sha256()
     for pair in pairs:
-        record = [pair.id, pair.benchmark, pair.category, _short_path(pair.source_image),
-                  _short_path(pair.target_image), list(pair.source_size), list(pair.target_size),
-                  _rounded(pair.source_box), _rounded(pair.target_box), pair.keypoint_ids.tolist(),
-                  pair.source_visible.tolist(), pair.target_visible.tolist(), _rounded(pair.source_points),
-                  _rounded(pair.target_points)]
+        record = [
+            pair.id,
+            pair.benchmark,
+            pair.category,
+            _short_path(pair.source_image),
+            _short_path(pair.target_image),
+            list(pair.source_size),
+            list(pair.target_size),
+            _rounded(pair.source_box),
+            _rounded(pair.target_box),
+            pair.keypoint_ids.tolist(),
+            pair.source_visible.tolist(),
+            pair.target_visible.tolist(),
+            _rounded(pair.source_points),
+            _rounded(pair.target_points),
+        ]
         digest.update(json.dumps(record, separators=(",", ":")).encode())
         digest.update(b"\n")
     return PREFIX + digest.hexdigest()

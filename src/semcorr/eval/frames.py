@@ -9,8 +9,9 @@ and a distance that lands on ``alpha * L`` is decided by that precision.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -56,8 +57,16 @@ class Frame:
     image_size: tuple[int, int] | None = None
 
     @classmethod
-    def of(cls, kind: FrameKind, image_size: tuple[int, int], canvas: int | None, *, clamp: bool = False,
-           length_rule: LengthRule = "own axis", precision: Precision = "float64") -> "Frame":
+    def of(
+        cls,
+        kind: FrameKind,
+        image_size: tuple[int, int],
+        canvas: int | None,
+        *,
+        clamp: bool = False,
+        length_rule: LengthRule = "own axis",
+        precision: Precision = "float64",
+    ) -> Frame:
         """The frame of an (H, W) image on a ``canvas``-wide square (``original``: the image itself)."""
         height, width = image_size
         size = (int(height), int(width))
@@ -110,8 +119,9 @@ class Frame:
         sx, sy = self.scale
         return max(sides[0] * sx, sides[1] * sy)
 
-    def correct(self, predicted: np.ndarray, target: np.ndarray, length: float, alphas: Sequence[float], *,
-                inclusive: bool) -> np.ndarray:
+    def correct(
+        self, predicted: np.ndarray, target: np.ndarray, length: float, alphas: Sequence[float], *, inclusive: bool
+    ) -> np.ndarray:
         """Which predictions are correct at each threshold, measured in this frame.
 
         Args:
@@ -142,14 +152,22 @@ class Frame:
         if self.precision == "float16":
             values = (np.float32(length) * alpha32).astype(np.float16).astype(np.float64)
         elif self.precision == "float32":
-            values = ((alpha32 * np.float32(length)).astype(np.float64) if self.length_rule == "frame side"
-                      else alpha32.astype(np.float64) * float(length))
+            values = (
+                (alpha32 * np.float32(length)).astype(np.float64)
+                if self.length_rule == "frame side"
+                else alpha32.astype(np.float64) * float(length)
+            )
         else:
             values = np.asarray(alphas, np.float64) * float(length)
         return [float(v) for v in values]
 
     def fields(self) -> dict[str, Any]:
         """The frame as data (saved with each pair's predictions)."""
-        return {"scale": list(self.scale), "offset": list(self.offset),
-                "clamp": list(self.clamp) if self.clamp else None, "side": self.side,
-                "length_rule": self.length_rule, "precision": self.precision}
+        return {
+            "scale": list(self.scale),
+            "offset": list(self.offset),
+            "clamp": list(self.clamp) if self.clamp else None,
+            "side": self.side,
+            "length_rule": self.length_rule,
+            "precision": self.precision,
+        }

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,7 +48,16 @@ from ..transfer.labeller import KeypointLabeller, TransferSettings
 from .cache import CacheMode, FeatureCache
 from .pck import PCKSettings, alpha_key, correct_keypoints, threshold_length
 from .protocols import SEMCORR
-from .result import RESULT_CURVE_FORMAT, RESULT_VERSION, Clock, make_result, open_benchmark, pck_settings, pck_text, score_predictions
+from .result import (
+    RESULT_CURVE_FORMAT,
+    RESULT_VERSION,
+    Clock,
+    make_result,
+    open_benchmark,
+    pck_settings,
+    pck_text,
+    score_predictions,
+)
 from .runner import protocol_rules
 
 
@@ -72,8 +82,9 @@ def annotated_images(pairs: list[Pair]) -> dict[str, list[AnnotatedImage]]:
         group = str(pair.flags.get("subclass", pair.category))
         counts[group] = max(counts.get(group, 0), int(pair.keypoint_ids.max(initial=-1)) + 1)
         for path, points, visible, box, size in (
-                (pair.source_image, pair.source_points, pair.source_visible, pair.source_box, pair.source_size),
-                (pair.target_image, pair.target_points, pair.target_visible, pair.target_box, pair.target_size)):
+            (pair.source_image, pair.source_points, pair.source_visible, pair.source_box, pair.source_size),
+            (pair.target_image, pair.target_points, pair.target_visible, pair.target_box, pair.target_size),
+        ):
             about.setdefault((group, path), (pair.category, box, size))
             known = labels.setdefault((group, path), {})
             known.update((k, p) for k, p, seen in zip(pair.keypoint_ids.tolist(), points, visible) if seen)
@@ -102,14 +113,30 @@ def _partners(benchmark: str, category: str, count: int) -> torch.Tensor:
     return partners
 
 
-def evaluate_kshot(benchmark: str, data_root: str | Path, *, shots: int, seed: int = 0,
-                   model: str | Extractor = DEFAULT_MODEL, weights: str | None = None, random_weights: bool = False,
-                   device: str | None = None, split: str | None = None, settings: MatchSettings = MatchSettings(),
-                   pck: PCKSettings = PCKSettings(), limit: int | None = None, batch_size: int = 8,
-                   cache: CacheMode = "auto", cache_dir: str | Path | None = None,
-                   loader_options: Mapping[str, Any] | None = None, predictions: bool = False, progress: bool = True,
-                   pose_align: bool = False, transfer: TransferSettings | None = None,
-                   **overrides: Any) -> dict[str, Any]:
+def evaluate_kshot(
+    benchmark: str,
+    data_root: str | Path,
+    *,
+    shots: int,
+    seed: int = 0,
+    model: str | Extractor = DEFAULT_MODEL,
+    weights: str | None = None,
+    random_weights: bool = False,
+    device: str | None = None,
+    split: str | None = None,
+    settings: MatchSettings = MatchSettings(),
+    pck: PCKSettings = PCKSettings(),
+    limit: int | None = None,
+    batch_size: int = 8,
+    cache: CacheMode = "auto",
+    cache_dir: str | Path | None = None,
+    loader_options: Mapping[str, Any] | None = None,
+    predictions: bool = False,
+    progress: bool = True,
+    pose_align: bool = False,
+    transfer: TransferSettings | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
     """k-shot transfer PCK (module docstring); the arguments are :func:`semcorr.eval.evaluate`'s, plus:
 
     Args:
@@ -121,39 +148,92 @@ def evaluate_kshot(benchmark: str, data_root: str | Path, *, shots: int, seed: i
         :func:`~semcorr.eval.evaluate`'s keys, a "pair" being (the group's examples, one target), plus
         ``"transfer": {"shots", "seed", "examples": {group: [image, ...]}, "skipped_groups", "confident"}``.
     """
-    return _evaluate([shots], benchmark, data_root, seed=seed, model=model, weights=weights,
-                     random_weights=random_weights, device=device, split=split, settings=settings, pck=pck,
-                     limit=limit, batch_size=batch_size, cache=cache, cache_dir=cache_dir,
-                     loader_options=loader_options, predictions=predictions, progress=progress,
-                     pose_align=pose_align, transfer=transfer, **overrides)[0]
+    return _evaluate(
+        [shots],
+        benchmark,
+        data_root,
+        seed=seed,
+        model=model,
+        weights=weights,
+        random_weights=random_weights,
+        device=device,
+        split=split,
+        settings=settings,
+        pck=pck,
+        limit=limit,
+        batch_size=batch_size,
+        cache=cache,
+        cache_dir=cache_dir,
+        loader_options=loader_options,
+        predictions=predictions,
+        progress=progress,
+        pose_align=pose_align,
+        transfer=transfer,
+        **overrides,
+    )[0]
 
 
-def evaluate_kshot_curve(benchmark: str, data_root: str | Path, *, shots: Sequence[int] = (1, 3, 5), seed: int = 0,
-                         model: str | Extractor = DEFAULT_MODEL, weights: str | None = None,
-                         random_weights: bool = False, device: str | None = None, split: str | None = None,
-                         settings: MatchSettings = MatchSettings(), pck: PCKSettings = PCKSettings(),
-                         limit: int | None = None, batch_size: int = 8, cache: CacheMode = "auto",
-                         cache_dir: str | Path | None = None, loader_options: Mapping[str, Any] | None = None,
-                         predictions: bool = False, progress: bool = True, pose_align: bool = False,
-                         transfer: TransferSettings | None = None, **overrides: Any) -> dict[str, Any]:
+def evaluate_kshot_curve(
+    benchmark: str,
+    data_root: str | Path,
+    *,
+    shots: Sequence[int] = (1, 3, 5),
+    seed: int = 0,
+    model: str | Extractor = DEFAULT_MODEL,
+    weights: str | None = None,
+    random_weights: bool = False,
+    device: str | None = None,
+    split: str | None = None,
+    settings: MatchSettings = MatchSettings(),
+    pck: PCKSettings = PCKSettings(),
+    limit: int | None = None,
+    batch_size: int = 8,
+    cache: CacheMode = "auto",
+    cache_dir: str | Path | None = None,
+    loader_options: Mapping[str, Any] | None = None,
+    predictions: bool = False,
+    progress: bool = True,
+    pose_align: bool = False,
+    transfer: TransferSettings | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
     """PCK against the number of examples, every K scored on the same targets (module docstring).
 
     Args:
         shots: the numbers of examples, e.g. ``(1, 3, 5)``; the others as :func:`evaluate_kshot`.
     Returns:
         ``{"format": "semcorr-result-curve", "version", "benchmark", "title", "model", "random_weights",
-        "shots", "seed", "n_targets", "curve", "results"}`` (``semcorr compare`` reads it): ``results[str(K)]`` is :func:`evaluate_kshot`'s result for K examples (on the
-        common targets); ``curve`` holds, per K, the headline PCK (``"pck"``), the category rows
+        "shots", "seed", "n_targets", "curve", "results"}`` (``semcorr compare`` reads it):
+        ``results[str(K)]`` is :func:`evaluate_kshot`'s result for K examples (on the common
+        targets); ``curve`` holds, per K, the headline PCK (``"pck"``), the category rows
         (``"per_category"``), and the share kept at ``min_confidence`` and their PCK.
     """
     counts = sorted(shots)
     if not counts or len(set(counts)) != len(counts):
         raise InputError(f"--transfer-shots needs distinct numbers of examples, got {counts!r}")
-    results = _evaluate(counts, benchmark, data_root, seed=seed, model=model, weights=weights,
-                        random_weights=random_weights, device=device, split=split, settings=settings, pck=pck,
-                        limit=limit, batch_size=batch_size, cache=cache, cache_dir=cache_dir,
-                        loader_options=loader_options, predictions=predictions, progress=progress,
-                        pose_align=pose_align, transfer=transfer, **overrides)
+    results = _evaluate(
+        counts,
+        benchmark,
+        data_root,
+        seed=seed,
+        model=model,
+        weights=weights,
+        random_weights=random_weights,
+        device=device,
+        split=split,
+        settings=settings,
+        pck=pck,
+        limit=limit,
+        batch_size=batch_size,
+        cache=cache,
+        cache_dir=cache_dir,
+        loader_options=loader_options,
+        predictions=predictions,
+        progress=progress,
+        pose_align=pose_align,
+        transfer=transfer,
+        **overrides,
+    )
     first = results[0]
     curve: dict[str, Any] = {"pck": {}, "per_category": {}, "kept_percent": {}, "pck_kept": {}}
     for count, result in zip(counts, results):
@@ -163,22 +243,55 @@ def evaluate_kshot_curve(benchmark: str, data_root: str | Path, *, shots: Sequen
             curve["per_category"].setdefault(category, {})[key] = entry["pck"]
         curve["kept_percent"][key] = result["transfer"]["confident"]["kept_percent"]
         curve["pck_kept"][key] = result["transfer"]["confident"]["pck_kept"]
-    return {"format": RESULT_CURVE_FORMAT, "version": RESULT_VERSION, "benchmark": first["benchmark"], "title": f"{results[0]['title'].rsplit(' ', 2)[0]} k-shot transfer curve",
-            "split": first["split"], "model": first["model"], "random_weights": first["random_weights"],
-            "shots": counts, "seed": seed, "n_targets": first["n_pairs"], "min_confidence":
-            first["transfer"]["confident"]["min_confidence"], "alphas": list(first["pck"]),
-            "average": first["settings"]["pck"]["average"], "curve": curve,
-            "results": {str(c): r for c, r in zip(counts, results)},
-            "wall_time_s": round(sum(r["timing"]["matching_s"] + r["timing"]["scoring_s"] for r in results)
-                                 + first["timing"]["load_s"] + first["timing"]["features_s"], 3)}
+    return {
+        "format": RESULT_CURVE_FORMAT,
+        "version": RESULT_VERSION,
+        "benchmark": first["benchmark"],
+        "title": f"{results[0]['title'].rsplit(' ', 2)[0]} k-shot transfer curve",
+        "split": first["split"],
+        "model": first["model"],
+        "random_weights": first["random_weights"],
+        "shots": counts,
+        "seed": seed,
+        "n_targets": first["n_pairs"],
+        "min_confidence": first["transfer"]["confident"]["min_confidence"],
+        "alphas": list(first["pck"]),
+        "average": first["settings"]["pck"]["average"],
+        "curve": curve,
+        "results": {str(c): r for c, r in zip(counts, results)},
+        "wall_time_s": round(
+            sum(r["timing"]["matching_s"] + r["timing"]["scoring_s"] for r in results)
+            + first["timing"]["load_s"]
+            + first["timing"]["features_s"],
+            3,
+        ),
+    }
 
 
-def _evaluate(counts: list[int], benchmark: str, data_root: str | Path, *, seed: int, model: str | Extractor,
-              weights: str | None, random_weights: bool, device: str | None, split: str | None,
-              settings: MatchSettings, pck: PCKSettings, limit: int | None, batch_size: int, cache: CacheMode,
-              cache_dir: str | Path | None, loader_options: Mapping[str, Any] | None, predictions: bool,
-              progress: bool, pose_align: bool, transfer: TransferSettings | None,
-              **overrides: Any) -> list[dict[str, Any]]:
+def _evaluate(
+    counts: list[int],
+    benchmark: str,
+    data_root: str | Path,
+    *,
+    seed: int,
+    model: str | Extractor,
+    weights: str | None,
+    random_weights: bool,
+    device: str | None,
+    split: str | None,
+    settings: MatchSettings,
+    pck: PCKSettings,
+    limit: int | None,
+    batch_size: int,
+    cache: CacheMode,
+    cache_dir: str | Path | None,
+    loader_options: Mapping[str, Any] | None,
+    predictions: bool,
+    progress: bool,
+    pose_align: bool,
+    transfer: TransferSettings | None,
+    **overrides: Any,
+) -> list[dict[str, Any]]:
     """One result per number of examples in ``counts``, all on the targets that are examples of none."""
     clock = Clock()
     for shots in counts:
@@ -186,13 +299,13 @@ def _evaluate(counts: list[int], benchmark: str, data_root: str | Path, *, seed:
             raise InputError(f"--transfer-shots must be an integer >= 1, got {shots!r}")
     most = max(counts)
     rules, pck = protocol_rules(SEMCORR, settings, pck, pose_align)
-    transfer = dataclasses.replace(transfer or TransferSettings(), match=settings, batch_size=batch_size,
-                                   pose_align=pose_align)
+    transfer = dataclasses.replace(
+        transfer or TransferSettings(), match=settings, batch_size=batch_size, pose_align=pose_align
+    )
     run = open_benchmark(benchmark, data_root, split=split, limit=limit, pck=pck, loader_options=loader_options)
     spec = run.spec
     groups = annotated_images(run.pairs)
-    pools = {group: draw_examples(images, most, seed, group) for group, images in groups.items()
-             if len(images) > most}
+    pools = {group: draw_examples(images, most, seed, group) for group, images in groups.items() if len(images) > most}
     if not pools:
         raise InputError(f"{data_root}: no {spec.title} {run.split} category has more than {most} images")
     extractor = resolve_extractor(model, weights=weights, random_weights=random_weights, device=device, **overrides)
@@ -206,38 +319,72 @@ def _evaluate(counts: list[int], benchmark: str, data_root: str | Path, *, seed:
         for shots in counts:
             lap = clock.fork()
             chosen = {group: draw_examples(groups[group], shots, seed, group) for group in pools}
-            scored, found, confidences = _transfer(groups, chosen, pools, store, transfer, spec.name, pose_align,
-                                                   batch_size, progress)
+            scored, found, confidences = _transfer(
+                groups, chosen, pools, store, transfer, spec.name, pose_align, batch_size, progress
+            )
             lap.lap("matching")
             scores, records = score_predictions(scored, found, run.alphas, run.threshold, pck, predictions=predictions)
             lap.lap("scoring")
-            targets = ("every other image of the category" if len(counts) == 1
-                       else f"the images that are none of its {most} examples")
-            results.append(make_result(
-                run, extractor, title=f"{spec.title} {shots}-shot transfer",
-                protocol={**rules.fields(), "name": "semcorr-kshot", "shots": shots, "seed": seed,
-                          "summary": f"protocol semcorr-kshot: {shots} example(s) per category drawn with seed "
-                                     f"{seed}, transferred to {targets} (the table's 'pairs' are target images); "
-                                     f"{rules.summary().split(': ', 1)[1]}",
-                          "pck": pck_text(pck, run.alphas, run.threshold, "original")},
-                scores=scores, n_images=len(everything), clock=lap, images_computed=store.computed,
-                records=records if predictions else None,
-                settings={"matching": dataclasses.asdict(settings),
-                          "transfer": {k: v for k, v in dataclasses.asdict(transfer).items() if k != "match"},
-                          "pck": pck_settings(run, pck), "batch_size": batch_size, "limit": limit,
-                          "feature_cache": store.mode, "pose_align": pose_align},
-                transfer={"shots": shots, "seed": seed,
-                          "examples": {g: [str(groups[g][i].path) for i in r] for g, r in chosen.items()},
-                          "skipped_groups": sorted(set(groups) - set(pools)),
-                          "confident": _confident(scored, found, confidences, run.alphas, run.threshold, pck,
-                                                  transfer.min_confidence)},
-                pose_align={"enabled": pose_align}))
+            targets = (
+                "every other image of the category"
+                if len(counts) == 1
+                else f"the images that are none of its {most} examples"
+            )
+            results.append(
+                make_result(
+                    run,
+                    extractor,
+                    title=f"{spec.title} {shots}-shot transfer",
+                    protocol={
+                        **rules.fields(),
+                        "name": "semcorr-kshot",
+                        "shots": shots,
+                        "seed": seed,
+                        "summary": f"protocol semcorr-kshot: {shots} example(s) per category drawn with seed "
+                        f"{seed}, transferred to {targets} (the table's 'pairs' are target images); "
+                        f"{rules.summary().split(': ', 1)[1]}",
+                        "pck": pck_text(pck, run.alphas, run.threshold, "original"),
+                    },
+                    scores=scores,
+                    n_images=len(everything),
+                    clock=lap,
+                    images_computed=store.computed,
+                    records=records if predictions else None,
+                    settings={
+                        "matching": dataclasses.asdict(settings),
+                        "transfer": {k: v for k, v in dataclasses.asdict(transfer).items() if k != "match"},
+                        "pck": pck_settings(run, pck),
+                        "batch_size": batch_size,
+                        "limit": limit,
+                        "feature_cache": store.mode,
+                        "pose_align": pose_align,
+                    },
+                    transfer={
+                        "shots": shots,
+                        "seed": seed,
+                        "examples": {g: [str(groups[g][i].path) for i in r] for g, r in chosen.items()},
+                        "skipped_groups": sorted(set(groups) - set(pools)),
+                        "confident": _confident(
+                            scored, found, confidences, run.alphas, run.threshold, pck, transfer.min_confidence
+                        ),
+                    },
+                    pose_align={"enabled": pose_align},
+                )
+            )
     return results
 
 
-def _transfer(groups: dict[str, list[AnnotatedImage]], chosen: dict[str, list[int]], pools: dict[str, list[int]],
-              store: FeatureCache, transfer: TransferSettings, benchmark: str, pose_align: bool, batch_size: int,
-              progress: bool) -> tuple[list[Pair], list[np.ndarray], list[np.ndarray]]:
+def _transfer(
+    groups: dict[str, list[AnnotatedImage]],
+    chosen: dict[str, list[int]],
+    pools: dict[str, list[int]],
+    store: FeatureCache,
+    transfer: TransferSettings,
+    benchmark: str,
+    pose_align: bool,
+    batch_size: int,
+    progress: bool,
+) -> tuple[list[Pair], list[np.ndarray], list[np.ndarray]]:
     """Each group's ``chosen`` examples transferred to its images outside ``pools``: the scored pairs,
     the points found at their counted keypoints and the confidences there."""
     scored: list[Pair] = []
@@ -249,16 +396,20 @@ def _transfer(groups: dict[str, list[AnnotatedImage]], chosen: dict[str, list[in
         paths = [image.path for image in shown]
         with torch.inference_mode():
             labeller = KeypointLabeller(
-                store.feature_map(paths), torch.from_numpy(np.stack([e.points for e in shown])).float(),
-                torch.from_numpy(np.stack([e.visible for e in shown])), transfer,
+                store.feature_map(paths),
+                torch.from_numpy(np.stack([e.points for e in shown])).float(),
+                torch.from_numpy(np.stack([e.visible for e in shown])),
+                transfer,
                 flipped=store.feature_map(paths, flipped=True) if pose_align else None,
-                partners=_partners(benchmark, shown[0].category, len(shown[0].visible)))
+                partners=_partners(benchmark, shown[0].category, len(shown[0].visible)),
+            )
             targets = [image for i, image in enumerate(images) if i not in pools[group]]
             for begin in range(0, len(targets), batch_size):
-                batch = targets[begin:begin + batch_size]
+                batch = targets[begin : begin + batch_size]
                 votes = labeller.label(store.feature_map([t.path for t in batch])).votes
-                for target, points, confidence in zip(batch, votes.points.cpu().numpy(),
-                                                      votes.confidence.cpu().numpy()):
+                for target, points, confidence in zip(
+                    batch, votes.points.cpu().numpy(), votes.confidence.cpu().numpy()
+                ):
                     pair = _scored_pair(group, shown, target, benchmark)
                     scored.append(pair)
                     found.append(points[pair.visible].astype(np.float64))
@@ -270,15 +421,33 @@ def _scored_pair(group: str, examples: list[AnnotatedImage], target: AnnotatedIm
     """A :class:`Pair` for scoring: the examples' union of labels as the source, the target as itself."""
     labelled = np.any([e.visible for e in examples], axis=0)
     count = len(labelled)
-    return Pair(id=f"{group}/{target.path.stem}", benchmark=benchmark, category=group,
-                source_image=examples[0].path, target_image=target.path, source_points=np.zeros((count, 2)),
-                target_points=target.points, source_visible=labelled, target_visible=target.visible,
-                keypoint_ids=np.arange(count), source_box=np.zeros(4), target_box=target.box,
-                source_size=examples[0].size, target_size=target.size)
+    return Pair(
+        id=f"{group}/{target.path.stem}",
+        benchmark=benchmark,
+        category=group,
+        source_image=examples[0].path,
+        target_image=target.path,
+        source_points=np.zeros((count, 2)),
+        target_points=target.points,
+        source_visible=labelled,
+        target_visible=target.visible,
+        keypoint_ids=np.arange(count),
+        source_box=np.zeros(4),
+        target_box=target.box,
+        source_size=examples[0].size,
+        target_size=target.size,
+    )
 
 
-def _confident(pairs: list[Pair], found: list[np.ndarray], confidences: list[np.ndarray], alphas: tuple[float, ...],
-               threshold: ThresholdKind, pck: PCKSettings, min_confidence: float) -> dict[str, Any]:
+def _confident(
+    pairs: list[Pair],
+    found: list[np.ndarray],
+    confidences: list[np.ndarray],
+    alphas: tuple[float, ...],
+    threshold: ThresholdKind,
+    pck: PCKSettings,
+    min_confidence: float,
+) -> dict[str, Any]:
     """Share of counted keypoints at or above ``min_confidence``, and their PCK (per keypoint)."""
     kept, correct = 0, np.zeros(len(alphas))
     total = sum(len(c) for c in confidences)
@@ -288,5 +457,8 @@ def _confident(pairs: list[Pair], found: list[np.ndarray], confidences: list[np.
         hits = correct_keypoints(points[keep], pair.counted_points()[1][keep], length, alphas, inclusive=pck.inclusive)
         kept += int(keep.sum())
         correct += hits.sum(axis=1)
-    return {"min_confidence": min_confidence, "kept_percent": round(100.0 * kept / total, 2) if total else None,
-            "pck_kept": {alpha_key(a): (round(100.0 * c / kept, 2) if kept else None) for a, c in zip(alphas, correct)}}
+    return {
+        "min_confidence": min_confidence,
+        "kept_percent": round(100.0 * kept / total, 2) if total else None,
+        "pck_kept": {alpha_key(a): (round(100.0 * c / kept, 2) if kept else None) for a, c in zip(alphas, correct)},
+    }

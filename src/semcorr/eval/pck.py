@@ -27,8 +27,9 @@ and PF-WILLOW.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal, Sequence
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -83,8 +84,9 @@ def threshold_length(kind: ThresholdKind, box: Sequence[float] | np.ndarray, ima
     raise ValueError(f"threshold kind must be one of {THRESHOLD_KINDS}, got {kind!r}")
 
 
-def correct_keypoints(predicted: np.ndarray, target: np.ndarray, length: float, alphas: Sequence[float],
-                      *, inclusive: bool = True) -> np.ndarray:
+def correct_keypoints(
+    predicted: np.ndarray, target: np.ndarray, length: float, alphas: Sequence[float], *, inclusive: bool = True
+) -> np.ndarray:
     """Which keypoints of one pair are correct at each threshold.
 
     Args:
@@ -109,8 +111,11 @@ def _rates(correct: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndar
     total = counts.sum()
     per_keypoint = 100.0 * correct.sum(axis=0) / total if total else np.full(correct.shape[1], np.nan)
     scored = counts > 0
-    per_image = (100.0 * (correct[scored] / counts[scored, None]).mean(axis=0) if scored.any()
-                 else np.full(correct.shape[1], np.nan))
+    per_image = (
+        100.0 * (correct[scored] / counts[scored, None]).mean(axis=0)
+        if scored.any()
+        else np.full(correct.shape[1], np.nan)
+    )
     return per_keypoint, per_image
 
 
@@ -118,8 +123,7 @@ def _as_dict(alphas: Sequence[float], values: np.ndarray) -> dict[str, float | N
     return {alpha_key(a): (None if np.isnan(v) else float(v)) for a, v in zip(alphas, values)}
 
 
-def summarize(categories: Sequence[str], correct: np.ndarray, counts: np.ndarray,
-              alphas: Sequence[float]) -> dict:
+def summarize(categories: Sequence[str], correct: np.ndarray, counts: np.ndarray, alphas: Sequence[float]) -> dict:
     """Overall and per-category PCK, both averages, in percent.
 
     Args:
@@ -140,16 +144,23 @@ def summarize(categories: Sequence[str], correct: np.ndarray, counts: np.ndarray
     for name in sorted(set(labels.tolist())):
         rows = labels == name
         per_keypoint, per_image = _rates(correct[rows], counts[rows])
-        per_category[name] = {"n_pairs": int(rows.sum()), "n_keypoints": int(counts[rows].sum()),
-                              "per_keypoint": _as_dict(alphas, per_keypoint), "per_image": _as_dict(alphas, per_image)}
+        per_category[name] = {
+            "n_pairs": int(rows.sum()),
+            "n_keypoints": int(counts[rows].sum()),
+            "per_keypoint": _as_dict(alphas, per_keypoint),
+            "per_image": _as_dict(alphas, per_image),
+        }
         if counts[rows].sum():
             keypoint_rows.append(per_keypoint)
             image_rows.append(per_image)
     per_keypoint, per_image = _rates(correct, counts)
     empty = np.full(len(alphas), np.nan)
     return {
-        "n_pairs": len(labels), "n_pairs_scored": int((counts > 0).sum()), "n_keypoints": int(counts.sum()),
-        "per_keypoint": _as_dict(alphas, per_keypoint), "per_image": _as_dict(alphas, per_image),
+        "n_pairs": len(labels),
+        "n_pairs_scored": int((counts > 0).sum()),
+        "n_keypoints": int(counts.sum()),
+        "per_keypoint": _as_dict(alphas, per_keypoint),
+        "per_image": _as_dict(alphas, per_image),
         "category_mean": {
             "per_keypoint": _as_dict(alphas, np.mean(keypoint_rows, axis=0) if keypoint_rows else empty),
             "per_image": _as_dict(alphas, np.mean(image_rows, axis=0) if image_rows else empty),
@@ -158,9 +169,16 @@ def summarize(categories: Sequence[str], correct: np.ndarray, counts: np.ndarray
     }
 
 
-def random_guess_correct(target: np.ndarray, box: Sequence[float] | np.ndarray, length: float,
-                         alphas: Sequence[float], *, inclusive: bool = True, samples: int = 100,
-                         rng: np.random.Generator | None = None) -> np.ndarray:
+def random_guess_correct(
+    target: np.ndarray,
+    box: Sequence[float] | np.ndarray,
+    length: float,
+    alphas: Sequence[float],
+    *,
+    inclusive: bool = True,
+    samples: int = 100,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """Expected correct keypoints of one pair when each prediction is a uniform random point in the
     target box: the chance level a method must beat.
 

@@ -7,7 +7,8 @@ authors' ``train/eval.py``. Predictions come back in original target-image pixel
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
@@ -50,19 +51,28 @@ def _wrapped(index: np.ndarray, size: int, pair: Pair, notes: list[str] | None) 
     return np.mod(index, size)
 
 
-def match_marco(protocol: Protocol, source: FeatureMap, target: FeatureMap, points: np.ndarray,
-                frames: tuple[Frame, Frame], pair: Pair, notes: list[str] | None = None) -> np.ndarray:
+def match_marco(
+    protocol: Protocol,
+    source: FeatureMap,
+    target: FeatureMap,
+    points: np.ndarray,
+    frames: tuple[Frame, Frame],
+    pair: Pair,
+    notes: list[str] | None = None,
+) -> np.ndarray:
     """MARCO: (N, 2) source pixels -> (N, 2) target pixels (see :mod:`.protocols`)."""
     features_s, features_t = _descriptors(source, protocol), _descriptors(target, protocol)
     (canvas_h, canvas_w), (height, width) = source.geometries[0].input_size, features_s.shape[-2:]
     kps = torch.from_numpy(frames[0].to_frame(points, annotated=True)).to(features_s.device)
     on_map = torch.stack((kps[:, 0] * width / canvas_w, kps[:, 1] * height / canvas_h), dim=-1)
     grid = torch.stack((on_map[:, 0] / (width - 1) * 2 - 1, on_map[:, 1] / (height - 1) * 2 - 1), dim=-1)
-    sampled = F.grid_sample(features_s[None], grid[None, :, None], mode="bilinear", padding_mode="border",
-                            align_corners=True)[0, :, :, 0].T  # (N, C)
+    sampled = F.grid_sample(
+        features_s[None], grid[None, :, None], mode="bilinear", padding_mode="border", align_corners=True
+    )[0, :, :, 0].T  # (N, C)
     similarity = (sampled @ features_t.flatten(1)).view(1, len(points), *features_t.shape[-2:])
-    cells, _ = kernel_soft_argmax(similarity, _needed(protocol.sigma, "sigma", protocol),
-                                  _needed(protocol.temperature, "temperature", protocol))
+    cells, _ = kernel_soft_argmax(
+        similarity, _needed(protocol.sigma, "sigma", protocol), _needed(protocol.temperature, "temperature", protocol)
+    )
     target_h, target_w = target.geometries[0].input_size
     found = cells[0] * cells.new_tensor(((target_w - 1) / (width - 1), (target_h - 1) / (height - 1)))
     return frames[1].from_frame(found.cpu().numpy())
@@ -79,8 +89,15 @@ def _cell_grid(fmap: FeatureMap, protocol: Protocol) -> Tensor:
     return raw / (raw.norm(dim=0, keepdim=True) + DISTILLDIFT_EPS)
 
 
-def match_cells(protocol: Protocol, source: FeatureMap, target: FeatureMap, points: np.ndarray,
-                frames: tuple[Frame, Frame], pair: Pair, notes: list[str] | None = None) -> np.ndarray:
+def match_cells(
+    protocol: Protocol,
+    source: FeatureMap,
+    target: FeatureMap,
+    points: np.ndarray,
+    frames: tuple[Frame, Frame],
+    pair: Pair,
+    notes: list[str] | None = None,
+) -> np.ndarray:
     """DIY-SC and the DistillDIFT authors' eval/: (N, 2) source pixels -> (N, 2) target pixels.
 
     The source descriptor is the cell ``int32(float32(g / side) * x')`` of the keypoint ``x'`` in the
@@ -97,8 +114,11 @@ def match_cells(protocol: Protocol, source: FeatureMap, target: FeatureMap, poin
     flat = _wrapped(width * cells_y + cells_x, height * width, pair, notes)
     descriptors = grid_s.flatten(1)[:, torch.from_numpy(flat).to(grid_s.device)].T  # (N, C)
     similarity = (descriptors @ grid_t.flatten(1)).view(1, len(points), height, width)
-    cells, _ = zeroed_window_soft_argmax(similarity, _needed(protocol.window, "window", protocol) // 2,
-                                         _needed(protocol.temperature, "temperature", protocol))
+    cells, _ = zeroed_window_soft_argmax(
+        similarity,
+        _needed(protocol.window, "window", protocol) // 2,
+        _needed(protocol.temperature, "temperature", protocol),
+    )
     stride: np.ndarray = np.array([target_side / width, target_side / height])
     return frames[1].from_frame(cells[0].cpu().numpy() * stride + stride // 2)
 
@@ -108,13 +128,16 @@ def _upsampled_norms(features: Tensor, size: tuple[int, int]) -> Tensor:
     all C upsampled channels at once."""
     squares = features.new_zeros(size)
     for start in range(0, features.shape[0], NORM_CHUNK):
-        chunk = F.interpolate(features[None, start:start + NORM_CHUNK], size=size, mode="bilinear", align_corners=False)
+        chunk = F.interpolate(
+            features[None, start : start + NORM_CHUNK], size=size, mode="bilinear", align_corners=False
+        )
         squares += chunk[0].square().sum(dim=0)
     return squares.sqrt()
 
 
-def source_pixels(protocol: Protocol, points: np.ndarray, size: tuple[int, int], pair: Pair,
-                  notes: list[str] | None = None) -> np.ndarray:
+def source_pixels(
+    protocol: Protocol, points: np.ndarray, size: tuple[int, int], pair: Pair, notes: list[str] | None = None
+) -> np.ndarray:
     """(N, 2) integer source pixels (x, y) whose descriptor is taken: GECO's ``floor`` (negative
     indices wrap per axis, as indexing a tensor does), or the DistillDIFT authors' train/eval.py
     ``round`` of the point (float16 first) clamped to ``[0, W - 1] x [0, H - 1]``."""
@@ -123,14 +146,22 @@ def source_pixels(protocol: Protocol, points: np.ndarray, size: tuple[int, int],
     if protocol.lookup == "pixel round":
         if protocol.precision == "float16":
             points = points.astype(np.float16).astype(np.float32)
-        return np.stack((np.round(np.clip(points[:, 0], 0, width - 1)),
-                         np.round(np.clip(points[:, 1], 0, height - 1))), axis=1).astype(np.int64)
+        return np.stack(
+            (np.round(np.clip(points[:, 0], 0, width - 1)), np.round(np.clip(points[:, 1], 0, height - 1))), axis=1
+        ).astype(np.int64)
     pixels = np.floor(points).astype(np.int64)
     return np.stack((_wrapped(pixels[:, 0], width, pair, notes), _wrapped(pixels[:, 1], height, pair, notes)), axis=1)
 
 
-def match_pixels(protocol: Protocol, source: FeatureMap, target: FeatureMap, points: np.ndarray,
-                 frames: tuple[Frame, Frame], pair: Pair, notes: list[str] | None = None) -> np.ndarray:
+def match_pixels(
+    protocol: Protocol,
+    source: FeatureMap,
+    target: FeatureMap,
+    points: np.ndarray,
+    frames: tuple[Frame, Frame],
+    pair: Pair,
+    notes: list[str] | None = None,
+) -> np.ndarray:
     """GECO and the DistillDIFT authors' train/eval.py: (N, 2) source pixels -> (N, 2) target pixel
     indices (see :mod:`.protocols`).
 
@@ -153,12 +184,15 @@ def match_pixels(protocol: Protocol, source: FeatureMap, target: FeatureMap, poi
 
 
 MATCHERS: dict[str, Callable[..., np.ndarray]] = {
-    "kernel_soft_argmax": match_marco, "zeroed_window_soft_argmax": match_cells, "image_argmax": match_pixels,
+    "kernel_soft_argmax": match_marco,
+    "zeroed_window_soft_argmax": match_cells,
+    "image_argmax": match_pixels,
 }
 
 
-def predict_with(protocol: Protocol, store: FeatureCache, pairs: Sequence[Pair], batch_size: int = 8,
-                 progress: bool = True) -> list[np.ndarray]:
+def predict_with(
+    protocol: Protocol, store: FeatureCache, pairs: Sequence[Pair], batch_size: int = 8, progress: bool = True
+) -> list[np.ndarray]:
     """Each pair's counted source keypoints found in its target image by ``protocol``'s matcher.
 
     A source keypoint where the authors' code would stop with an IndexError (far outside its image)
@@ -173,18 +207,23 @@ def predict_with(protocol: Protocol, store: FeatureCache, pairs: Sequence[Pair],
     notes: list[str] = []
     with tqdm(total=len(pairs), desc="matching", unit="pair", disable=not progress) as bar, torch.inference_mode():
         for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start:start + batch_size]
+            chunk = pairs[start : start + batch_size]
             sources = store.feature_map([pair.source_image for pair in chunk])
             targets = store.feature_map([pair.target_image for pair in chunk])
             for i, pair in enumerate(chunk):
                 points = pair.counted_points()[0]
-                found.append(matcher(protocol, sources[i], targets[i], points, pair_frames(protocol, pair, canvas),
-                                     pair, notes) if len(points) else np.zeros((0, 2)))
+                found.append(
+                    matcher(protocol, sources[i], targets[i], points, pair_frames(protocol, pair, canvas), pair, notes)
+                    if len(points)
+                    else np.zeros((0, 2))
+                )
             bar.update(len(chunk))
     if notes:
-        warnings.warn(f"{len(notes)} source keypoint(s) lie so far outside their image that the {protocol.name} "
-                      f"authors' code stops with an IndexError there; semcorr wraps their index on (e.g. {notes[0]})",
-                      stacklevel=2)
+        warnings.warn(
+            f"{len(notes)} source keypoint(s) lie so far outside their image that the {protocol.name} "
+            f"authors' code stops with an IndexError there; semcorr wraps their index on (e.g. {notes[0]})",
+            stacklevel=2,
+        )
     return found
 
 

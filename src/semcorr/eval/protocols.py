@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._moved import renamed_names
 from ..data.pairs import Pair
@@ -39,26 +40,33 @@ from ..settings import ResizeMode
 from .frames import LENGTH_RULES, PRECISIONS, Frame, FrameKind, LengthRule, Precision
 from .pck import Average, ThresholdKind
 
-MatcherKind = Literal["window_soft_argmax", "nearest", "kernel_soft_argmax", "zeroed_window_soft_argmax", "image_argmax"]
+MatcherKind = Literal[
+    "window_soft_argmax", "nearest", "kernel_soft_argmax", "zeroed_window_soft_argmax", "image_argmax"
+]
 LookupKind = Literal["bilinear", "bilinear, corner-aligned", "cell", "pixel floor", "pixel round"]
 OutsideRule = Literal["count", "leave out"]
 COMMON_GRID = 60
 DEFAULT_PROTOCOL = "semcorr"
 # old protocol name -> (new name, the one-line warning)
 ALIASES: dict[str, tuple[str, str]] = {
-    "distilldift": ("semcorr", "--protocol distilldift is now called semcorr (semcorr's own rules with DistillDIFT's "
-                    "matching settings); the DistillDIFT authors' code is --protocol distilldift-paper"),
+    "distilldift": (
+        "semcorr",
+        "--protocol distilldift is now called semcorr (semcorr's own rules with DistillDIFT's "
+        "matching settings); the DistillDIFT authors' code is --protocol distilldift-paper",
+    ),
 }
 LOOKUPS: dict[str, str] = {
     "bilinear": "the source descriptor sampled bilinearly at the point",
     "bilinear, corner-aligned": "sampled bilinearly with align_corners=True at x * w / canvas",
     "cell": "the descriptor of the cell int(grid / side * x') (C truncation; the flat index wraps as the authors' "
-            "indexing does)",
+    "indexing does)",
     "pixel floor": "the pixel floor(x), floor(y) of the map upsampled to the image (negative indices wrap)",
     "pixel round": "the pixel round(x), round(y) of the map upsampled to the image, clamped to the image",
 }
-OUTSIDE = {"count": "keypoints outside their image counted",
-           "leave out": "keypoints > 1 px outside their image left out"}
+OUTSIDE = {
+    "count": "keypoints outside their image counted",
+    "leave out": "keypoints > 1 px outside their image left out",
+}
 
 
 @dataclass(frozen=True)
@@ -130,8 +138,11 @@ class Protocol:
         """One line naming every rule."""
         size = f"{self.input_size}² {self.resize_mode}" if self.input_size else "each model's own input"
         name = f"{self.name} ({self.code})" if self.code else self.name
-        parts = [f"protocol {name}: {size}", f"{self.matcher} on {self.similarity} similarity, {self.grid} grid",
-                 f"source descriptor: {self.lookup}"]
+        parts = [
+            f"protocol {name}: {size}",
+            f"{self.matcher} on {self.similarity} similarity, {self.grid} grid",
+            f"source descriptor: {self.lookup}",
+        ]
         if self.window:
             parts.append(f"window {self.window}")
         if self.sigma:
@@ -139,11 +150,14 @@ class Protocol:
         if self.temperature:
             parts.append(f"temperature {self.temperature:g}")
         threshold = {"bbox": "target box", "image": "target image", None: "benchmark's"}[self.threshold]
-        frame = (f"the {self.frame_size or 'input'} {self.frame} frame" if self.frame != "original"
-                 else "original pixels")
-        parts.append(f"PCK per {self.average} (both reported), {self.fields()['comparison']}, {threshold} threshold "
-                     f"({self.length_rule}), in {frame}{', keypoints clamped into it' if self.clamp else ''}, "
-                     f"{self.precision}")
+        frame = (
+            f"the {self.frame_size or 'input'} {self.frame} frame" if self.frame != "original" else "original pixels"
+        )
+        parts.append(
+            f"PCK per {self.average} (both reported), {self.fields()['comparison']}, {threshold} threshold "
+            f"({self.length_rule}), in {frame}{', keypoints clamped into it' if self.clamp else ''}, "
+            f"{self.precision}"
+        )
         parts.append(OUTSIDE[self.outside])
         return "; ".join(parts)
 
@@ -187,66 +201,209 @@ class PaperProtocol:
         return f"protocol {self.name}: " + "; ".join(f"{name}: {rules.code}" for name, rules in self.rules.items())
 
 
-DD_EVAL = ("DistillDIFT authors' eval/ (CompVis/distilldift: eval/eval.py:127-255, eval/utils/utils_correspondence.py:"
-           "229-392, eval/utils/utils_dataset.py:14-66,163-230, eval/configs/eval_distilldift_us.yaml)")
-DD_TRAIN = ("DistillDIFT authors' train/eval.py (CompVis/distilldift: train/eval.py:16-88,108,188-192, "
-            "train/utils/correspondence.py:66-85,151-166,286-383, train/datasets/correspondence.py)")
-PREPROCESSING = ("images are prepared by the model's own preset (semcorr's DistillDIFT presets: torch's antialiased "
-                 "bilinear resize of float pixels and the ImageNet mean/std); eval/ resizes 8-bit RGB with Pillow "
-                 "bilinear")
-WRAP = ("a source keypoint far outside its image gives a flat cell index the authors' indexing wraps (taken as they "
-        "do); where their code stops with an IndexError (index >= grid cells) semcorr wraps on and warns")
+DD_EVAL = (
+    "DistillDIFT authors' eval/ (CompVis/distilldift: eval/eval.py:127-255, eval/utils/utils_correspondence.py:"
+    "229-392, eval/utils/utils_dataset.py:14-66,163-230, eval/configs/eval_distilldift_us.yaml)"
+)
+DD_TRAIN = (
+    "DistillDIFT authors' train/eval.py (CompVis/distilldift: train/eval.py:16-88,108,188-192, "
+    "train/utils/correspondence.py:66-85,151-166,286-383, train/datasets/correspondence.py)"
+)
+PREPROCESSING = (
+    "images are prepared by the model's own preset (semcorr's DistillDIFT presets: torch's antialiased "
+    "bilinear resize of float pixels and the ImageNet mean/std); eval/ resizes 8-bit RGB with Pillow "
+    "bilinear"
+)
+WRAP = (
+    "a source keypoint far outside its image gives a flat cell index the authors' indexing wraps (taken as they "
+    "do); where their code stops with an IndexError (index >= grid cells) semcorr wraps on and warns"
+)
 DISTILLDIFT_EVAL = Protocol(
-    name="distilldift-paper", source=DD_EVAL, input_size=434, resize_mode="square", grid="60",
-    matcher="zeroed_window_soft_argmax", similarity="cosine", window=11, temperature=0.02, sigma=None,
-    average="keypoint", inclusive=False, threshold="bbox", frame="stretched", lookup="cell", frame_size=840,
-    length_rule="height scale", precision="float32", code="eval/", deviations=(
-        PREPROCESSING, WRAP, "keypoints are the pair file's (the authors read the image files' ImageAnnotation; "
-        "the same set on every pair checked)"))
+    name="distilldift-paper",
+    source=DD_EVAL,
+    input_size=434,
+    resize_mode="square",
+    grid="60",
+    matcher="zeroed_window_soft_argmax",
+    similarity="cosine",
+    window=11,
+    temperature=0.02,
+    sigma=None,
+    average="keypoint",
+    inclusive=False,
+    threshold="bbox",
+    frame="stretched",
+    lookup="cell",
+    frame_size=840,
+    length_rule="height scale",
+    precision="float32",
+    code="eval/",
+    deviations=(
+        PREPROCESSING,
+        WRAP,
+        "keypoints are the pair file's (the authors read the image files' ImageAnnotation; "
+        "the same set on every pair checked)",
+    ),
+)
 DISTILLDIFT_EVAL_PASCAL = dataclasses.replace(
-    DISTILLDIFT_EVAL, threshold="image", length_rule="frame side", source=DD_EVAL.replace(
-        "eval/eval.py:127-255", "eval/eval.py:127-255 (L = ANNO_SIZE when load_pascal_data gives no thresholds)"),
-    deviations=(PREPROCESSING, WRAP, "the authors' eval/ has a PF-PASCAL path but no PF-PASCAL configuration or "
-                "figure; its rules with the SPair-71k configuration"))
+    DISTILLDIFT_EVAL,
+    threshold="image",
+    length_rule="frame side",
+    source=DD_EVAL.replace(
+        "eval/eval.py:127-255", "eval/eval.py:127-255 (L = ANNO_SIZE when load_pascal_data gives no thresholds)"
+    ),
+    deviations=(
+        PREPROCESSING,
+        WRAP,
+        "the authors' eval/ has a PF-PASCAL path but no PF-PASCAL configuration or "
+        "figure; its rules with the SPair-71k configuration",
+    ),
+)
 DISTILLDIFT_TRAIN = Protocol(
-    name="distilldift-paper", source=DD_TRAIN, input_size=434, resize_mode="square", grid="image size",
-    matcher="image_argmax", similarity="cosine", window=None, temperature=None, sigma=None, average="keypoint",
-    inclusive=True, threshold="bbox", frame="original", lookup="pixel round", length_rule="float16 corners",
-    precision="float16", code="train/eval.py", deviations=(
+    name="distilldift-paper",
+    source=DD_TRAIN,
+    input_size=434,
+    resize_mode="square",
+    grid="image size",
+    matcher="image_argmax",
+    similarity="cosine",
+    window=None,
+    temperature=None,
+    sigma=None,
+    average="keypoint",
+    inclusive=True,
+    threshold="bbox",
+    frame="original",
+    lookup="pixel round",
+    length_rule="float16 corners",
+    precision="float16",
+    code="train/eval.py",
+    deviations=(
         "images are prepared by the model's own preset: semcorr's DistillDIFT presets normalise with the ImageNet "
         "mean/std, train/eval.py feeds [0, 1] pixels (its Preprocessor has normalize_image=False); both resize with "
-        "torch's antialiased bilinear", "the paper's figures used the unreleased CO3D-refined weights "
-        "(checkpoints/distilled_us_best_co3d)"))
+        "torch's antialiased bilinear",
+        "the paper's figures used the unreleased CO3D-refined weights (checkpoints/distilled_us_best_co3d)",
+    ),
+)
 DISTILLDIFT_PAPER = PaperProtocol(
     name="distilldift-paper",
     source="the DistillDIFT paper's figures (WACV 2025) as the authors' released code measures them",
-    rules={"spair": DISTILLDIFT_EVAL, "pf-pascal": DISTILLDIFT_EVAL_PASCAL,
-           "pf-willow": dataclasses.replace(DISTILLDIFT_TRAIN, deviations=(*DISTILLDIFT_TRAIN.deviations, (
-               "pairs and keypoints from the subclass folders' .mat files (every ordered pair of a subclass); the "
-               "authors read CNNGeometric's test_pairs_pf.csv, believed to hold the same 900 pairs (not verified)"))),
-           "cub": dataclasses.replace(DISTILLDIFT_TRAIN, length_rule="float16 size")},
-    refusal="the DistillDIFT authors' code evaluates SPair-71k, PF-WILLOW, CUB-200-2011 and PF-PASCAL only (no AP-10K)")
+    rules={
+        "spair": DISTILLDIFT_EVAL,
+        "pf-pascal": DISTILLDIFT_EVAL_PASCAL,
+        "pf-willow": dataclasses.replace(
+            DISTILLDIFT_TRAIN,
+            deviations=(
+                *DISTILLDIFT_TRAIN.deviations,
+                (
+                    "pairs and keypoints from the subclass folders' .mat files (every ordered pair of a subclass); the "
+                    "authors read CNNGeometric's test_pairs_pf.csv, believed to hold the same 900 pairs (not verified)"
+                ),
+            ),
+        ),
+        "cub": dataclasses.replace(DISTILLDIFT_TRAIN, length_rule="float16 size"),
+    },
+    refusal="the DistillDIFT authors' code evaluates SPair-71k, PF-WILLOW, CUB-200-2011 and PF-PASCAL only (no AP-10K)",
+)
 
-SEMCORR = Protocol("semcorr", "semcorr's own rules, DistillDIFT's matching settings (the default)", None, None, "60",
-                   "window_soft_argmax", "cosine", 11, 0.02, None, "keypoint", True, None, "original",
-                   outside="leave out")
-PROTOCOLS: dict[str, Protocol | PaperProtocol] = {p.name: p for p in (
-    SEMCORR,
-    DISTILLDIFT_PAPER,
-    Protocol("marco", "MARCO (visinf/MARCO: util/geometry.py, util/evaluator.py, datasets/dataset.py:135-182)", 770,
-             "square", "native", "kernel_soft_argmax", "dot", None, 10.0, 7.0, "image", True, None, "stretched",
-             lookup="bilinear, corner-aligned", clamp=True),
-    Protocol("diy-sc", "DIY-SC (odunkel/DIY-SC: pck_train.py, utils/utils_correspondence.py, utils/utils_dataset.py)",
-             840, "letterbox", "native", "zeroed_window_soft_argmax", "cosine", 15, 0.02, None, "keypoint", False, None,
-             "padded", lookup="cell", deviations=(WRAP,)),
-    Protocol("geco", "GECO (reginehartwig/geco: src/matcher/argmaxmatcher.py, src/evaluation/pck.py)", 518, "square",
-             "image size", "image_argmax", "cosine", None, None, None, "keypoint", True, "image", "original",
-             lookup="pixel floor", deviations=(
-                 "a source keypoint at or beyond the image's right or bottom edge stops GECO's code with an "
-                 "IndexError; semcorr wraps it as GECO wraps negative indices, and warns",)),
-    Protocol("common", "semcorr: one rule for every model", None, None, "max(native, 60)", "window_soft_argmax",
-             "cosine", None, 0.02, None, "keypoint", True, None, "original", outside="leave out"),
-)}
+SEMCORR = Protocol(
+    "semcorr",
+    "semcorr's own rules, DistillDIFT's matching settings (the default)",
+    None,
+    None,
+    "60",
+    "window_soft_argmax",
+    "cosine",
+    11,
+    0.02,
+    None,
+    "keypoint",
+    True,
+    None,
+    "original",
+    outside="leave out",
+)
+PROTOCOLS: dict[str, Protocol | PaperProtocol] = {
+    p.name: p
+    for p in (
+        SEMCORR,
+        DISTILLDIFT_PAPER,
+        Protocol(
+            "marco",
+            "MARCO (visinf/MARCO: util/geometry.py, util/evaluator.py, datasets/dataset.py:135-182)",
+            770,
+            "square",
+            "native",
+            "kernel_soft_argmax",
+            "dot",
+            None,
+            10.0,
+            7.0,
+            "image",
+            True,
+            None,
+            "stretched",
+            lookup="bilinear, corner-aligned",
+            clamp=True,
+        ),
+        Protocol(
+            "diy-sc",
+            "DIY-SC (odunkel/DIY-SC: pck_train.py, utils/utils_correspondence.py, utils/utils_dataset.py)",
+            840,
+            "letterbox",
+            "native",
+            "zeroed_window_soft_argmax",
+            "cosine",
+            15,
+            0.02,
+            None,
+            "keypoint",
+            False,
+            None,
+            "padded",
+            lookup="cell",
+            deviations=(WRAP,),
+        ),
+        Protocol(
+            "geco",
+            "GECO (reginehartwig/geco: src/matcher/argmaxmatcher.py, src/evaluation/pck.py)",
+            518,
+            "square",
+            "image size",
+            "image_argmax",
+            "cosine",
+            None,
+            None,
+            None,
+            "keypoint",
+            True,
+            "image",
+            "original",
+            lookup="pixel floor",
+            deviations=(
+                "a source keypoint at or beyond the image's right or bottom edge stops GECO's code with an "
+                "IndexError; semcorr wraps it as GECO wraps negative indices, and warns",
+            ),
+        ),
+        Protocol(
+            "common",
+            "semcorr: one rule for every model",
+            None,
+            None,
+            "max(native, 60)",
+            "window_soft_argmax",
+            "cosine",
+            None,
+            0.02,
+            None,
+            "keypoint",
+            True,
+            None,
+            "original",
+            outside="leave out",
+        ),
+    )
+}
 
 
 def get_protocol(name: str | Protocol | PaperProtocol) -> Protocol | PaperProtocol:
@@ -275,9 +432,18 @@ def pair_frames(protocol: Protocol, pair: Pair, canvas: int | None) -> tuple[Fra
     """The (source, target) frames of a pair under ``protocol`` on a ``canvas``-wide input (the
     protocol's own frame side where it has one)."""
     side = protocol.frame_size or canvas
-    return tuple(Frame.of(protocol.frame, size, side, clamp=protocol.clamp, length_rule=protocol.length_rule,
-                          precision=protocol.precision)
-                 for size in (pair.source_size, pair.target_size))  # type: ignore[return-value]
+    source, target = (
+        Frame.of(
+            protocol.frame,
+            size,
+            side,
+            clamp=protocol.clamp,
+            length_rule=protocol.length_rule,
+            precision=protocol.precision,
+        )
+        for size in (pair.source_size, pair.target_size)
+    )
+    return source, target
 
 
 if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -69,9 +70,17 @@ class BenchmarkRun:
     loaded: list[Pair]
 
 
-def open_benchmark(benchmark: str, data_root: str | Path, *, split: str | None, limit: int | None,
-                   pck: PCKSettings, loader_options: Mapping[str, Any] | None = None,
-                   threshold: ThresholdKind | None = None, outside: str = "leave out") -> BenchmarkRun:
+def open_benchmark(
+    benchmark: str,
+    data_root: str | Path,
+    *,
+    split: str | None,
+    limit: int | None,
+    pck: PCKSettings,
+    loader_options: Mapping[str, Any] | None = None,
+    threshold: ThresholdKind | None = None,
+    outside: str = "leave out",
+) -> BenchmarkRun:
     """Load a benchmark's pairs (the first ``limit``) and its PCK thresholds.
 
     Args:
@@ -88,8 +97,18 @@ def open_benchmark(benchmark: str, data_root: str | Path, *, split: str | None, 
     total = len(loaded)
     loaded = loaded[:limit] if limit is not None else loaded
     pairs = loaded if outside == "count" else leave_out_outside(loaded, f"{spec.title} {split}")
-    return BenchmarkRun(spec, str(data_root), split, pairs, total, alphas, threshold or pck.threshold or spec.threshold,
-                        limit, dict(loader_options or {}), loaded)
+    return BenchmarkRun(
+        spec,
+        str(data_root),
+        split,
+        pairs,
+        total,
+        alphas,
+        threshold or pck.threshold or spec.threshold,
+        limit,
+        dict(loader_options or {}),
+        loaded,
+    )
 
 
 class Clock:
@@ -105,7 +124,7 @@ class Clock:
         self.seconds[stage] = now - self.last
         self.last = now
 
-    def fork(self) -> "Clock":
+    def fork(self) -> Clock:
         """A clock that goes on from now with this one's stages so far (one of several runs that share
         the stages before, e.g. each K of a k-shot curve)."""
         clock = Clock()
@@ -120,8 +139,15 @@ class Clock:
         return round(sum(self.seconds.values()), 3)
 
 
-def pck_text(pck: PCKSettings, alphas: tuple[float, ...], threshold: str, frame: str, *, side: int | None = None,
-             length_rule: str = "own axis") -> str:
+def pck_text(
+    pck: PCKSettings,
+    alphas: tuple[float, ...],
+    threshold: str,
+    frame: str,
+    *,
+    side: int | None = None,
+    length_rule: str = "own axis",
+) -> str:
     """The PCK rule in words, as the result and the table state it."""
     length = "the target box's longer side" if threshold == "bbox" else "the target image's longer side"
     if length_rule == "frame side":
@@ -131,14 +157,22 @@ def pck_text(pck: PCKSettings, alphas: tuple[float, ...], threshold: str, frame:
     elif length_rule.startswith("float16"):
         length += " in float16"
     where = "original target-image pixels" if frame == "original" else f"the {side or 'input'} {frame} frame"
-    return (f"PCK@{'/'.join(format(a, 'g') for a in alphas)} of {length}, averaged per {pck.average}, "
-            f"correct if distance {'<=' if pck.inclusive else '<'} alpha * L, in {where}")
+    return (
+        f"PCK@{'/'.join(format(a, 'g') for a in alphas)} of {length}, averaged per {pck.average}, "
+        f"correct if distance {'<=' if pck.inclusive else '<'} alpha * L, in {where}"
+    )
 
 
-def score_predictions(pairs: Sequence[Pair], found: Sequence[np.ndarray], alphas: Sequence[float],
-                      threshold: ThresholdKind, pck: PCKSettings = PCKSettings(), *,
-                      predictions: bool = False,
-                      frames: Sequence[Frame] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def score_predictions(
+    pairs: Sequence[Pair],
+    found: Sequence[np.ndarray],
+    alphas: Sequence[float],
+    threshold: ThresholdKind,
+    pck: PCKSettings = PCKSettings(),
+    *,
+    predictions: bool = False,
+    frames: Sequence[Frame] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """PCK of predicted target points, overall and per category, and the random-guess level.
 
     Args:
@@ -172,50 +206,88 @@ def score_predictions(pairs: Sequence[Pair], found: Sequence[np.ndarray], alphas
         correct[i] = frame.correct(predicted, target, length, alphas, inclusive=pck.inclusive).sum(axis=1)
         box = frame.to_frame(np.reshape(pair.target_box, (2, 2))).reshape(4)
         truth = frame.to_frame(target, annotated=True).astype(np.float64)
-        chance[i] = random_guess_correct(truth, box.tolist(), length, alphas, inclusive=pck.inclusive,
-                                         samples=CHANCE_SAMPLES, rng=rng)
+        chance[i] = random_guess_correct(
+            truth, box.tolist(), length, alphas, inclusive=pck.inclusive, samples=CHANCE_SAMPLES, rng=rng
+        )
         counts[i] = len(target)
         if predictions:
-            records.append({
-                "id": pair.id, "category": pair.category, "source_image": str(pair.source_image),
-                "target_image": str(pair.target_image), "source_size": list(pair.source_size),
-                "target_size": list(pair.target_size), "keypoint_ids": pair.keypoint_ids[pair.visible].tolist(),
-                "source_points": source.astype(np.float64).tolist(), "pred": predicted.tolist(),
-                "gt": target.astype(np.float64).tolist(),
-                "target_box": np.asarray(pair.target_box, np.float64).tolist(),
-                "threshold_length": length,
-                "thresholds": {alpha_key(a): v for a, v in zip(alphas, frame.limits(length, alphas))},
-                "comparison": comparison, "frame": frame.fields()})
+            records.append(
+                {
+                    "id": pair.id,
+                    "category": pair.category,
+                    "source_image": str(pair.source_image),
+                    "target_image": str(pair.target_image),
+                    "source_size": list(pair.source_size),
+                    "target_size": list(pair.target_size),
+                    "keypoint_ids": pair.keypoint_ids[pair.visible].tolist(),
+                    "source_points": source.astype(np.float64).tolist(),
+                    "pred": predicted.tolist(),
+                    "gt": target.astype(np.float64).tolist(),
+                    "target_box": np.asarray(pair.target_box, np.float64).tolist(),
+                    "threshold_length": length,
+                    "thresholds": {alpha_key(a): v for a, v in zip(alphas, frame.limits(length, alphas))},
+                    "comparison": comparison,
+                    "frame": frame.fields(),
+                }
+            )
     categories = [pair.category for pair in pairs]
     summary = summarize(categories, correct, counts, alphas)
     expected = summarize(categories, chance, counts, alphas)
     chosen = f"per_{pck.average}"
     scores = {
-        "n_pairs": summary["n_pairs"], "n_pairs_scored": summary["n_pairs_scored"],
+        "n_pairs": summary["n_pairs"],
+        "n_pairs_scored": summary["n_pairs_scored"],
         "n_keypoints": summary["n_keypoints"],
-        "pck": summary[chosen], "pck_per_keypoint": summary["per_keypoint"], "pck_per_image": summary["per_image"],
-        "pck_category_mean": summary["category_mean"][chosen], "category_mean": summary["category_mean"],
-        "per_category": {name: {"n_pairs": row["n_pairs"], "n_keypoints": row["n_keypoints"], "pck": row[chosen],
-                                "per_keypoint": row["per_keypoint"], "per_image": row["per_image"]}
-                         for name, row in summary["per_category"].items()},
-        "chance": {"pck": expected[chosen], "per_keypoint": expected["per_keypoint"],
-                   "per_image": expected["per_image"],
-                   "what": f"expected PCK of a uniform random guess inside the target box "
-                           f"({CHANCE_SAMPLES} guesses per keypoint, seed 0)"},
+        "pck": summary[chosen],
+        "pck_per_keypoint": summary["per_keypoint"],
+        "pck_per_image": summary["per_image"],
+        "pck_category_mean": summary["category_mean"][chosen],
+        "category_mean": summary["category_mean"],
+        "per_category": {
+            name: {
+                "n_pairs": row["n_pairs"],
+                "n_keypoints": row["n_keypoints"],
+                "pck": row[chosen],
+                "per_keypoint": row["per_keypoint"],
+                "per_image": row["per_image"],
+            }
+            for name, row in summary["per_category"].items()
+        },
+        "chance": {
+            "pck": expected[chosen],
+            "per_keypoint": expected["per_keypoint"],
+            "per_image": expected["per_image"],
+            "what": f"expected PCK of a uniform random guess inside the target box "
+            f"({CHANCE_SAMPLES} guesses per keypoint, seed 0)",
+        },
     }
     return scores, records
 
 
 def pck_settings(run: BenchmarkRun, pck: PCKSettings) -> dict[str, Any]:
     """The PCK part of a result's settings."""
-    return {"alphas": list(run.alphas), "threshold": run.threshold, "average": pck.average,
-            "comparison": "<=" if pck.inclusive else "<"}
+    return {
+        "alphas": list(run.alphas),
+        "threshold": run.threshold,
+        "average": pck.average,
+        "comparison": "<=" if pck.inclusive else "<",
+    }
 
 
-def make_result(run: BenchmarkRun, extractor: Extractor, *, title: str, protocol: dict[str, Any],
-                scores: dict[str, Any], n_images: int, settings: dict[str, Any], clock: Clock,
-                images_computed: int, records: list[dict[str, Any]] | None = None,
-                **sections: Any) -> dict[str, Any]:
+def make_result(
+    run: BenchmarkRun,
+    extractor: Extractor,
+    *,
+    title: str,
+    protocol: dict[str, Any],
+    scores: dict[str, Any],
+    n_images: int,
+    settings: dict[str, Any],
+    clock: Clock,
+    images_computed: int,
+    records: list[dict[str, Any]] | None = None,
+    **sections: Any,
+) -> dict[str, Any]:
     """The result dict of :func:`semcorr.eval.evaluate` and :func:`semcorr.eval.kshot.evaluate_kshot`:
     a versioned results file (``format``, ``version``, ``semcorr_version``) naming the model and its
     ``weights_digest``, the protocol, the benchmark, split and ``pairs_digest`` (:mod:`.digest`).
@@ -229,13 +301,24 @@ def make_result(run: BenchmarkRun, extractor: Extractor, *, title: str, protocol
         **sections: further top-level keys (``pose_align``, ``transfer``, ...), in order.
     """
     result: dict[str, Any] = {
-        "format": RESULT_FORMAT, "version": RESULT_VERSION, "semcorr_version": __version__,
-        "benchmark": run.spec.name, "title": title, "split": run.split, "data_root": run.data_root,
-        "pairs_digest": pairs_digest(run.loaded), "model": extractor.name, "weights_digest": weights_digest(extractor),
-        "random_weights": bool(extractor.random_weights), "protocol": protocol, **scores, "n_images": n_images,
+        "format": RESULT_FORMAT,
+        "version": RESULT_VERSION,
+        "semcorr_version": __version__,
+        "benchmark": run.spec.name,
+        "title": title,
+        "split": run.split,
+        "data_root": run.data_root,
+        "pairs_digest": pairs_digest(run.loaded),
+        "model": extractor.name,
+        "weights_digest": weights_digest(extractor),
+        "random_weights": bool(extractor.random_weights),
+        "protocol": protocol,
+        **scores,
+        "n_images": n_images,
         **sections,
         "settings": {"extractor": dataclasses.asdict(extractor.config), **settings, "device": str(extractor.device)},
-        "timing": clock.timing(images_computed=images_computed), "wall_time_s": clock.wall(),
+        "timing": clock.timing(images_computed=images_computed),
+        "wall_time_s": clock.wall(),
     }
     if extractor.random_weights:
         result["warning"] = "features from random weights: the scores carry no meaning"

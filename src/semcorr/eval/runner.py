@@ -20,8 +20,9 @@ scale and arithmetic included, and count keypoints outside the image as their co
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,16 +41,33 @@ from .cache import CacheMode, FeatureCache
 from .pck import PCKSettings
 from .protocol_match import predict_with
 from .protocols import DEFAULT_PROTOCOL, PaperProtocol, Protocol, pair_frames, resolve_protocol
-from .result import (RESULT_SET_FORMAT, RESULT_VERSION, Clock, make_result, open_benchmark, pck_settings, pck_text,
-                     score_predictions)
+from .result import (
+    RESULT_SET_FORMAT,
+    RESULT_VERSION,
+    Clock,
+    make_result,
+    open_benchmark,
+    pck_settings,
+    pck_text,
+    score_predictions,
+)
 
-POSE_ALIGN_RULE = ("per pair, the mirrored source where the mean feature distance of its mutual nearest "
-                   "neighbours with the target (native grid) is lower, keypoints looked up at their left/right "
-                   "partner's mirrored position (GeoAware-SC's adaptive pose alignment, mutual-NN variant)")
+POSE_ALIGN_RULE = (
+    "per pair, the mirrored source where the mean feature distance of its mutual nearest "
+    "neighbours with the target (native grid) is lower, keypoints looked up at their left/right "
+    "partner's mirrored position (GeoAware-SC's adaptive pose alignment, mutual-NN variant)"
+)
 
 
-def predict(store: FeatureCache, pairs: Sequence[Pair], settings: MatchSettings, batch_size: int = 8,
-            progress: bool = True, *, pose_align: bool = False) -> list[np.ndarray]:
+def predict(
+    store: FeatureCache,
+    pairs: Sequence[Pair],
+    settings: MatchSettings,
+    batch_size: int = 8,
+    progress: bool = True,
+    *,
+    pose_align: bool = False,
+) -> list[np.ndarray]:
     """Transfer each pair's counted source keypoints into its target image.
 
     Args:
@@ -62,34 +80,44 @@ def predict(store: FeatureCache, pairs: Sequence[Pair], settings: MatchSettings,
     return _predict(store, pairs, settings, batch_size, progress, pose_align)[0]
 
 
-def _predict(store: FeatureCache, pairs: Sequence[Pair], settings: MatchSettings, batch_size: int, progress: bool,
-             pose_align: bool) -> tuple[list[np.ndarray], list[bool]]:
+def _predict(
+    store: FeatureCache,
+    pairs: Sequence[Pair],
+    settings: MatchSettings,
+    batch_size: int,
+    progress: bool,
+    pose_align: bool,
+) -> tuple[list[np.ndarray], list[bool]]:
     """:func:`predict`, and per pair whether it was matched from the mirrored source."""
     found: list[np.ndarray] = []
     flipped: list[bool] = [False] * len(pairs)
     with tqdm(total=len(pairs), desc="matching", unit="pair", disable=not progress) as bar:
         for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start:start + batch_size]
+            chunk = pairs[start : start + batch_size]
             sources = [pair.counted_points()[0] for pair in chunk]
             longest = max(len(points) for points in sources)
             if longest:
                 points = torch.zeros(len(chunk), longest, 2)  # padded with (0, 0); padding is dropped below
                 for i, counted in enumerate(sources):
-                    points[i, :len(counted)] = torch.from_numpy(counted)
+                    points[i, : len(counted)] = torch.from_numpy(counted)
                 with torch.inference_mode():
                     source_images, target_images = [p.source_image for p in chunk], [p.target_image for p in chunk]
                     if pose_align:  # decided on the native grid, as DistillDIFT; transfer_points upsamples
                         target = store.feature_map(target_images)
                         source, points, orientation = align_sources(
-                            store.feature_map(source_images), store.feature_map(source_images, flipped=True),
-                            target, points, _partner_rows(chunk, longest))
-                        flipped[start:start + len(chunk)] = orientation.flipped.tolist()
+                            store.feature_map(source_images),
+                            store.feature_map(source_images, flipped=True),
+                            target,
+                            points,
+                            _partner_rows(chunk, longest),
+                        )
+                        flipped[start : start + len(chunk)] = orientation.flipped.tolist()
                     else:
                         source = store.feature_map(source_images, settings.grid)
                         target = store.feature_map(target_images, settings.grid)
                     transfer = transfer_points(source, target, points, settings)
                 result = transfer.points.cpu().numpy().astype(np.float64)
-            found += [result[i, :len(source)] if len(source) else np.zeros((0, 2)) for i, source in enumerate(sources)]
+            found += [result[i, : len(source)] if len(source) else np.zeros((0, 2)) for i, source in enumerate(sources)]
             bar.update(len(chunk))
     return found, flipped
 
@@ -99,7 +127,7 @@ def _partner_rows(pairs: Sequence[Pair], length: int) -> torch.Tensor:
     rows = torch.arange(length).repeat(len(pairs), 1)
     for i, pair in enumerate(pairs):
         partners = mirror_partner_rows(pair)
-        rows[i, :len(partners)] = torch.from_numpy(partners)
+        rows[i, : len(partners)] = torch.from_numpy(partners)
     return rows
 
 
@@ -108,27 +136,41 @@ def _check_batch_size(batch_size: int) -> None:
         raise InputError(f"--batch-size must be at least 1, got {batch_size}")
 
 
-def protocol_rules(protocol: Protocol, settings: MatchSettings, pck: PCKSettings,
-           pose_align: bool) -> tuple[Protocol, PCKSettings]:
+def protocol_rules(
+    protocol: Protocol, settings: MatchSettings, pck: PCKSettings, pose_align: bool
+) -> tuple[Protocol, PCKSettings]:
     """The protocol as it will run and its PCK settings: ``semcorr`` takes the match and PCK
     settings given; the others fix them (only the thresholds ``alphas`` may be chosen)."""
     if protocol.name == DEFAULT_PROTOCOL:
         window = settings.method == "window_soft_argmax"
-        return dataclasses.replace(protocol, grid=str(settings.grid or "native"), matcher=settings.method,
-                                   window=settings.window if window else None,
-                                   temperature=settings.temperature if window else None, average=pck.average,
-                                   inclusive=pck.inclusive, threshold=pck.threshold), pck
+        return dataclasses.replace(
+            protocol,
+            grid=str(settings.grid or "native"),
+            matcher=settings.method,
+            window=settings.window if window else None,
+            temperature=settings.temperature if window else None,
+            average=pck.average,
+            inclusive=pck.inclusive,
+            threshold=pck.threshold,
+        ), pck
     if settings != MatchSettings():
-        raise InputError(f"--protocol {protocol.name} fixes the matching; --grid, --method, --window and --temperature "
-                         f"apply to --protocol {DEFAULT_PROTOCOL}")
+        raise InputError(
+            f"--protocol {protocol.name} fixes the matching; --grid, --method, --window and --temperature "
+            f"apply to --protocol {DEFAULT_PROTOCOL}"
+        )
     if dataclasses.replace(pck, alphas=None) != PCKSettings():
-        raise InputError(f"--protocol {protocol.name} fixes the PCK rules; --threshold, --average and --strict apply to "
-                         f"--protocol {DEFAULT_PROTOCOL} (--alpha to all)")
+        raise InputError(
+            f"--protocol {protocol.name} fixes the PCK rules; --threshold, --average and --strict apply to "
+            f"--protocol {DEFAULT_PROTOCOL} (--alpha to all)"
+        )
     if pose_align and protocol.matcher != "window_soft_argmax":
-        raise InputError(f"--pose-align works with the window soft-argmax protocols ({DEFAULT_PROTOCOL}, common), "
-                         f"not with --protocol {protocol.name}")
-    return protocol, PCKSettings(alphas=pck.alphas, threshold=protocol.threshold, average=protocol.average,
-                                 inclusive=protocol.inclusive)
+        raise InputError(
+            f"--pose-align works with the window soft-argmax protocols ({DEFAULT_PROTOCOL}, common), "
+            f"not with --protocol {protocol.name}"
+        )
+    return protocol, PCKSettings(
+        alphas=pck.alphas, threshold=protocol.threshold, average=protocol.average, inclusive=protocol.inclusive
+    )
 
 
 def _input_overrides(protocol: Protocol, model: str | Extractor, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -139,19 +181,35 @@ def _input_overrides(protocol: Protocol, model: str | Extractor, overrides: dict
     for key, value in wanted.items():
         given = getattr(model.config, key) if isinstance(model, Extractor) else overrides.get(key)
         if given is not None and given != value:
-            raise InputError(f"--protocol {protocol.name} runs every model at {protocol.input_size}² "
-                             f"{protocol.resize_mode}; {key} {given} was given")
+            raise InputError(
+                f"--protocol {protocol.name} runs every model at {protocol.input_size}² "
+                f"{protocol.resize_mode}; {key} {given} was given"
+            )
     return overrides if isinstance(model, Extractor) else {**overrides, **wanted}
 
 
-def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = DEFAULT_MODEL,
-             weights: str | None = None, random_weights: bool = False, device: str | None = None,
-             split: str | None = None, protocol: str | Protocol | PaperProtocol = DEFAULT_PROTOCOL,
-             settings: MatchSettings = MatchSettings(), pck: PCKSettings = PCKSettings(),
-             limit: int | None = None, batch_size: int = 8, cache: CacheMode = "auto",
-             cache_dir: str | Path | None = None, loader_options: Mapping[str, Any] | None = None,
-             predictions: bool = False, progress: bool = True, pose_align: bool = False,
-             **overrides: Any) -> dict[str, Any]:
+def evaluate(
+    benchmark: str,
+    data_root: str | Path,
+    *,
+    model: str | Extractor = DEFAULT_MODEL,
+    weights: str | None = None,
+    random_weights: bool = False,
+    device: str | None = None,
+    split: str | None = None,
+    protocol: str | Protocol | PaperProtocol = DEFAULT_PROTOCOL,
+    settings: MatchSettings = MatchSettings(),
+    pck: PCKSettings = PCKSettings(),
+    limit: int | None = None,
+    batch_size: int = 8,
+    cache: CacheMode = "auto",
+    cache_dir: str | Path | None = None,
+    loader_options: Mapping[str, Any] | None = None,
+    predictions: bool = False,
+    progress: bool = True,
+    pose_align: bool = False,
+    **overrides: Any,
+) -> dict[str, Any]:
     """Evaluate a model on a benchmark.
 
     Args:
@@ -192,8 +250,9 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
     if isinstance(model, Extractor) and (weights is not None or random_weights or overrides):
         raise InputError("weights, random_weights and extractor settings apply to a preset name, not to an Extractor")
     overrides = _input_overrides(rules, model, overrides)
-    run = open_benchmark(benchmark, data_root, split=split, limit=limit, pck=pck, loader_options=loader_options,
-                         outside=rules.outside)
+    run = open_benchmark(
+        benchmark, data_root, split=split, limit=limit, pck=pck, loader_options=loader_options, outside=rules.outside
+    )
     pairs = run.pairs
     if not pairs:
         raise InputError(f"{data_root}: no {run.spec.title} {run.split} pairs found")
@@ -217,8 +276,9 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
     clock.lap("matching")
 
     frames = [pair_frames(rules, pair, extractor.config.input_size)[1] for pair in pairs]
-    scores, records = score_predictions(pairs, found, run.alphas, run.threshold, pck, predictions=predictions,
-                                        frames=frames)
+    scores, records = score_predictions(
+        pairs, found, run.alphas, run.threshold, pck, predictions=predictions, frames=frames
+    )
     alignment: dict[str, Any] = {"enabled": pose_align, "n_flipped": sum(flipped) if pose_align else None}
     if pose_align:
         alignment.update(n_mirrored_images=len(mirrored), rule=POSE_ALIGN_RULE)
@@ -227,19 +287,41 @@ def evaluate(benchmark: str, data_root: str | Path, *, model: str | Extractor = 
     clock.lap("scoring")
     run_settings: dict[str, Any] = {
         "matching": dataclasses.asdict(matching) if matching is not None else None,
-        "pck": pck_settings(run, pck), "batch_size": batch_size, "limit": limit, "feature_cache": cache_used,
-        "pose_align": pose_align, "cache_dir": str(cache_dir) if cache_dir is not None else None,
+        "pck": pck_settings(run, pck),
+        "batch_size": batch_size,
+        "limit": limit,
+        "feature_cache": cache_used,
+        "pose_align": pose_align,
+        "cache_dir": str(cache_dir) if cache_dir is not None else None,
         "loader_options": {k: str(v) for k, v in run.loader_options.items()},
     }
     if cache_folder is not None and cache_dir is not None:
         run_settings["cache_folder"] = str(cache_folder)
     return make_result(
-        run, extractor, title=run.spec.title,
-        protocol={**rules.fields(), "summary": rules.summary(),
-                  "pck": pck_text(pck, run.alphas, run.threshold, rules.frame,
-                                  side=rules.frame_size or extractor.config.input_size, length_rule=rules.length_rule)},
-        scores=scores, n_images=len(images), settings=run_settings, clock=clock, images_computed=computed,
-        records=records if predictions else None, n_pairs_in_split=run.total_pairs, pose_align=alignment)
+        run,
+        extractor,
+        title=run.spec.title,
+        protocol={
+            **rules.fields(),
+            "summary": rules.summary(),
+            "pck": pck_text(
+                pck,
+                run.alphas,
+                run.threshold,
+                rules.frame,
+                side=rules.frame_size or extractor.config.input_size,
+                length_rule=rules.length_rule,
+            ),
+        },
+        scores=scores,
+        n_images=len(images),
+        settings=run_settings,
+        clock=clock,
+        images_computed=computed,
+        records=records if predictions else None,
+        n_pairs_in_split=run.total_pairs,
+        pose_align=alignment,
+    )
 
 
 def evaluate_models(benchmark: str, data_root: str | Path, models: Sequence[str], **options: Any) -> dict[str, Any]:
@@ -257,8 +339,15 @@ def evaluate_models(benchmark: str, data_root: str | Path, models: Sequence[str]
         raise InputError("--models needs at least one model")
     given = sorted(key for key in ("weights", "adapter", "backbone") if options.get(key) is not None)
     if len(models) > 1 and given:
-        raise InputError(f"{', '.join('--' + key for key in given)} name one model's files; evaluate that model alone "
-                         "(--model) or drop them")
+        raise InputError(
+            f"{', '.join('--' + key for key in given)} name one model's files; evaluate that model alone "
+            "(--model) or drop them"
+        )
     results = [evaluate(benchmark, data_root, model=name, **options) for name in models]
-    return {"format": RESULT_SET_FORMAT, "version": RESULT_VERSION, "benchmark": results[0]["benchmark"],
-            "protocol": results[0]["protocol"], "results": results}
+    return {
+        "format": RESULT_SET_FORMAT,
+        "version": RESULT_VERSION,
+        "benchmark": results[0]["benchmark"],
+        "protocol": results[0]["protocol"],
+        "results": results,
+    }

@@ -41,10 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..extras import require_extra
 from ..errors import ExportError, InputError
-from ..features.base import Extractor
+from ..extras import require_extra
 from ..features.backbones.dinov2 import IMAGENET_MEAN, IMAGENET_STD, DinoV2Extractor
+from ..features.base import Extractor
 from ..features.distill.student import StudentExtractor
 from ..fileio import atomic_file, check_output_file
 from ..geometry import ImageGeometry, resize_onto_canvas
@@ -129,8 +129,10 @@ def _prepare(extractor: Extractor) -> tuple[NormalisedFeatures, bool]:
     """The module to export: on CPU, in eval mode, a student's LoRA merged into the backbone; a copy
     where that would change ``extractor``. Also whether a LoRA was merged (a student)."""
     if not isinstance(extractor, DinoV2Extractor):
-        raise InputError(f"{extractor.name}: ONNX export supports the student, distilldift-* and dinov2-* presets "
-                         f"(got a {type(extractor).__name__}); pick one of those with --model")
+        raise InputError(
+            f"{extractor.name}: ONNX export supports the student, distilldift-* and dinov2-* presets "
+            f"(got a {type(extractor).__name__}); pick one of those with --model"
+        )
     has_lora = hasattr(extractor, "merge")
     needs_merge = has_lora and not getattr(extractor, "merged", True)
     if needs_merge or extractor.device.type != "cpu" or extractor.training:
@@ -141,8 +143,9 @@ def _prepare(extractor: Extractor) -> tuple[NormalisedFeatures, bool]:
     return NormalisedFeatures(extractor).eval(), has_lora
 
 
-def _check_pixels(extractor: Extractor, size: int, batch_size: int,
-                  images: Sequence[ImageInput] | None, seed: int) -> tuple[Tensor, str]:
+def _check_pixels(
+    extractor: Extractor, size: int, batch_size: int, images: Sequence[ImageInput] | None, seed: int
+) -> tuple[Tensor, str]:
     """(batch_size, 3, size, size) pixels in [0, 1] for the parity check, and what they are."""
     if images is None:
         generator = torch.Generator().manual_seed(seed)
@@ -185,32 +188,54 @@ def _export_program(module: NormalisedFeatures, pixels: Tensor, opset: int) -> A
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", FutureWarning)
-            return torch.onnx.export(module, (pixels,), dynamo=True, opset_version=opset, verbose=False,
-                                     input_names=["pixels"], output_names=["features"], external_data=False)
+            return torch.onnx.export(
+                module,
+                (pixels,),
+                dynamo=True,
+                opset_version=opset,
+                verbose=False,
+                input_names=["pixels"],
+                output_names=["features"],
+                external_data=False,
+            )
     except Exception as error:  # the exporter raises many types; keep the first line
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ExportError(f"{module.extractor.name}: torch.onnx.export failed ({first}); rerun with --debug "
-                          "for the traceback") from error
+        raise ExportError(
+            f"{module.extractor.name}: torch.onnx.export failed ({first}); rerun with --debug for the traceback"
+        ) from error
     finally:
         registration.setLevel(level)
 
 
-def _metadata(module: NormalisedFeatures, adapter: str | None, lora_merged: bool, size: int, batch_size: int,
-              grid: tuple[int, int], channels: int, opset: int) -> dict[str, str]:
+def _metadata(
+    module: NormalisedFeatures,
+    adapter: str | None,
+    lora_merged: bool,
+    size: int,
+    batch_size: int,
+    grid: tuple[int, int],
+    channels: int,
+    opset: int,
+) -> dict[str, str]:
     """The ``semcorr.*`` entries of the model's metadata_props: what goes in, what comes out."""
     extractor = module.extractor
     return {
-        "semcorr.model": extractor.name, "semcorr.adapter": adapter or "", "semcorr.lora_merged": str(lora_merged),
+        "semcorr.model": extractor.name,
+        "semcorr.adapter": adapter or "",
+        "semcorr.lora_merged": str(lora_merged),
         "semcorr.random_weights": str(extractor.random_weights),
-        "semcorr.input_size": str(size), "semcorr.batch_size": str(batch_size),
-        "semcorr.grid": f"{grid[0]}x{grid[1]}", "semcorr.channels": str(channels),
-        "semcorr.stride": str(extractor.stride), "semcorr.opset": str(opset),
+        "semcorr.input_size": str(size),
+        "semcorr.batch_size": str(batch_size),
+        "semcorr.grid": f"{grid[0]}x{grid[1]}",
+        "semcorr.channels": str(channels),
+        "semcorr.stride": str(extractor.stride),
+        "semcorr.opset": str(opset),
         "semcorr.input": f"pixels: float32 ({batch_size}, 3, {size}, {size}), RGB in [0, 1]: the image resized onto "
-                         f"the {size}x{size} canvas ({extractor.config.resize_mode}, bilinear, antialiased)",
+        f"the {size}x{size} canvas ({extractor.config.resize_mode}, bilinear, antialiased)",
         "semcorr.normalisation": f"ImageNet mean {list(IMAGENET_MEAN)}, std {list(IMAGENET_STD)} applied inside the "
-                                 "graph; output L2-normalised over channels",
+        "graph; output L2-normalised over channels",
         "semcorr.output": f"features: float32 ({batch_size}, {channels}, {grid[0]}, {grid[1]}), "
-                          "L2-normalised over channels (as Extractor.extract)",
+        "L2-normalised over channels (as Extractor.extract)",
         "semcorr.torch_version": torch.__version__,
     }
 
@@ -227,9 +252,17 @@ def _save(program: Any, temporary: Path, path: Path, weight_bytes: int) -> Path 
     return data
 
 
-def _check_and_time(ort: Any, onnx_file: Path, module: NormalisedFeatures, pixels: Tensor, expected: Tensor,
-                    tolerance: float, runs: int, warmup: int,
-                    threads: int) -> tuple[float, float | None, float | None, list[float] | None]:
+def _check_and_time(
+    ort: Any,
+    onnx_file: Path,
+    module: NormalisedFeatures,
+    pixels: Tensor,
+    expected: Tensor,
+    tolerance: float,
+    runs: int,
+    warmup: int,
+    threads: int,
+) -> tuple[float, float | None, float | None, list[float] | None]:
     """Run ``onnx_file`` with onnxruntime on ``pixels`` (B, 3, S, S) and compare with ``expected``
     (B, C, h, w), PyTorch's features; then time both. Returns the max abs difference, seconds per
     image of onnxruntime and of PyTorch (``None`` when ``runs == 0``), and the load average before timing.
@@ -245,12 +278,15 @@ def _check_and_time(ort: Any, onnx_file: Path, module: NormalisedFeatures, pixel
     feed = {"pixels": pixels.numpy()}
     actual = torch.from_numpy(session.run(["features"], feed)[0])
     if actual.shape != expected.shape:
-        raise ExportError(f"{name}: onnxruntime gave features of shape {tuple(actual.shape)}, "
-                          f"PyTorch {tuple(expected.shape)}")
+        raise ExportError(
+            f"{name}: onnxruntime gave features of shape {tuple(actual.shape)}, PyTorch {tuple(expected.shape)}"
+        )
     max_abs_diff = (actual - expected).abs().max().item()
     if not max_abs_diff <= tolerance:
-        raise ExportError(f"{name}: onnxruntime and PyTorch features differ by up to {max_abs_diff:.2e} "
-                          f"(> {tolerance:.0e}); the file was not written")
+        raise ExportError(
+            f"{name}: onnxruntime and PyTorch features differ by up to {max_abs_diff:.2e} "
+            f"(> {tolerance:.0e}); the file was not written"
+        )
     if not runs:
         return max_abs_diff, None, None, None
     load_before = load_average()
@@ -258,17 +294,29 @@ def _check_and_time(ort: Any, onnx_file: Path, module: NormalisedFeatures, pixel
     torch.set_num_threads(threads)
     try:
         with torch.inference_mode():
-            medians = median_seconds({"onnxruntime": lambda: session.run(["features"], feed),
-                                      "torch": lambda: module(pixels)}, runs, warmup)
+            medians = median_seconds(
+                {"onnxruntime": lambda: session.run(["features"], feed), "torch": lambda: module(pixels)}, runs, warmup
+            )
     finally:
         torch.set_num_threads(previous)
     batch = pixels.shape[0]
     return max_abs_diff, medians["onnxruntime"] / batch, medians["torch"] / batch, load_before
 
 
-def export_onnx(extractor: Extractor, path: str | os.PathLike, *, size: int | None = None, batch_size: int = 1,
-                opset: int = ONNX_OPSET, tolerance: float = 1e-4, images: Sequence[ImageInput] | None = None,
-                runs: int = 5, warmup: int = 1, threads: int | None = None, seed: int = 0) -> ExportReport:
+def export_onnx(
+    extractor: Extractor,
+    path: str | os.PathLike,
+    *,
+    size: int | None = None,
+    batch_size: int = 1,
+    opset: int = ONNX_OPSET,
+    tolerance: float = 1e-4,
+    images: Sequence[ImageInput] | None = None,
+    runs: int = 5,
+    warmup: int = 1,
+    threads: int | None = None,
+    seed: int = 0,
+) -> ExportReport:
     """Export ``extractor`` (the student, a distilldift-* or dinov2-* preset) to ONNX with a fixed input size.
 
     Args:
@@ -295,8 +343,10 @@ def export_onnx(extractor: Extractor, path: str | os.PathLike, *, size: int | No
     if size < extractor.stride or size % extractor.stride:
         raise InputError(f"--size must be a positive multiple of {extractor.stride} (e.g. 434 or 448), got {size}")
     if batch_size < 1 or runs < 0 or warmup < 0 or tolerance <= 0:
-        raise InputError(f"need batch_size >= 1, runs >= 0, warmup >= 0, tolerance > 0; got "
-                         f"{batch_size}, {runs}, {warmup}, {tolerance}")
+        raise InputError(
+            f"need batch_size >= 1, runs >= 0, warmup >= 0, tolerance > 0; got "
+            f"{batch_size}, {runs}, {warmup}, {tolerance}"
+        )
     path = check_output_file(path, suffixes=(".onnx",), what="ONNX model")
     module, lora_merged = _prepare(extractor)
     adapter = getattr(extractor.config, "adapter", None)
@@ -320,23 +370,47 @@ def export_onnx(extractor: Extractor, path: str | os.PathLike, *, size: int | No
         with atomic_file(path) as temporary:  # renamed to path only once the check has passed
             data_path = _save(program, temporary, path, weight_bytes)
             export_s = time.perf_counter() - start
-            max_abs_diff, ort_s, torch_s, load_before = _check_and_time(ort, temporary, module, pixels, expected,
-                                                                        tolerance, runs, warmup, threads)
+            max_abs_diff, ort_s, torch_s, load_before = _check_and_time(
+                ort, temporary, module, pixels, expected, tolerance, runs, warmup, threads
+            )
     except BaseException:
         if data_path is not None:
             data_path.unlink(missing_ok=True)
         raise
     file_bytes = path.stat().st_size + (data_path.stat().st_size if data_path is not None else 0)
-    machine = {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-               "onnxruntime": ort.__version__, "onnx": onnx.__version__,
-               "load_average_before": load_before, "load_average": load_average()}
+    machine = {
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "onnxruntime": ort.__version__,
+        "onnx": onnx.__version__,
+        "load_average_before": load_before,
+        "load_average": load_average(),
+    }
     return ExportReport(
-        path=path, data_path=data_path, model=extractor.name, adapter=adapter, lora_merged=lora_merged,
-        random_weights=extractor.random_weights, input_size=size, batch_size=batch_size, grid=grid,
-        channels=channels, opset=opset_used, exporter=f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
-        export_s=round(export_s, 2), file_mb=round(file_bytes / 2**20, 1), max_abs_diff=max_abs_diff,
-        tolerance=tolerance, check_input=check_input, onnxruntime_s_per_image=ort_s, torch_s_per_image=torch_s,
-        runs=runs, warmup=warmup, threads=threads, machine=machine,
+        path=path,
+        data_path=data_path,
+        model=extractor.name,
+        adapter=adapter,
+        lora_merged=lora_merged,
+        random_weights=extractor.random_weights,
+        input_size=size,
+        batch_size=batch_size,
+        grid=grid,
+        channels=channels,
+        opset=opset_used,
+        exporter=f"torch.onnx.export(dynamo=True), torch {torch.__version__}",
+        export_s=round(export_s, 2),
+        file_mb=round(file_bytes / 2**20, 1),
+        max_abs_diff=max_abs_diff,
+        tolerance=tolerance,
+        check_input=check_input,
+        onnxruntime_s_per_image=ort_s,
+        torch_s_per_image=torch_s,
+        runs=runs,
+        warmup=warmup,
+        threads=threads,
+        machine=machine,
     )
 
 
@@ -347,19 +421,29 @@ def format_report(report: ExportReport) -> str:
     shape = f"({report.batch_size}, 3, {report.input_size}, {report.input_size})"
     out_shape = f"({report.batch_size}, {report.channels}, {report.grid[0]}, {report.grid[1]})"
     lines = [
-        (f"wrote {report.path} ({report.file_mb} MiB{weights}) in {report.export_s:.1f} s: {label}, input {shape} "
-         f"-> features {out_shape}, opset {report.opset}, {report.exporter}"),
-        (f"check on {report.check_input}: max |onnxruntime - PyTorch| = {report.max_abs_diff:.2e} "
-         f"(<= {report.tolerance:.0e})"),
+        (
+            f"wrote {report.path} ({report.file_mb} MiB{weights}) in {report.export_s:.1f} s: {label}, input {shape} "
+            f"-> features {out_shape}, opset {report.opset}, {report.exporter}"
+        ),
+        (
+            f"check on {report.check_input}: max |onnxruntime - PyTorch| = {report.max_abs_diff:.2e} "
+            f"(<= {report.tolerance:.0e})"
+        ),
     ]
     if report.onnxruntime_s_per_image is not None and report.torch_s_per_image is not None:
-        rows = [("onnxruntime " + report.machine["onnxruntime"], report.onnxruntime_s_per_image),
-                ("PyTorch " + report.machine["torch"] + " fp32", report.torch_s_per_image)]
+        rows = [
+            ("onnxruntime " + report.machine["onnxruntime"], report.onnxruntime_s_per_image),
+            ("PyTorch " + report.machine["torch"] + " fp32", report.torch_s_per_image),
+        ]
         width = max(len(name) for name, _ in rows)
         lines.append(f"{'runtime':<{width}}  s/image   images/s  x PyTorch")
-        lines += [f"{name:<{width}}  {seconds:<8.4g}  {1 / seconds:8.4g}  {report.torch_s_per_image / seconds:9.2f}"
-                  for name, seconds in rows]
-        lines.append(f"CPU: {report.machine['cpu']}, {report.threads} thread(s); median of {report.runs} runs each "
-                     f"(round-robin) after {report.warmup} warm-up, batch {report.batch_size}; load average "
-                     f"{report.machine['load_average_before']} -> {report.machine['load_average']}")
+        lines += [
+            f"{name:<{width}}  {seconds:<8.4g}  {1 / seconds:8.4g}  {report.torch_s_per_image / seconds:9.2f}"
+            for name, seconds in rows
+        ]
+        lines.append(
+            f"CPU: {report.machine['cpu']}, {report.threads} thread(s); median of {report.runs} runs each "
+            f"(round-robin) after {report.warmup} warm-up, batch {report.batch_size}; load average "
+            f"{report.machine['load_average_before']} -> {report.machine['load_average']}"
+        )
     return "\n".join(lines)

@@ -95,11 +95,12 @@ class ModelSpec:
     device: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
 
-    def build(self) -> "Extractor":
+    def build(self) -> Extractor:
         from ..features.registry import build_extractor
 
-        return build_extractor(self.name, weights=self.weights, random_weights=self.random_weights,
-                               device=self.device, **self.overrides)
+        return build_extractor(
+            self.name, weights=self.weights, random_weights=self.random_weights, device=self.device, **self.overrides
+        )
 
 
 if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)

@@ -64,12 +64,15 @@ class PreparedBatch:
     failures: list[tuple[ImageItem, str]] = field(default_factory=list)
     handover_error: str | None = None
 
-    def pin_memory(self) -> "PreparedBatch":
+    def pin_memory(self) -> PreparedBatch:
         """The same batch with its canvases in page-locked memory (the DataLoader calls this)."""
         if self.pixels is None:
             return self
-        pinned = ({key: value.pin_memory() for key, value in self.pixels.items()} if isinstance(self.pixels, dict)
-                  else self.pixels.pin_memory())
+        pinned = (
+            {key: value.pin_memory() for key, value in self.pixels.items()}
+            if isinstance(self.pixels, dict)
+            else self.pixels.pin_memory()
+        )
         return PreparedBatch(self.items, pinned, self.geometries, self.failures, self.handover_error)
 
 
@@ -98,8 +101,11 @@ class PreparedImages(Dataset):
 def collate(records: Sequence[Prepared]) -> PreparedBatch:
     """Stack the canvases of the images that loaded; keep the failures apart. In a decoding worker,
     the canvases are put into shared memory here (:func:`into_shared_memory`)."""
-    loaded = [(item, canvas, geometry) for item, canvas, geometry, _ in records  # those that loaded: no error
-              if canvas is not None and geometry is not None]
+    loaded = [
+        (item, canvas, geometry)
+        for item, canvas, geometry, _ in records  # those that loaded: no error
+        if canvas is not None and geometry is not None
+    ]
     failures = [(item, error) for item, _, _, error in records if error is not None]
     pixels = stack_pixels([canvas for _, canvas, _ in loaded]) if loaded else None
     batch = PreparedBatch([item for item, _, _ in loaded], pixels, tuple(g for _, _, g in loaded), failures)
@@ -128,18 +134,21 @@ def into_shared_memory(batch: PreparedBatch) -> PreparedBatch:
 
 def handover_message(error: Exception, count: int, size: int) -> str:
     """Why a worker could not put its batch of ``count`` images (``size`` bytes) into shared memory."""
-    what = f"a decoding worker cannot hand over its batch of {count} image{'s' if count != 1 else ''} " \
-           f"({size / 1e6:.1f} MB)"
+    what = (
+        f"a decoding worker cannot hand over its batch of {count} image{'s' if count != 1 else ''} "
+        f"({size / 1e6:.1f} MB)"
+    )
     found = re.search(r"\((\d+)\)\s*$", str(error))  # PyTorch ends the message with the errno
     code = int(found.group(1)) if found else 0
     if code == errno.EFBIG:
-        return (f"{what}: the file-size limit (ulimit -f) is {_file_size_limit()} bytes, less than the shared-memory "
-                f"file in {SHARED_MEMORY} that takes the batch; raise the limit, or {IN_PROCESS}")
+        return (
+            f"{what}: the file-size limit (ulimit -f) is {_file_size_limit()} bytes, less than the shared-memory "
+            f"file in {SHARED_MEMORY} that takes the batch; raise the limit, or {IN_PROCESS}"
+        )
     if code == errno.ENOSPC:
         free = _shared_memory_free()
         room = f" ({free / 1e6:.0f} MB free)" if free is not None else ""
-        return (f"{what}: {SHARED_MEMORY} is full{room}; give it more room, use a smaller --batch-size, "
-                f"or {IN_PROCESS}")
+        return f"{what}: {SHARED_MEMORY} is full{room}; give it more room, use a smaller --batch-size, or {IN_PROCESS}"
     reason = os.strerror(code) if code else " ".join(str(error).split())
     return f"{what} through shared memory ({SHARED_MEMORY}): {reason}; {IN_PROCESS}"
 
@@ -183,8 +192,11 @@ def worker_failures_explained() -> Iterator[None]:
         raise explained from None
 
 
-_SIGNAL_HINTS = {"SIGKILL": "the out-of-memory killer sends it when memory runs out",
-                 "SIGBUS": f"{SHARED_MEMORY} ran out of room", "SIGSEGV": "a crash in an image library"}
+_SIGNAL_HINTS = {
+    "SIGKILL": "the out-of-memory killer sends it when memory runs out",
+    "SIGBUS": f"{SHARED_MEMORY} ran out of room",
+    "SIGSEGV": "a crash in an image library",
+}
 
 
 def explain_worker_failure(error: RuntimeError) -> DecodingError | None:
@@ -195,18 +207,24 @@ def explain_worker_failure(error: RuntimeError) -> DecodingError | None:
         pid, description = killed.groups()
         name = _signal_names().get(description, description)
         hint = f": {_SIGNAL_HINTS[name]}" if name in _SIGNAL_HINTS else ""
-        return DecodingError(f"a decoding worker (pid {pid}) was killed by signal {name} ({description}){hint}; "
-                             f"rerun with fewer --workers, or --workers 0 (decoding in this process)")
+        return DecodingError(
+            f"a decoding worker (pid {pid}) was killed by signal {name} ({description}){hint}; "
+            f"rerun with fewer --workers, or --workers 0 (decoding in this process)"
+        )
     exited = re.search(r"DataLoader worker \(pid (\d+)\) exited unexpectedly with exit code (-?\d+)", text)
     if exited:
-        return DecodingError(f"a decoding worker (pid {exited.group(1)}) stopped with exit status {exited.group(2)}; "
-                             f"{IN_PROCESS} to see why")
+        return DecodingError(
+            f"a decoding worker (pid {exited.group(1)}) stopped with exit status {exited.group(2)}; "
+            f"{IN_PROCESS} to see why"
+        )
     gone = re.search(r"DataLoader worker \(pid\(s\) ([\d, ]+)\) exited unexpectedly", text)
     if gone:
         return DecodingError(f"decoding worker(s) (pid {gone.group(1)}) stopped unexpectedly; {IN_PROCESS} to see why")
     if "DataLoader timed out" in text:
-        return DecodingError(f"the image decoding workers handed over no batch for {STUCK_SECONDS} s (out of shared "
-                             f"memory in {SHARED_MEMORY}?); {IN_PROCESS}, or use a smaller --batch-size")
+        return DecodingError(
+            f"the image decoding workers handed over no batch for {STUCK_SECONDS} s (out of shared "
+            f"memory in {SHARED_MEMORY}?); {IN_PROCESS}, or use a smaller --batch-size"
+        )
     return None
 
 
@@ -220,14 +238,21 @@ def _signal_names() -> dict[str, str]:
     return names
 
 
-def image_loader(items: Sequence[ImageItem], prepare: Preparer, *, batch_size: int, workers: int,
-                 pin_memory: bool = False) -> DataLoader:
+def image_loader(
+    items: Sequence[ImageItem], prepare: Preparer, *, batch_size: int, workers: int, pin_memory: bool = False
+) -> DataLoader:
     """Batches of prepared images, in order, decoded by ``workers`` processes (0: in this process;
     fewer where shared memory cannot hold their batches: :func:`workers_that_fit`)."""
     workers = workers_that_fit(workers, batch_size * canvas_bytes(prepare))
-    return DataLoader(PreparedImages(items, prepare), batch_size=batch_size, shuffle=False, num_workers=workers,
-                      collate_fn=collate, pin_memory=pin_memory and torch.cuda.is_available(),
-                      timeout=STUCK_SECONDS if workers else 0)
+    return DataLoader(
+        PreparedImages(items, prepare),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin_memory and torch.cuda.is_available(),
+        timeout=STUCK_SECONDS if workers else 0,
+    )
 
 
 def canvas_bytes(prepare: Preparer) -> int:
@@ -248,7 +273,10 @@ def workers_that_fit(workers: int, batch_bytes: int, *, room: int | None = None)
             return workers  # no /dev/shm here (not Linux): torch shares memory its own way
     fitting = max(0, min(workers, room // 2 // (2 * batch_bytes)))
     if fitting < workers:
-        warnings.warn(f"{SHARED_MEMORY} has {room / 1e6:.0f} MB free: {fitting} decoding worker(s) instead of "
-                      f"{workers} (each holds two batches of {batch_bytes / 1e6:.0f} MB); give it more room, or use "
-                      "a smaller --batch-size", stacklevel=3)
+        warnings.warn(
+            f"{SHARED_MEMORY} has {room / 1e6:.0f} MB free: {fitting} decoding worker(s) instead of "
+            f"{workers} (each holds two batches of {batch_bytes / 1e6:.0f} MB); give it more room, or use "
+            "a smaller --batch-size",
+            stacklevel=3,
+        )
     return fitting

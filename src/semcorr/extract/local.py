@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 from tqdm import tqdm
@@ -37,8 +37,9 @@ class ExtractedBatch:
     failures: list[tuple[ImageItem, str]]
 
 
-def extract_batches(extractor: Extractor, items: Sequence[ImageItem],
-                    settings: ExtractSettings = ExtractSettings()) -> Iterator[ExtractedBatch]:
+def extract_batches(
+    extractor: Extractor, items: Sequence[ImageItem], settings: ExtractSettings = ExtractSettings()
+) -> Iterator[ExtractedBatch]:
     """Extract ``items`` batch by batch, decoding ahead in ``settings.decoding_workers`` processes.
 
     Yields, per batch of ``settings.batch_size`` images, an :class:`ExtractedBatch`: an
@@ -48,22 +49,35 @@ def extract_batches(extractor: Extractor, items: Sequence[ImageItem],
     if not items:
         return  # no worker processes to start
     device = extractor.device
-    loader = image_loader(items, extractor.preparer(), batch_size=settings.batch_size,
-                          workers=settings.decoding_workers, pin_memory=device.type == "cuda")
+    loader = image_loader(
+        items,
+        extractor.preparer(),
+        batch_size=settings.batch_size,
+        workers=settings.decoding_workers,
+        pin_memory=device.type == "cuda",
+    )
     for batch in loaded_batches(loader):
         entries = []
         if batch.items:
             assert batch.pixels is not None  # some images loaded
             pixels = pixels_to(batch.pixels, device, non_blocking=True)
             categories = [item.category for item in batch.items] if extractor.prompted else None
-            fmap = extractor.extract_prepared(pixels, batch.geometries, embeddings=settings.embeddings,
-                                              categories=categories)
+            fmap = extractor.extract_prepared(
+                pixels, batch.geometries, embeddings=settings.embeddings, categories=categories
+            )
             features = fmap.features.to(torch.float16).cpu()
             pooled = fmap.embeddings.to(torch.float16).cpu() if fmap.embeddings is not None else None
             norms = fmap.norms.cpu() if fmap.norms is not None else None
-            entries = [Entry(item.key, features[i], geometry, pooled[i] if pooled is not None else None,
-                             norms[i] if norms is not None else None)
-                       for i, (item, geometry) in enumerate(zip(batch.items, batch.geometries))]
+            entries = [
+                Entry(
+                    item.key,
+                    features[i],
+                    geometry,
+                    pooled[i] if pooled is not None else None,
+                    norms[i] if norms is not None else None,
+                )
+                for i, (item, geometry) in enumerate(zip(batch.items, batch.geometries))
+            ]
         yield ExtractedBatch(entries, batch.failures)
 
 
@@ -79,9 +93,16 @@ def stop_on(message: str) -> InputError:
     return InputError(f"{message} (stopped by --on-error stop; the store keeps what was extracted)")
 
 
-def run_local(extractor: Extractor, items: Sequence[ImageItem], out: str | Path,
-              settings: ExtractSettings = ExtractSettings(), *, rank: int = 0, world_size: int = 1,
-              progress: bool = True) -> ExtractReport:
+def run_local(
+    extractor: Extractor,
+    items: Sequence[ImageItem],
+    out: str | Path,
+    settings: ExtractSettings = ExtractSettings(),
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    progress: bool = True,
+) -> ExtractReport:
     """Extract this rank's share of ``items`` with ``extractor`` into the store ``out``.
 
     Resumable (whole entries are skipped; damaged ones are written again) and crash-safe (an entry
@@ -94,10 +115,15 @@ def run_local(extractor: Extractor, items: Sequence[ImageItem], out: str | Path,
     mine = [item for item in items if rank_of(item.key, world_size) == rank]
     todo, damaged = pending(store, mine)
     name = f"rank {rank}/{world_size}" if world_size > 1 else "local"
-    report = ExtractReport(name, already_done=len(mine) - len(todo), redone=damaged,
-                           other_ranks=len(items) - len(mine))
-    bar = tqdm(total=len(mine), initial=report.already_done, desc=f"extract {name}", unit="img",
-               disable=not progress, dynamic_ncols=True)
+    report = ExtractReport(name, already_done=len(mine) - len(todo), redone=damaged, other_ranks=len(items) - len(mine))
+    bar = tqdm(
+        total=len(mine),
+        initial=report.already_done,
+        desc=f"extract {name}",
+        unit="img",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
 
     def write(entry: Entry) -> int:
         return store.put(entry.key, entry.features, entry.geometry, embedding=entry.embedding)

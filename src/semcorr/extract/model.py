@@ -21,8 +21,9 @@ def shape_of(model: ModelSpec | Extractor) -> tuple[Extractor, dict[str, Any]]:
 
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the processes that build the model say what it needs to
-        shape = build_extractor(model.name, weights=model.weights, random_weights=True, device="meta",
-                                **model.overrides)
+        shape = build_extractor(
+            model.name, weights=model.weights, random_weights=True, device="meta", **model.overrides
+        )
     identity = extractor_identity(shape)
     identity["random_weights"] = bool(model.random_weights and get_preset(model.name).has_weights)
     return shape, identity

@@ -21,16 +21,17 @@ import math
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..extras import require_extra
 from ..errors import InputError, SemcorrError
+from ..extras import require_extra
 from ..features.base import Extractor, Preparer, pixels_to
 from ..geometry import ImageGeometry
 from ..images import ImageItem
@@ -65,8 +66,13 @@ def decode_row(row: dict[str, Any], *, prepare: Preparer, blank: dict[str, np.nd
     """Ray task: one listed image loaded and put on its canvas (zeros and an error when unreadable)."""
     item = ImageItem(row["key"], Path(row["path"]), row.get("category") or None, bool(row.get("mirrored")))
     _, canvas, geometry, error = prepare_item(item, prepare)
-    out = {"key": row["key"], "path": row["path"], "category": row.get("category") or "", "error": error or "",
-           "geometry": json.dumps(asdict(geometry)) if geometry is not None else ""}
+    out = {
+        "key": row["key"],
+        "path": row["path"],
+        "category": row.get("category") or "",
+        "error": error or "",
+        "geometry": json.dumps(asdict(geometry)) if geometry is not None else "",
+    }
     out.update(_columns(canvas) if canvas is not None else blank)
     return out
 
@@ -79,8 +85,10 @@ class RayExtractor:
         embedding = self.extractor.embedding_kind if embeddings else None
         self.store = FeatureFolder.create(out, extractor_identity(self.extractor), embedding=embedding)
         if self.store.digest != digest:
-            raise InputError(f"{out}: the model built on a Ray actor differs from the one the driver checked "
-                             "(another semcorr version on the cluster?)")
+            raise InputError(
+                f"{out}: the model built on a Ray actor differs from the one the driver checked "
+                "(another semcorr version on the cluster?)"
+            )
         self.embeddings = embeddings
         self.device_lock = threading.Lock()
 
@@ -95,19 +103,23 @@ class RayExtractor:
         rows = [i for i, error in enumerate(batch["error"]) if not error]
         written = np.zeros(len(batch["key"]), dtype=np.int64)
         if rows:
-            geometries = [ImageGeometry(**{k: tuple(v) for k, v in json.loads(batch["geometry"][i]).items()})
-                          for i in rows]
+            geometries = [
+                ImageGeometry(**{k: tuple(v) for k, v in json.loads(batch["geometry"][i]).items()}) for i in rows
+            ]
             extractor = self.extractor
             categories = [str(batch["category"][i]) or None for i in rows] if extractor.prompted else None
             with self.device_lock:  # one batch on the device at a time; the other call meanwhile writes
                 pixels = pixels_to(self._pixels(batch, rows), extractor.device)
-                fmap = extractor.extract_prepared(pixels, geometries, embeddings=self.embeddings,
-                                                  categories=categories)
+                fmap = extractor.extract_prepared(pixels, geometries, embeddings=self.embeddings, categories=categories)
                 features = fmap.features.to(torch.float16).cpu()
                 pooled = fmap.embeddings.to(torch.float16).cpu() if fmap.embeddings is not None else None
             for j, i in enumerate(rows):
-                written[i] = self.store.put(str(batch["key"][i]), features[j], geometries[j],
-                                            embedding=pooled[j] if pooled is not None else None)
+                written[i] = self.store.put(
+                    str(batch["key"][i]),
+                    features[j],
+                    geometries[j],
+                    embedding=pooled[j] if pooled is not None else None,
+                )
         return {"key": batch["key"], "path": batch["path"], "error": batch["error"], "bytes": written}
 
 
@@ -122,9 +134,15 @@ def _semcorr_cause(error: BaseException | None) -> SemcorrError | None:
     return None
 
 
-def run_ray(model: ModelSpec | Extractor, items: Sequence[ImageItem], out: str | Path,
-            settings: ExtractSettings = ExtractSettings(), ray_settings: RaySettings = RaySettings(), *,
-            progress: bool = True) -> ExtractReport:
+def run_ray(
+    model: ModelSpec | Extractor,
+    items: Sequence[ImageItem],
+    out: str | Path,
+    settings: ExtractSettings = ExtractSettings(),
+    ray_settings: RaySettings = RaySettings(),
+    *,
+    progress: bool = True,
+) -> ExtractReport:
     """Extract ``items`` into the store ``out`` on a Ray cluster (see the module).
 
     Joins ``ray_settings.address`` (or the Ray already initialised in this process, or
@@ -154,33 +172,61 @@ def run_ray(model: ModelSpec | Extractor, items: Sequence[ImageItem], out: str |
     return report
 
 
-def _run_pipeline(ray: Any, model: ModelSpec | Extractor, prepare: Preparer, todo: Sequence[ImageItem],
-                  store: FeatureFolder, settings: ExtractSettings, ray_settings: RaySettings,
-                  report: ExtractReport, progress: bool) -> None:
+def _run_pipeline(
+    ray: Any,
+    model: ModelSpec | Extractor,
+    prepare: Preparer,
+    todo: Sequence[ImageItem],
+    store: FeatureFolder,
+    settings: ExtractSettings,
+    ray_settings: RaySettings,
+    report: ExtractReport,
+    progress: bool,
+) -> None:
     cpus = ray.cluster_resources().get("CPU", 0.0)
     taken = ray_settings.concurrency * ray_settings.cpus_per_actor
     if cpus - taken < 1:  # the actors would wait for images that no CPU is left to decode
-        raise InputError(f"--concurrency {ray_settings.concurrency} actors of --cpus-per-actor "
-                         f"{ray_settings.cpus_per_actor:g} take {taken:g} of the Ray cluster's {cpus:g} CPUs, leaving "
-                         "none to decode images; use fewer actors or CPUs per actor (or start more nodes first)")
+        raise InputError(
+            f"--concurrency {ray_settings.concurrency} actors of --cpus-per-actor "
+            f"{ray_settings.cpus_per_actor:g} take {taken:g} of the Ray cluster's {cpus:g} CPUs, leaving "
+            "none to decode images; use fewer actors or CPUs per actor (or start more nodes first)"
+        )
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # semcorr's own bar below counts written images
     blank = {name: np.zeros_like(value) for name, value in _columns(prepare(torch.zeros(3, 8, 8))[0]).items()}
-    rows = [{"key": item.key, "path": str(item.path), "category": item.category or "", "mirrored": item.mirrored}
-            for item in todo]
+    rows = [
+        {"key": item.key, "path": str(item.path), "category": item.category or "", "mirrored": item.mirrored}
+        for item in todo
+    ]
     blocks = max(1, min(len(rows), math.ceil(len(rows) / settings.batch_size)))
-    dataset = (ray.data.from_items(rows, override_num_blocks=blocks)
-               .map(decode_row, fn_kwargs={"prepare": prepare, "blank": blank}, memory=DECODE_MEMORY)
-               .map_batches(RayExtractor, batch_size=settings.batch_size, batch_format="numpy",
-                            fn_constructor_kwargs={"model": model, "out": str(store.root), "digest": store.digest,
-                                                   "embeddings": settings.embeddings},
-                            compute=ray.data.ActorPoolStrategy(size=ray_settings.concurrency,
-                                                               max_concurrent_calls_per_actor=2,
-                                                               enable_true_multi_threading=True),
-                            num_gpus=ray_settings.num_gpus, num_cpus=ray_settings.cpus_per_actor))
-    bar = tqdm(total=len(todo) + report.already_done, initial=report.already_done,
-               desc=f"extract {report.engine}", unit="img", disable=not progress,
-               dynamic_ncols=True)
+    dataset = (
+        ray.data.from_items(rows, override_num_blocks=blocks)
+        .map(decode_row, fn_kwargs={"prepare": prepare, "blank": blank}, memory=DECODE_MEMORY)
+        .map_batches(
+            RayExtractor,
+            batch_size=settings.batch_size,
+            batch_format="numpy",
+            fn_constructor_kwargs={
+                "model": model,
+                "out": str(store.root),
+                "digest": store.digest,
+                "embeddings": settings.embeddings,
+            },
+            compute=ray.data.ActorPoolStrategy(
+                size=ray_settings.concurrency, max_concurrent_calls_per_actor=2, enable_true_multi_threading=True
+            ),
+            num_gpus=ray_settings.num_gpus,
+            num_cpus=ray_settings.cpus_per_actor,
+        )
+    )
+    bar = tqdm(
+        total=len(todo) + report.already_done,
+        initial=report.already_done,
+        desc=f"extract {report.engine}",
+        unit="img",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     try:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             for key, path, error, size in zip(batch["key"], batch["path"], batch["error"], batch["bytes"]):

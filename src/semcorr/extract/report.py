@@ -39,12 +39,17 @@ class ExtractReport:
         return self.written / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
-        speed = (f" ({self.images_per_second:.2f} images/s, {self.bytes_per_image / 1e6:.3f} MB per image)"
-                 if self.written else "")
+        speed = (
+            f" ({self.images_per_second:.2f} images/s, {self.bytes_per_image / 1e6:.3f} MB per image)"
+            if self.written
+            else ""
+        )
         others = f", {self.other_ranks} left to other ranks" if self.other_ranks else ""
         redone = f" ({self.redone} damaged entries written again)" if self.redone else ""
-        return (f"{self.engine}: extracted {self.written} images in {self.seconds:.1f} s{speed}{redone}; "
-                f"{self.already_done} already done, {len(self.failed)} failed{others}")
+        return (
+            f"{self.engine}: extracted {self.written} images in {self.seconds:.1f} s{speed}{redone}; "
+            f"{self.already_done} already done, {len(self.failed)} failed{others}"
+        )
 
     def write_failures(self, root: Path, name: str) -> Path:
         """``root/errors-<name>.jsonl``: this run's unreadable images, one JSON line each (removed

@@ -11,8 +11,8 @@ share) and ``ray`` (a Ray Data pipeline on a Ray cluster). Both write the same s
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import InputError
 from ..features.base import Extractor
@@ -25,11 +25,18 @@ from .local import run_local
 from .report import ExtractReport
 
 
-def extract_features(images: str | os.PathLike | Sequence[ImageItem], out: str | os.PathLike, *,
-                     model: str | ModelSpec | Extractor = DEFAULT_MODEL,
-                     settings: ExtractSettings = ExtractSettings(), engine: EngineName = "local",
-                     ray: RaySettings = RaySettings(), rank: int | None = None, world_size: int | None = None,
-                     progress: bool = True) -> ExtractReport:
+def extract_features(
+    images: str | os.PathLike | Sequence[ImageItem],
+    out: str | os.PathLike,
+    *,
+    model: str | ModelSpec | Extractor = DEFAULT_MODEL,
+    settings: ExtractSettings = ExtractSettings(),
+    engine: EngineName = "local",
+    ray: RaySettings = RaySettings(),
+    rank: int | None = None,
+    world_size: int | None = None,
+    progress: bool = True,
+) -> ExtractReport:
     """Dense features (fp16) and, with ``settings.embeddings``, a global embedding of every image,
     one entry per image in the store ``out`` (:class:`~semcorr.store.FeatureFolder`).
 
@@ -55,8 +62,10 @@ def extract_features(images: str | os.PathLike | Sequence[ImageItem], out: str |
     spec = ModelSpec(model) if isinstance(model, str) else model
     if engine == "ray":
         if (world_size or resolve_rank()[1]) > 1:
-            raise InputError("the ray engine shares the work among its actors itself; run it once, not under "
-                             "torchrun or with --world-size")
+            raise InputError(
+                "the ray engine shares the work among its actors itself; run it once, not under "
+                "torchrun or with --world-size"
+            )
         from .ray_engine import run_ray
 
         return run_ray(spec, items, Path(out), settings, ray, progress=progress)

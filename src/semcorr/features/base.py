@@ -7,8 +7,9 @@ contract, whatever the model.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence, Union, cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,7 @@ from .config import ExtractorConfig
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
-Pixels = Union[Tensor, dict[str, Tensor]]  # one canvas (B, 3, S, S), or one per member (the teacher)
+Pixels = Tensor | dict[str, Tensor]  # one canvas (B, 3, S, S), or one per member (the teacher)
 Preparer = Callable[[Tensor], tuple[Pixels, ImageGeometry]]  # (3, H, W) image -> canvas(es) (no batch), geometry
 
 
@@ -102,21 +103,28 @@ class FeatureMap:
         if len(self.geometries) != self.features.shape[0]:
             raise ValueError(f"{len(self.geometries)} geometries for a batch of {self.features.shape[0]}")
         if self.norms is not None and tuple(self.norms.shape) != (self.features.shape[0], 1, *self.features.shape[2:]):
-            raise ValueError(f"norms must be (B, 1, h, w) = {(len(self), 1, *self.grid_size)}, "
-                             f"got {tuple(self.norms.shape)}")
+            raise ValueError(
+                f"norms must be (B, 1, h, w) = {(len(self), 1, *self.grid_size)}, got {tuple(self.norms.shape)}"
+            )
         if self.embeddings is not None and tuple(self.embeddings.shape[:1]) != (self.features.shape[0],):
             raise ValueError(f"embeddings must be (B, D), got shape {tuple(self.embeddings.shape)}")
 
     def __len__(self) -> int:
         return self.features.shape[0]
 
-    def __getitem__(self, index: int | slice) -> "FeatureMap":
+    def __getitem__(self, index: int | slice) -> FeatureMap:
         """The feature map of one image (kept as a batch of 1) or of a slice of the batch."""
         index = slice(index, index + 1 if index != -1 else None) if isinstance(index, int) else index
         norms = self.norms[index] if self.norms is not None else None
         embeddings = self.embeddings[index] if self.embeddings is not None else None
-        return FeatureMap(self.features[index], self.geometries[index], self.model, self.random_weights, norms=norms,
-                          embeddings=embeddings)
+        return FeatureMap(
+            self.features[index],
+            self.geometries[index],
+            self.model,
+            self.random_weights,
+            norms=norms,
+            embeddings=embeddings,
+        )
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -134,11 +142,13 @@ class FeatureMap:
             ValueError: the map carries no norms (resampled, or made without them).
         """
         if self.norms is None:
-            raise ValueError(f"{self.model}: this feature map carries no raw norms (resampled to another grid, or "
-                             "made without them); use the native-grid map from Extractor.extract")
+            raise ValueError(
+                f"{self.model}: this feature map carries no raw norms (resampled to another grid, or "
+                "made without them); use the native-grid map from Extractor.extract"
+            )
         return self.features * self.norms
 
-    def upsample(self, size: int | tuple[int, int] | None) -> "FeatureMap":
+    def upsample(self, size: int | tuple[int, int] | None) -> FeatureMap:
         """Bilinearly upsample (or downsample) to an (h, w) grid and re-normalise; geometry is kept.
 
         ``None`` or the current size returns ``self``; a resampled map carries no ``norms``.
@@ -149,8 +159,9 @@ class FeatureMap:
         if target == self.grid_size:
             return self
         resized = F.interpolate(self.features, size=target, mode="bilinear", align_corners=False)
-        return FeatureMap(F.normalize(resized, dim=1), self.geometries, self.model, self.random_weights,
-                          embeddings=self.embeddings)
+        return FeatureMap(
+            F.normalize(resized, dim=1), self.geometries, self.model, self.random_weights, embeddings=self.embeddings
+        )
 
     def valid_cells(self) -> Tensor:
         """(B, h, w) bool: cells whose centres lie on the image rather than on letterbox padding."""
@@ -225,8 +236,13 @@ class Extractor(nn.Module):
             prepared.append(prepare(pixels))
         return pixels_to(stack_pixels([p for p, _ in prepared]), self.device), tuple(g for _, g in prepared)
 
-    def extract(self, images: ImageInput | Sequence[ImageInput], *, grad: bool = False,
-                categories: Sequence[str | None] | None = None) -> FeatureMap:
+    def extract(
+        self,
+        images: ImageInput | Sequence[ImageInput],
+        *,
+        grad: bool = False,
+        categories: Sequence[str | None] | None = None,
+    ) -> FeatureMap:
         """Features of one image or a batch of images.
 
         Args:
@@ -240,12 +256,20 @@ class Extractor(nn.Module):
         if not batch:
             raise ValueError("extract() needs at least one image")
         pixels, geometries = self.preprocess(batch)
-        return self.extract_prepared(pixels, geometries, grad=grad, categories=categories,
-                                     names=[image_name(image) for image in batch])
+        return self.extract_prepared(
+            pixels, geometries, grad=grad, categories=categories, names=[image_name(image) for image in batch]
+        )
 
-    def extract_prepared(self, pixels: Pixels, geometries: Sequence[ImageGeometry], *, grad: bool = False,
-                         embeddings: bool = False, categories: Sequence[str | None] | None = None,
-                         names: Sequence[str] = ()) -> FeatureMap:
+    def extract_prepared(
+        self,
+        pixels: Pixels,
+        geometries: Sequence[ImageGeometry],
+        *,
+        grad: bool = False,
+        embeddings: bool = False,
+        categories: Sequence[str | None] | None = None,
+        names: Sequence[str] = (),
+    ) -> FeatureMap:
         """Features of a batch of canvases made by :meth:`preparer` (stacked, on the device).
 
         Args:
@@ -262,19 +286,27 @@ class Extractor(nn.Module):
             raise InputError(f"{self.name} takes no categories (only prompted models such as the teacher do)")
         self._categories = list(categories) if categories is not None else None
         try:
-            with (contextlib.nullcontext() if grad else torch.inference_mode()), self._autocast():
+            with contextlib.nullcontext() if grad else torch.inference_mode(), self._autocast():
                 features, pooled = self.forward_with_embedding(pixels) if embeddings else (self(pixels), None)
         finally:
             self._categories = None
         if not torch.isfinite(features).all():
             shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "") if names else f"{len(geometries)} images"
-            raise InputError(f"{self.name}: the model gave non-finite features (NaN or inf) for {shown}; its weights "
-                             f"are broken, or {self.config.precision} overflowed (try --precision fp32)")
+            raise InputError(
+                f"{self.name}: the model gave non-finite features (NaN or inf) for {shown}; its weights "
+                f"are broken, or {self.config.precision} overflowed (try --precision fp32)"
+            )
         features = features.float()
         norms = torch.linalg.vector_norm(features, dim=1, keepdim=True)
         pooled = F.normalize(pooled.float(), dim=1) if pooled is not None else None
-        return FeatureMap(F.normalize(features, dim=1), tuple(geometries), self.name, self.random_weights, norms=norms,
-                          embeddings=pooled)
+        return FeatureMap(
+            F.normalize(features, dim=1),
+            tuple(geometries),
+            self.name,
+            self.random_weights,
+            norms=norms,
+            embeddings=pooled,
+        )
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         precision = self.config.precision
@@ -287,8 +319,10 @@ def require_finite(tensors: Mapping[str, Tensor], source: str) -> None:
     """Refuse weights with a NaN or infinite value: a :class:`CheckpointError` naming ``source`` and the tensor."""
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and tensor.device.type != "meta" and not torch.isfinite(tensor).all():
-            raise CheckpointError(f"{source}: {name} holds non-finite values (NaN or inf); these weights are broken "
-                                  "(a diverged training run?)")
+            raise CheckpointError(
+                f"{source}: {name} holds non-finite values (NaN or inf); these weights are broken "
+                "(a diverged training run?)"
+            )
 
 
 if not TYPE_CHECKING:  # names that left this module keep working for a release (semcorr._moved)

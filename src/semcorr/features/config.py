@@ -12,8 +12,19 @@ import os
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, Protocol
 
-from ..settings import (PRECISIONS, RESIZE_MODES, Precision, ResizeMode, check_bool, check_choice, check_int,
-                        check_number, check_numbers, check_text, fail)
+from ..settings import (
+    PRECISIONS,
+    RESIZE_MODES,
+    Precision,
+    ResizeMode,
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_numbers,
+    check_text,
+    fail,
+)
 
 # The model of `semcorr match`, `demo`, `video`, `segment` and `eval` when none is named: the
 # authors' released DistillDIFT student (downloaded on first use; see features/distilldift.py).
@@ -35,8 +46,13 @@ def check_input_size(owner: object, field: str, minimum: int = 1) -> None:
     check_int(owner, field, minimum=minimum)
     limit = max_input_size()
     if getattr(owner, field) > limit:
-        raise fail(owner, field, f"must be at most {limit} pixels (set {MAX_INPUT_SIZE_VARIABLE} to allow more; "
-                   "memory grows with its square)")
+        raise fail(
+            owner,
+            field,
+            f"must be at most {limit} pixels (set {MAX_INPUT_SIZE_VARIABLE} to allow more; "
+            "memory grows with its square)",
+        )
+
 
 PATCH_SIZE = 14
 DinoSize = Literal["s", "b", "l", "g"]
@@ -133,8 +149,14 @@ class DinoV2Config(ExtractorConfig):
         super().__post_init__()
         check_choice(self, "size", ARCHITECTURES)
         check_bool(self, "registers")
-        check_int(self, "layer", minimum=1, maximum=ARCHITECTURES[self.size][2], optional=True,
-                  none_means="for the last block")
+        check_int(
+            self,
+            "layer",
+            minimum=1,
+            maximum=ARCHITECTURES[self.size][2],
+            optional=True,
+            none_means="for the last block",
+        )
         check_text(self, "weights")
         if self.input_size % PATCH_SIZE:
             raise fail(self, "input_size", f"must be a multiple of {PATCH_SIZE} (the patch size), e.g. 434 or 448")
@@ -282,8 +304,10 @@ class TeacherConfig(ExtractorConfig):
     def member_configs(self) -> tuple[SdxlTurboConfig, DinoV2Config]:
         """The members' configs with this config's canvas sizes, resize mode and precision."""
         mode, precision = self.resize_mode, self.precision
-        return (dataclasses.replace(self.sdxl, input_size=self.sdxl_input_size, resize_mode=mode, precision=precision),
-                dataclasses.replace(self.dino, input_size=self.input_size, resize_mode=mode, precision=precision))
+        return (
+            dataclasses.replace(self.sdxl, input_size=self.sdxl_input_size, resize_mode=mode, precision=precision),
+            dataclasses.replace(self.dino, input_size=self.input_size, resize_mode=mode, precision=precision),
+        )
 
 
 @dataclass(frozen=True)
@@ -316,8 +340,14 @@ class AdaptedDinoConfig(ExtractorConfig):
     def backbone_config(self) -> DinoV2Config:
         """The DINOv2 backbone's settings (weights from ``backbone``, this input size, resize mode, precision)."""
         size, registers = self.BACKBONE
-        return DinoV2Config(size=size, registers=registers, weights=self.backbone, input_size=self.input_size,
-                            resize_mode=self.resize_mode, precision=self.precision)
+        return DinoV2Config(
+            size=size,
+            registers=registers,
+            weights=self.backbone,
+            input_size=self.input_size,
+            resize_mode=self.resize_mode,
+            precision=self.precision,
+        )
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,17 @@ from __future__ import annotations
 from .._lazy import lazy_namespace
 
 _EXPORTS = {
-    "LabelStudioSettings": "settings", "LabelStudioBackend": "backend", "LabelStudioClient": "client",
-    "LabelStudioError": "client", "KeypointConfig": "project", "TaskExample": "project",
-    "read_label_config": "project", "project_examples": "project", "BackendServer": "server",
-    "create_backend_server": "server", "serve_backend": "server",
+    "LabelStudioSettings": "settings",
+    "LabelStudioBackend": "backend",
+    "LabelStudioClient": "client",
+    "LabelStudioError": "client",
+    "KeypointConfig": "project",
+    "TaskExample": "project",
+    "read_label_config": "project",
+    "project_examples": "project",
+    "BackendServer": "server",
+    "create_backend_server": "server",
+    "serve_backend": "server",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

@@ -28,13 +28,23 @@ from ..lru import LRU
 from ..matching.matcher import Matcher
 from ..transfer.labeller import KeypointLabeller, TransferSettings
 from .client import LabelStudioClient, LabelStudioError
-from .project import TaskExample, KeypointConfig, examples_digest, project_examples, read_label_config
+from .project import KeypointConfig, TaskExample, examples_digest, project_examples, read_label_config
 from .settings import LabelStudioSettings
 
 # Webhook actions after which a project's examples are read again (Label Studio 1.23 sends
 # ANNOTATIONS_DELETED for deletions; its SDK names ANNOTATION_DELETED).
-CHANGES = frozenset({"ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATION_DELETED", "ANNOTATIONS_CREATED",
-                     "ANNOTATIONS_DELETED", "TASKS_DELETED", "PROJECT_UPDATED", "START_TRAINING"})
+CHANGES = frozenset(
+    {
+        "ANNOTATION_CREATED",
+        "ANNOTATION_UPDATED",
+        "ANNOTATION_DELETED",
+        "ANNOTATIONS_CREATED",
+        "ANNOTATIONS_DELETED",
+        "TASKS_DELETED",
+        "PROJECT_UPDATED",
+        "START_TRAINING",
+    }
+)
 
 
 @dataclass
@@ -76,8 +86,12 @@ class LabelStudioBackend:
         self._folder.cleanup()
 
     def health(self) -> dict[str, Any]:
-        return {"status": "UP", "model_class": "semcorr", "model": self.model,
-                "random_weights": self.matcher.extractor.random_weights}
+        return {
+            "status": "UP",
+            "model_class": "semcorr",
+            "model": self.model,
+            "random_weights": self.matcher.extractor.random_weights,
+        }
 
     def setup(self, body: dict[str, Any]) -> dict[str, Any]:
         """``/setup``: remember where the project's Label Studio is; read its examples if they changed.
@@ -135,8 +149,9 @@ class LabelStudioBackend:
         results = []
         for result in regions:
             scores = [region["score"] for region in result]
-            results.append({"result": result, "score": sum(scores) / len(scores) if scores else 0.0,
-                            "model_version": version})
+            results.append(
+                {"result": result, "score": sum(scores) / len(scores) if scores else 0.0, "model_version": version}
+            )
         return {"results": results, "model_version": version}
 
     def _project(self, value: Any) -> ProjectState:
@@ -154,8 +169,10 @@ class LabelStudioBackend:
         key = self.settings.api_key or (token if isinstance(token, str) and token else None)
         if url is None or key is None:
             if project.client is None:
-                self.log(f"project {project.id}: no Label Studio address and key yet (give --url and "
-                         "LABEL_STUDIO_API_KEY, or connect the backend in Label Studio)")
+                self.log(
+                    f"project {project.id}: no Label Studio address and key yet (give --url and "
+                    "LABEL_STUDIO_API_KEY, or connect the backend in Label Studio)"
+                )
             return project.client
         if project.client is not None and project.client.uses(url, key):
             return project.client
@@ -182,8 +199,9 @@ class LabelStudioBackend:
             project.examples = project_examples(tasks, config, lambda line: self.log(f"project {project.id}, {line}"))
             project.digest = examples_digest(config, project.examples) if project.examples else None
 
-    def _label(self, project: ProjectState, config: KeypointConfig,
-               tasks: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    def _label(
+        self, project: ProjectState, config: KeypointConfig, tasks: Sequence[dict[str, Any]]
+    ) -> list[list[dict[str, Any]]]:
         """Each task's keypoint regions (empty where it cannot be labelled, with a line to the log)."""
         empty: list[list[dict[str, Any]]] = [[] for _ in tasks]
         if project.client is None:
@@ -200,37 +218,62 @@ class LabelStudioBackend:
                     raise InputError(f"no image in its data field {config.image_key!r}")
                 maps.append((index, self._image_features(project.client, image)))
             except SemcorrError as error:
-                self.log(f"project {project.id}, task {task.get('id')}: cannot read its image: {error}; its "
-                         "prediction is empty")
+                self.log(
+                    f"project {project.id}, task {task.get('id')}: cannot read its image: {error}; its "
+                    "prediction is empty"
+                )
         results = empty
         for start in range(0, len(maps), self.settings.batch_size):
-            chunk = maps[start:start + self.settings.batch_size]
-            batch = FeatureMap(torch.cat([m.features for _, m in chunk]), tuple(m.geometries[0] for _, m in chunk),
-                               chunk[0][1].model, chunk[0][1].random_weights)
+            chunk = maps[start : start + self.settings.batch_size]
+            batch = FeatureMap(
+                torch.cat([m.features for _, m in chunk]),
+                tuple(m.geometries[0] for _, m in chunk),
+                chunk[0][1].model,
+                chunk[0][1].random_weights,
+            )
             votes = transfer.label(batch).votes
             for (index, fmap), points, confidence in zip(chunk, votes.points, votes.confidence, strict=True):
                 height, width = fmap.geometries[0].original_size
                 results[index] = self._regions(config, points.tolist(), confidence.tolist(), (width, height), sizes)
         return results
 
-    def _regions(self, config: KeypointConfig, points: list[list[float]], confidence: list[float],
-                 size: tuple[int, int], point_sizes: tuple[float, ...]) -> list[dict[str, Any]]:
+    def _regions(
+        self,
+        config: KeypointConfig,
+        points: list[list[float]],
+        confidence: list[float],
+        size: tuple[int, int],
+        point_sizes: tuple[float, ...],
+    ) -> list[dict[str, Any]]:
         """Label Studio's keypoint regions: one per label whose confidence reaches ``min_confidence``."""
         width, height = size
         regions = []
         for k, (label, (x, y), score) in enumerate(zip(config.labels, points, confidence, strict=True)):
             if score < self.settings.min_confidence or score <= 0:
                 continue
-            regions.append({
-                "id": f"semcorr-{k}", "from_name": config.from_name, "to_name": config.to_name,
-                "type": "keypointlabels", "original_width": width, "original_height": height, "image_rotation": 0,
-                "value": {"x": 100.0 * x / width, "y": 100.0 * y / height, "width": point_sizes[k],
-                          "keypointlabels": [label]},
-                "score": round(float(score), 4)})
+            regions.append(
+                {
+                    "id": f"semcorr-{k}",
+                    "from_name": config.from_name,
+                    "to_name": config.to_name,
+                    "type": "keypointlabels",
+                    "original_width": width,
+                    "original_height": height,
+                    "image_rotation": 0,
+                    "value": {
+                        "x": 100.0 * x / width,
+                        "y": 100.0 * y / height,
+                        "width": point_sizes[k],
+                        "keypointlabels": [label],
+                    },
+                    "score": round(float(score), 4),
+                }
+            )
         return regions
 
-    def _labeller(self, project: ProjectState,
-                  config: KeypointConfig) -> tuple[str, KeypointLabeller, tuple[float, ...]] | None:
+    def _labeller(
+        self, project: ProjectState, config: KeypointConfig
+    ) -> tuple[str, KeypointLabeller, tuple[float, ...]] | None:
         """The labeller of the project's examples (kept until they or the labels change)."""
         key = f"{project.digest}:{','.join(config.labels)}"
         if project.labeller is not None and project.labeller[0] == key:
@@ -240,9 +283,11 @@ class LabelStudioBackend:
             self.log(f"project {project.id}: no annotated tasks with keypoints yet; every prediction is empty")
             return None
         maps, points, labelled = [], [], []
+        client = project.client
+        assert client is not None, "examples are read through the project's client"
         for example in examples:
             try:
-                fmap = self._image_features(project.client, example.image)  # type: ignore[arg-type]
+                fmap = self._image_features(client, example.image)
             except SemcorrError as error:
                 self.log(f"project {project.id}, task {example.task}: cannot read its image: {error}; not an example")
                 continue
@@ -253,8 +298,12 @@ class LabelStudioBackend:
         if not maps:
             return None
         sizes = tuple(next((e.sizes[k] for e in examples if e.labelled[k]), 0.75) for k in range(len(config.labels)))
-        features = FeatureMap(torch.cat([m.features for m in maps]), tuple(m.geometries[0] for m in maps),
-                              maps[0].model, maps[0].random_weights)
+        features = FeatureMap(
+            torch.cat([m.features for m in maps]),
+            tuple(m.geometries[0] for m in maps),
+            maps[0].model,
+            maps[0].random_weights,
+        )
         labeller = KeypointLabeller(features, torch.tensor(points), torch.tensor(labelled), self.transfer)
         project.labeller = (key, labeller, sizes)
         return project.labeller

@@ -39,8 +39,9 @@ class LabelStudioClient:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise LabelStudioError(f"Label Studio's address {url[:100]!r} is not an http(s) URL")
         if not key:
-            raise LabelStudioError("no Label Studio API key: set LABEL_STUDIO_API_KEY (Account & Settings -> "
-                                   "Access Token in Label Studio)")
+            raise LabelStudioError(
+                "no Label Studio API key: set LABEL_STUDIO_API_KEY (Account & Settings -> Access Token in Label Studio)"
+            )
         self.url = url.rstrip("/")
         self._origin = (parts.scheme, parts.netloc.lower())
         self._key = key
@@ -98,16 +99,18 @@ class LabelStudioClient:
         with self._lock:
             if self._access is None or refresh:
                 body = json.dumps({"refresh": self._key}).encode()
-                request = urllib.request.Request(self.url + "/api/token/refresh/", data=body,
-                                                 headers={"Content-Type": "application/json"})
+                request = urllib.request.Request(
+                    self.url + "/api/token/refresh/", data=body, headers={"Content-Type": "application/json"}
+                )
                 try:
                     with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
                         self._access = str(json.loads(_read(response, 1_000_000, request.full_url))["access"])
                 except urllib.error.HTTPError as error:
                     raise LabelStudioError(_refusal(request.full_url, error.code, True)) from None
                 except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError) as error:
-                    raise LabelStudioError(f"{self.url}: cannot exchange the personal access token "
-                                           f"({getattr(error, 'reason', error)})") from None
+                    raise LabelStudioError(
+                        f"{self.url}: cannot exchange the personal access token ({getattr(error, 'reason', error)})"
+                    ) from None
             return f"Bearer {self._access}"
 
 
@@ -123,8 +126,10 @@ def _read(response: Any, limit: int, url: str) -> bytes:
 
 def _refusal(url: str, status: int, with_key: bool) -> str:
     if status in (401, 403) and with_key:
-        return (f"{_short(url)}: Label Studio refused the key (HTTP {status}); give a key of a user who may read "
-                "the project (LABEL_STUDIO_API_KEY)")
+        return (
+            f"{_short(url)}: Label Studio refused the key (HTTP {status}); give a key of a user who may read "
+            "the project (LABEL_STUDIO_API_KEY)"
+        )
     return f"{_short(url)}: HTTP {status}"
 
 

@@ -65,7 +65,7 @@ def read_label_config(xml: str) -> KeypointConfig:
         if not labels or not from_name:
             continue
         if to_name not in images or not images[to_name].startswith("$"):
-            raise InputError(f"the KeyPointLabels {from_name!r} label {to_name!r}, which is no <Image value=\"$...\">")
+            raise InputError(f'the KeyPointLabels {from_name!r} label {to_name!r}, which is no <Image value="$...">')
         boxes = [box.get("name") for box in root.iter("RectangleLabels") if box.get("toName") == to_name]
         return KeypointConfig(from_name, to_name, images[to_name][1:], labels, boxes[0] if boxes else None)
     raise InputError("the labelling config has no KeyPointLabels with labels: semcorr predicts keypoints")
@@ -90,8 +90,9 @@ class TaskExample:
     sizes: tuple[float, ...]
 
 
-def project_examples(tasks: Sequence[dict[str, Any]], config: KeypointConfig,
-                     log: Callable[[str], None]) -> tuple[TaskExample, ...]:
+def project_examples(
+    tasks: Sequence[dict[str, Any]], config: KeypointConfig, log: Callable[[str], None]
+) -> tuple[TaskExample, ...]:
     """The examples of a project's exported tasks (``GET /api/projects/{id}/export?exportType=JSON``).
 
     Args:
@@ -114,8 +115,9 @@ def project_examples(tasks: Sequence[dict[str, Any]], config: KeypointConfig,
     return tuple(examples)
 
 
-def _objects(task: int, image: str, result: list[Any], config: KeypointConfig,
-             log: Callable[[str], None]) -> list[TaskExample]:
+def _objects(
+    task: int, image: str, result: list[Any], config: KeypointConfig, log: Callable[[str], None]
+) -> list[TaskExample]:
     """The annotated objects of one annotation's ``result``: one per box, or one for the whole image."""
     keypoints, boxes = [], []
     for region in result:
@@ -128,18 +130,29 @@ def _objects(task: int, image: str, result: list[Any], config: KeypointConfig,
             names = value.get("keypointlabels") or []
             x, y = value.get("x"), value.get("y")
             if region.get("from_name") != config.from_name or len(names) != 1:
-                log(f"task {task}: a keypoint of {region.get('from_name')!r} labelled {names!r} is not one of "
-                    f"{config.from_name!r}'s labels; left out")
+                log(
+                    f"task {task}: a keypoint of {region.get('from_name')!r} labelled {names!r} is not one of "
+                    f"{config.from_name!r}'s labels; left out"
+                )
             elif names[0] not in config.labels:
-                log(f"task {task}: keypoint label {str(names[0])[:60]!r} is not in the labelling config "
-                    f"({', '.join(config.labels)}); left out")
-            elif not (isinstance(x, (int, float)) and isinstance(y, (int, float)) and math.isfinite(x)
-                      and math.isfinite(y)):
+                log(
+                    f"task {task}: keypoint label {str(names[0])[:60]!r} is not in the labelling config "
+                    f"({', '.join(config.labels)}); left out"
+                )
+            elif not (
+                isinstance(x, (int, float)) and isinstance(y, (int, float)) and math.isfinite(x) and math.isfinite(y)
+            ):
                 log(f"task {task}: keypoint {names[0]!r} has no finite x and y; left out")
             else:
                 size = value.get("width")
-                keypoints.append((names[0], float(x), float(y),
-                                  float(size) if isinstance(size, (int, float)) else DEFAULT_POINT_SIZE))
+                keypoints.append(
+                    (
+                        names[0],
+                        float(x),
+                        float(y),
+                        float(size) if isinstance(size, (int, float)) else DEFAULT_POINT_SIZE,
+                    )
+                )
     groups: list[list[tuple[str, float, float, float]]] = [[] for _ in boxes] or [[]]
     for point in keypoints:
         inside = [i for i, box in enumerate(boxes) if _inside(point[1], point[2], box)]
@@ -154,8 +167,10 @@ def _objects(task: int, image: str, result: list[Any], config: KeypointConfig,
         for name, x, y, size in group:
             k = config.labels.index(name)
             if labelled[k]:
-                log(f"task {task}: keypoint {name!r} is given twice for one object (use a box per object); "
-                    "the first is kept")
+                log(
+                    f"task {task}: keypoint {name!r} is given twice for one object (use a box per object); "
+                    "the first is kept"
+                )
                 continue
             points[k], labelled[k], sizes[k] = (x, y), True, size
         if any(labelled):

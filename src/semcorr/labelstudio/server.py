@@ -40,10 +40,17 @@ class BackendServer(HttpServer):
         self.backend.close()
 
 
-def create_backend_server(model: str | Extractor = DEFAULT_MODEL, *,
-                          settings: LabelStudioSettings | None = None, match_settings: MatchSettings | None = None,
-                          weights: str | None = None, random_weights: bool = False, device: str | None = None,
-                          log: Callable[[str], None] = print, **overrides: Any) -> BackendServer:
+def create_backend_server(
+    model: str | Extractor = DEFAULT_MODEL,
+    *,
+    settings: LabelStudioSettings | None = None,
+    match_settings: MatchSettings | None = None,
+    weights: str | None = None,
+    random_weights: bool = False,
+    device: str | None = None,
+    log: Callable[[str], None] = print,
+    **overrides: Any,
+) -> BackendServer:
     """A Label Studio ML backend, listening but not yet serving.
 
     Args:
@@ -55,18 +62,27 @@ def create_backend_server(model: str | Extractor = DEFAULT_MODEL, *,
         log: told one line per thing the backend could not use.
     """
     settings = settings or LabelStudioSettings()
-    matcher = Matcher(model, weights=weights, random_weights=random_weights, device=device,
-                      settings=match_settings or MatchSettings(), **overrides)
+    matcher = Matcher(
+        model,
+        weights=weights,
+        random_weights=random_weights,
+        device=device,
+        settings=match_settings or MatchSettings(),
+        **overrides,
+    )
     return BackendServer(LabelStudioBackend(matcher, settings, log), log)
 
 
-def serve_backend(model: str | Extractor = DEFAULT_MODEL, *, log: Callable[[str], None] = print,
-                  **options: Any) -> None:
+def serve_backend(
+    model: str | Extractor = DEFAULT_MODEL, *, log: Callable[[str], None] = print, **options: Any
+) -> None:
     """``semcorr label-studio``: serve until interrupted (Ctrl-C). Takes :func:`create_backend_server`'s arguments."""
     server = create_backend_server(model, log=log, **options)
     try:
-        log(f"semcorr label-studio: connect {server.url} in Label Studio (project Settings -> Model -> Connect "
-            f"Model; model {server.backend.model}; Ctrl-C stops it)")
+        log(
+            f"semcorr label-studio: connect {server.url} in Label Studio (project Settings -> Model -> Connect "
+            f"Model; model {server.backend.model}; Ctrl-C stops it)"
+        )
         server.serve_forever()
     except KeyboardInterrupt:
         log("semcorr label-studio: stopped")
@@ -87,14 +103,22 @@ def _routes(backend: LabelStudioBackend) -> list[Route]:
         async def endpoint(request: Request) -> Response:
             body = await read_json(request, limit)
             return JSONResponse(await run_in_threadpool(method, body) if threaded else method(body))
+
         return endpoint
 
     async def not_found(request: Request) -> Response:
-        raise HttpError(404, f"{request.url.path[:100]}: no such request (Label Studio's ML backend protocol: "
-                             "/health, /setup, /predict, /webhook, /versions)")
+        raise HttpError(
+            404,
+            f"{request.url.path[:100]}: no such request (Label Studio's ML backend protocol: "
+            "/health, /setup, /predict, /webhook, /versions)",
+        )
 
-    return [Route("/", health, methods=["GET"]), Route("/health", health, methods=["GET"]),
-            Route("/versions", versions, methods=["GET"]), Route("/setup", post(backend.setup), methods=["POST"]),
-            Route("/predict", post(backend.predict), methods=["POST"]),
-            Route("/webhook", post(backend.webhook, threaded=False), methods=["POST"]),  # within LS's 1 s
-            Route("/{path:path}", not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])]
+    return [
+        Route("/", health, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/versions", versions, methods=["GET"]),
+        Route("/setup", post(backend.setup), methods=["POST"]),
+        Route("/predict", post(backend.predict), methods=["POST"]),
+        Route("/webhook", post(backend.webhook, threaded=False), methods=["POST"]),  # within LS's 1 s
+        Route("/{path:path}", not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
+    ]

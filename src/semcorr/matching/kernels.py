@@ -50,8 +50,9 @@ def sample_at_pixels(values: Tensor, geometry: ImageGeometry) -> Tensor:
     gy = geometry.to_grid(torch.stack((torch.zeros_like(ys), ys), dim=-1), grid_size)[:, 1]
     grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)  # (H, W, 2)
     normalized = grid_to_normalized(grid, grid_size).to(values.device)
-    return F.grid_sample(values[None].float(), normalized[None], mode="bilinear", padding_mode="border",
-                         align_corners=False)[0]
+    return F.grid_sample(
+        values[None].float(), normalized[None], mode="bilinear", padding_mode="border", align_corners=False
+    )[0]
 
 
 def sample_descriptors(features: Tensor, points: Tensor) -> Tensor:
@@ -128,8 +129,9 @@ def _offsets(similarity: Tensor, peak: Tensor) -> tuple[Tensor, Tensor]:
     return xs - peak[..., :1, None], ys[:, None] - peak[..., 1:, None]
 
 
-def window_soft_argmax(similarity: Tensor, window: int = 11, temperature: float = 0.02,
-                       valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def window_soft_argmax(
+    similarity: Tensor, window: int = 11, temperature: float = 0.02, valid: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Sub-cell position of each map's peak: a softmax-weighted mean over a window around the argmax.
 
     Args:
@@ -165,7 +167,7 @@ def kernel_soft_argmax(similarity: Tensor, sigma: float = 7.0, temperature: floa
     _check_shape("similarity", similarity, 4, "(B, N, h, w)")
     peak, score = nearest_neighbour(similarity)
     dx, dy = _offsets(similarity, peak)
-    scores = torch.exp(-(dx ** 2 + dy ** 2) / (2 * sigma ** 2)) * similarity
+    scores = torch.exp(-(dx**2 + dy**2) / (2 * sigma**2)) * similarity
     return _softmax_position((scores - scores.amax(dim=(-2, -1), keepdim=True)) / temperature), score
 
 
@@ -206,5 +208,8 @@ def mutual_nearest_neighbours(features_a: Tensor, features_b: Tensor) -> tuple[T
     mutual = best_a[best_b] == index_a
     index_a, index_b = index_a[mutual], best_b[mutual]
     scores = similarity[index_a, index_b]
-    return (_flat_to_xy(index_a, features_a.shape[-1]).to(features_a.dtype),
-            _flat_to_xy(index_b, features_b.shape[-1]).to(features_b.dtype), scores)
+    return (
+        _flat_to_xy(index_a, features_a.shape[-1]).to(features_a.dtype),
+        _flat_to_xy(index_b, features_b.shape[-1]).to(features_b.dtype),
+        scores,
+    )

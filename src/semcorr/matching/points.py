@@ -1,7 +1,7 @@
 """Matching points between two feature maps: the settings, :func:`transfer_points` and :func:`locate`.
 
-    transfer = transfer_points(source_map, target_map, points, MatchSettings(window=11))
-    transfer.points     # (B, N, 2) target-image pixels
+transfer = transfer_points(source_map, target_map, points, MatchSettings(window=11))
+transfer.points     # (B, N, 2) target-image pixels
 """
 
 from __future__ import annotations
@@ -34,8 +34,14 @@ class MatchSettings:
     temperature: float = 0.02
 
     def __post_init__(self) -> None:
-        check_int(self, "grid", minimum=1, maximum=1024, optional=True, none_means="(0 on the command line) for "
-                  "the native grid")
+        check_int(
+            self,
+            "grid",
+            minimum=1,
+            maximum=1024,
+            optional=True,
+            none_means="(0 on the command line) for the native grid",
+        )
         check_choice(self, "method", MATCH_METHODS)
         check_int(self, "window", minimum=1, odd=True)
         check_number(self, "temperature", above=0)
@@ -56,8 +62,9 @@ class Transfer:
     similarity: Tensor
 
 
-def transfer_points(source: FeatureMap, target: FeatureMap, points: Tensor,
-                    settings: MatchSettings = MatchSettings()) -> Transfer:
+def transfer_points(
+    source: FeatureMap, target: FeatureMap, points: Tensor, settings: MatchSettings = MatchSettings()
+) -> Transfer:
     """Find source points in the target images.
 
     Args:
@@ -66,8 +73,10 @@ def transfer_points(source: FeatureMap, target: FeatureMap, points: Tensor,
         points: (B, N, 2) source points in source-image pixels (x, y).
     """
     if len(source) != len(target) or points.ndim != 3 or points.shape[0] != len(source):
-        raise ValueError(f"need B source maps, B target maps and (B, N, 2) points; got {len(source)}, "
-                         f"{len(target)} and {tuple(points.shape)}")
+        raise ValueError(
+            f"need B source maps, B target maps and (B, N, 2) points; got {len(source)}, "
+            f"{len(target)} and {tuple(points.shape)}"
+        )
     source, target = source.upsample(settings.grid), target.upsample(settings.grid)
     points = points.to(source.features.device, torch.float32)
     grid_points = torch.stack([g.to_grid(p, source.grid_size) for g, p in zip(source.geometries, points)])

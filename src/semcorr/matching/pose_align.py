@@ -67,8 +67,9 @@ def flip_points(points: Tensor, width: float | Tensor) -> Tensor:
     return torch.stack((width - points[..., 0], points[..., 1]), dim=-1)
 
 
-def mutual_nn_distance(source: Tensor, target: Tensor, source_valid: Tensor | None = None,
-                       target_valid: Tensor | None = None) -> Tensor:
+def mutual_nn_distance(
+    source: Tensor, target: Tensor, source_valid: Tensor | None = None, target_valid: Tensor | None = None
+) -> Tensor:
     """How well two feature maps agree: the mean feature distance of their mutual nearest neighbours.
 
     Args:
@@ -125,21 +126,27 @@ def choose_orientation(source: FeatureMap, flipped: FeatureMap, target: FeatureM
         an :class:`Orientation`; a pair is flipped only if ``distance_flipped < distance``.
     """
     if not len(source) == len(flipped) == len(target):
-        raise ValueError(f"need B source, flipped and target maps; got {len(source)}, {len(flipped)} "
-                         f"and {len(target)}")
+        raise ValueError(f"need B source, flipped and target maps; got {len(source)}, {len(flipped)} and {len(target)}")
     if flipped.grid_size != source.grid_size:
         raise ValueError(f"flipped source grid {flipped.grid_size} differs from the source's {source.grid_size}")
     distances = []
     target_valid = target.valid_cells()
     for fmap in (source, flipped):
         valid = fmap.valid_cells()
-        distances.append(torch.stack([mutual_nn_distance(fmap.features[i], target.features[i], valid[i],
-                                                         target_valid[i]) for i in range(len(target))]))
+        distances.append(
+            torch.stack(
+                [
+                    mutual_nn_distance(fmap.features[i], target.features[i], valid[i], target_valid[i])
+                    for i in range(len(target))
+                ]
+            )
+        )
     return Orientation(distances[1] < distances[0], distances[0], distances[1])
 
 
-def align_sources(source: FeatureMap, flipped: FeatureMap, target: FeatureMap, points: Tensor,
-                  partners: Tensor | None = None) -> tuple[FeatureMap, Tensor, Orientation]:
+def align_sources(
+    source: FeatureMap, flipped: FeatureMap, target: FeatureMap, points: Tensor, partners: Tensor | None = None
+) -> tuple[FeatureMap, Tensor, Orientation]:
     """Replace each source by its mirror image where that agrees better with the target.
 
     Args:
@@ -162,11 +169,15 @@ def align_sources(source: FeatureMap, flipped: FeatureMap, target: FeatureMap, p
     orientation = choose_orientation(source, flipped, target)
     chosen = orientation.flipped.to(source.features.device)
     features = torch.where(chosen[:, None, None, None], flipped.features, source.features)
-    geometries = tuple(f if flip else s for s, f, flip in zip(source.geometries, flipped.geometries,
-                                                              orientation.flipped.tolist()))
-    widths = torch.tensor([float(g.original_size[1]) for g in source.geometries], dtype=points.dtype,
-                          device=points.device)
-    swapped = points if partners is None else torch.gather(points, 1, partners.to(points.device)[..., None].expand(-1, -1, 2))
+    geometries = tuple(
+        f if flip else s for s, f, flip in zip(source.geometries, flipped.geometries, orientation.flipped.tolist())
+    )
+    widths = torch.tensor(
+        [float(g.original_size[1]) for g in source.geometries], dtype=points.dtype, device=points.device
+    )
+    swapped = (
+        points if partners is None else torch.gather(points, 1, partners.to(points.device)[..., None].expand(-1, -1, 2))
+    )
     mirrored = flip_points(swapped, widths[:, None])
     query = torch.where(orientation.flipped.to(points.device)[:, None, None], mirrored, points)
     return FeatureMap(features, geometries, source.model, source.random_weights), query, orientation

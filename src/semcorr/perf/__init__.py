@@ -11,9 +11,16 @@ from __future__ import annotations
 from .._lazy import lazy_namespace
 
 _EXPORTS = {
-    "BenchSettings": "extraction", "default_reference": "extraction", "format_speed_table": "extraction",
-    "measure": "extraction", "run_bench": "extraction", "run_sdxl_bench": "sdxl", "run_train_step_bench": "train_step",
-    "format_train_step_table": "train_step", "time_steps": "train_step", "bench_decode": "decode",
+    "BenchSettings": "extraction",
+    "default_reference": "extraction",
+    "format_speed_table": "extraction",
+    "measure": "extraction",
+    "run_bench": "extraction",
+    "run_sdxl_bench": "sdxl",
+    "run_train_step_bench": "train_step",
+    "format_train_step_table": "train_step",
+    "time_steps": "train_step",
+    "bench_decode": "decode",
     "format_decode_table": "decode",
 }
 __all__ = sorted(_EXPORTS)

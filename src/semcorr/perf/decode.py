@@ -13,7 +13,8 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..extract.config import ModelSpec
 from ..extract.decode import image_loader, loaded_batches
@@ -29,9 +30,15 @@ def _seconds(items: Sequence, prepare: Any, workers: int, batch_size: int) -> fl
     return time.perf_counter() - start
 
 
-def bench_decode(images: str | os.PathLike, *, model: ModelSpec = ModelSpec("student"),
-                 workers: Sequence[int] = (0, 1, 2), batch_size: int = 8, limit: int | None = None,
-                 repeats: int = 3) -> dict[str, Any]:
+def bench_decode(
+    images: str | os.PathLike,
+    *,
+    model: ModelSpec = ModelSpec("student"),
+    workers: Sequence[int] = (0, 1, 2),
+    batch_size: int = 8,
+    limit: int | None = None,
+    repeats: int = 3,
+) -> dict[str, Any]:
     """Images/s of decoding and resizing ``images`` (a folder or list file) onto ``model``'s canvas
     (built without weights) with each number of ``workers`` (0: in this process).
 
@@ -53,19 +60,37 @@ def bench_decode(images: str | os.PathLike, *, model: ModelSpec = ModelSpec("stu
     for count in workers:
         seconds = statistics.median(runs[count])
         rate = len(items) / seconds
-        rows.append({"workers": count, "images_per_s": round(rate, 2), "per_worker": round(rate / max(1, count), 2),
-                     "ms_per_image": round(1000 * seconds / len(items), 2),
-                     "runs_s": [round(s, 3) for s in runs[count]]})
-    return {"model": model.name, "canvas": repr(prepare), "images": len(items), "batch_size": batch_size,
-            "cpu": cpu_name(), "cpu_count": os.cpu_count(), "load_average": {"before": before, "after": load_average()},
-            "rows": rows}
+        rows.append(
+            {
+                "workers": count,
+                "images_per_s": round(rate, 2),
+                "per_worker": round(rate / max(1, count), 2),
+                "ms_per_image": round(1000 * seconds / len(items), 2),
+                "runs_s": [round(s, 3) for s in runs[count]],
+            }
+        )
+    return {
+        "model": model.name,
+        "canvas": repr(prepare),
+        "images": len(items),
+        "batch_size": batch_size,
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "load_average": {"before": before, "after": load_average()},
+        "rows": rows,
+    }
 
 
 def format_decode_table(result: dict[str, Any]) -> str:
-    lines = [f"decoding + resizing {result['images']} images onto {result['canvas']} ({result['model']}), "
-             f"batch {result['batch_size']}; {result['cpu']}, {result['cpu_count']} CPUs, load "
-             f"{result['load_average']['before']} -> {result['load_average']['after']}",
-             "| workers | images/s | per worker | ms per image |", "| --- | --- | --- | --- |"]
-    lines += [f"| {row['workers']} | {row['images_per_s']} | {row['per_worker']} | {row['ms_per_image']} |"
-              for row in result["rows"]]
+    lines = [
+        f"decoding + resizing {result['images']} images onto {result['canvas']} ({result['model']}), "
+        f"batch {result['batch_size']}; {result['cpu']}, {result['cpu_count']} CPUs, load "
+        f"{result['load_average']['before']} -> {result['load_average']['after']}",
+        "| workers | images/s | per worker | ms per image |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {row['workers']} | {row['images_per_s']} | {row['per_worker']} | {row['ms_per_image']} |"
+        for row in result["rows"]
+    ]
     return "\n".join(lines)

@@ -185,7 +185,9 @@ class Probe:
             peak = torch.cuda.max_memory_allocated(device)
         else:
             high = _peak_rss_bytes()
-            peak = None if rss_before is None or high is None else max(0, high - rss_before) + weight_bytes(self.extractor)
+            peak = (
+                None if rss_before is None or high is None else max(0, high - rss_before) + weight_bytes(self.extractor)
+            )
         self.peak = None if peak is None or self.peak is None else max(self.peak, peak)
         if self.first_call_s is None:
             self.first_call_s = elapsed
@@ -199,16 +201,20 @@ class Probe:
         assert self.first_call_s is not None  # set by the first call(), as median needs timed calls
         _, channels, grid_h, grid_w = self.shape
         return {
-            "latency_ms": round(1000 * median, 2), "latency_ms_min": round(1000 * min(self.times), 2),
-            "latency_ms_max": round(1000 * max(self.times), 2), "images_per_s": round(self.batch_size / median, 3),
+            "latency_ms": round(1000 * median, 2),
+            "latency_ms_min": round(1000 * min(self.times), 2),
+            "latency_ms_max": round(1000 * max(self.times), 2),
+            "images_per_s": round(self.batch_size / median, 3),
             "peak_memory_mb": None if self.peak is None else round(self.peak / 2**20, 1),
-            "grid": [grid_h, grid_w], "channels": channels,
+            "grid": [grid_h, grid_w],
+            "channels": channels,
             "first_call_s": round(self.first_call_s, 3),
         }
 
 
-def measure(extractor: Extractor, batch_size: int, *, repeats: int = 5, warmup: int = 2,
-            seed: int = 0) -> dict[str, Any]:
+def measure(
+    extractor: Extractor, batch_size: int, *, repeats: int = 5, warmup: int = 2, seed: int = 0
+) -> dict[str, Any]:
     """Time ``extractor.extract`` on ``batch_size`` random square images at its input size:
     ``warmup`` untimed calls, then ``repeats`` timed ones. Returns :meth:`Probe.result`."""
     if repeats < 1 or warmup < 0:
@@ -226,9 +232,11 @@ def memory_method(device: torch.device) -> str:
     if device.type == "cuda":
         return "torch.cuda.max_memory_allocated during a call (weights included), largest over all calls"
     if platform.system() == "Linux":
-        return ("peak RSS during a call (VmHWM, reset via /proc/self/clear_refs) minus RSS just before it, "
-                "largest over all calls, plus the model's weight bytes (a lower bound: memory the process already "
-                "holds is reused unseen)")
+        return (
+            "peak RSS during a call (VmHWM, reset via /proc/self/clear_refs) minus RSS just before it, "
+            "largest over all calls, plus the model's weight bytes (a lower bound: memory the process already "
+            "holds is reused unseen)"
+        )
     return "unavailable on this platform (null)"
 
 
@@ -264,24 +272,41 @@ def run_bench(settings: BenchSettings, *, progress: bool = True) -> dict[str, An
         for name, size in cases:
             for precision in settings.precisions:
                 start = time.perf_counter()
-                extractor = build_extractor(name, random_weights=settings.random_weights, device=device,
-                                            input_size=size, precision=precision, **_extra(name, settings))
+                extractor = build_extractor(
+                    name,
+                    random_weights=settings.random_weights,
+                    device=device,
+                    input_size=size,
+                    precision=precision,
+                    **_extra(name, settings),
+                )
                 if settings.compile:
                     extractor.compile()
                 build_s = time.perf_counter() - start
                 params = sum(p.numel() for p in extractor.parameters())
                 for batch in settings.batch_sizes:
                     bar.set_postfix_str(f"{name} {size}px {precision} x{batch}")
-                    row = {"model": name, "input_size": size, "batch_size": batch, "precision": precision,
-                           "compile": settings.compile, "device": str(device),
-                           "random_weights": extractor.random_weights, "params": params,
-                           "weights_mb": round(weight_bytes(extractor) / 2**20, 1), "build_s": round(build_s, 3)}
+                    row = {
+                        "model": name,
+                        "input_size": size,
+                        "batch_size": batch,
+                        "precision": precision,
+                        "compile": settings.compile,
+                        "device": str(device),
+                        "random_weights": extractor.random_weights,
+                        "params": params,
+                        "weights_mb": round(weight_bytes(extractor) / 2**20, 1),
+                        "build_s": round(build_s, 3),
+                    }
                     rows.append(row)
                     if settings.interleave:
                         pending.append((row, Probe(extractor, batch, seed=settings.seed)))
                     else:
-                        row.update(measure(extractor, batch, repeats=settings.repeats, warmup=settings.warmup,
-                                           seed=settings.seed))
+                        row.update(
+                            measure(
+                                extractor, batch, repeats=settings.repeats, warmup=settings.warmup, seed=settings.seed
+                            )
+                        )
                         bar.update(1)
                 del extractor
                 _release_memory()
@@ -295,18 +320,21 @@ def run_bench(settings: BenchSettings, *, progress: bool = True) -> dict[str, An
     if load_before is not None:
         machine["load_average_before"] = load_before
     return {
-        "rows": rows, "reference": reference, "machine": machine,
+        "rows": rows,
+        "reference": reference,
+        "machine": machine,
         "settings": dataclasses.asdict(settings),
         "notes": {
             "timing": "median wall time of extractor.extract() on a batch of random images at the input size, "
-                      "after warm-up; images_per_s = batch_size / median"
-                      + ("; configurations timed round-robin (interleaved)" if settings.interleave else ""),
+            "after warm-up; images_per_s = batch_size / median"
+            + ("; configurations timed round-robin (interleaved)" if settings.interleave else ""),
             "memory": memory_method(device),
             "reference": f"ratio_to_reference = images_per_s / that of {reference} at the same batch size and "
-                         "precision" + (" (dinov2-b-reg: the student's cost with its LoRA merged)"
-                                        if reference == "dinov2-b-reg" else ""),
+            "precision"
+            + (" (dinov2-b-reg: the student's cost with its LoRA merged)" if reference == "dinov2-b-reg" else ""),
             "weights": "random weights: timings and memory are those of the trained models, features are not"
-                       if settings.random_weights else "trained weights",
+            if settings.random_weights
+            else "trained weights",
         },
     }
 
@@ -331,8 +359,11 @@ def _measure_interleaved(probes: list[Probe], repeats: int, warmup: int) -> None
 
 def _add_ratios(rows: list[dict[str, Any]], reference: str, *, explicit_sizes: bool) -> None:
     for row in rows:
-        candidates = [r for r in rows if r["model"] == reference and r["batch_size"] == row["batch_size"]
-                      and r["precision"] == row["precision"]]
+        candidates = [
+            r
+            for r in rows
+            if r["model"] == reference and r["batch_size"] == row["batch_size"] and r["precision"] == row["precision"]
+        ]
         same_size = [r for r in candidates if r["input_size"] == row["input_size"]]
         chosen = (same_size if explicit_sizes and same_size else candidates)[:1]
         if chosen:
@@ -348,18 +379,28 @@ def format_speed_table(result: dict[str, Any]) -> str:
     header = ("model", "size", "grid", "batch", "prec", "img/s", "latency ms", "peak MB", "params M", "x ref")
     lines = []
     for row in result["rows"]:
-        lines.append((row["model"] + (" (random)" if row["random_weights"] else ""), str(row["input_size"]),
-                      "x".join(map(str, row["grid"])), str(row["batch_size"]),
-                      row["precision"] + ("+compile" if row["compile"] else ""), f"{row['images_per_s']:.3f}",
-                      f"{row['latency_ms']:.1f}", "-" if row["peak_memory_mb"] is None else f"{row['peak_memory_mb']:.0f}",
-                      f"{row['params'] / 1e6:.1f}",
-                      "-" if row["ratio_to_reference"] is None else f"{row['ratio_to_reference']:.3f}"))
+        lines.append(
+            (
+                row["model"] + (" (random)" if row["random_weights"] else ""),
+                str(row["input_size"]),
+                "x".join(map(str, row["grid"])),
+                str(row["batch_size"]),
+                row["precision"] + ("+compile" if row["compile"] else ""),
+                f"{row['images_per_s']:.3f}",
+                f"{row['latency_ms']:.1f}",
+                "-" if row["peak_memory_mb"] is None else f"{row['peak_memory_mb']:.0f}",
+                f"{row['params'] / 1e6:.1f}",
+                "-" if row["ratio_to_reference"] is None else f"{row['ratio_to_reference']:.3f}",
+            )
+        )
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     out = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
     out += ["  ".join(v.ljust(w) for v, w in zip(line, widths)) for line in lines]
     machine = result["machine"]
-    out.append(f"reference: {result['reference']}  device: {machine['device']} "
-               f"({machine.get('gpu') or machine.get('cpu')}, {machine['threads']} threads)  "
-               f"load average: {machine.get('load_average_before')} -> {machine.get('load_average')}")
+    out.append(
+        f"reference: {result['reference']}  device: {machine['device']} "
+        f"({machine.get('gpu') or machine.get('cpu')}, {machine['threads']} threads)  "
+        f"load average: {machine.get('load_average_before')} -> {machine.get('load_average')}"
+    )
     out.extend(f"{key}: {text}" for key, text in result["notes"].items())
     return "\n".join(out)

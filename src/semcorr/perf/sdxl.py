@@ -19,18 +19,19 @@ import os
 import statistics
 import tempfile
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..extras import require_extra
 from ..errors import InputError
-from ..features.config import SdxlTurboConfig
-from ..features.registry import build_extractor
+from ..extras import require_extra
 from ..features.backbones.sdxl.extractor import SdxlTurboExtractor
 from ..features.backbones.sdxl.parts import SDXL_UNET_CONFIG, build_vae
 from ..features.backbones.sdxl.unet import UnetTrunk
+from ..features.config import SdxlTurboConfig
+from ..features.registry import build_extractor
 from ..geometry import ImageGeometry
 from ..store.folder import FeatureFolder
 
@@ -60,8 +61,9 @@ def cache_bytes_per_image(channels: int = 2048, grid: int = 31) -> int:
     """Size on disk of one cache entry of a (channels, grid, grid) teacher map."""
     with tempfile.TemporaryDirectory() as folder:
         cache = FeatureFolder.create(folder, {"model": "bench"})
-        return cache.put("train2017/000000000009.jpg", torch.zeros(channels, grid, grid),
-                         ImageGeometry.fit((480, 640), 434))
+        return cache.put(
+            "train2017/000000000009.jpg", torch.zeros(channels, grid, grid), ImageGeometry.fit((480, 640), 434)
+        )
 
 
 def _median_seconds(step: Callable[[], Any], runs: int) -> tuple[float, float, float]:
@@ -74,12 +76,17 @@ def _median_seconds(step: Callable[[], Any], runs: int) -> tuple[float, float, f
     return statistics.median(times), min(times), max(times)
 
 
-def time_precision(precision: str, runs: int, component_runs: int, timesteps: int,
-                   size: int = 980) -> dict[str, Any]:
+def time_precision(precision: str, runs: int, component_runs: int, timesteps: int, size: int = 980) -> dict[str, Any]:
     """Build the full-size extractor (full VAE) once and time it end to end and by parts."""
     start = time.perf_counter()
-    extractor = build_extractor("sdxl-turbo", random_weights=True, device="cpu", precision=precision,
-                                timesteps=(51, 101, 151, 201)[:timesteps], input_size=size)
+    extractor = build_extractor(
+        "sdxl-turbo",
+        random_weights=True,
+        device="cpu",
+        precision=precision,
+        timesteps=(51, 101, 151, 201)[:timesteps],
+        input_size=size,
+    )
     assert isinstance(extractor, SdxlTurboExtractor)  # the "sdxl-turbo" preset builds one
     built = time.perf_counter() - start
     tiny = torch.nn.Module.to(build_vae("tiny").eval().requires_grad_(False), next(extractor.vae.parameters()).dtype)
@@ -94,37 +101,63 @@ def time_precision(precision: str, runs: int, component_runs: int, timesteps: in
     with torch.inference_mode(), extractor._autocast():
         encode = _median_seconds(lambda: extractor.encode(pixels), component_runs)
         encode_tiny = _median_seconds(lambda: tiny.encode((pixels * 2 - 1).to(dtype)), component_runs)
-        unet_pass = _median_seconds(lambda: extractor.trunk(latents, steps, hidden.to(dtype), pooled.to(dtype),
-                                                            extractor.time_ids(1, size)), component_runs)
+        unet_pass = _median_seconds(
+            lambda: extractor.trunk(latents, steps, hidden.to(dtype), pooled.to(dtype), extractor.time_ids(1, size)),
+            component_runs,
+        )
     full = end_to_end[0] if end_to_end else encode[0] + timesteps * unet_pass[0]
-    row = dict(precision=precision, timesteps=timesteps, end_to_end=end_to_end, full=full,
-               tiny=full - encode[0] + encode_tiny[0], encode=encode[0], encode_tiny=encode_tiny[0],
-               unet_pass=unet_pass[0], build=built, load=(load_before, os.getloadavg()[0]))
+    row = dict(
+        precision=precision,
+        timesteps=timesteps,
+        end_to_end=end_to_end,
+        full=full,
+        tiny=full - encode[0] + encode_tiny[0],
+        encode=encode[0],
+        encode_tiny=encode_tiny[0],
+        unet_pass=unet_pass[0],
+        build=built,
+        load=(load_before, os.getloadavg()[0]),
+    )
     return row
 
 
-def run_sdxl_bench(*, precisions: Sequence[str] = ("fp32", "bf16"), runs: int = 3, component_runs: int = 3,
-                   timesteps: int = 4, input_size: int = 980, flops_only: bool = False,
-                   log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+def run_sdxl_bench(
+    *,
+    precisions: Sequence[str] = ("fp32", "bf16"),
+    runs: int = 3,
+    component_runs: int = 3,
+    timesteps: int = 4,
+    input_size: int = 980,
+    flops_only: bool = False,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
     """Count the UNet's FLOPs and a cache entry's bytes, then time each precision; ``log`` gets
     the report line by line (a markdown table), as the rows are measured. Returns the rows."""
     if runs < 0 or component_runs < 1:
         raise InputError(f"need --runs >= 0 and --component-runs >= 1; got {runs} and {component_runs}")
     SdxlTurboConfig(input_size=input_size)  # checks the size before anything is built
     flops = unet_flops()
-    log(f"UNet pass at latent 122x122: whole UNet {flops['unet']:.2f} TFLOP, teacher trunk {flops['trunk']:.2f} "
-        f"TFLOP ({100 * (1 - flops['trunk'] / flops['unet']):.0f}% skipped)")
+    log(
+        f"UNet pass at latent 122x122: whole UNet {flops['unet']:.2f} TFLOP, teacher trunk {flops['trunk']:.2f} "
+        f"TFLOP ({100 * (1 - flops['trunk'] / flops['unet']):.0f}% skipped)"
+    )
     entry = cache_bytes_per_image()
-    log(f"cache entry of the teacher (2048 x 31 x 31 fp16, safetensors): {entry:,} bytes per image "
-        f"({entry / 1e6:.2f} MB; 12,000 COCO images: {12000 * entry / 1e9:.1f} GB)")
+    log(
+        f"cache entry of the teacher (2048 x 31 x 31 fp16, safetensors): {entry:,} bytes per image "
+        f"({entry / 1e6:.2f} MB; 12,000 COCO images: {12000 * entry / 1e9:.1f} GB)"
+    )
     if flops_only:
         return []
-    log(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; random weights; "
+    log(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs; random weights; "
         f"one 640x480 image -> {input_size}x{input_size} canvas; medians of {runs} end-to-end runs (after a "
         f"warm-up) and of {component_runs} runs of each part; TAESDXL s/image = full-VAE s/image - VAE encode + "
-        "TAESDXL encode")
-    header = ("| precision | s/image, SDXL VAE | min-max | s/image, TAESDXL | VAE encode s | TAESDXL encode s "
-              "| UNet trunk pass s | build s | load avg before/after |")
+        "TAESDXL encode"
+    )
+    header = (
+        "| precision | s/image, SDXL VAE | min-max | s/image, TAESDXL | VAE encode s | TAESDXL encode s "
+        "| UNet trunk pass s | build s | load avg before/after |"
+    )
     log(header)
     log("|" + "---|" * (header.count("|") - 1))
     rows = []
@@ -132,8 +165,10 @@ def run_sdxl_bench(*, precisions: Sequence[str] = ("fp32", "bf16"), runs: int = 
         row = time_precision(precision, runs, component_runs, timesteps, input_size)
         gc.collect()  # the last precision's 10 GB model, before the next is built
         spread = f"{row['end_to_end'][1]:.1f}-{row['end_to_end'][2]:.1f}" if row["end_to_end"] else "estimated"
-        log(f"| {row['precision']} | {row['full']:.1f} | {spread} | {row['tiny']:.1f} | {row['encode']:.2f} | "
+        log(
+            f"| {row['precision']} | {row['full']:.1f} | {spread} | {row['tiny']:.1f} | {row['encode']:.2f} | "
             f"{row['encode_tiny']:.2f} | {row['unet_pass']:.1f} | {row['build']:.0f} | "
-            f"{row['load'][0]:.1f} / {row['load'][1]:.1f} |")
+            f"{row['load'][0]:.1f} / {row['load'][1]:.1f} |"
+        )
         rows.append(row)
     return rows

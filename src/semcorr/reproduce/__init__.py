@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from .._lazy import lazy_namespace
 
-_EXPORTS = {"reproduce": "distilldift", "distilldift_plan": "distilldift", "PAPER_TABLE": "distilldift",
-            "Plan": "plan", "Stage": "plan", "Context": "plan"}
+_EXPORTS = {
+    "reproduce": "distilldift",
+    "distilldift_plan": "distilldift",
+    "PAPER_TABLE": "distilldift",
+    "Plan": "plan",
+    "Stage": "plan",
+    "Context": "plan",
+}
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

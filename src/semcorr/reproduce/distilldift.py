@@ -39,13 +39,23 @@ PAPER_TABLE: dict[str, dict[str, float]] = {
 }
 
 FULL = {
-    "train_images": 12_000, "epochs": 10, "refine_epochs": 1, "input_size": 434, "teacher": "teacher",
-    "student_weights": None, "co3d": "single-sequence",
+    "train_images": 12_000,
+    "epochs": 10,
+    "refine_epochs": 1,
+    "input_size": 434,
+    "teacher": "teacher",
+    "student_weights": None,
+    "co3d": "single-sequence",
     "benchmarks": {"spair-71k": "spair", "pf-willow": "pf-willow", "cub-200-2011": "cub"},
 }
 TINY = {
-    "train_images": 16, "epochs": 1, "refine_epochs": 1, "input_size": 112, "teacher": "dinov2-s-reg",
-    "co3d": "rgbd-livingroom", "eval_limit": 16,
+    "train_images": 16,
+    "epochs": 1,
+    "refine_epochs": 1,
+    "input_size": 112,
+    "teacher": "dinov2-s-reg",
+    "co3d": "rgbd-livingroom",
+    "eval_limit": 16,
     "benchmarks": {"spair-71k": "spair", "pf-willow": "pf-willow"},
 }
 # Rough costs per unit, for the plan's printout: (seconds on a GPU, seconds on a CPU).
@@ -67,12 +77,16 @@ def _folder(context: Context, *parts: str) -> Path:
 
 def _tiny_data(context: Context) -> dict[str, Path]:
     shared = Path(context.settings["data"])
-    found = {"pf-willow": shared / "pf-willow", "spair-71k": shared / "spair-71k-mini" / "SPair-71k",
-             "rgbd-livingroom": shared / "rgbd-livingroom"}
+    found = {
+        "pf-willow": shared / "pf-willow",
+        "spair-71k": shared / "spair-71k-mini" / "SPair-71k",
+        "rgbd-livingroom": shared / "rgbd-livingroom",
+    }
     missing = [f"{name} ({path})" for name, path in found.items() if not path.is_dir()]
     if missing:
-        raise InputError(f"--tiny needs the small real data of semcorr's tests in --data {shared}: missing "
-                         f"{', '.join(missing)}")
+        raise InputError(
+            f"--tiny needs the small real data of semcorr's tests in --data {shared}: missing {', '.join(missing)}"
+        )
     return found
 
 
@@ -145,8 +159,12 @@ def _teacher_spec(context: Context) -> Any:
     from ..extract.config import ModelSpec
 
     if context.tiny:
-        return ModelSpec(context.settings["teacher"], random_weights=True, device=context.device,
-                         overrides={"input_size": context.settings["input_size"]})
+        return ModelSpec(
+            context.settings["teacher"],
+            random_weights=True,
+            device=context.device,
+            overrides={"input_size": context.settings["input_size"]},
+        )
     return ModelSpec("teacher", device=context.device)
 
 
@@ -156,9 +174,13 @@ def run_teacher_cache(context: Context) -> dict[str, Any]:
     from ..images import list_images
 
     images = list_images(_train_list(context), category_from_folder=not context.tiny)  # the prompt's category
-    report = extract_features(images, _folder(context, "teacher-cache"),
-                              model=_teacher_spec(context), settings=ExtractSettings(embeddings=False, workers=0),
-                              progress=context.settings.get("progress", True))
+    report = extract_features(
+        images,
+        _folder(context, "teacher-cache"),
+        model=_teacher_spec(context),
+        settings=ExtractSettings(embeddings=False, workers=0),
+        progress=context.settings.get("progress", True),
+    )
     return {"written": report.written, "already_done": report.already_done}
 
 
@@ -175,18 +197,25 @@ def teacher_cache_whole(context: Context) -> bool:
 
 def _train_common(context: Context) -> dict[str, Any]:
     weights = str(_folder(context, "tiny-backbone")) if context.tiny else context.settings.get("student_weights")
-    return {"weights": weights, "input_size": context.settings["input_size"], "device": context.device,
-            "progress": context.settings.get("progress", True)}
+    return {
+        "weights": weights,
+        "input_size": context.settings["input_size"],
+        "device": context.device,
+        "progress": context.settings.get("progress", True),
+    }
 
 
 def run_distill(context: Context) -> dict[str, Any]:
     from ..train.config import DistillConfig
     from ..train.distillation import distill
 
-    config = DistillConfig(images=str(_train_list(context)),
-                           teacher_cache=str(_folder(context, "teacher-cache")),
-                           epochs=context.settings["epochs"], lr_decay_epoch=max(context.settings["epochs"] // 2, 1),
-                           **_train_common(context))
+    config = DistillConfig(
+        images=str(_train_list(context)),
+        teacher_cache=str(_folder(context, "teacher-cache")),
+        epochs=context.settings["epochs"],
+        lr_decay_epoch=max(context.settings["epochs"] // 2, 1),
+        **_train_common(context),
+    )
     result = distill(config, _folder(context, "runs", "distill"))
     return {"adapter": str(result.adapter), "steps": result.global_step}
 
@@ -203,13 +232,15 @@ def run_pairs_3d(context: Context) -> dict[str, Any]:
 
     out, progress = _folder(context, "pairs-3d.h5"), context.settings.get("progress", True)
     if context.tiny:
-        summary = make_3d_pairs(Path(context.settings["data"]) / "rgbd-livingroom", out, format="rgbd",
-                                progress=progress)
+        summary = make_3d_pairs(
+            Path(context.settings["data"]) / "rgbd-livingroom", out, format="rgbd", progress=progress
+        )
     else:
         from ..data.fetch import dataset_path
 
-        summary = make_3d_pairs(dataset_path(_co3d_name(context), context.settings["data"]), out, format="co3d",
-                                progress=progress)
+        summary = make_3d_pairs(
+            dataset_path(_co3d_name(context), context.settings["data"]), out, format="co3d", progress=progress
+        )
     return {key: summary[key] for key in ("sequences", "written", "in_file", "pairs") if key in summary}
 
 
@@ -229,10 +260,13 @@ def run_refine(context: Context) -> dict[str, Any]:
     from ..train.config import FinetuneConfig
     from ..train.refinement import finetune
 
-    config = FinetuneConfig(pair_file=str(_folder(context, "pairs-3d.h5")),
-                            adapter=str(_folder(context, "runs", "distill", "adapter")),
-                            epochs=context.settings["refine_epochs"], lr_decay_epoch=context.settings["refine_epochs"],
-                            **_train_common(context))
+    config = FinetuneConfig(
+        pair_file=str(_folder(context, "pairs-3d.h5")),
+        adapter=str(_folder(context, "runs", "distill", "adapter")),
+        epochs=context.settings["refine_epochs"],
+        lr_decay_epoch=context.settings["refine_epochs"],
+        **_train_common(context),
+    )
     result = finetune(config, _folder(context, "runs", "refine"))
     return {"adapter": str(result.adapter), "steps": result.global_step}
 
@@ -276,9 +310,16 @@ def run_evaluate(context: Context) -> dict[str, Any]:
                     continue
                 root = data[benchmark] if data is not None else _benchmark_root(context, benchmark)
                 try:
-                    result = evaluate(loader, root, protocol=protocol, device=context.device,
-                                      limit=context.settings.get("eval_limit"), progress=False,
-                                      cache_dir=_folder(context, "eval-cache"), **arguments)
+                    result = evaluate(
+                        loader,
+                        root,
+                        protocol=protocol,
+                        device=context.device,
+                        limit=context.settings.get("eval_limit"),
+                        progress=False,
+                        cache_dir=_folder(context, "eval-cache"),
+                        **arguments,
+                    )
                 except WeightsUnavailableError as error:
                     context.log(f"[evaluate] {row}: left out ({error})")
                     skipped.append(row)
@@ -312,8 +353,9 @@ def run_table(context: Context) -> dict[str, Any]:
     from ..eval.compare import read_results
 
     folder = _folder(context, "results")
-    rows: dict[str, dict[str, str]] = {f"paper: {name}": {b: f"{v:.1f}" for b, v in cells.items()}
-                                       for name, cells in PAPER_TABLE.items()}
+    rows: dict[str, dict[str, str]] = {
+        f"paper: {name}": {b: f"{v:.1f}" for b, v in cells.items()} for name, cells in PAPER_TABLE.items()
+    }
     for name, entry in read_json(folder / "index.json", expect=dict).items():
         (result,) = read_results(folder / name)  # checked: a semcorr results file of this version
         label = f"{entry['row']} [{entry['rule']} rule: {entry['protocol']}]"
@@ -321,9 +363,11 @@ def run_table(context: Context) -> dict[str, Any]:
     benchmarks = ["spair-71k", "pf-willow", "cub-200-2011"]
     lines = ["| model | " + " | ".join(benchmarks) + " |", "| --- |" + " --- |" * len(benchmarks)]
     lines += [f"| {name} | " + " | ".join(cells.get(b, "–") for b in benchmarks) + " |" for name, cells in rows.items()]
-    notes = ["PCK@0.1 of the target box, per keypoint. Paper rows: the authors' project page (SPair-71k under "
-             "their eval/ rule, PF-WILLOW and CUB under their train/eval.py rule: protocol distilldift-paper).",
-             f"Every figure's file is in {folder}; `semcorr compare FILE ...` puts any of them side by side."]
+    notes = [
+        "PCK@0.1 of the target box, per keypoint. Paper rows: the authors' project page (SPair-71k under "
+        "their eval/ rule, PF-WILLOW and CUB under their train/eval.py rule: protocol distilldift-paper).",
+        f"Every figure's file is in {folder}; `semcorr compare FILE ...` puts any of them side by side.",
+    ]
     if context.tiny:
         notes.append("--tiny: random-weight models on a few images: these figures mean nothing about the method.")
     table = "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
@@ -344,34 +388,93 @@ def settings_for(tiny: bool, data: str | os.PathLike | None, root: Path) -> dict
 
 def distilldift_plan() -> Plan:
     """The stages of the module docstring, with their rough disk and time."""
-    return Plan("distilldift", (
-        Stage("data", "datasets (COCO subset, CO3D, SPair-71k, PF-WILLOW, CUB-200-2011)",
-              ("data/",), run_data, data_whole,
-              disk=lambda c: 0 if c.tiny else 13e9, seconds=lambda c: 5 if c.tiny else 3600),
-        Stage("teacher-cache", "teacher features of the training images", ("teacher-cache/",), run_teacher_cache,
-              teacher_cache_whole, disk=lambda c: TEACHER_BYTES * c.settings["train_images"]
-              / (64 if c.tiny else 1), seconds=lambda c: _seconds(c, "teacher_image") * c.settings["train_images"]
-              / (200 if c.tiny else 1)),
-        Stage("distill", "the student distilled from the teacher", ("runs/distill/",), run_distill,
-              lambda c: _adapter_whole(_folder(c, "runs", "distill")), disk=lambda c: 5e6,
-              seconds=lambda c: _seconds(c, "student_step") * c.settings["train_images"] * c.settings["epochs"]
-              / (20 if c.tiny else 1)),
-        Stage("pairs-3d", "exact correspondences between posed views", ("pairs-3d.h5",), run_pairs_3d, pairs_whole,
-              disk=lambda c: 1e6 if c.tiny else 2e8, seconds=lambda c: 10 if c.tiny else 600),
-        Stage("refine", "the student refined on the 3D pairs", ("runs/refine/",), run_refine,
-              lambda c: _adapter_whole(_folder(c, "runs", "refine")), disk=lambda c: 5e6,
-              seconds=lambda c: 20 if c.tiny else 3600 * (1 if c.device.startswith("cuda") else 40)),
-        Stage("evaluate", "every model, benchmark and rule", ("results/",), run_evaluate, evaluate_whole,
-              disk=lambda c: 1e6 if c.tiny else 5e9,
-              seconds=lambda c: 60 if c.tiny else 3600 * (1 if c.device.startswith("cuda") else 60)),
-        Stage("table", "the paper's table beside ours", ("table.md",), run_table, table_whole,
-              disk=lambda c: 1e4, seconds=lambda c: 1),
-    ))
+    return Plan(
+        "distilldift",
+        (
+            Stage(
+                "data",
+                "datasets (COCO subset, CO3D, SPair-71k, PF-WILLOW, CUB-200-2011)",
+                ("data/",),
+                run_data,
+                data_whole,
+                disk=lambda c: 0 if c.tiny else 13e9,
+                seconds=lambda c: 5 if c.tiny else 3600,
+            ),
+            Stage(
+                "teacher-cache",
+                "teacher features of the training images",
+                ("teacher-cache/",),
+                run_teacher_cache,
+                teacher_cache_whole,
+                disk=lambda c: TEACHER_BYTES * c.settings["train_images"] / (64 if c.tiny else 1),
+                seconds=lambda c: _seconds(c, "teacher_image") * c.settings["train_images"] / (200 if c.tiny else 1),
+            ),
+            Stage(
+                "distill",
+                "the student distilled from the teacher",
+                ("runs/distill/",),
+                run_distill,
+                lambda c: _adapter_whole(_folder(c, "runs", "distill")),
+                disk=lambda c: 5e6,
+                seconds=lambda c: (
+                    _seconds(c, "student_step")
+                    * c.settings["train_images"]
+                    * c.settings["epochs"]
+                    / (20 if c.tiny else 1)
+                ),
+            ),
+            Stage(
+                "pairs-3d",
+                "exact correspondences between posed views",
+                ("pairs-3d.h5",),
+                run_pairs_3d,
+                pairs_whole,
+                disk=lambda c: 1e6 if c.tiny else 2e8,
+                seconds=lambda c: 10 if c.tiny else 600,
+            ),
+            Stage(
+                "refine",
+                "the student refined on the 3D pairs",
+                ("runs/refine/",),
+                run_refine,
+                lambda c: _adapter_whole(_folder(c, "runs", "refine")),
+                disk=lambda c: 5e6,
+                seconds=lambda c: 20 if c.tiny else 3600 * (1 if c.device.startswith("cuda") else 40),
+            ),
+            Stage(
+                "evaluate",
+                "every model, benchmark and rule",
+                ("results/",),
+                run_evaluate,
+                evaluate_whole,
+                disk=lambda c: 1e6 if c.tiny else 5e9,
+                seconds=lambda c: 60 if c.tiny else 3600 * (1 if c.device.startswith("cuda") else 60),
+            ),
+            Stage(
+                "table",
+                "the paper's table beside ours",
+                ("table.md",),
+                run_table,
+                table_whole,
+                disk=lambda c: 1e4,
+                seconds=lambda c: 1,
+            ),
+        ),
+    )
 
 
-def reproduce(name: str, root: str | os.PathLike, *, tiny: bool = False, data: str | os.PathLike | None = None,
-              stage: str | None = None, device: str | None = None, plan_only: bool = False,
-              log: Any = print, progress: bool = True) -> dict[str, Any]:
+def reproduce(
+    name: str,
+    root: str | os.PathLike,
+    *,
+    tiny: bool = False,
+    data: str | os.PathLike | None = None,
+    stage: str | None = None,
+    device: str | None = None,
+    plan_only: bool = False,
+    log: Any = print,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run (or with ``plan_only`` just print) a paper's plan in ``root``; see the module.
 
     Returns:
@@ -398,8 +501,7 @@ def reproduce(name: str, root: str | os.PathLike, *, tiny: bool = False, data: s
     if plan_only:
         return {"plan": text, "stages": {}}
     make_folder(root)
-    write_json(recorded, {"plan": name, "tiny": tiny, "settings": {k: v for k, v in settings.items()
-                                                                  if k != "progress"}})
+    write_json(
+        recorded, {"plan": name, "tiny": tiny, "settings": {k: v for k, v in settings.items() if k != "progress"}}
+    )
     return {"plan": text, "stages": plan.run(context, only=stage)}
-
-

@@ -15,9 +15,10 @@ run again too.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import InputError
 from ..fileio import make_folder, read_json, write_json
@@ -79,8 +80,9 @@ class Plan:
         for stage in self.stages:
             if stage.name == name:
                 return stage
-        raise InputError(f"--stage {name}: not a stage of the {self.name} plan; stages: "
-                         f"{', '.join(s.name for s in self.stages)}")
+        raise InputError(
+            f"--stage {name}: not a stage of the {self.name} plan; stages: {', '.join(s.name for s in self.stages)}"
+        )
 
     def is_done(self, stage: Stage, context: Context) -> bool:
         marker = context.root / MARKERS / f"{stage.name}.json"
@@ -96,16 +98,25 @@ class Plan:
             if not done:
                 disk += size
                 seconds += duration
-            rows.append((stage.name, "done" if done else "to run", _bytes(size), _duration(duration),
-                         f"{stage.description} -> {', '.join(stage.outputs)}"))
+            rows.append(
+                (
+                    stage.name,
+                    "done" if done else "to run",
+                    _bytes(size),
+                    _duration(duration),
+                    f"{stage.description} -> {', '.join(stage.outputs)}",
+                )
+            )
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
-        lines = [f"semcorr reproduce {self.name}{' --tiny' if context.tiny else ''} in {context.root} "
-                 f"on {context.device}"]
-        lines += ["  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + row[4]
-                  for row in rows]
-        lines.append(f"still to run: about {_bytes(disk)} of disk and {_duration(seconds)} on {context.device} "
-                     "(rough figures: a GPU means one A100-class card, a CPU a few cores; each stage resumes where "
-                     "it stopped)")
+        lines = [
+            f"semcorr reproduce {self.name}{' --tiny' if context.tiny else ''} in {context.root} on {context.device}"
+        ]
+        lines += ["  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + row[4] for row in rows]
+        lines.append(
+            f"still to run: about {_bytes(disk)} of disk and {_duration(seconds)} on {context.device} "
+            "(rough figures: a GPU means one A100-class card, a CPU a few cores; each stage resumes where "
+            "it stopped)"
+        )
         return "\n".join(lines)
 
     def run(self, context: Context, *, only: str | None = None) -> dict[str, Any]:
@@ -115,8 +126,9 @@ class Plan:
             position = self.stages.index(chosen[0])
             missing = [s.name for s in self.stages[:position] if not self.is_done(s, context)]
             if missing:
-                raise InputError(f"--stage {only} needs the stages before it: run {', '.join(missing)} first "
-                                 f"(or the whole plan)")
+                raise InputError(
+                    f"--stage {only} needs the stages before it: run {', '.join(missing)} first (or the whole plan)"
+                )
         summaries: dict[str, Any] = {}
         for stage in chosen:
             marker = context.root / MARKERS / f"{stage.name}.json"
@@ -128,8 +140,10 @@ class Plan:
             start = time.perf_counter()
             summary = stage.run(context) or {}
             if not stage.whole(context):
-                raise InputError(f"[{stage.name}] finished but its outputs are not whole: "
-                                 f"{', '.join(stage.outputs)}; rerun to resume it")
+                raise InputError(
+                    f"[{stage.name}] finished but its outputs are not whole: "
+                    f"{', '.join(stage.outputs)}; rerun to resume it"
+                )
             seconds = round(time.perf_counter() - start, 1)
             make_folder(marker.parent)
             write_json(marker, {"stage": stage.name, "seconds": seconds, "summary": summary})

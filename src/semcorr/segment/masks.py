@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence, cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -68,8 +69,14 @@ class SegmentSettings:
     refine_band: float = 1.5
 
     def __post_init__(self) -> None:
-        check_int(self, "grid", minimum=1, maximum=1024, optional=True, none_means="(0 on the command line) for "
-                  "the native grid")
+        check_int(
+            self,
+            "grid",
+            minimum=1,
+            maximum=1024,
+            optional=True,
+            none_means="(0 on the command line) for the native grid",
+        )
         check_int(self, "restarts", minimum=1)
         check_int(self, "iterations", minimum=1)
         check_int(self, "seed")
@@ -78,8 +85,9 @@ class SegmentSettings:
         check_number(self, "refine_band", minimum=0)
 
 
-def kmeans(points: Tensor, k: int = 2, *, restarts: int = 4, iterations: int = 30,
-           seed: int = 0) -> tuple[Tensor, Tensor]:
+def kmeans(
+    points: Tensor, k: int = 2, *, restarts: int = 4, iterations: int = 30, seed: int = 0
+) -> tuple[Tensor, Tensor]:
     """Lloyd's k-means with k-means++ initialisation, best of ``restarts`` runs.
 
     Args:
@@ -154,8 +162,9 @@ def foreground_margin(features: Tensor, valid: Tensor, settings: SegmentSettings
     channels, height, width = features.shape
     flat = features.reshape(channels, -1).T  # (h*w, C)
     inside = valid.reshape(-1)
-    labels, centroids = kmeans(flat[inside], 2, restarts=settings.restarts, iterations=settings.iterations,
-                               seed=settings.seed)
+    labels, centroids = kmeans(
+        flat[inside], 2, restarts=settings.restarts, iterations=settings.iterations, seed=settings.seed
+    )
     border = border_cells(valid).reshape(-1)[inside]
     border_share = [float((labels[border] == j).float().mean()) if border.any() else 0.0 for j in range(2)]
     sizes = [int((labels == j).sum()) for j in range(2)]
@@ -195,8 +204,9 @@ def cell_pixels(geometry: ImageGeometry, grid_size: tuple[int, int]) -> float:
     return max(in_w / grid_w / geometry.scale[0], in_h / grid_h / geometry.scale[1])
 
 
-def masks_of(fmap: FeatureMap, settings: SegmentSettings = SegmentSettings(),
-             images: Sequence[Tensor] | None = None) -> list[Tensor]:
+def masks_of(
+    fmap: FeatureMap, settings: SegmentSettings = SegmentSettings(), images: Sequence[Tensor] | None = None
+) -> list[Tensor]:
     """Foreground masks of every image of a feature map: (H, W) bool each, at original resolution.
 
     Args:
@@ -216,9 +226,16 @@ def masks_of(fmap: FeatureMap, settings: SegmentSettings = SegmentSettings(),
     return masks
 
 
-def segment_images(images: ImageInput | Sequence[ImageInput], *, model: str | Extractor = DEFAULT_MODEL,
-                   settings: SegmentSettings = SegmentSettings(), weights: str | None = None,
-                   random_weights: bool = False, device: str | None = None, **overrides: Any) -> list[Tensor]:
+def segment_images(
+    images: ImageInput | Sequence[ImageInput],
+    *,
+    model: str | Extractor = DEFAULT_MODEL,
+    settings: SegmentSettings = SegmentSettings(),
+    weights: str | None = None,
+    random_weights: bool = False,
+    device: str | None = None,
+    **overrides: Any,
+) -> list[Tensor]:
     """Zero-shot foreground masks.
 
     Args:
@@ -228,18 +245,20 @@ def segment_images(images: ImageInput | Sequence[ImageInput], *, model: str | Ex
         one (H, W) bool tensor per image, True on the foreground.
     """
     batch = list(images) if isinstance(images, (list, tuple)) else [cast(ImageInput, images)]  # a str is one image
-    return list(_iter_masks(batch, model, settings, weights=weights, random_weights=random_weights,
-                            device=device, **overrides))
+    return list(
+        _iter_masks(batch, model, settings, weights=weights, random_weights=random_weights, device=device, **overrides)
+    )
 
 
-def _iter_masks(batch: list[ImageInput], model: str | Extractor, settings: SegmentSettings,
-                **options: Any) -> Iterator[Tensor]:
+def _iter_masks(
+    batch: list[ImageInput], model: str | Extractor, settings: SegmentSettings, **options: Any
+) -> Iterator[Tensor]:
     """Masks one feature-extraction batch at a time (the model is built before the first)."""
     if not batch:
         raise InputError("segment needs at least one image")
     extractor = model if isinstance(model, Extractor) else build_extractor(model, **options)
     for start in range(0, len(batch), settings.batch_size):
-        images = [load_image(image) for image in batch[start:start + settings.batch_size]]
+        images = [load_image(image) for image in batch[start : start + settings.batch_size]]
         yield from masks_of(extractor.extract(images), settings, images)
 
 
@@ -247,8 +266,7 @@ def mask_paths(images: Sequence[ImageInput], out_dir: str | os.PathLike) -> list
     """``out_dir/<stem>.png`` per image (``<stem>-<i>.png`` when stems repeat)."""
     stems = [Path(image_name(image)).stem or f"image-{i}" for i, image in enumerate(images)]
     repeated = {stem for stem in stems if stems.count(stem) > 1}
-    return [Path(out_dir) / (f"{stem}-{i}.png" if stem in repeated else f"{stem}.png")
-            for i, stem in enumerate(stems)]
+    return [Path(out_dir) / (f"{stem}-{i}.png" if stem in repeated else f"{stem}.png") for i, stem in enumerate(stems)]
 
 
 def save_mask(mask: Tensor, path: str | os.PathLike) -> None:

@@ -44,7 +44,7 @@ def colour_log_ratio(image: Tensor, foreground: Tensor, background: Tensor) -> T
     """
     quantised = (image.clamp(0, 1) * (LEVELS - 1)).round().long()
     index = (quantised[0] * LEVELS + quantised[1]) * LEVELS + quantised[2]  # (H, W)
-    bins = LEVELS ** 3
+    bins = LEVELS**3
 
     def log_probability(samples: Tensor) -> Tensor:
         counts = torch.bincount(index[samples], minlength=bins).float() + 1.0
@@ -72,6 +72,5 @@ def refine_mask(image: Tensor, coarse: Tensor, radius: int, smooth: int = 5) -> 
         return coarse
     ratio = colour_log_ratio(image.to(coarse.device), foreground, background)
     if smooth > 1:
-        ratio = F.avg_pool2d(ratio[None, None], smooth, stride=1, padding=smooth // 2,
-                             count_include_pad=False)[0, 0]
+        ratio = F.avg_pool2d(ratio[None, None], smooth, stride=1, padding=smooth // 2, count_include_pad=False)[0, 0]
     return torch.where(band, ratio > 0, coarse)

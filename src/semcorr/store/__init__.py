@@ -11,8 +11,15 @@ from __future__ import annotations
 
 from .._lazy import lazy_namespace
 
-_EXPORTS = {"FeatureFolder": "folder", "entry_name": "folder", "rank_of": "folder", "extractor_identity": "folder",
-            "read_entry_header": "folder", "BackgroundWriter": "writer", "Entry": "writer",
-            "MemoryFeatures": "memory"}
+_EXPORTS = {
+    "FeatureFolder": "folder",
+    "entry_name": "folder",
+    "rank_of": "folder",
+    "extractor_identity": "folder",
+    "read_entry_header": "folder",
+    "BackgroundWriter": "writer",
+    "Entry": "writer",
+    "MemoryFeatures": "memory",
+}
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

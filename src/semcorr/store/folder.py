@@ -35,9 +35,10 @@ import hashlib
 import json
 import os
 import struct
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -74,9 +75,13 @@ def extractor_identity(extractor: Extractor) -> dict[str, Any]:
     path it had when stores were first written (:func:`semcorr._moved.legacy_class_path`), so that
     moving a module does not orphan the stores its extractors filled."""
     cls = type(extractor)
-    return {"model": extractor.name, "class": legacy_class_path(cls.__module__, cls.__qualname__),
-            "random_weights": bool(extractor.random_weights), "config": dataclasses.asdict(extractor.config),
-            "grid": list(extractor.grid_size())}
+    return {
+        "model": extractor.name,
+        "class": legacy_class_path(cls.__module__, cls.__qualname__),
+        "random_weights": bool(extractor.random_weights),
+        "config": dataclasses.asdict(extractor.config),
+        "grid": list(extractor.grid_size()),
+    }
 
 
 def _canonical(value: Any) -> Any:
@@ -115,8 +120,11 @@ def read_entry_header(path: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(header, dict):
         return None
-    ends = [entry.get("data_offsets", [0, 0])[1] for name, entry in header.items()
-            if name != "__metadata__" and isinstance(entry, dict)]
+    ends = [
+        entry.get("data_offsets", [0, 0])[1]
+        for name, entry in header.items()
+        if name != "__metadata__" and isinstance(entry, dict)
+    ]
     return header if ends and 8 + length + max(ends) == size else None
 
 
@@ -138,24 +146,29 @@ class FeatureFolder:
         self.root = Path(root)
         config_file = self.root / "config.json"
         if not config_file.is_file():
-            raise InputError(f"{self.root}: not a feature store (no config.json); fill one with `semcorr extract` "
-                             "or `semcorr cache-teacher`")
+            raise InputError(
+                f"{self.root}: not a feature store (no config.json); fill one with `semcorr extract` "
+                "or `semcorr cache-teacher`"
+            )
         try:
             self.config: dict[str, Any] = read_json(config_file, expect=dict)
         except InputError as error:
             raise CheckpointError(str(error)) from None
         known = ((FORMAT, VERSION), (LEGACY_FORMAT, LEGACY_VERSION))
         if (self.config.get("format"), self.config.get("version")) not in known:
-            raise CheckpointError(f"{config_file}: not a {FORMAT} version {VERSION} (nor a {LEGACY_FORMAT} version 1) "
-                                  "config; written by another program or a newer semcorr")
+            raise CheckpointError(
+                f"{config_file}: not a {FORMAT} version {VERSION} (nor a {LEGACY_FORMAT} version 1) "
+                "config; written by another program or a newer semcorr"
+            )
         self.identity: dict[str, Any] = self.config["identity"]
         self.digest: str = self.config["identity_digest"]
         self.embedding_kind: str | None = self.config.get("embedding")
         self.legacy = self.config["format"] == LEGACY_FORMAT
 
     @classmethod
-    def create(cls, root: str | os.PathLike, identity: dict[str, Any], *,
-               embedding: str | None = None) -> "FeatureFolder":
+    def create(
+        cls, root: str | os.PathLike, identity: dict[str, Any], *, embedding: str | None = None
+    ) -> FeatureFolder:
         """Open ``root`` for writing features of the extractor described by ``identity`` (see
         :func:`extractor_identity`), creating it if needed. ``embedding`` names the global embedding
         each entry holds (``"class token"``, ``"mean of the cells"``) or ``None`` (features only).
@@ -166,8 +179,15 @@ class FeatureFolder:
         root = Path(root)
         make_folder(root / "entries")
         identity = _canonical(identity)
-        config = {"format": FORMAT, "version": VERSION, "dtype": "float16", "identity": identity,
-                  "identity_digest": identity_digest(identity), "embedding": embedding, "layout": LAYOUT}
+        config = {
+            "format": FORMAT,
+            "version": VERSION,
+            "dtype": "float16",
+            "identity": identity,
+            "identity_digest": identity_digest(identity),
+            "embedding": embedding,
+            "layout": LAYOUT,
+        }
         target = root / "config.json"
         temporary = temporary_path(target)
         try:
@@ -186,12 +206,16 @@ class FeatureFolder:
         store = cls(root)
         if store.identity != identity:
             changed = "; ".join(_differences(store.identity, identity)[:4])
-            raise InputError(f"{root}: holds features of another model or config ({changed}); "
-                             "use another --out folder, or delete this one to start over")
+            raise InputError(
+                f"{root}: holds features of another model or config ({changed}); "
+                "use another --out folder, or delete this one to start over"
+            )
         if store.embedding_kind != embedding:
             held = f"embeddings ({store.embedding_kind})" if store.embedding_kind else "no embeddings"
-            raise InputError(f"{root}: holds {held}, this run writes "
-                             f"{f'embeddings ({embedding})' if embedding else 'none'}; use another --out folder")
+            raise InputError(
+                f"{root}: holds {held}, this run writes "
+                f"{f'embeddings ({embedding})' if embedding else 'none'}; use another --out folder"
+            )
         return store
 
     # --- entries -------------------------------------------------------------------------------
@@ -227,8 +251,10 @@ class FeatureFolder:
             raise KeyError(f"{self.root}: no features stored for image {key!r}")
         metadata = self._metadata(key, path)
         if metadata is None:
-            raise CheckpointError(f"{path}: damaged entry, or not one of image {key!r} of this store's model; "
-                                  "delete it and rerun the command that filled the store")
+            raise CheckpointError(
+                f"{path}: damaged entry, or not one of image {key!r} of this store's model; "
+                "delete it and rerun the command that filled the store"
+            )
         return path, metadata
 
     def _tensor(self, key: str, name: str, device: str | torch.device) -> Tensor:
@@ -280,9 +306,12 @@ class FeatureFolder:
     def __iter__(self) -> Iterator[str]:
         """The image keys of every whole entry (reads each entry's header)."""
         for path in self.entry_paths():
-            metadata = ((read_entry_header(path) or {}).get("__metadata__") or {})
-            if metadata.get("identity") == self.digest and "key" in metadata and path.stem == entry_name(
-                    metadata["key"]):
+            metadata = (read_entry_header(path) or {}).get("__metadata__") or {}
+            if (
+                metadata.get("identity") == self.digest
+                and "key" in metadata
+                and path.stem == entry_name(metadata["key"])
+            ):
                 yield metadata["key"]
 
     def keys(self) -> list[str]:
@@ -299,8 +328,15 @@ class FeatureFolder:
 
     # --- writing -------------------------------------------------------------------------------
 
-    def put(self, key: str, features: Tensor, geometry: ImageGeometry, *, embedding: Tensor | None = None,
-            norms: Tensor | None = None) -> int:
+    def put(
+        self,
+        key: str,
+        features: Tensor,
+        geometry: ImageGeometry,
+        *,
+        embedding: Tensor | None = None,
+        norms: Tensor | None = None,
+    ) -> int:
         """Store image ``key``'s (C, h, w) features (and its (D,) embedding, when the store holds
         them) atomically as float16, with its (1, h, w) raw norms as float32 when given (the
         evaluation cache keeps them: :attr:`FeatureMap.norms`); returns the bytes written."""

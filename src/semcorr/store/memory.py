@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -34,16 +34,28 @@ class MemoryFeatures:
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
 
-    def put(self, key: str, features: Tensor, geometry: ImageGeometry, *, embedding: Tensor | None = None,
-            norms: Tensor | None = None) -> int:
+    def put(
+        self,
+        key: str,
+        features: Tensor,
+        geometry: ImageGeometry,
+        *,
+        embedding: Tensor | None = None,
+        norms: Tensor | None = None,
+    ) -> int:
         """Keep image ``key``'s (C, h, w) features; returns the bytes kept."""
         if features.ndim != 3:
             raise ValueError(f"features must be (C, h, w), got shape {tuple(features.shape)}")
-        entry = _Entry(features.detach().to("cpu", torch.float16).clone(), geometry,
-                       None if norms is None else norms.detach().to("cpu", torch.float32).reshape(1, *features.shape[1:]),
-                       None if embedding is None else embedding.detach().to("cpu", torch.float16).reshape(-1))
+        entry = _Entry(
+            features.detach().to("cpu", torch.float16).clone(),
+            geometry,
+            None if norms is None else norms.detach().to("cpu", torch.float32).reshape(1, *features.shape[1:]),
+            None if embedding is None else embedding.detach().to("cpu", torch.float16).reshape(-1),
+        )
         self._entries[key] = entry
-        return sum(t.numel() * t.element_size() for t in (entry.features, entry.norms, entry.embedding) if t is not None)
+        return sum(
+            t.numel() * t.element_size() for t in (entry.features, entry.norms, entry.embedding) if t is not None
+        )
 
     def _entry(self, key: str) -> _Entry:
         if key not in self._entries:
@@ -82,8 +94,12 @@ class MemoryFeatures:
 
     def nbytes(self) -> int:
         """Bytes of all entries' tensors."""
-        return sum(t.numel() * t.element_size() for e in self._entries.values()
-                   for t in (e.features, e.norms, e.embedding) if t is not None)
+        return sum(
+            t.numel() * t.element_size()
+            for e in self._entries.values()
+            for t in (e.features, e.norms, e.embedding)
+            if t is not None
+        )
 
     def clear(self) -> None:
         self._entries.clear()

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from torch import Tensor
 
@@ -85,7 +85,7 @@ class BackgroundWriter:
             self._thread.join()
         self._raise()
 
-    def __enter__(self) -> "BackgroundWriter":
+    def __enter__(self) -> BackgroundWriter:
         return self
 
     def __exit__(self, kind: type | None, *rest: object) -> None:

@@ -32,8 +32,9 @@ coordinates are ``x = W/2 - s_x * x_ndc``, ``y = H/2 - s_y * y_ndc`` with the im
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -64,8 +65,9 @@ def co3d_camera(viewpoint: dict[str, Any], image_size: tuple[int, int]) -> tuple
         focal = np.broadcast_to(np.asarray(viewpoint["focal_length"], dtype=np.float64), (2,))
         principal = np.asarray(viewpoint["principal_point"], dtype=np.float64).reshape(2)
     except (KeyError, TypeError, ValueError) as error:
-        raise InputError(f"viewpoint annotation lacks or garbles R, T, focal_length or principal_point ({error})") \
-            from None
+        raise InputError(
+            f"viewpoint annotation lacks or garbles R, T, focal_length or principal_point ({error})"
+        ) from None
     fmt = str(viewpoint.get("intrinsics_format") or "ndc_norm_image_bounds").lower()
     half = np.array([width / 2.0, height / 2.0])
     if fmt == "ndc_norm_image_bounds":
@@ -101,9 +103,17 @@ class CO3D:
 
     kind = "co3d"
 
-    def __init__(self, root: str | Path, *, categories: Iterable[str] | None = None, subset: str | None = None,
-                 split: str | None = None, min_quality: float | None = None, mask_threshold: float = 0.5,
-                 use_masks: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        categories: Iterable[str] | None = None,
+        subset: str | None = None,
+        split: str | None = None,
+        min_quality: float | None = None,
+        mask_threshold: float = 0.5,
+        use_masks: bool = True,
+    ) -> None:
         root = Path(root)
         if (root / FRAME_FILE).is_file():
             self.root, found = root.parent, [root.name]
@@ -129,8 +139,14 @@ class CO3D:
         self._cached_set_list: tuple[str, dict[str, set[int]]] | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "subset": self.subset, "split": self.split, "min_quality": self.min_quality,
-                "mask_threshold": self.mask_threshold, "use_masks": self.use_masks}
+        return {
+            "kind": self.kind,
+            "subset": self.subset,
+            "split": self.split,
+            "min_quality": self.min_quality,
+            "mask_threshold": self.mask_threshold,
+            "use_masks": self.use_masks,
+        }
 
     def sequence_names(self) -> list[str]:
         """``category/sequence_name`` of every sequence (from the sequence annotations when present)."""
@@ -153,11 +169,17 @@ class CO3D:
         if not entries:
             raise InputError(f"{where} has no frames")
         frames = [self._frame(entry, where) for entry in entries]
-        missing = [p for f in frames for p in (f.image_path, f.depth_path, f.depth_mask_path, f.mask_path)
-                   if p is not None and not p.is_file()]
+        missing = [
+            p
+            for f in frames
+            for p in (f.image_path, f.depth_path, f.depth_mask_path, f.mask_path)
+            if p is not None and not p.is_file()
+        ]
         if missing:
-            raise InputError(f"{where}: annotations list {len(frames)} frames but {len(missing)} of their files "
-                             f"are missing (first: {missing[0]})")
+            raise InputError(
+                f"{where}: annotations list {len(frames)} frames but {len(missing)} of their files "
+                f"are missing (first: {missing[0]})"
+            )
         return PosedSequence(name, tuple(frames))
 
     # --- annotations ---------------------------------------------------------------------
@@ -168,8 +190,9 @@ class CO3D:
             grouped: dict[str, list[dict[str, Any]]] = {}
             for entry in read_json(self.root / category / FRAME_FILE, expect=list):
                 if not isinstance(entry, dict) or "sequence_name" not in entry:
-                    raise InputError(f"{self.root / category / FRAME_FILE}: entries must be frame annotations "
-                                     "with a sequence_name")
+                    raise InputError(
+                        f"{self.root / category / FRAME_FILE}: entries must be frame annotations with a sequence_name"
+                    )
                 grouped.setdefault(str(entry["sequence_name"]), []).append(entry)
             self._cached = (category, grouped)
         return self._cached[1]
@@ -183,9 +206,12 @@ class CO3D:
         if self.min_quality is not None:
             if not path.is_file():
                 raise InputError(f"{path}: not found (needed for a minimum viewpoint quality)")
-            good = {str(e["sequence_name"]) for e in read_json(path, expect=list)
-                    if e.get("viewpoint_quality_score") is not None
-                    and float(e["viewpoint_quality_score"]) >= self.min_quality}
+            good = {
+                str(e["sequence_name"])
+                for e in read_json(path, expect=list)
+                if e.get("viewpoint_quality_score") is not None
+                and float(e["viewpoint_quality_score"]) >= self.min_quality
+            }
             names = good if names is None else names & good
         elif names is None and path.is_file():
             names = {str(e["sequence_name"]) for e in read_json(path, expect=list)}
@@ -197,14 +223,15 @@ class CO3D:
             raise InputError(f"{path}: not found (unknown subset {self.subset!r} for category {category})")
         data = read_json(path)
         if not isinstance(data, dict):
-            raise InputError(f"{path}: expected {{\"train\": [[sequence, frame_number, path], ...], ...}}")
+            raise InputError(f'{path}: expected {{"train": [[sequence, frame_number, path], ...], ...}}')
         if self.split is not None and self.split not in data:
             raise InputError(f"{path}: no split {self.split!r} (has: {', '.join(sorted(data))})")
         splits = [self.split] if self.split is not None else sorted(data)
         return [row for s in splits for row in data[s]]
 
-    def _restrict_to_set_list(self, category: str, sequence: str, entries: list[dict[str, Any]],
-                              where: str) -> list[dict[str, Any]]:
+    def _restrict_to_set_list(
+        self, category: str, sequence: str, entries: list[dict[str, Any]], where: str
+    ) -> list[dict[str, Any]]:
         if self._cached_set_list is None or self._cached_set_list[0] != category:
             grouped: dict[str, set[int]] = {}
             for row in self._set_list(category):
@@ -214,8 +241,10 @@ class CO3D:
         have = {int(e.get("frame_number", -1)) for e in entries}
         absent = sorted(wanted - have)
         if absent:
-            raise InputError(f"{where}: set list {self.subset} lists {len(wanted)} frames, {len(absent)} of them "
-                             f"without an annotation (first: frame_number {absent[0]})")
+            raise InputError(
+                f"{where}: set list {self.subset} lists {len(wanted)} frames, {len(absent)} of them "
+                f"without an annotation (first: frame_number {absent[0]})"
+            )
         return [e for e in entries if int(e.get("frame_number", -1)) in wanted]
 
     def _frame(self, entry: dict[str, Any], where: str) -> PosedFrame:
@@ -240,8 +269,16 @@ class CO3D:
             raise InputError(f"{where}: frame {number} has a non-positive depth scale_adjustment {scale}")
         mask_path = self.root / mask["path"] if self.use_masks and isinstance(mask, dict) and mask.get("path") else None
         return PosedFrame(
-            name=Path(str(image["path"])).stem, image_path=self.root / str(image["path"]),
-            depth_path=self.root / str(depth["path"]), K=K, world_to_camera=world_to_camera,
-            depth_encoding="float16", depth_scale=scale, image_size=size,
+            name=Path(str(image["path"])).stem,
+            image_path=self.root / str(image["path"]),
+            depth_path=self.root / str(depth["path"]),
+            K=K,
+            world_to_camera=world_to_camera,
+            depth_encoding="float16",
+            depth_scale=scale,
+            image_size=size,
             depth_mask_path=self.root / str(depth["mask_path"]) if depth.get("mask_path") else None,
-            mask_path=mask_path, mask_threshold=self.mask_threshold, resize_depth=True)
+            mask_path=mask_path,
+            mask_threshold=self.mask_threshold,
+            resize_depth=True,
+        )

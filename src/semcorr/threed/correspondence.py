@@ -27,8 +27,8 @@ The points are returned in the source's raster order (row by row).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -139,8 +139,14 @@ def project(points: np.ndarray, view: PosedView) -> tuple[np.ndarray, np.ndarray
     return np.stack([image[0] / safe, image[1] / safe], axis=1), z
 
 
-def _correspond(source: PosedView, pixels: np.ndarray, points: np.ndarray, camera_to_world: np.ndarray,
-                target: PosedView, settings: PairSettings) -> Correspondences:
+def _correspond(
+    source: PosedView,
+    pixels: np.ndarray,
+    points: np.ndarray,
+    camera_to_world: np.ndarray,
+    target: PosedView,
+    settings: PairSettings,
+) -> Correspondences:
     world = camera_to_world[:3, :3] @ points + camera_to_world[:3, 3:4]
     xy, z = project(world, target)
     height, width = target.image_size
@@ -156,12 +162,18 @@ def _correspond(source: PosedView, pixels: np.ndarray, points: np.ndarray, camer
     index, error = index[visible], error[visible]
     chosen = thin(pixels[index], xy[index], error, settings.nms_radius, settings.nms_in_target)
     index, error = index[chosen], error[chosen]
-    return Correspondences(source.name, target.name, pixels[index].astype(np.float32), xy[index].astype(np.float32),
-                           error.astype(np.float32))
+    return Correspondences(
+        source.name,
+        target.name,
+        pixels[index].astype(np.float32),
+        xy[index].astype(np.float32),
+        error.astype(np.float32),
+    )
 
 
-def thin(source_xy: np.ndarray, target_xy: np.ndarray, score: np.ndarray, radius: float,
-         in_target: bool = True) -> np.ndarray:
+def thin(
+    source_xy: np.ndarray, target_xy: np.ndarray, score: np.ndarray, radius: float, in_target: bool = True
+) -> np.ndarray:
     """Non-maximum suppression of candidate correspondences (the rule of the module docstring).
 
     Args:

@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from tqdm import tqdm
 
@@ -49,13 +50,15 @@ def open_views(root: str | Path, format: DatasetFormat = "auto", **co3d_options:
     if format == "co3d":
         return CO3D(root, **given)
     if given:
-        raise InputError(f"{root}: options {', '.join(sorted(given))} apply to CO3D only, not to RGB-D folders "
-                         f"({CAMERAS_FILE})")
+        raise InputError(
+            f"{root}: options {', '.join(sorted(given))} apply to CO3D only, not to RGB-D folders ({CAMERAS_FILE})"
+        )
     return RGBDFolders(root)
 
 
-def sequence_entry(dataset: ViewDataset, name: str, settings: PairSettings,
-                   warn: Callable[[str], None] | None = None) -> SequenceEntry:
+def sequence_entry(
+    dataset: ViewDataset, name: str, settings: PairSettings, warn: Callable[[str], None] | None = None
+) -> SequenceEntry:
     """Correspondences of one sequence (InputError when it cannot give any)."""
     sequence = dataset.sequence(name)
     for note in sequence.notes:
@@ -65,14 +68,29 @@ def sequence_entry(dataset: ViewDataset, name: str, settings: PairSettings,
     views = [sequence.frames[i].load() for i in indices]
     pairs = make_pairs(views, settings)
     images = tuple(_relative(view.image_path, dataset.root) for view in views)
-    return SequenceEntry(name, tuple(v.name for v in views), images, tuple(v.image_size for v in views),
-                         len(sequence.frames), tuple(pairs))
+    return SequenceEntry(
+        name,
+        tuple(v.name for v in views),
+        images,
+        tuple(v.image_size for v in views),
+        len(sequence.frames),
+        tuple(pairs),
+    )
 
 
-def make_3d_pairs(data: str | Path | ViewDataset, out: str | Path, *, format: DatasetFormat = "auto",
-                  settings: PairSettings = PairSettings(), strict: bool = False, overwrite: bool = False,
-                  max_sequences: int | None = None, progress: bool = True,
-                  warn: Callable[[str], None] | None = None, **co3d_options: Any) -> dict[str, Any]:
+def make_3d_pairs(
+    data: str | Path | ViewDataset,
+    out: str | Path,
+    *,
+    format: DatasetFormat = "auto",
+    settings: PairSettings = PairSettings(),
+    strict: bool = False,
+    overwrite: bool = False,
+    max_sequences: int | None = None,
+    progress: bool = True,
+    warn: Callable[[str], None] | None = None,
+    **co3d_options: Any,
+) -> dict[str, Any]:
     """Generate the correspondences of every sequence of a dataset into the pair file ``out``.
 
     Resumable: sequences already in ``out`` (or in the parts a killed run left) are skipped.
@@ -100,8 +118,14 @@ def make_3d_pairs(data: str | Path | ViewDataset, out: str | Path, *, format: Da
     say = warn or (lambda message: tqdm.write(f"semcorr: warning: {message}", file=sys.stderr))
     names = dataset.sequence_names()
     header = make_header(dataset.root, dataset.describe(), settings)
-    summary: dict[str, Any] = {"out": str(out), "sequences": len(names), "written": 0, "skipped": 0, "pairs": 0,
-                               "correspondences": 0}
+    summary: dict[str, Any] = {
+        "out": str(out),
+        "sequences": len(names),
+        "written": 0,
+        "skipped": 0,
+        "pairs": 0,
+        "correspondences": 0,
+    }
     started = time.perf_counter()
     with PairWriter(out, header, overwrite=overwrite) as writer:
         todo = [name for name in names if name not in writer.done]

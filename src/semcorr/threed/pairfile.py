@@ -19,12 +19,13 @@ Layout (HDF5, one group per (sequence, target frame)):
 Sequence names may contain ``/`` (CO3D: ``category/sequence``), which nests their groups.
 Coordinates are continuous pixels (the image covers [0, W] x [0, H]).
 
-Reading: :mod:`semcorr.threed.pairloader`. Writing (:class:`PairWriter`): each finished sequence is first written to its own small file in
-``<out>.parts/`` (to a temporary name, flushed, then renamed: a crash leaves either the whole
-sequence or nothing), and :meth:`PairWriter.finish` merges those and any earlier ``<out>`` into a
-temporary HDF5 that is renamed over ``<out>`` in one step. A run that is killed at any point can be
-started again: it skips the sequences already in ``<out>`` or its parts, and ends with the same
-content as an uninterrupted run. A lock file keeps two runs from writing one output at once.
+Reading: :mod:`semcorr.threed.pairloader`. Writing (:class:`PairWriter`): each finished sequence
+is first written to its own small file in ``<out>.parts/`` (to a temporary name, flushed, then
+renamed: a crash leaves either the whole sequence or nothing), and :meth:`PairWriter.finish` merges
+those and any earlier ``<out>`` into a temporary HDF5 that is renamed over ``<out>`` in one step. A
+run that is killed at any point can be started again: it skips the sequences already in ``<out>`` or
+its parts, and ends with the same content as an uninterrupted run. A lock file keeps two runs from
+writing one output at once.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ import numpy as np
 
 from .. import __version__
 from .._moved import renamed_names
-from ..extras import require_extra
 from ..errors import InputError
+from ..extras import require_extra
 from ..fileio import atomic_file, file_lock, make_folder, read_json, write_atomically, write_json
 from .correspondence import Correspondences, PairSettings
 
@@ -75,8 +76,13 @@ class SequenceEntry:
 
 def make_header(root: str | Path, dataset: dict[str, Any], settings: PairSettings) -> dict[str, Any]:
     """The identity of a pair file: runs with another header may not add to it."""
-    return {"format": FORMAT, "version": VERSION, "root": os.path.abspath(root),
-            "dataset": dict(dataset), "settings": asdict(settings)}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "root": os.path.abspath(root),
+        "dataset": dict(dataset),
+        "settings": asdict(settings),
+    }
 
 
 class PairWriter:
@@ -97,8 +103,13 @@ class PairWriter:
             raise InputError(f"{self.path}: is a folder; give a file name for the pair file")
         make_folder(self.path.parent)
         self._lock = contextlib.ExitStack()
-        self._lock.enter_context(file_lock(self.path.with_name(self.path.name + ".lock"), wait=False,
-                                           busy=f"{self.path}: another run is writing it"))
+        self._lock.enter_context(
+            file_lock(
+                self.path.with_name(self.path.name + ".lock"),
+                wait=False,
+                busy=f"{self.path}: another run is writing it",
+            )
+        )
         try:
             if overwrite:
                 self._remove_all()
@@ -107,7 +118,7 @@ class PairWriter:
             self._lock.close()
             raise
 
-    def __enter__(self) -> "PairWriter":
+    def __enter__(self) -> PairWriter:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -120,8 +131,13 @@ class PairWriter:
         """Write one sequence to the parts folder, atomically."""
         if entry.sequence in self.done:
             raise ValueError(f"sequence {entry.sequence} is already in {self.path}")
-        meta = {"sequence": entry.sequence, "frames": list(entry.frames), "images": list(entry.images),
-                "sizes": [list(s) for s in entry.sizes], "frame_count": entry.frame_count}
+        meta = {
+            "sequence": entry.sequence,
+            "frames": list(entry.frames),
+            "images": list(entry.images),
+            "sizes": [list(s) for s in entry.sizes],
+            "frame_count": entry.frame_count,
+        }
         # name -> array; Any, else mypy would match **arrays against np.savez's allow_pickle too
         arrays: dict[str, Any] = {"meta": np.array(json.dumps(meta))}
         for i, pair in enumerate(entry.pairs):
@@ -218,8 +234,13 @@ def read_pair_file_header(path: str | Path) -> dict[str, Any]:
         raise InputError(f"{path}: not a semcorr 3D pair file (no format={FORMAT!r} attribute)")
     if int(attrs.get("version", 0)) != VERSION:
         raise InputError(f"{path}: pair file version {attrs.get('version')}, this semcorr reads {VERSION}")
-    return {"format": FORMAT, "version": VERSION, "root": text_of(attrs["root"]),
-            "dataset": json.loads(text_of(attrs["dataset"])), "settings": json.loads(text_of(attrs["settings"]))}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "root": text_of(attrs["root"]),
+        "dataset": json.loads(text_of(attrs["dataset"])),
+        "settings": json.loads(text_of(attrs["settings"])),
+    }
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -228,15 +249,23 @@ def read_pair_file_header(path: str | Path) -> dict[str, Any]:
 def _check_same(existing: dict[str, Any], wanted: dict[str, Any], where: Path) -> None:
     for key in ("root", "dataset", "settings"):
         if existing.get(key) != wanted.get(key):
-            raise InputError(f"{where}: was made with other {key} ({existing.get(key)} instead of {wanted.get(key)}); "
-                             "choose another output or pass --overwrite")
+            raise InputError(
+                f"{where}: was made with other {key} ({existing.get(key)} instead of {wanted.get(key)}); "
+                "choose another output or pass --overwrite"
+            )
 
 
 def _write_header(file: Any, header: dict[str, Any]) -> None:
-    file.attrs.update({"format": FORMAT, "version": VERSION, "root": header["root"],
-                       "dataset": json.dumps(header["dataset"], sort_keys=True),
-                       "settings": json.dumps(header["settings"], sort_keys=True),
-                       "created_by": f"semcorr {__version__}"})
+    file.attrs.update(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "root": header["root"],
+            "dataset": json.dumps(header["dataset"], sort_keys=True),
+            "settings": json.dumps(header["settings"], sort_keys=True),
+            "created_by": f"semcorr {__version__}",
+        }
+    )
     file.attrs.update(header["settings"])
 
 
@@ -246,15 +275,29 @@ def _write_shard(pairs_group: Any, shard: Path) -> list[tuple[str, int]]:
         meta = json.loads(str(data["meta"]))
         group = pairs_group.create_group(meta["sequence"])
         frames, images = meta["frames"], meta["images"]
-        group.attrs.update({"frames": frames, "images": images, "sizes": np.array(meta["sizes"], dtype=np.int64),
-                            "frame_count": meta["frame_count"], "source_frame": frames[0], "source_image": images[0]})
+        group.attrs.update(
+            {
+                "frames": frames,
+                "images": images,
+                "sizes": np.array(meta["sizes"], dtype=np.int64),
+                "frame_count": meta["frame_count"],
+                "source_frame": frames[0],
+                "source_image": images[0],
+            }
+        )
         names = []
         for i, target in enumerate(frames[1:]):
             pair = group.create_group(target)
             for key in ARRAYS:
                 pair.create_dataset(key, data=data[f"{key}_{i}"], track_times=False)
-            pair.attrs.update({"target_frame": target, "target_image": images[i + 1],
-                               "target_size": meta["sizes"][i + 1], "source_size": meta["sizes"][0]})
+            pair.attrs.update(
+                {
+                    "target_frame": target,
+                    "target_image": images[i + 1],
+                    "target_size": meta["sizes"][i + 1],
+                    "source_size": meta["sizes"][0],
+                }
+            )
             names.append((f"{meta['sequence']}/{target}", len(data[f"source_xy_{i}"])))
     return names
 

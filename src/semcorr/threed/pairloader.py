@@ -10,16 +10,17 @@ The layout is described in :mod:`semcorr.threed.pairfile`.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from ..extras import require_extra
 from ..errors import InputError
+from ..extras import require_extra
 from .correspondence import PairSettings
-from .pairfile import ARRAYS, strings_of, text_of, read_pair_file_header
+from .pairfile import ARRAYS, read_pair_file_header, strings_of, text_of
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,11 +87,16 @@ class PairFile:
         sequence_group = group.parent
         sequence, target = name.rsplit("/", 1)
         arrays = {key: group[key][()] for key in ARRAYS}
-        return ViewPair(sequence=sequence, source_frame=text_of(sequence_group.attrs["source_frame"]),
-                        target_frame=target, source_image=self.root / text_of(sequence_group.attrs["source_image"]),
-                        target_image=self.root / text_of(group.attrs["target_image"]),
-                        source_size=_size(group.attrs["source_size"]), target_size=_size(group.attrs["target_size"]),
-                        **arrays)
+        return ViewPair(
+            sequence=sequence,
+            source_frame=text_of(sequence_group.attrs["source_frame"]),
+            target_frame=target,
+            source_image=self.root / text_of(sequence_group.attrs["source_image"]),
+            target_image=self.root / text_of(group.attrs["target_image"]),
+            source_size=_size(group.attrs["source_size"]),
+            target_size=_size(group.attrs["target_size"]),
+            **arrays,
+        )
 
     def _handle(self) -> Any:
         h5py = require_extra("h5py", "3D pair files")
@@ -103,7 +109,7 @@ class PairFile:
             self._file.close()
         self._file = None
 
-    def __enter__(self) -> "PairFile":
+    def __enter__(self) -> PairFile:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -127,14 +133,16 @@ def check_pair(path: Path, name: str, group: Any) -> None:
     for key, side in (("source_xy", "source"), ("target_xy", "target")):
         points = np.asarray(group[key][()], dtype=np.float64)
         if points.ndim != 2 or points.shape[1] != 2 or (count is not None and len(points) != count):
-            raise InputError(f"{path}: pair {name}: {key} has shape {points.shape}, not the (N, 2) of its other "
-                             f"side; {damaged}")
+            raise InputError(
+                f"{path}: pair {name}: {key} has shape {points.shape}, not the (N, 2) of its other side; {damaged}"
+            )
         count = len(points)
         height, width = _size(group.attrs[f"{side}_size"])
         finite = np.asarray(np.isfinite(points).all(axis=1))
         with np.errstate(invalid="ignore"):
-            inside = finite & (points[:, 0] >= 0) & (points[:, 0] <= width) & (points[:, 1] >= 0) & (
-                points[:, 1] <= height)
+            inside = (
+                finite & (points[:, 0] >= 0) & (points[:, 0] <= width) & (points[:, 1] >= 0) & (points[:, 1] <= height)
+            )
         if not inside.all():
             row = int(np.flatnonzero(~inside)[0])
             x, y = points[row]

@@ -85,7 +85,7 @@ def read_rgbd_sequence(folder: str | Path, *, name: str | None = None) -> PosedS
     data = read_json(path, expect=dict)
     frames_data = data.get("frames")
     if not isinstance(frames_data, list):
-        raise InputError(f"{path}: expected a \"frames\" list")
+        raise InputError(f'{path}: expected a "frames" list')
     depth_scale = _positive(data.get("depth_scale", 1000.0), f"{path}: depth_scale")
     centres = data.get("pixel_centers", "integer")
     if centres not in PIXEL_CENTERS:
@@ -103,7 +103,7 @@ def read_rgbd_sequence(folder: str | Path, *, name: str | None = None) -> PosedS
                 raise InputError(f"{where} has no {key!r} entry")
         K = entry.get("K", shared_k)
         if K is None:
-            raise InputError(f"{where}: no K (give a shared \"K\" or one per frame)")
+            raise InputError(f'{where}: no K (give a shared "K" or one per frame)')
         K = check_intrinsics(_matrix(K, where), f"{where}")
         if centres == "integer":
             K = k_from_integer_centres(K)
@@ -111,12 +111,23 @@ def read_rgbd_sequence(folder: str | Path, *, name: str | None = None) -> PosedS
         image_path, depth_path = folder / str(entry["rgb"]), folder / str(entry["depth"])
         mask_path = folder / str(entry["mask"]) if entry.get("mask") else None
         missing += [_shown(p, folder) for p in (image_path, depth_path, mask_path) if p is not None and not p.is_file()]
-        frames.append(PosedFrame(name=image_path.stem, image_path=image_path, depth_path=depth_path, K=K,
-                                 world_to_camera=invert_rigid(camera_to_world), depth_encoding="uint16",
-                                 depth_scale=1.0 / depth_scale, image_size=size, mask_path=mask_path))
+        frames.append(
+            PosedFrame(
+                name=image_path.stem,
+                image_path=image_path,
+                depth_path=depth_path,
+                K=K,
+                world_to_camera=invert_rigid(camera_to_world),
+                depth_encoding="uint16",
+                depth_scale=1.0 / depth_scale,
+                image_size=size,
+                mask_path=mask_path,
+            )
+        )
     if missing:
-        raise InputError(f"{path}: lists {len(frames)} frames but {len(missing)} of their files are missing "
-                         f"(first: {missing[0]})")
+        raise InputError(
+            f"{path}: lists {len(frames)} frames but {len(missing)} of their files are missing (first: {missing[0]})"
+        )
     names = [frame.name for frame in frames]
     if len(set(names)) != len(names):
         raise InputError(f"{path}: two frames share an image name; frame names must be unique")
@@ -132,13 +143,16 @@ def _unlisted_note(folder: Path, frames: list[PosedFrame]) -> tuple[str, ...]:
     """A note when the image folders hold images that cameras.json does not list."""
     listed = {frame.image_path.resolve() for frame in frames}
     folders = {frame.image_path.parent for frame in frames}
-    unlisted = sorted(p for d in folders for p in d.iterdir()
-                      if p.suffix.lower() in FRAME_SUFFIXES and p.resolve() not in listed)
+    unlisted = sorted(
+        p for d in folders for p in d.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and p.resolve() not in listed
+    )
     if not unlisted:
         return ()
     where = ", ".join(sorted(_shown(d, folder) + "/" for d in folders))
-    return (f"{folder / CAMERAS_FILE}: {where} holds {len(unlisted)} images that it does not list "
-            f"(first: {unlisted[0].name}); they have no camera and are ignored",)
+    return (
+        f"{folder / CAMERAS_FILE}: {where} holds {len(unlisted)} images that it does not list "
+        f"(first: {unlisted[0].name}); they have no camera and are ignored",
+    )
 
 
 def _matrix(value: Any, where: str) -> np.ndarray:

@@ -59,11 +59,13 @@ class PosedView:
     def __post_init__(self) -> None:
         height, width = self.image_size
         if self.depth.shape != (height, width):
-            raise InputError(f"{self.name}: depth map is {self.depth.shape[1]}x{self.depth.shape[0]}, "
-                             f"image is {width}x{height}")
+            raise InputError(
+                f"{self.name}: depth map is {self.depth.shape[1]}x{self.depth.shape[0]}, image is {width}x{height}"
+            )
         if self.mask is not None and self.mask.shape != (height, width):
-            raise InputError(f"{self.name}: mask is {self.mask.shape[1]}x{self.mask.shape[0]}, "
-                             f"image is {width}x{height}")
+            raise InputError(
+                f"{self.name}: mask is {self.mask.shape[1]}x{self.mask.shape[0]}, image is {width}x{height}"
+            )
         if self.K.shape != (3, 3) or self.world_to_camera.shape != (4, 4):
             raise InputError(f"{self.name}: K must be 3x3 and world_to_camera 4x4")
 
@@ -106,8 +108,10 @@ class PosedFrame:
         """Decode the depth map and masks (the RGB image is only measured, not decoded)."""
         size = read_image_size(self.image_path)
         if self.image_size is not None and tuple(self.image_size) != size:
-            raise InputError(f"{self.image_path}: image is {size[1]}x{size[0]} but its annotation says "
-                             f"{self.image_size[1]}x{self.image_size[0]}")
+            raise InputError(
+                f"{self.image_path}: image is {size[1]}x{size[0]} but its annotation says "
+                f"{self.image_size[1]}x{self.image_size[0]}"
+            )
         depth = read_depth(self.depth_path, self.depth_encoding, self.depth_scale)
         if self.depth_mask_path is not None:
             valid = read_grey(self.depth_mask_path) > 0
@@ -119,12 +123,20 @@ class PosedFrame:
         if self.mask_path is not None:
             grey = read_grey(self.mask_path)
             if grey.shape != size:
-                raise InputError(f"{self.mask_path}: mask is {grey.shape[1]}x{grey.shape[0]}, "
-                                 f"image is {size[1]}x{size[0]}")
+                raise InputError(
+                    f"{self.mask_path}: mask is {grey.shape[1]}x{grey.shape[0]}, image is {size[1]}x{size[0]}"
+                )
             top = float(np.iinfo(grey.dtype).max) if grey.dtype.kind in "ui" else 1.0
             mask = grey.astype(np.float32) >= self.mask_threshold * top
-        return PosedView(self.name, self.image_path, size, depth, mask, np.asarray(self.K, dtype=np.float64),
-                         np.asarray(self.world_to_camera, dtype=np.float64))
+        return PosedView(
+            self.name,
+            self.image_path,
+            size,
+            depth,
+            mask,
+            np.asarray(self.K, dtype=np.float64),
+            np.asarray(self.world_to_camera, dtype=np.float64),
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -163,9 +175,11 @@ def check_rigid(matrix: np.ndarray, where: str) -> np.ndarray:
     if matrix.shape != (4, 4) or not np.isfinite(matrix).all():
         raise InputError(f"{where}: expected a finite 4x4 matrix")
     rotation = matrix[:3, :3]
-    if (not np.allclose(matrix[3], (0.0, 0.0, 0.0, 1.0), atol=RIGID_TOLERANCE)
-            or not np.allclose(rotation.T @ rotation, np.eye(3), atol=RIGID_TOLERANCE)
-            or np.linalg.det(rotation) < 0):
+    if (
+        not np.allclose(matrix[3], (0.0, 0.0, 0.0, 1.0), atol=RIGID_TOLERANCE)
+        or not np.allclose(rotation.T @ rotation, np.eye(3), atol=RIGID_TOLERANCE)
+        or np.linalg.det(rotation) < 0
+    ):
         raise InputError(f"{where}: not a rigid transform (rotation not orthonormal or last row not 0 0 0 1)")
     return matrix
 

@@ -31,10 +31,14 @@ def rng_state() -> dict[str, Any]:
     version, internal, gauss_next = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
-        "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64),
-                   "gauss_next": gauss_next},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "position": int(position),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
+        "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss_next},
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state()
@@ -45,8 +49,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`rng_state` captured."""
     torch.set_rng_state(state["torch"])
     numpy = state["numpy"]
-    np.random.set_state((numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"],
-                         numpy["has_gauss"], numpy["gauss"]))
+    np.random.set_state(
+        (numpy["kind"], numpy["keys"].numpy().astype(np.uint32), numpy["position"], numpy["has_gauss"], numpy["gauss"])
+    )
     python = state["python"]
     random.setstate((python["version"], tuple(int(v) for v in python["internal"].tolist()), python["gauss_next"]))
     if "cuda" in state and torch.cuda.is_available():
@@ -69,8 +74,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(content, dict) or content.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a {CHECKPOINT_FORMAT}")
     if content.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {content.get('version')}, "
-                              f"this semcorr reads {CHECKPOINT_VERSION}")
+        raise CheckpointError(
+            f"{path}: checkpoint version {content.get('version')}, this semcorr reads {CHECKPOINT_VERSION}"
+        )
     return content
 
 
@@ -81,10 +87,14 @@ def check_resumable(content: dict[str, Any], path: Path, config_digest: str, wor
     """Refuse an incomplete checkpoint, or one of another config or another number of processes."""
     missing = [key for key in REQUIRED if key not in content]
     if missing:
-        raise CheckpointError(f"{path}: not a complete semcorr checkpoint (no {', '.join(missing)}); move it away "
-                              "to start over, or use another --out folder")
+        raise CheckpointError(
+            f"{path}: not a complete semcorr checkpoint (no {', '.join(missing)}); move it away "
+            "to start over, or use another --out folder"
+        )
     if content["config_digest"] != config_digest:
         raise InputError(f"{path}: made with another config; use another --out folder")
     if content["world_size"] != world_size:
-        raise InputError(f"{path}: made by {content['world_size']} processes, now {world_size}; "
-                         "resume with the same number for an exact continuation")
+        raise InputError(
+            f"{path}: made by {content['world_size']} processes, now {world_size}; "
+            "resume with the same number for an exact continuation"
+        )

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from ..errors import InputError
 from ..data.benchmarks import get_benchmark
+from ..errors import InputError
 from ..features.config import PATCH_SIZE, StudentConfig, check_input_size, check_lora
 from ..settings import ON_ERROR, OnError, check_bool, check_choice, check_int, check_number, check_text, fail
 
@@ -129,8 +129,15 @@ class TrainConfig:
     def student_config(self, *, adapter: str | None = None, merge: bool = False) -> StudentConfig:
         """The student this run trains: DINOv2-B-reg with ``weights``, a LoRA adapter of this
         config's rank, alpha and dropout (or ``adapter``'s), not merged (training needs the LoRA)."""
-        return StudentConfig(input_size=self.input_size, weights=self.weights, adapter=adapter, merge=merge,
-                             lora_rank=self.lora_rank, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout)
+        return StudentConfig(
+            input_size=self.input_size,
+            weights=self.weights,
+            adapter=adapter,
+            merge=merge,
+            lora_rank=self.lora_rank,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+        )
 
     @classmethod
     def from_record(cls, record: dict[str, Any], version: int, where: str | Path) -> TrainConfig:
@@ -142,8 +149,10 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(record) - names)
         if unknown:
-            raise InputError(f"{where}: settings {unknown} are not {cls.COMMAND} settings (written by another "
-                             "semcorr?); use another --out folder")
+            raise InputError(
+                f"{where}: settings {unknown} are not {cls.COMMAND} settings (written by another "
+                "semcorr?); use another --out folder"
+            )
         try:
             return cls(**record)
         except InputError as error:
@@ -199,8 +208,12 @@ class DistillConfig(TrainConfig):
         if self.pair_list and self.benchmark:
             raise fail(self, "pair_list", "give --pair-list or --benchmark, not both")
         if not self.images and not self.benchmark:
-            raise fail(self, "images", "distill needs --images (a folder or list file), or --benchmark with "
-                       "--data-root", value=None)
+            raise fail(
+                self,
+                "images",
+                "distill needs --images (a folder or list file), or --benchmark with --data-root",
+                value=None,
+            )
 
     @classmethod
     def upgrade(cls, record: dict[str, Any]) -> dict[str, Any]:
@@ -254,9 +267,13 @@ class FinetuneConfig(TrainConfig):
         check_number(self, "jitter", minimum=0)
         super().__post_init__()
         if (self.pair_file is None) == (self.benchmark is None):
-            raise fail(self, "pair_file", "give the pairs: a pair file of `semcorr make-3d-pairs` (--pair-file), or "
-                       "a benchmark's labelled keypoints (--benchmark spair with --data-root); one of them",
-                       value=self.pair_file)
+            raise fail(
+                self,
+                "pair_file",
+                "give the pairs: a pair file of `semcorr make-3d-pairs` (--pair-file), or "
+                "a benchmark's labelled keypoints (--benchmark spair with --data-root); one of them",
+                value=self.pair_file,
+            )
 
     def student_config(self, *, adapter: str | None = None, merge: bool = False) -> StudentConfig:
         """The student the run starts from: ``adapter`` (default this config's) loaded, not merged."""

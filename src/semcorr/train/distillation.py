@@ -18,8 +18,9 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.distributed as dist
@@ -27,10 +28,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import InputError
-from ..fileio import check_output_folder
 from ..features.base import Extractor
-from ..features.registry import build_extractor
 from ..features.distill.student import StudentExtractor
+from ..features.registry import build_extractor
+from ..fileio import check_output_folder
 from ..images import ImageItem, list_images
 from ..runtime import resolve_rank
 from ..store.folder import FeatureFolder
@@ -52,8 +53,9 @@ KeyPairs = tuple[tuple[str, str], ...]
 def _training_images(config: DistillConfig) -> tuple[list[ImageItem], KeyPairs]:
     """The images and, for listed pairs, the key pairs (retrieval pairs need embeddings first)."""
     if config.benchmark:
-        images, key_pairs = pairing.benchmark_pairs(config.benchmark, config.data_root or "", config.split,
-                                                    images=config.images)
+        images, key_pairs = pairing.benchmark_pairs(
+            config.benchmark, config.data_root or "", config.split, images=config.images
+        )
         return list_images(images), tuple(key_pairs)
     items = list_images(config.images or "")
     if not config.pair_list:
@@ -78,15 +80,27 @@ def _gather_rows(local: Tensor, total: int, rank: int, world_size: int, device: 
     return result
 
 
-def _schedule(config: DistillConfig, student: StudentExtractor, items: list[ImageItem], key_pairs: KeyPairs,
-              out: Path, rank: int, world_size: int,
-              device: torch.device) -> tuple[list[ImageItem], pairing.RetrievalPairs | pairing.ListedPairs]:
+def _schedule(
+    config: DistillConfig,
+    student: StudentExtractor,
+    items: list[ImageItem],
+    key_pairs: KeyPairs,
+    out: Path,
+    rank: int,
+    world_size: int,
+    device: torch.device,
+) -> tuple[list[ImageItem], pairing.RetrievalPairs | pairing.ListedPairs]:
     """The images that take part and the pairing: listed pairs, or retrieval over class tokens."""
     if key_pairs:
         kept, index = pairing.index_pairs(items, key_pairs, config.pair_list or config.benchmark or "pairs")
         return kept, pairing.ListedPairs(index, config.seed)
-    identity = {"keys": pairing.keys_digest(items), "weights": config.weights, "random": config.random_weights,
-                "input_size": config.input_size, "backbone": repr(student.model.config.to_dict())}
+    identity = {
+        "keys": pairing.keys_digest(items),
+        "weights": config.weights,
+        "random": config.random_weights,
+        "input_size": config.input_size,
+        "backbone": repr(student.model.config.to_dict()),
+    }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
     path = out / "pairing" / "embeddings.safetensors"
     embeddings = pairing.load_embeddings(path, digest)
@@ -106,8 +120,9 @@ def _schedule(config: DistillConfig, student: StudentExtractor, items: list[Imag
 SHOWN_KEYS = 20  # skipped images named on stderr; the count covers the rest
 
 
-def held_by_cache(config: DistillConfig, items: list[ImageItem],
-                  key_pairs: KeyPairs) -> tuple[list[ImageItem], KeyPairs]:
+def held_by_cache(
+    config: DistillConfig, items: list[ImageItem], key_pairs: KeyPairs
+) -> tuple[list[ImageItem], KeyPairs]:
     """The images (and listed pairs) the teacher cache holds whole entries of. Any other image stops
     the run (``on_missing="stop"``), or is left out and named on stderr (``"skip"``)."""
     assert config.teacher_cache is not None  # called when the run has a teacher cache
@@ -116,32 +131,38 @@ def held_by_cache(config: DistillConfig, items: list[ImageItem],
         return items, key_pairs
     first = next(item.key for item in items if item.key in missing)
     if config.on_missing == "stop":
-        raise InputError(f"{config.teacher_cache}: no teacher features for {len(missing)} of {len(items)} images, "
-                         f"e.g. {first!r}; fill it with `semcorr cache-teacher`, or pass --on-missing skip to train "
-                         "without them")
+        raise InputError(
+            f"{config.teacher_cache}: no teacher features for {len(missing)} of {len(items)} images, "
+            f"e.g. {first!r}; fill it with `semcorr cache-teacher`, or pass --on-missing skip to train "
+            "without them"
+        )
     kept = [item for item in items if item.key not in missing]
     pairs = tuple(pair for pair in key_pairs if pair[0] not in missing and pair[1] not in missing)
     if resolve_rank()[0] == 0:
         named = sorted(missing)
         more = f" and {len(named) - SHOWN_KEYS} more" if len(named) > SHOWN_KEYS else ""
         dropped = f" (and {len(key_pairs) - len(pairs)} listed pairs with them)" if key_pairs else ""
-        print(f"semcorr: distill: skipping {len(missing)} of {len(items)} images the teacher cache "
-              f"{config.teacher_cache} does not hold{dropped}: {', '.join(map(repr, named[:SHOWN_KEYS]))}{more}",
-              file=sys.stderr)
+        print(
+            f"semcorr: distill: skipping {len(missing)} of {len(items)} images the teacher cache "
+            f"{config.teacher_cache} does not hold{dropped}: {', '.join(map(repr, named[:SHOWN_KEYS]))}{more}",
+            file=sys.stderr,
+        )
     return kept, pairs
 
 
 class _Teacher:
     """Teacher features of a batch of images: from a cache, or from a live extractor."""
 
-    def __init__(self, config: DistillConfig, extractor: Extractor | None, items: list[ImageItem],
-                 device: torch.device) -> None:
+    def __init__(
+        self, config: DistillConfig, extractor: Extractor | None, items: list[ImageItem], device: torch.device
+    ) -> None:
         self.device, self.cache, self.extractor = device, None, extractor
         if extractor is None and config.teacher_cache:
             self.cache = FeatureFolder(config.teacher_cache)  # holds every image (see held_by_cache)
         elif extractor is None and config.teacher:
-            self.extractor = build_extractor(config.teacher, weights=config.teacher_weights,
-                                             random_weights=config.random_weights, device=device)
+            self.extractor = build_extractor(
+                config.teacher, weights=config.teacher_weights, random_weights=config.random_weights, device=device
+            )
         elif extractor is None:
             raise InputError("distill needs a teacher: --teacher-cache DIR or --teacher PRESET")
 
@@ -161,37 +182,52 @@ class DistillTask:
     """A distillation step: the student's features of P source and P target images (one forward
     of 2P images) against the teacher's, by :func:`~semcorr.train.losses.distillation_loss`."""
 
-    def __init__(self, config: DistillConfig, student: StudentExtractor, images: list[ImageItem],
-                 key_pairs: KeyPairs, context: RunContext, teacher: Extractor | None) -> None:
+    def __init__(
+        self,
+        config: DistillConfig,
+        student: StudentExtractor,
+        images: list[ImageItem],
+        key_pairs: KeyPairs,
+        context: RunContext,
+        teacher: Extractor | None,
+    ) -> None:
         rank, world_size = context.rank, context.world_size
         self.config, self.student, self.rank, self.world_size = config, student, rank, world_size
-        self.items, self.schedule = _schedule(config, student, images, key_pairs, context.out, rank, world_size,
-                                              context.device)
+        self.items, self.schedule = _schedule(
+            config, student, images, key_pairs, context.out, rank, world_size, context.device
+        )
         self.teacher = _Teacher(config, teacher, self.items, context.device)
         self.pairs_per_step = config.pairs_per_step
         self.steps_per_epoch = len(pairing.rank_share(self.schedule.epoch(0), rank, world_size)) // self.pairs_per_step
         if self.steps_per_epoch == 0:
-            raise InputError(f"{len(self.schedule)} pairs make no step of {self.pairs_per_step} pairs on "
-                             f"{world_size} processes")
+            raise InputError(
+                f"{len(self.schedule)} pairs make no step of {self.pairs_per_step} pairs on {world_size} processes"
+            )
         self._share: tuple[int, list[tuple[int, int]]] | None = None
 
     def loss(self, forward: Callable[[Tensor], Tensor], epoch: int, step: int) -> Tensor:
         if self._share is None or self._share[0] != epoch:
             self._share = (epoch, pairing.rank_share(self.schedule.epoch(epoch), self.rank, self.world_size))
         count = self.pairs_per_step
-        batch = self._share[1][step * count:(step + 1) * count]
+        batch = self._share[1][step * count : (step + 1) * count]
         images = [self.items[a] for a, _ in batch] + [self.items[b] for _, b in batch]
         pixels, _ = self.student.preprocess([item.path for item in images])
         assert isinstance(pixels, Tensor)  # the student's canvases: one batch, not the teacher's dict
         features = forward(pixels)
         target = self.teacher(images, (features.shape[-2], features.shape[-1]))
-        return distillation_loss(features[:count], features[count:], target[:count], target[count:],
-                                 self.config.temperature)
+        return distillation_loss(
+            features[:count], features[count:], target[:count], target[count:], self.config.temperature
+        )
 
 
-def distill(config: DistillConfig, out: str | os.PathLike, *, backbone: DinoBackbone | None = None,
-            teacher: Extractor | None = None,
-            on_step: Callable[[int, float], None] | None = None) -> DistillResult:
+def distill(
+    config: DistillConfig,
+    out: str | os.PathLike,
+    *,
+    backbone: DinoBackbone | None = None,
+    teacher: Extractor | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> DistillResult:
     """Train the student's LoRA adapter; resumes from ``out/checkpoint.pt`` when present.
 
     Args:

@@ -22,9 +22,10 @@ import contextlib
 import json
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.distributed as dist
@@ -98,16 +99,20 @@ def check_run_folder(out: Path, config: TrainConfig, rank: int) -> str:
     if not isinstance(stored, dict) or version not in (1, CONFIG_VERSION):
         raise InputError(f"{path}: not a semcorr {config.COMMAND} config; use another --out folder")
     if content.get("format", config.RUN_FORMAT) != config.RUN_FORMAT:
-        raise InputError(f"{out}: a {content.get('format')} folder, not a {config.RUN_FORMAT} one; "
-                         "use another --out folder")
+        raise InputError(
+            f"{out}: a {content.get('format')} folder, not a {config.RUN_FORMAT} one; use another --out folder"
+        )
     previous = type(config).from_record(stored, version, path).record()
     wanted = config.record()
-    changed = sorted(k for k in set(previous) | set(wanted)
-                     if k not in OPERATIONAL and previous.get(k) != wanted.get(k))
+    changed = sorted(
+        k for k in set(previous) | set(wanted) if k not in OPERATIONAL and previous.get(k) != wanted.get(k)
+    )
     if changed:
         first = changed[0]
-        raise InputError(f"{out}: run made with another config ({', '.join(changed)}; {first}: "
-                         f"{previous.get(first)!r} -> {wanted.get(first)!r}); use another --out folder")
+        raise InputError(
+            f"{out}: run made with another config ({', '.join(changed)}; {first}: "
+            f"{previous.get(first)!r} -> {wanted.get(first)!r}); use another --out folder"
+        )
     return record_digest(stored)
 
 
@@ -125,16 +130,22 @@ def truncate_log(path: Path, global_step: int) -> None:
             if number == len(lines):
                 warnings.warn(f"{path}: dropped its last line, cut off by a crash: {line[:60]!r}", stacklevel=2)
                 break
-            raise InputError(f"{path}: line {number} is not a metrics record ({line[:60]!r}); repair or delete "
-                             "the line to resume") from None
+            raise InputError(
+                f"{path}: line {number} is not a metrics record ({line[:60]!r}); repair or delete the line to resume"
+            ) from None
         if step <= global_step:
             kept.append(line)
     write_atomically(path, "".join(line + "\n" for line in kept))
 
 
-def train_student(config: TrainConfig, out: str | os.PathLike, *, build_student: Callable[[], StudentExtractor],
-                  make_task: Callable[[StudentExtractor, RunContext], Task],
-                  on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+def train_student(
+    config: TrainConfig,
+    out: str | os.PathLike,
+    *,
+    build_student: Callable[[], StudentExtractor],
+    make_task: Callable[[StudentExtractor, RunContext], Task],
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
     """Train a student's LoRA adapter on ``make_task``'s loss; resumes from ``out/checkpoint.pt``.
 
     Args:
@@ -164,9 +175,13 @@ def train_student(config: TrainConfig, out: str | os.PathLike, *, build_student:
             dist.destroy_process_group()
 
 
-def _train(config: TrainConfig, context: RunContext, build_student: Callable[[], StudentExtractor],
-           make_task: Callable[[StudentExtractor, RunContext], Task],
-           on_step: Callable[[int, float], None] | None) -> TrainResult:
+def _train(
+    config: TrainConfig,
+    context: RunContext,
+    build_student: Callable[[], StudentExtractor],
+    make_task: Callable[[StudentExtractor, RunContext], Task],
+    on_step: Callable[[int, float], None] | None,
+) -> TrainResult:
     out, rank, world_size, device = context.out, context.rank, context.world_size, context.device
     digest = check_run_folder(out, config, rank)
     if world_size > 1:
@@ -178,8 +193,10 @@ def _train(config: TrainConfig, context: RunContext, build_student: Callable[[],
     state = TrainState()
     checkpoint_path = out / "checkpoint.pt"
     if not checkpoint_path.is_file() and (out / "adapter").exists():
-        raise InputError(f"{out}: the run finished (it holds adapter/) but its checkpoint.pt is gone, so it cannot be "
-                         "resumed or redone in place; use another --out folder")
+        raise InputError(
+            f"{out}: the run finished (it holds adapter/) but its checkpoint.pt is gone, so it cannot be "
+            "resumed or redone in place; use another --out folder"
+        )
     if checkpoint_path.is_file():
         content = load_checkpoint(checkpoint_path)
         check_resumable(content, checkpoint_path, digest, world_size)
@@ -203,9 +220,18 @@ def _train(config: TrainConfig, context: RunContext, build_student: Callable[[],
             rngs = [rng_state()]
         if rank == 0:
             lora = {k: v.detach().cpu().clone() for k, v in student.lora_state().items()}
-            save_checkpoint(checkpoint_path, config_digest=digest, world_size=world_size,
-                            epoch=state.epoch, step=state.step, global_step=state.global_step, lora=lora,
-                            optimizer=optimiser.state_dict(), scheduler=scheduler.state_dict(), rng=rngs)
+            save_checkpoint(
+                checkpoint_path,
+                config_digest=digest,
+                world_size=world_size,
+                epoch=state.epoch,
+                step=state.step,
+                global_step=state.global_step,
+                lora=lora,
+                optimizer=optimiser.state_dict(),
+                scheduler=scheduler.state_dict(),
+                rng=rngs,
+            )
 
     model: nn.Module = student.train()
     if world_size > 1:
@@ -213,8 +239,9 @@ def _train(config: TrainConfig, context: RunContext, build_student: Callable[[],
 
         model = DistributedDataParallel(student, device_ids=[device] if device.type == "cuda" else None)
     precision = ("bf16" if device.type == "cuda" else "fp32") if config.precision == "auto" else config.precision
-    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" \
-        else contextlib.nullcontext
+    autocast = (
+        (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
+    )
 
     def forward(pixels: Tensor) -> Tensor:
         with autocast():
@@ -222,11 +249,28 @@ def _train(config: TrainConfig, context: RunContext, build_student: Callable[[],
         return features.float()
 
     total = config.epochs * task.steps_per_epoch
-    with tqdm(total=total, initial=min(state.global_step, total), disable=rank != 0 or not config.progress,
-              desc=config.COMMAND, unit="step") as bar:
-        run_epochs(config=config, state=state, task=task, forward=forward, optimiser=optimiser, scheduler=scheduler,
-                   rank=rank, world_size=world_size, device=device, save=save, log_path=out / "metrics.jsonl",
-                   bar=bar, on_step=on_step)
+    with tqdm(
+        total=total,
+        initial=min(state.global_step, total),
+        disable=rank != 0 or not config.progress,
+        desc=config.COMMAND,
+        unit="step",
+    ) as bar:
+        run_epochs(
+            config=config,
+            state=state,
+            task=task,
+            forward=forward,
+            optimiser=optimiser,
+            scheduler=scheduler,
+            rank=rank,
+            world_size=world_size,
+            device=device,
+            save=save,
+            log_path=out / "metrics.jsonl",
+            bar=bar,
+            on_step=on_step,
+        )
     adapter = out / "adapter"
     if rank == 0:
         student.save_adapter(adapter)

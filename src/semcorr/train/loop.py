@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -29,8 +30,9 @@ class TrainState:
     global_step: int = 0
 
 
-def make_optimiser(config: Any, parameters: list[nn.Parameter], steps_per_epoch: int) -> tuple[
-        torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+def make_optimiser(
+    config: Any, parameters: list[nn.Parameter], steps_per_epoch: int
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW, and an lr multiplied by ``config.lr_decay`` from epoch ``config.lr_decay_epoch`` on
     (stepped once per optimiser step)."""
     optimiser = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
@@ -50,10 +52,15 @@ def _finite_everywhere(finite: bool, world_size: int, device: torch.device) -> b
 
 
 def _diverged(config: Any, what: str, epoch: int, step: int, saved_step: int, log_path: Path) -> TrainingError:
-    kept = (f"the last good checkpoint (step {saved_step}) is kept in {log_path.parent / 'checkpoint.pt'}"
-            if saved_step else "no checkpoint had been written yet")
-    return TrainingError(f"{getattr(config, 'COMMAND', 'training')}: {what} at step {step} (epoch {epoch}); stopped "
-                         f"without writing an adapter; {kept}. Lower --lr, or check the data for broken values")
+    kept = (
+        f"the last good checkpoint (step {saved_step}) is kept in {log_path.parent / 'checkpoint.pt'}"
+        if saved_step
+        else "no checkpoint had been written yet"
+    )
+    return TrainingError(
+        f"{getattr(config, 'COMMAND', 'training')}: {what} at step {step} (epoch {epoch}); stopped "
+        f"without writing an adapter; {kept}. Lower --lr, or check the data for broken values"
+    )
 
 
 def _append_line(path: Path, line: str) -> None:
@@ -72,10 +79,22 @@ def _mean_across_ranks(value: float, world_size: int, device: torch.device) -> f
     return float(tensor.item()) / world_size
 
 
-def run_epochs(*, config: Any, state: TrainState, task: Any, forward: Callable[[Tensor], Tensor],
-               optimiser: torch.optim.Optimizer, scheduler: Any, rank: int, world_size: int, device: torch.device,
-               save: Callable[[TrainState], None], log_path: Path, bar: Any,
-               on_step: Callable[[int, float], None] | None) -> None:
+def run_epochs(
+    *,
+    config: Any,
+    state: TrainState,
+    task: Any,
+    forward: Callable[[Tensor], Tensor],
+    optimiser: torch.optim.Optimizer,
+    scheduler: Any,
+    rank: int,
+    world_size: int,
+    device: torch.device,
+    save: Callable[[TrainState], None],
+    log_path: Path,
+    bar: Any,
+    on_step: Callable[[int, float], None] | None,
+) -> None:
     """Train from ``state`` to the end of ``config.epochs``; ``state`` is updated in place.
 
     Each step: the task's loss (its forward passes go through ``forward``: DDP all-reduces the
@@ -94,15 +113,27 @@ def run_epochs(*, config: Any, state: TrainState, task: Any, forward: Callable[[
         for step in range(state.step, steps_per_epoch):
             loss = task.loss(forward, epoch, step)
             if not _finite_everywhere(bool(torch.isfinite(loss.detach())), world_size, device):
-                raise _diverged(config, f"the loss is not finite ({float(loss.detach())})", epoch,
-                                state.global_step + 1, saved_step, log_path)
+                raise _diverged(
+                    config,
+                    f"the loss is not finite ({float(loss.detach())})",
+                    epoch,
+                    state.global_step + 1,
+                    saved_step,
+                    log_path,
+                )
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             weights_finite = all(bool(torch.isfinite(p).all()) for p in parameters)
             if not _finite_everywhere(weights_finite, world_size, device):
-                raise _diverged(config, "the weights are no longer finite after the optimiser step", epoch,
-                                state.global_step + 1, saved_step, log_path)
+                raise _diverged(
+                    config,
+                    "the weights are no longer finite after the optimiser step",
+                    epoch,
+                    state.global_step + 1,
+                    saved_step,
+                    log_path,
+                )
             lr = optimiser.param_groups[0]["lr"]  # the lr this step used
             scheduler.step()
             state.epoch, state.step, state.global_step = epoch, step + 1, state.global_step + 1
@@ -112,10 +143,14 @@ def run_epochs(*, config: Any, state: TrainState, task: Any, forward: Callable[[
             if state.global_step % config.log_every == 0 or step + 1 == steps_per_epoch:
                 seconds = time.perf_counter() - window_start
                 mean = _mean_across_ranks(window_loss / window_steps, world_size, device)
-                record = {"epoch": epoch, "step": state.global_step, "loss": mean,
-                          "lr": lr,
-                          "pairs_per_s": window_steps * pairs_per_step * world_size / max(seconds, 1e-9),
-                          "time": time.time()}
+                record = {
+                    "epoch": epoch,
+                    "step": state.global_step,
+                    "loss": mean,
+                    "lr": lr,
+                    "pairs_per_s": window_steps * pairs_per_step * world_size / max(seconds, 1e-9),
+                    "time": time.time(),
+                }
                 if rank == 0:
                     _append_line(log_path, json.dumps(record))
                 bar.set_postfix(loss=f"{mean:.4f}", lr=f"{record['lr']:.1e}")

@@ -54,8 +54,13 @@ def similarity(source: Tensor, target: Tensor) -> Tensor:
     return a @ b.transpose(1, 2)
 
 
-def distillation_loss(student_source: Tensor, student_target: Tensor, teacher_source: Tensor,
-                      teacher_target: Tensor, temperature: float = DEFAULT_TEMPERATURE) -> Tensor:
+def distillation_loss(
+    student_source: Tensor,
+    student_target: Tensor,
+    teacher_source: Tensor,
+    teacher_target: Tensor,
+    temperature: float = DEFAULT_TEMPERATURE,
+) -> Tensor:
     """Cross-entropy of the student's similarity distribution against the teacher's.
 
     Args:
@@ -79,8 +84,10 @@ def distillation_loss(student_source: Tensor, student_target: Tensor, teacher_so
     with torch.no_grad():
         teacher = similarity(teacher_source, teacher_target)
     if student.shape != teacher.shape:
-        raise ValueError(f"student similarities {tuple(student.shape)} and teacher's {tuple(teacher.shape)} differ: "
-                         "the two need the same patch grids")
+        raise ValueError(
+            f"student similarities {tuple(student.shape)} and teacher's {tuple(teacher.shape)} differ: "
+            "the two need the same patch grids"
+        )
     target = torch.softmax(teacher / temperature, dim=-1)
     log_prediction = torch.log_softmax(student / temperature, dim=-1)
     return -(target * log_prediction).sum(dim=-1).mean()
@@ -115,9 +122,16 @@ def soft_argmax(similarity: Tensor, beta: float = DEFAULT_BETA) -> Tensor:
     return torch.stack((x, y), dim=-1)
 
 
-def refinement_loss(source_features: Tensor, target_features: Tensor, source_points: Tensor, target_points: Tensor,
-                    *, beta: float = DEFAULT_BETA, scale: Tensor | None = None,
-                    valid: Tensor | None = None) -> Tensor:
+def refinement_loss(
+    source_features: Tensor,
+    target_features: Tensor,
+    source_points: Tensor,
+    target_points: Tensor,
+    *,
+    beta: float = DEFAULT_BETA,
+    scale: Tensor | None = None,
+    valid: Tensor | None = None,
+) -> Tensor:
     """Mean distance between the soft-argmax match of each source point and its true target point.
 
     Args:
@@ -139,11 +153,14 @@ def refinement_loss(source_features: Tensor, target_features: Tensor, source_poi
         tensor(0.)
     """
     if source_features.ndim != 4 or target_features.ndim != 4:
-        raise ValueError(f"features must be (B, C, h, w), got {tuple(source_features.shape)} and "
-                         f"{tuple(target_features.shape)}")
+        raise ValueError(
+            f"features must be (B, C, h, w), got {tuple(source_features.shape)} and {tuple(target_features.shape)}"
+        )
     if source_points.ndim != 3 or source_points.shape[-1] != 2 or source_points.shape != target_points.shape:
-        raise ValueError(f"source_points and target_points must both be (B, N, 2), got {tuple(source_points.shape)} "
-                         f"and {tuple(target_points.shape)}")
+        raise ValueError(
+            f"source_points and target_points must both be (B, N, 2), got {tuple(source_points.shape)} "
+            f"and {tuple(target_points.shape)}"
+        )
     descriptors = sample_descriptors(F.normalize(source_features.float(), dim=1), source_points.float())
     similarity = similarity_maps(descriptors, F.normalize(target_features.float(), dim=1))
     error = soft_argmax(similarity, beta) - target_points.float()

@@ -54,19 +54,19 @@ def nearest_neighbours(embeddings: Tensor, k: int, *, chunk: int = 1024) -> Tens
     vectors = torch.nn.functional.normalize(embeddings.float(), dim=1)
     result = torch.empty(count, k, dtype=torch.long)
     for start in range(0, count, chunk):
-        queries = vectors[start:start + chunk]
+        queries = vectors[start : start + chunk]
         rows = torch.arange(start, start + len(queries))
         best_values = torch.full((len(queries), 0), float("-inf"))
         best_indices = torch.empty((len(queries), 0), dtype=torch.long)
         for begin in range(0, count, chunk):
-            block = queries @ vectors[begin:begin + chunk].T  # (q, c)
+            block = queries @ vectors[begin : begin + chunk].T  # (q, c)
             columns = torch.arange(begin, begin + block.shape[1])
             block[rows[:, None] == columns[None, :]] = float("-inf")  # not itself
             values = torch.cat([best_values, block], dim=1)
             indices = torch.cat([best_indices, columns.expand(len(queries), -1)], dim=1)
             best_values, order = values.topk(min(k, values.shape[1]), dim=1)
             best_indices = indices.gather(1, order)
-        result[start:start + len(queries)] = best_indices
+        result[start : start + len(queries)] = best_indices
     return result
 
 
@@ -123,8 +123,9 @@ def rank_share(pairs: Sequence[T], rank: int, world_size: int) -> list[T]:
     return list(pairs[rank:usable:world_size])
 
 
-def read_pair_list(path: str | os.PathLike, keys: Collection[str] | None = None,
-                   where: str = "the image folder") -> list[tuple[str, str]]:
+def read_pair_list(
+    path: str | os.PathLike, keys: Collection[str] | None = None, where: str = "the image folder"
+) -> list[tuple[str, str]]:
     """Pairs of image keys from a text file: ``source target`` per line (``#`` comments). With
     ``keys`` (the images at hand, listed in ``where``), a key that is not among them is refused,
     naming its line, before any training."""
@@ -149,8 +150,9 @@ def read_pair_list(path: str | os.PathLike, keys: Collection[str] | None = None,
     return pairs
 
 
-def benchmark_pairs(benchmark: str, data_root: str | os.PathLike, split: str = "trn", *,
-                    images: str | os.PathLike | None = None) -> tuple[Path, list[tuple[str, str]]]:
+def benchmark_pairs(
+    benchmark: str, data_root: str | os.PathLike, split: str = "trn", *, images: str | os.PathLike | None = None
+) -> tuple[Path, list[tuple[str, str]]]:
     """A benchmark's pairs of ``split`` as image keys (images only, no keypoints), and the folder
     the keys are relative to: ``images`` when given, else the folder holding all of the pairs'
     images (``JPEGImages`` of SPair-71k)."""
@@ -160,15 +162,18 @@ def benchmark_pairs(benchmark: str, data_root: str | os.PathLike, split: str = "
     files = [path for pair in pairs for path in (pair.source_image, pair.target_image)]
     folder = Path(images) if images is not None else Path(os.path.commonpath([p.parent for p in files]))
     try:
-        keys = [(p.source_image.relative_to(folder).as_posix(), p.target_image.relative_to(folder).as_posix())
-                for p in pairs]
+        keys = [
+            (p.source_image.relative_to(folder).as_posix(), p.target_image.relative_to(folder).as_posix())
+            for p in pairs
+        ]
     except ValueError:
         raise InputError(f"--images {folder}: does not hold the {benchmark} images (e.g. {files[0]})") from None
     return folder, keys
 
 
-def index_pairs(items: Sequence[ImageItem], pairs: Sequence[tuple[str, str]], source: str) -> tuple[
-        list[ImageItem], tuple[tuple[int, int], ...]]:
+def index_pairs(
+    items: Sequence[ImageItem], pairs: Sequence[tuple[str, str]], source: str
+) -> tuple[list[ImageItem], tuple[tuple[int, int], ...]]:
     """Keep the images the pairs use (in listing order) and turn key pairs into index pairs."""
     by_key = {item.key: item for item in items}
     missing = sorted({key for pair in pairs for key in pair if key not in by_key})
@@ -184,8 +189,9 @@ def keys_digest(items: Sequence[ImageItem]) -> str:
     return hashlib.sha256(json.dumps([item.key for item in items]).encode()).hexdigest()[:16]
 
 
-def class_embeddings(extractor: DinoV2Extractor, items: Sequence[ImageItem], *, batch_size: int = 16,
-                     rank: int = 0, world_size: int = 1) -> Tensor:
+def class_embeddings(
+    extractor: DinoV2Extractor, items: Sequence[ImageItem], *, batch_size: int = 16, rank: int = 0, world_size: int = 1
+) -> Tensor:
     """DINOv2 class tokens of this rank's share of ``items`` (every ``world_size``-th from ``rank``).
 
     Args:
@@ -196,7 +202,7 @@ def class_embeddings(extractor: DinoV2Extractor, items: Sequence[ImageItem], *, 
     share = list(items)[rank::world_size]
     rows = []
     for start in range(0, len(share), batch_size):
-        pixels, _ = extractor.preprocess([item.path for item in share[start:start + batch_size]])
+        pixels, _ = extractor.preprocess([item.path for item in share[start : start + batch_size]])
         assert isinstance(pixels, Tensor)  # DINOv2's canvases: one batch, not the teacher's dict
         with torch.inference_mode():
             tokens = extractor.model(pixel_values=(pixels - extractor.mean) / extractor.std).last_hidden_state

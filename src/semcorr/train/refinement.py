@@ -21,18 +21,19 @@ are resume, ``torchrun`` and the metrics.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import InputError
-from ..fileio import check_output_folder
 from ..data.benchmarks import get_benchmark, load_benchmark
+from ..errors import InputError
 from ..features.distill.student import StudentExtractor
+from ..fileio import check_output_folder
 from ..geometry import ImageGeometry
 from ..threed.pairloader import open_3d_pairs
 from .config import DEFAULT_BETA, FinetuneConfig
@@ -93,8 +94,9 @@ def open_point_pairs(pairs: str, data_root: str | None = None, split: str = "trn
     try:
         benchmark = get_benchmark(pairs)
     except InputError:
-        raise InputError(f"{pairs}: neither a pair file of `semcorr make-3d-pairs` nor a benchmark "
-                         "name (spair, pf-pascal, ...)") from None
+        raise InputError(
+            f"{pairs}: neither a pair file of `semcorr make-3d-pairs` nor a benchmark name (spair, pf-pascal, ...)"
+        ) from None
     return benchmark_point_pairs(benchmark.name, data_root, split)
 
 
@@ -126,8 +128,13 @@ def benchmark_point_pairs(name: str, data_root: str | None, split: str = "trn") 
     return records
 
 
-def points_loss(features: Tensor, geometries: Sequence[ImageGeometry], source_xy: Sequence[Tensor],
-                target_xy: Sequence[Tensor], beta: float) -> Tensor:
+def points_loss(
+    features: Tensor,
+    geometries: Sequence[ImageGeometry],
+    source_xy: Sequence[Tensor],
+    target_xy: Sequence[Tensor],
+    beta: float,
+) -> Tensor:
     """:func:`refinement_loss` of P pairs given in original pixels.
 
     Args:
@@ -155,13 +162,19 @@ def points_loss(features: Tensor, geometries: Sequence[ImageGeometry], source_xy
         cell = target_geometry.from_grid(torch.ones(2), grid) - target_geometry.from_grid(torch.zeros(2), grid)
         scale[b] = cell / max(target_geometry.original_size)
     device = features.device
-    return refinement_loss(features[:count], features[count:], source.to(device), target.to(device), beta=beta,
-                           scale=scale.to(device), valid=valid.to(device))
+    return refinement_loss(
+        features[:count],
+        features[count:],
+        source.to(device),
+        target.to(device),
+        beta=beta,
+        scale=scale.to(device),
+        valid=valid.to(device),
+    )
 
 
 @torch.no_grad()
-def evaluate_refinement(student: StudentExtractor, pairs: PointPairs, *,
-                        beta: float = DEFAULT_BETA) -> float:
+def evaluate_refinement(student: StudentExtractor, pairs: PointPairs, *, beta: float = DEFAULT_BETA) -> float:
     """The refinement loss of ``student`` (eval mode, no noise, every point) averaged over ``pairs``."""
     was_training = student.training
     student.eval()
@@ -170,8 +183,17 @@ def evaluate_refinement(student: StudentExtractor, pairs: PointPairs, *,
         pair = pairs[index]
         pixels, geometries = student.preprocess([pair.source_image, pair.target_image])
         features = student(pixels).float()
-        losses.append(float(points_loss(features, geometries, [torch.from_numpy(np.asarray(pair.source_xy))],
-                                        [torch.from_numpy(np.asarray(pair.target_xy))], beta)))
+        losses.append(
+            float(
+                points_loss(
+                    features,
+                    geometries,
+                    [torch.from_numpy(np.asarray(pair.source_xy))],
+                    [torch.from_numpy(np.asarray(pair.target_xy))],
+                    beta,
+                )
+            )
+        )
     student.train(was_training)
     return float(np.mean(losses)) if losses else float("nan")
 
@@ -181,15 +203,17 @@ class RefineTask:
     :func:`points_loss`. The pairs' order in an epoch, the points drawn and the noise depend only
     on (seed, epoch, pair), so resumed runs and any number of processes draw the same."""
 
-    def __init__(self, config: FinetuneConfig, student: StudentExtractor, pairs: PointPairs,
-                 context: RunContext) -> None:
+    def __init__(
+        self, config: FinetuneConfig, student: StudentExtractor, pairs: PointPairs, context: RunContext
+    ) -> None:
         self.config, self.student, self.pairs = config, student, pairs
         self.rank, self.world_size = context.rank, context.world_size
         self.pairs_per_step = config.pairs_per_step
         self.steps_per_epoch = len(self._order(0)) // self.pairs_per_step
         if self.steps_per_epoch == 0:
-            raise InputError(f"{len(pairs)} pairs make no step of {self.pairs_per_step} pairs on "
-                             f"{self.world_size} processes")
+            raise InputError(
+                f"{len(pairs)} pairs make no step of {self.pairs_per_step} pairs on {self.world_size} processes"
+            )
         self._share: tuple[int, list[int]] | None = None
 
     def _order(self, epoch: int) -> list[int]:
@@ -200,7 +224,7 @@ class RefineTask:
         generator = epoch_generator(self.config.seed, epoch, f"refine-points:{index}")
         source, target = torch.from_numpy(np.asarray(pair.source_xy)), torch.from_numpy(np.asarray(pair.target_xy))
         if len(source) > self.config.points_per_pair:
-            keep = torch.randperm(len(source), generator=generator)[:self.config.points_per_pair]
+            keep = torch.randperm(len(source), generator=generator)[: self.config.points_per_pair]
             source, target = source[keep], target[keep]
         if self.config.jitter > 0:
             height, width = pair.target_size
@@ -212,7 +236,7 @@ class RefineTask:
     def loss(self, forward: Callable[[Tensor], Tensor], epoch: int, step: int) -> Tensor:
         if self._share is None or self._share[0] != epoch:
             self._share = (epoch, self._order(epoch))
-        indices = self._share[1][step * self.pairs_per_step:(step + 1) * self.pairs_per_step]
+        indices = self._share[1][step * self.pairs_per_step : (step + 1) * self.pairs_per_step]
         batch = [self.pairs[i] for i in indices]
         pixels, geometries = self.student.preprocess([p.source_image for p in batch] + [p.target_image for p in batch])
         assert isinstance(pixels, Tensor)  # the student's canvases: one batch, not the teacher's dict
@@ -227,8 +251,13 @@ def refine_student(config: FinetuneConfig, backbone: DinoBackbone | None = None)
     return StudentExtractor(config.student_config(), random_weights=config.random_weights, backbone=backbone)
 
 
-def finetune(config: FinetuneConfig, out: str | os.PathLike, *, backbone: DinoBackbone | None = None,
-             on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+def finetune(
+    config: FinetuneConfig,
+    out: str | os.PathLike,
+    *,
+    backbone: DinoBackbone | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
     """Refine the student's LoRA adapter on known correspondences; resumes from ``out/checkpoint.pt``.
 
     Args:
@@ -240,13 +269,20 @@ def finetune(config: FinetuneConfig, out: str | os.PathLike, *, backbone: DinoBa
         a :class:`~semcorr.train.engine.TrainResult`; the adapter is ``out/adapter``.
 
     Example:
-        >>> result = finetune(FinetuneConfig(pair_file="co3d_pairs.h5", adapter="run/adapter"), "run3d")  # doctest: +SKIP
-        >>> result.adapter                                                                          # doctest: +SKIP
+        >>> config = FinetuneConfig(pair_file="co3d_pairs.h5", adapter="run/adapter")  # doctest: +SKIP
+        >>> finetune(config, "run3d").adapter  # doctest: +SKIP
         PosixPath('run3d/adapter')
     """
     check_output_folder(out, what="run folder")  # before any work (train_student checks again, for every run)
-    pairs = (pair_file_pairs(config.pair_file) if config.pair_file is not None
-             else benchmark_point_pairs(config.benchmark or "", config.data_root, config.split))
-    return train_student(config, out, build_student=lambda: refine_student(config, backbone),
-                         make_task=lambda student, context: RefineTask(config, student, pairs, context),
-                         on_step=on_step)
+    pairs = (
+        pair_file_pairs(config.pair_file)
+        if config.pair_file is not None
+        else benchmark_point_pairs(config.benchmark or "", config.data_root, config.split)
+    )
+    return train_student(
+        config,
+        out,
+        build_student=lambda: refine_student(config, backbone),
+        make_task=lambda student, context: RefineTask(config, student, pairs, context),
+        on_step=on_step,
+    )

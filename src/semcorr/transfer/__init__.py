@@ -15,13 +15,26 @@ from __future__ import annotations
 from .._lazy import lazy_namespace
 
 _EXPORTS = {
-    "Example": "examples", "ExampleSet": "examples", "KeypointCategory": "examples", "read_examples": "examples",
+    "Example": "examples",
+    "ExampleSet": "examples",
+    "KeypointCategory": "examples",
+    "read_examples": "examples",
     "coco_document": "coco",
     "left_right_partners": "leftright",
-    "Votes": "vote", "combine_votes": "vote", "vote_point": "vote", "weighted_mode": "vote",
-    "KeypointLabeller": "labeller", "Labels": "labeller", "TransferSettings": "labeller",
-    "example_labeller": "keypoints", "transfer_keypoints": "keypoints",
-    "DenseWarp": "warp", "WarpSettings": "warp", "dense_warp": "warp", "run_warp": "warp", "warp_features": "warp",
+    "Votes": "vote",
+    "combine_votes": "vote",
+    "vote_point": "vote",
+    "weighted_mode": "vote",
+    "KeypointLabeller": "labeller",
+    "Labels": "labeller",
+    "TransferSettings": "labeller",
+    "example_labeller": "keypoints",
+    "transfer_keypoints": "keypoints",
+    "DenseWarp": "warp",
+    "WarpSettings": "warp",
+    "dense_warp": "warp",
+    "run_warp": "warp",
+    "warp_features": "warp",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

@@ -19,7 +19,8 @@ image that could not be read. :func:`coco_document` turns them into::
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,9 +31,13 @@ POINT_DECIMALS, SCORE_DECIMALS = 2, 4
 
 def image_record(name: str, size: tuple[int, int], points: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
     """The record of a labelled image: (K, 2) points in its pixels and (K,) scores, rounded."""
-    return {"file_name": name, "width": int(size[1]), "height": int(size[0]),
-            "points": [[round(float(x), POINT_DECIMALS), round(float(y), POINT_DECIMALS)] for x, y in points],
-            "scores": [round(float(s), SCORE_DECIMALS) for s in scores]}
+    return {
+        "file_name": name,
+        "width": int(size[1]),
+        "height": int(size[0]),
+        "points": [[round(float(x), POINT_DECIMALS), round(float(y), POINT_DECIMALS)] for x, y in points],
+        "scores": [round(float(s), SCORE_DECIMALS) for s in scores],
+    }
 
 
 def example_record(name: str, example: Example) -> dict[str, Any]:
@@ -46,8 +51,9 @@ def error_record(name: str, message: str) -> dict[str, Any]:
     return {"file_name": name, "error": message}
 
 
-def annotation_of(record: dict[str, Any], number: int, category: KeypointCategory,
-                  min_confidence: float) -> dict[str, Any]:
+def annotation_of(
+    record: dict[str, Any], number: int, category: KeypointCategory, min_confidence: float
+) -> dict[str, Any]:
     """The COCO annotation (id ``number``) of a labelled image's record."""
     keypoints, visible = [], []
     for (x, y), score in zip(record["points"], record["scores"]):
@@ -57,19 +63,32 @@ def annotation_of(record: dict[str, Any], number: int, category: KeypointCategor
             visible.append((x, y))
     if visible:
         (x1, y1), (x2, y2) = np.min(visible, axis=0), np.max(visible, axis=0)
-        box = [round(float(x1), POINT_DECIMALS), round(float(y1), POINT_DECIMALS),
-               round(float(x2 - x1), POINT_DECIMALS), round(float(y2 - y1), POINT_DECIMALS)]
+        box = [
+            round(float(x1), POINT_DECIMALS),
+            round(float(y1), POINT_DECIMALS),
+            round(float(x2 - x1), POINT_DECIMALS),
+            round(float(y2 - y1), POINT_DECIMALS),
+        ]
     else:
         box = [0, 0, 0, 0]
     scores = record["scores"]
-    return {"id": number, "image_id": number, "category_id": category.id, "keypoints": keypoints,
-            "num_keypoints": len(visible), "keypoint_scores": scores,
-            "score": round(float(np.mean(scores)), SCORE_DECIMALS) if scores else 0.0,
-            "bbox": box, "area": round(box[2] * box[3], POINT_DECIMALS), "iscrowd": 0}
+    return {
+        "id": number,
+        "image_id": number,
+        "category_id": category.id,
+        "keypoints": keypoints,
+        "num_keypoints": len(visible),
+        "keypoint_scores": scores,
+        "score": round(float(np.mean(scores)), SCORE_DECIMALS) if scores else 0.0,
+        "bbox": box,
+        "area": round(box[2] * box[3], POINT_DECIMALS),
+        "iscrowd": 0,
+    }
 
 
-def coco_document(category: KeypointCategory, records: Sequence[dict[str, Any]], min_confidence: float,
-                  info: dict[str, Any]) -> dict[str, Any]:
+def coco_document(
+    category: KeypointCategory, records: Sequence[dict[str, Any]], min_confidence: float, info: dict[str, Any]
+) -> dict[str, Any]:
     """The COCO keypoints document of the records, in their order (image and annotation ids 1, 2, ...)."""
     images: list[dict[str, Any]] = []
     annotations, skipped = [], []
@@ -78,8 +97,14 @@ def coco_document(category: KeypointCategory, records: Sequence[dict[str, Any]],
             skipped.append(record)
             continue
         number = len(images) + 1
-        images.append({"id": number, "file_name": record["file_name"], "width": record["width"],
-                       "height": record["height"]})
+        images.append(
+            {"id": number, "file_name": record["file_name"], "width": record["width"], "height": record["height"]}
+        )
         annotations.append(annotation_of(record, number, category, min_confidence))
-    return {"info": info, "images": images, "annotations": annotations, "categories": [category.to_coco()],
-            "skipped": skipped}
+    return {
+        "info": info,
+        "images": images,
+        "annotations": annotations,
+        "categories": [category.to_coco()],
+        "skipped": skipped,
+    }

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -120,8 +121,10 @@ def read_examples(path: str | os.PathLike, image_folders: Sequence[str | os.Path
         for index in np.flatnonzero(labelled):
             x, y = points[index]
             if not (0 <= x <= size[1] and 0 <= y <= size[0]):
-                raise InputError(f"{path}: {where}: keypoint {category.keypoints[index]!r} at ({x:g}, {y:g}) lies "
-                                 f"outside its image {name} ({size[1]}x{size[0]} pixels)")
+                raise InputError(
+                    f"{path}: {where}: keypoint {category.keypoints[index]!r} at ({x:g}, {y:g}) lies "
+                    f"outside its image {name} ({size[1]}x{size[0]} pixels)"
+                )
         if labelled.any():
             examples.append(Example(name, image, size, points, labelled))
     if not examples:
@@ -187,14 +190,18 @@ def _read_category(entry: Any, path: Path) -> KeypointCategory:
     skeleton = entry.get("skeleton") or []
     valid = isinstance(skeleton, list) and all(
         isinstance(bone, list) and len(bone) == 2 and all(isinstance(i, int) and 1 <= i <= len(names) for i in bone)
-        for bone in skeleton)
+        for bone in skeleton
+    )
     if not valid:
-        raise InputError(f"{path}: {where}: 'skeleton' must be pairs of 1-based keypoint indices in "
-                         f"1..{len(names)}")
+        raise InputError(f"{path}: {where}: 'skeleton' must be pairs of 1-based keypoint indices in 1..{len(names)}")
     supercategory = entry.get("supercategory")
-    return KeypointCategory(_integer(entry, "id", path, where), str(_field(entry, "name", path, where)),
-                            tuple(names), tuple((a, b) for a, b in skeleton),
-                            None if supercategory is None else str(supercategory))
+    return KeypointCategory(
+        _integer(entry, "id", path, where),
+        str(_field(entry, "name", path, where)),
+        tuple(names),
+        tuple((a, b) for a, b in skeleton),
+        None if supercategory is None else str(supercategory),
+    )
 
 
 def _read_coco(path: Path, data: dict) -> tuple[KeypointCategory, list[Raw]]:
@@ -229,8 +236,10 @@ def _read_coco(path: Path, data: dict) -> tuple[KeypointCategory, list[Raw]]:
         if not (isinstance(values, list) and all(_number(v) for v in values) and len(values) % 3 == 0):
             raise InputError(f"{path}: {where}: 'keypoints' must be a flat list of x, y, v numbers")
         if len(values) != 3 * len(names):
-            raise InputError(f"{path}: {where}: 'keypoints' has {len(values) // 3} x, y, v triplets but category "
-                             f"{category_id} names {len(names)} keypoints")
+            raise InputError(
+                f"{path}: {where}: 'keypoints' has {len(values) // 3} x, y, v triplets but category "
+                f"{category_id} names {len(names)} keypoints"
+            )
         triplets = np.asarray(values, np.float64).reshape(-1, 3)
         labelled = triplets[:, 2] > 0
         points = np.where(labelled[:, None], triplets[:, :2], 0.0)
@@ -238,29 +247,40 @@ def _read_coco(path: Path, data: dict) -> tuple[KeypointCategory, list[Raw]]:
     if not raw:
         raise InputError(f"{path}: no annotations")
     if len(used) > 1:
-        raise InputError(f"{path}: the annotations use {len(used)} categories "
-                         f"({', '.join(c.name for c in used.values())}); transfer one category at a time")
+        raise InputError(
+            f"{path}: the annotations use {len(used)} categories "
+            f"({', '.join(c.name for c in used.values())}); transfer one category at a time"
+        )
     return next(iter(used.values())), raw
 
 
 def _read_simple(path: Path, data: dict) -> tuple[KeypointCategory, list[Raw]]:
     if not data:
-        raise InputError(f"{path}: no examples; expected {{\"image.jpg\": {{\"keypoint\": [x, y], ...}}, ...}} "
-                         "or a COCO keypoints file")
+        raise InputError(
+            f'{path}: no examples; expected {{"image.jpg": {{"keypoint": [x, y], ...}}, ...}} or a COCO keypoints file'
+        )
     names: list[str] | None = None
     first = ""
     raw: list[Raw] = []
     for image, points in data.items():
         if not isinstance(points, dict) or not points:
-            raise InputError(f"{path}: image {image!r}: expected an object {{\"keypoint name\": [x, y], ...}}")
+            raise InputError(f'{path}: image {image!r}: expected an object {{"keypoint name": [x, y], ...}}')
         if names is None:
             names, first = list(points), image
         elif set(points) != set(names):
             missing, extra = sorted(set(names) - set(points)), sorted(set(points) - set(names))
-            detail = "; ".join(part for part in (f"missing {', '.join(missing)}" if missing else "",
-                                                 f"extra {', '.join(extra)}" if extra else "") if part)
-            raise InputError(f"{path}: image {image!r} names other keypoints than image {first!r} ({detail}); every "
-                             "image must name the same keypoints (null where one is not visible)")
+            detail = "; ".join(
+                part
+                for part in (
+                    f"missing {', '.join(missing)}" if missing else "",
+                    f"extra {', '.join(extra)}" if extra else "",
+                )
+                if part
+            )
+            raise InputError(
+                f"{path}: image {image!r} names other keypoints than image {first!r} ({detail}); every "
+                "image must name the same keypoints (null where one is not visible)"
+            )
         coordinates = np.zeros((len(names), 2))
         labelled = np.zeros(len(names), bool)
         for index, name in enumerate(names):

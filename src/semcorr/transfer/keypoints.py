@@ -20,9 +20,10 @@ import hashlib
 import os
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,13 +44,16 @@ from .leftright import left_right_partners
 from .resume import PartialRun
 from .sheet import draw_keypoints, picture_name, save_picture, write_contact_sheet
 
-CONFIDENCE_RULE = ("the point is the cycle-weighted mode of the examples' votes; its confidence is the mean of the "
-                   "better half of its cycle confidences into the examples labelling the keypoint "
-                   "(semcorr.transfer.vote)")
+CONFIDENCE_RULE = (
+    "the point is the cycle-weighted mode of the examples' votes; its confidence is the mean of the "
+    "better half of its cycle confidences into the examples labelling the keypoint "
+    "(semcorr.transfer.vote)"
+)
 
 
-def example_labeller(extractor: Extractor, examples: ExampleSet, settings: TransferSettings,
-                     partners: np.ndarray | None = None) -> KeypointLabeller:
+def example_labeller(
+    extractor: Extractor, examples: ExampleSet, settings: TransferSettings, partners: np.ndarray | None = None
+) -> KeypointLabeller:
     """A :class:`KeypointLabeller` for an example set: each example image extracted once (and its
     mirror image with pose alignment)."""
     paths = list(dict.fromkeys(example.path for example in examples.examples))
@@ -59,15 +63,24 @@ def example_labeller(extractor: Extractor, examples: ExampleSet, settings: Trans
     rows = [paths.index(example.path) for example in examples.examples]
     points = torch.from_numpy(np.stack([e.points for e in examples.examples])).float()
     labelled = torch.from_numpy(np.stack([e.labelled for e in examples.examples]))
-    return KeypointLabeller(_rows(native, rows), points, labelled, settings,
-                            flipped=None if flipped is None else _rows(flipped, rows),
-                            partners=None if partners is None else torch.from_numpy(partners))
+    return KeypointLabeller(
+        _rows(native, rows),
+        points,
+        labelled,
+        settings,
+        flipped=None if flipped is None else _rows(flipped, rows),
+        partners=None if partners is None else torch.from_numpy(partners),
+    )
 
 
 def _extract(extractor: Extractor, pixels: list[torch.Tensor], batch_size: int) -> FeatureMap:
-    maps = [extractor.extract(pixels[i:i + batch_size]) for i in range(0, len(pixels), batch_size)]
-    return FeatureMap(torch.cat([m.features for m in maps]), tuple(g for m in maps for g in m.geometries),
-                      extractor.name, extractor.random_weights)
+    maps = [extractor.extract(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]
+    return FeatureMap(
+        torch.cat([m.features for m in maps]),
+        tuple(g for m in maps for g in m.geometries),
+        extractor.name,
+        extractor.random_weights,
+    )
 
 
 def _rows(fmap: FeatureMap, rows: list[int]) -> FeatureMap:
@@ -97,18 +110,33 @@ def _records(loaded: list[tuple[ImageItem, torch.Tensor | str]], labels: Labels 
             continue
         assert labels is not None  # an image loaded, so the batch was labelled
         votes = labels.votes
-        records.append(image_record(item.key, (pixels.shape[-2], pixels.shape[-1]), votes.points[row].cpu().numpy(),
-                                    votes.confidence[row].cpu().numpy()))
+        records.append(
+            image_record(
+                item.key,
+                (pixels.shape[-2], pixels.shape[-1]),
+                votes.points[row].cpu().numpy(),
+                votes.confidence[row].cpu().numpy(),
+            )
+        )
         row += 1
     return records
 
 
-def transfer_keypoints(examples: str | os.PathLike | ExampleSet, images: str | os.PathLike,
-                       out: str | os.PathLike, *, model: str | Extractor = DEFAULT_MODEL,
-                       settings: TransferSettings = TransferSettings(), left_right: str | None = None,
-                       show: str | os.PathLike | None = None, weights: str | None = None,
-                       random_weights: bool = False, device: str | None = None, progress: bool = True,
-                       **overrides: Any) -> dict[str, Any]:
+def transfer_keypoints(
+    examples: str | os.PathLike | ExampleSet,
+    images: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    model: str | Extractor = DEFAULT_MODEL,
+    settings: TransferSettings = TransferSettings(),
+    left_right: str | None = None,
+    show: str | os.PathLike | None = None,
+    weights: str | None = None,
+    random_weights: bool = False,
+    device: str | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> dict[str, Any]:
     """Label every image of a folder (or list file) with the examples' keypoints; write COCO keypoints.
 
     Args:
@@ -143,30 +171,40 @@ def transfer_keypoints(examples: str | os.PathLike | ExampleSet, images: str | o
     examples_in_folder = {item.key: by_path[item.path.resolve()] for item in items if item.path.resolve() in by_path}
     targets = [item for item in items if item.key not in examples_in_folder]
     identity = {
-        "examples": str(example_set.source), "examples_sha256": _digest(example_set.source),
-        "model": model if isinstance(model, str) else model.name, "weights": weights, "random_weights": random_weights,
-        "overrides": {k: str(v) for k, v in sorted(overrides.items())}, "left_right": pairs,
+        "examples": str(example_set.source),
+        "examples_sha256": _digest(example_set.source),
+        "model": model if isinstance(model, str) else model.name,
+        "weights": weights,
+        "random_weights": random_weights,
+        "overrides": {k: str(v) for k, v in sorted(overrides.items())},
+        "left_right": pairs,
         "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k not in ("batch_size", "on_error")},
     }
     with PartialRun(out, identity) as partial:
-        extractor = resolve_extractor(model, weights=weights, random_weights=random_weights, device=device,
-                                      **overrides)
+        extractor = resolve_extractor(model, weights=weights, random_weights=random_weights, device=device, **overrides)
         remaining = [item for item in targets if item.key not in partial.records]
         labeller = example_labeller(extractor, example_set, settings, partners) if remaining else None
         if show is not None:
             make_folder(show)
         setup = time.perf_counter() - started
         begun = time.perf_counter()
-        chunks = [remaining[i:i + settings.batch_size] for i in range(0, len(remaining), settings.batch_size)]
-        with ThreadPoolExecutor(max_workers=1) as reader, \
-                tqdm(total=len(targets), initial=len(targets) - len(remaining), unit="img", desc="transfer",
-                     disable=not progress) as bar:
+        chunks = [remaining[i : i + settings.batch_size] for i in range(0, len(remaining), settings.batch_size)]
+        with (
+            ThreadPoolExecutor(max_workers=1) as reader,
+            tqdm(
+                total=len(targets),
+                initial=len(targets) - len(remaining),
+                unit="img",
+                desc="transfer",
+                disable=not progress,
+            ) as bar,
+        ):
             ahead = reader.submit(_load, chunks[0]) if chunks else None
             for index in range(len(chunks)):
                 assert ahead is not None and labeller is not None  # there are chunks of remaining images
                 loaded = ahead.result()
                 ahead = reader.submit(_load, chunks[index + 1]) if index + 1 < len(chunks) else None
-                for item, pixels in loaded:
+                for _item, pixels in loaded:
                     if isinstance(pixels, str):
                         if settings.on_error == "stop":
                             raise InputError(pixels)
@@ -180,13 +218,22 @@ def transfer_keypoints(examples: str | os.PathLike | ExampleSet, images: str | o
                     _draw(show, loaded, records, example_set, settings.min_confidence)
                 bar.update(len(loaded))
         seconds = time.perf_counter() - begun
-        records = [example_record(item.key, examples_in_folder[item.key]) if item.key in examples_in_folder
-                   else partial.records[item.key] for item in items]
-        info = {"description": f"keypoints transferred by semcorr {__version__} from {len(example_set.examples)} "
-                               f"example(s)", "examples": str(example_set.source), "model": extractor.name,
-                "random_weights": bool(extractor.random_weights), "confidence": CONFIDENCE_RULE,
-                "left_right": [list(pair) for pair in pairs],
-                "settings": {"transfer": identity["settings"], "extractor": dataclasses.asdict(extractor.config)}}
+        records = [
+            example_record(item.key, examples_in_folder[item.key])
+            if item.key in examples_in_folder
+            else partial.records[item.key]
+            for item in items
+        ]
+        info = {
+            "description": f"keypoints transferred by semcorr {__version__} from {len(example_set.examples)} "
+            f"example(s)",
+            "examples": str(example_set.source),
+            "model": extractor.name,
+            "random_weights": bool(extractor.random_weights),
+            "confidence": CONFIDENCE_RULE,
+            "left_right": [list(pair) for pair in pairs],
+            "settings": {"transfer": identity["settings"], "extractor": dataclasses.asdict(extractor.config)},
+        }
         document = coco_document(example_set.category, records, settings.min_confidence, info)
         write_json(out, document, indent=None)
         partial.finish()
@@ -195,19 +242,31 @@ def transfer_keypoints(examples: str | os.PathLike | ExampleSet, images: str | o
     visible = [v for a in document["annotations"] for v in a["keypoints"][2::3]]
     labelled = sum("error" not in partial.records[item.key] for item in remaining)  # by this run
     return {
-        "out": str(out), "images": len(items), "labelled": len(document["images"]) - len(examples_in_folder),
-        "examples": len(example_set.examples), "examples_in_folder": len(examples_in_folder),
-        "skipped": document["skipped"], "resumed": len(targets) - len(remaining),
+        "out": str(out),
+        "images": len(items),
+        "labelled": len(document["images"]) - len(examples_in_folder),
+        "examples": len(example_set.examples),
+        "examples_in_folder": len(examples_in_folder),
+        "skipped": document["skipped"],
+        "resumed": len(targets) - len(remaining),
         "visible_fraction": round(float(np.mean(np.asarray(visible) > 0)), 4) if visible else 0.0,
         "seconds": round(seconds, 3),
         "images_per_s": round(labelled / seconds, 3) if seconds > 0 and labelled else None,
-        "setup_seconds": round(setup, 3), "model": extractor.name, "random_weights": bool(extractor.random_weights),
-        "device": str(extractor.device), "precision": extractor.config.precision,
+        "setup_seconds": round(setup, 3),
+        "model": extractor.name,
+        "random_weights": bool(extractor.random_weights),
+        "device": str(extractor.device),
+        "precision": extractor.config.precision,
     }
 
 
-def _draw(folder: Path, loaded: list[tuple[ImageItem, torch.Tensor | str]], records: list[dict[str, Any]],
-          examples: ExampleSet, min_confidence: float) -> None:
+def _draw(
+    folder: Path,
+    loaded: list[tuple[ImageItem, torch.Tensor | str]],
+    records: list[dict[str, Any]],
+    examples: ExampleSet,
+    min_confidence: float,
+) -> None:
     for (item, pixels), record in zip(loaded, records):
         if isinstance(pixels, str):
             continue

@@ -15,12 +15,13 @@ keypoint is looked up at its left/right partner's mirrored position (:mod:`.left
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 import torch
 from torch import Tensor
 
 from ..features.base import FeatureMap
-from ..matching.points import MatchSettings, locate
 from ..matching.kernels import sample_descriptors, similarity_maps
+from ..matching.points import MatchSettings, locate
 from ..matching.pose_align import choose_orientation, flip_points
 from ..settings import ON_ERROR, OnError, check_bool, check_choice, check_int, check_number, fail
 from .vote import Votes, combine_votes, cycle_confidence, vote_point
@@ -100,12 +101,22 @@ class KeypointLabeller:
         partners: (K,) int64 left/right partner of each keypoint (default: each its own).
     """
 
-    def __init__(self, examples: FeatureMap, points: Tensor, labelled: Tensor, settings: TransferSettings, *,
-                 flipped: FeatureMap | None = None, partners: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        examples: FeatureMap,
+        points: Tensor,
+        labelled: Tensor,
+        settings: TransferSettings,
+        *,
+        flipped: FeatureMap | None = None,
+        partners: Tensor | None = None,
+    ) -> None:
         count, keypoints = labelled.shape
         if len(examples) != count or tuple(points.shape) != (count, keypoints, 2):
-            raise ValueError(f"need E example maps, (E, K, 2) points and (E, K) labelled; got {len(examples)}, "
-                             f"{tuple(points.shape)} and {tuple(labelled.shape)}")
+            raise ValueError(
+                f"need E example maps, (E, K, 2) points and (E, K) labelled; got {len(examples)}, "
+                f"{tuple(points.shape)} and {tuple(labelled.shape)}"
+            )
         if settings.pose_align and flipped is None:
             raise ValueError("pose alignment needs the mirrored examples' features")
         self.settings = settings
@@ -138,8 +149,9 @@ class KeypointLabeller:
         batch, count = len(target), len(self.native)
         if not self.settings.pose_align:
             return torch.zeros(batch, count, dtype=torch.bool, device=self.points.device)
-        orientation = choose_orientation(_repeat(self.native, batch, False), _repeat(self.flipped_native, batch, False),
-                                         _repeat(target, count, True))
+        orientation = choose_orientation(
+            _repeat(self.native, batch, False), _repeat(self.flipped_native, batch, False), _repeat(target, count, True)
+        )
         return orientation.flipped.view(batch, count).to(self.points.device)
 
     def _pick(self, flipped: Tensor, original: Tensor, mirrored: Tensor | None) -> Tensor:

@@ -16,8 +16,8 @@ Keypoints without a partner (a nose, a tail) are their own.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -41,7 +41,7 @@ def pairs_from_names(names: Sequence[str]) -> list[tuple[int, int]]:
         tokens = _tokens(name)
         for position, token in enumerate(tokens):
             if token in ("left", "l"):
-                partner = index.get(tokens[:position] + (_SWAP[token],) + tokens[position + 1:])
+                partner = index.get(tokens[:position] + (_SWAP[token],) + tokens[position + 1 :])
                 if partner is not None and partner != i:
                     pairs.append((i, partner))
                     break
@@ -52,9 +52,9 @@ def _pairs_from_file(path: Path, names: Sequence[str]) -> list[tuple[int, int]]:
     data = read_json(path)
     entries = list(data.items()) if isinstance(data, dict) else data
     if not isinstance(entries, list) or not all(
-            isinstance(e, (list, tuple)) and len(e) == 2 and all(isinstance(n, str) for n in e) for e in entries):
-        raise InputError(f"{path}: expected {{\"left_eye\": \"right_eye\", ...}} or "
-                         "[[\"left_eye\", \"right_eye\"], ...]")
+        isinstance(e, (list, tuple)) and len(e) == 2 and all(isinstance(n, str) for n in e) for e in entries
+    ):
+        raise InputError(f'{path}: expected {{"left_eye": "right_eye", ...}} or [["left_eye", "right_eye"], ...]')
     position = {name: i for i, name in enumerate(names)}
     pairs = []
     for left, right in entries:
@@ -69,16 +69,19 @@ def _pairs_from_table(spec: str, count: int) -> list[tuple[int, int]]:
     benchmark, _, category = spec.partition(":")
     benchmark = benchmark.lower()
     if benchmark == "spair" and category not in SPAIR_MIRROR_PAIRS:
-        raise InputError(f"--left-right {spec}: SPair-71k categories with left/right keypoints are "
-                         f"{', '.join(SPAIR_MIRROR_PAIRS)}")
+        raise InputError(
+            f"--left-right {spec}: SPair-71k categories with left/right keypoints are {', '.join(SPAIR_MIRROR_PAIRS)}"
+        )
     pairs = list(mirror_pairs(benchmark, category))
     if not pairs:
-        raise InputError(f"--left-right {spec}: not a built-in table ({', '.join(TABLES)}), a names rule (names) "
-                         "or a JSON file")
+        raise InputError(
+            f"--left-right {spec}: not a built-in table ({', '.join(TABLES)}), a names rule (names) or a JSON file"
+        )
     largest = max(max(pair) for pair in pairs)
     if largest >= count:
-        raise InputError(f"--left-right {spec}: the table pairs keypoint {largest} but the examples have {count} "
-                         "keypoints")
+        raise InputError(
+            f"--left-right {spec}: the table pairs keypoint {largest} but the examples have {count} keypoints"
+        )
     return pairs
 
 
@@ -101,7 +104,9 @@ def left_right_partners(spec: str | None, names: Sequence[str]) -> tuple[np.ndar
     partners = np.arange(len(names), dtype=np.int64)
     for left, right in pairs:
         if partners[left] != left or partners[right] != right or left == right:
-            raise InputError(f"--left-right {spec or 'names'}: keypoint {names[left]!r} or {names[right]!r} is given "
-                             "more than one partner")
+            raise InputError(
+                f"--left-right {spec or 'names'}: keypoint {names[left]!r} or {names[right]!r} is given "
+                "more than one partner"
+            )
         partners[left], partners[right] = right, left
     return partners, [(names[left], names[right]) for left, right in pairs]

@@ -40,11 +40,15 @@ class PartialRun:
         self._next = 1
         self._stack = contextlib.ExitStack()
 
-    def __enter__(self) -> "PartialRun":
+    def __enter__(self) -> PartialRun:
         make_folder(self.folder)
-        self._stack.enter_context(file_lock(self.folder / "lock", wait=False,
-                                            busy=f"{self.out}: another semcorr transfer is writing it "
-                                                 f"(lock {self.folder / 'lock'})"))
+        self._stack.enter_context(
+            file_lock(
+                self.folder / "lock",
+                wait=False,
+                busy=f"{self.out}: another semcorr transfer is writing it (lock {self.folder / 'lock'})",
+            )
+        )
         try:
             self._load()
         except BaseException:
@@ -57,8 +61,10 @@ class PartialRun:
         run = self.folder / "run.json"
         if run.is_file():
             if read_json(run, expect=dict) != self.identity:
-                raise InputError(f"{self.folder}: holds a run with other examples, model or settings; rerun with "
-                                 "those, or delete the folder to start over")
+                raise InputError(
+                    f"{self.folder}: holds a run with other examples, model or settings; rerun with "
+                    "those, or delete the folder to start over"
+                )
         else:
             write_json(run, self.identity)
         for part in sorted(self.folder.glob("part-*.json")):

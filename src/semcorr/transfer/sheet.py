@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -37,8 +38,9 @@ def _pil(image: ImageInput | Tensor) -> Image.Image:
     return Image.fromarray(np.clip(pixels * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
 
-def draw_keypoints(image: ImageInput | Tensor, keypoints: Sequence[float],
-                   skeleton: Sequence[Sequence[int]] = ()) -> Image.Image:
+def draw_keypoints(
+    image: ImageInput | Tensor, keypoints: Sequence[float], skeleton: Sequence[Sequence[int]] = ()
+) -> Image.Image:
     """The image with its keypoints drawn.
 
     Args:
@@ -86,8 +88,9 @@ def contact_sheet(entries: Sequence[tuple[Image.Image, str]], columns: int = SHE
     return sheet
 
 
-def write_contact_sheet(document: dict[str, Any], image_paths: dict[str, Path], path: str | Path,
-                        limit: int = SHEET_IMAGES) -> int:
+def write_contact_sheet(
+    document: dict[str, Any], image_paths: dict[str, Path], path: str | Path, limit: int = SHEET_IMAGES
+) -> int:
     """A contact sheet of at most ``limit`` labelled images of a COCO document, evenly spread over it.
 
     Args:
@@ -100,7 +103,12 @@ def write_contact_sheet(document: dict[str, Any], image_paths: dict[str, Path], 
         return 0
     chosen = sorted({round(i) for i in np.linspace(0, len(images) - 1, min(limit, len(images)))})
     skeleton = document["categories"][0].get("skeleton", [])
-    entries = [(draw_keypoints(image_paths[images[i]["file_name"]], annotations[i]["keypoints"], skeleton),
-                images[i]["file_name"]) for i in chosen]
+    entries = [
+        (
+            draw_keypoints(image_paths[images[i]["file_name"]], annotations[i]["keypoints"], skeleton),
+            images[i]["file_name"],
+        )
+        for i in chosen
+    ]
     save_picture(contact_sheet(entries), path)
     return len(entries)

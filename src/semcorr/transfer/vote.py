@@ -69,8 +69,9 @@ def _weights(cycle: Tensor, voted: Tensor) -> Tensor:
     return torch.where(voted, cycle.clamp(min=WEIGHT_FLOOR), torch.zeros_like(cycle))
 
 
-def vote_point(points: Tensor, cycle: Tensor, voted: Tensor, target_sides: Tensor,
-               agreement_tolerance: float) -> Tensor:
+def vote_point(
+    points: Tensor, cycle: Tensor, voted: Tensor, target_sides: Tensor, agreement_tolerance: float
+) -> Tensor:
     """Each keypoint's point: the cycle-weighted mode of its votes (module docstring).
 
     Args:
@@ -124,8 +125,15 @@ class Votes:
     votes: Tensor
 
 
-def combine_votes(points: Tensor, cycle: Tensor, voted: Tensor, point: Tensor, point_cycle: Tensor,
-                  target_sides: Tensor, agreement_tolerance: float) -> Votes:
+def combine_votes(
+    points: Tensor,
+    cycle: Tensor,
+    voted: Tensor,
+    point: Tensor,
+    point_cycle: Tensor,
+    target_sides: Tensor,
+    agreement_tolerance: float,
+) -> Votes:
     """The :class:`Votes` of each keypoint (module docstring).
 
     Args:

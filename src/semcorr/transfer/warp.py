@@ -39,8 +39,8 @@ from ..features.config import DEFAULT_MODEL
 from ..features.registry import resolve_extractor
 from ..fileio import atomic_file, check_output_file, write_atomically
 from ..images import ImageInput, image_name, load_image
-from ..matching.points import MatchSettings, locate
 from ..matching.kernels import sample_at_pixels, sample_descriptors
+from ..matching.points import MatchSettings, locate
 from ..settings import check_int, check_number, fail
 from .vote import cycle_confidence
 
@@ -130,7 +130,7 @@ def warp_features(source: FeatureMap, target: FeatureMap, settings: WarpSettings
     valid_a, valid_b = a.valid_cells(), b.valid_cells()
     found, back = [], []
     for start in range(0, len(cells), settings.chunk):
-        chunk = descriptors[start:start + settings.chunk]
+        chunk = descriptors[start : start + settings.chunk]
         forward, _ = locate(torch.einsum("nc,chw->nhw", chunk, a.features[0])[None], settings.match, valid_a)
         returned = sample_descriptors(a.features, forward)[0]  # (n, C)
         backward, _ = locate(torch.einsum("nc,chw->nhw", returned, b.features[0])[None], settings.match, valid_b)
@@ -146,13 +146,26 @@ def warp_features(source: FeatureMap, target: FeatureMap, settings: WarpSettings
     mapping = sample_at_pixels(grid_mapping, geometry_b).permute(1, 2, 0)
     grid_mapping = grid_mapping.permute(1, 2, 0)
     pixel_confidence = sample_at_pixels(grid_confidence[None], geometry_b)[0]
-    return DenseWarp(mapping.cpu(), pixel_confidence.clamp(0, 1).cpu(), geometry_a.original_size,
-                     grid_mapping.cpu(), grid_confidence.cpu())
+    return DenseWarp(
+        mapping.cpu(),
+        pixel_confidence.clamp(0, 1).cpu(),
+        geometry_a.original_size,
+        grid_mapping.cpu(),
+        grid_confidence.cpu(),
+    )
 
 
-def dense_warp(image_a: ImageInput, image_b: ImageInput, *, model: str | Extractor = DEFAULT_MODEL,
-               settings: WarpSettings = WarpSettings(), weights: str | None = None, random_weights: bool = False,
-               device: str | None = None, **overrides: Any) -> DenseWarp:
+def dense_warp(
+    image_a: ImageInput,
+    image_b: ImageInput,
+    *,
+    model: str | Extractor = DEFAULT_MODEL,
+    settings: WarpSettings = WarpSettings(),
+    weights: str | None = None,
+    random_weights: bool = False,
+    device: str | None = None,
+    **overrides: Any,
+) -> DenseWarp:
     """For every pixel of B, its match in A (module docstring): one extraction of both images.
 
     Args:
@@ -167,13 +180,16 @@ def dense_warp(image_a: ImageInput, image_b: ImageInput, *, model: str | Extract
 def _sample(values: Tensor, warp: DenseWarp, mode: str) -> Tensor:
     """(C, H_a, W_a) values of A at each B pixel's match -> (C, H_b, W_b)."""
     if tuple(values.shape[-2:]) != tuple(warp.size_a):
-        raise InputError(f"the map to carry is {values.shape[-1]}x{values.shape[-2]} pixels but image A is "
-                         f"{warp.size_a[1]}x{warp.size_a[0]}")
+        raise InputError(
+            f"the map to carry is {values.shape[-1]}x{values.shape[-2]} pixels but image A is "
+            f"{warp.size_a[1]}x{warp.size_a[0]}"
+        )
     height, width = warp.size_a
     scale = torch.tensor((2.0 / width, 2.0 / height))
     normalized = warp.mapping * scale - 1.0  # continuous pixels -> grid_sample's [-1, 1] (align_corners=False)
-    return F.grid_sample(values[None].float(), normalized[None], mode=mode, padding_mode="border",
-                         align_corners=False)[0]
+    return F.grid_sample(values[None].float(), normalized[None], mode=mode, padding_mode="border", align_corners=False)[
+        0
+    ]
 
 
 def warp_image(warp: DenseWarp, image_a: ImageInput) -> Tensor:
@@ -205,11 +221,22 @@ def _to_uint8(pixels: Tensor) -> np.ndarray:
     return array.permute(1, 2, 0).numpy()
 
 
-def run_warp(image_a: ImageInput, image_b: ImageInput, out: str | os.PathLike, *, mask: ImageInput | None = None,
-             parts: ImageInput | None = None, confidence: str | os.PathLike | None = None,
-             mapping: str | os.PathLike | None = None, model: str | Extractor = DEFAULT_MODEL,
-             settings: WarpSettings = WarpSettings(), weights: str | None = None, random_weights: bool = False,
-             device: str | None = None, **overrides: Any) -> dict[str, Any]:
+def run_warp(
+    image_a: ImageInput,
+    image_b: ImageInput,
+    out: str | os.PathLike,
+    *,
+    mask: ImageInput | None = None,
+    parts: ImageInput | None = None,
+    confidence: str | os.PathLike | None = None,
+    mapping: str | os.PathLike | None = None,
+    model: str | Extractor = DEFAULT_MODEL,
+    settings: WarpSettings = WarpSettings(),
+    weights: str | None = None,
+    random_weights: bool = False,
+    device: str | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
     """``semcorr warp``: carry A's image (default), mask or part segmentation to B and write it as a PNG.
 
     ``model``, ``settings``, ``weights``, ``random_weights``, ``device`` and ``**overrides`` are those of
@@ -246,7 +273,14 @@ def run_warp(image_a: ImageInput, image_b: ImageInput, out: str | os.PathLike, *
     if mapping is not None:
         with atomic_file(Path(mapping)) as temporary, open(temporary, "wb") as handle:
             np.save(handle, warp.mapping.numpy().astype(np.float32))
-    return {"out": str(out), "carried": "mask" if mask is not None else "parts" if parts is not None else "image",
-            "image_a": image_name(image_a), "image_b": image_name(image_b), "size_a": list(warp.size_a),
-            "size_b": list(warp.confidence.shape), "mean_confidence": round(float(warp.confidence.mean()), 4),
-            "model": extractor.name, "random_weights": bool(extractor.random_weights)}
+    return {
+        "out": str(out),
+        "carried": "mask" if mask is not None else "parts" if parts is not None else "image",
+        "image_a": image_name(image_a),
+        "image_b": image_name(image_b),
+        "size_a": list(warp.size_a),
+        "size_b": list(warp.confidence.shape),
+        "mean_confidence": round(float(warp.confidence.mean()), 4),
+        "model": extractor.name,
+        "random_weights": bool(extractor.random_weights),
+    }

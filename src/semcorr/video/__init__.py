@@ -12,9 +12,18 @@ from __future__ import annotations
 from .._lazy import lazy_namespace
 
 _EXPORTS = {
-    "FrameTracks": "tracking", "PointTracker": "tracking", "TrackSettings": "tracking", "TRACK_FIELDS": "tracking",
-    "run_video": "tracking", "track_points": "tracking", "write_tracks": "tracking",
-    "VideoInfo": "io", "VideoWriter": "io", "draw_points": "io", "iter_frames": "io", "read_frame": "io",
+    "FrameTracks": "tracking",
+    "PointTracker": "tracking",
+    "TrackSettings": "tracking",
+    "TRACK_FIELDS": "tracking",
+    "run_video": "tracking",
+    "track_points": "tracking",
+    "write_tracks": "tracking",
+    "VideoInfo": "io",
+    "VideoWriter": "io",
+    "draw_points": "io",
+    "iter_frames": "io",
+    "read_frame": "io",
     "video_info": "io",
 }
 __all__ = sorted(_EXPORTS)

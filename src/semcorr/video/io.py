@@ -14,17 +14,18 @@ import os
 import queue
 import threading
 import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..extras import require_extra
 from ..errors import InputError
+from ..extras import require_extra
 from ..fileio import atomic_file
 from ..settings import OnError
 
@@ -114,8 +115,12 @@ def _decode(path: str | os.PathLike, on_error: OnError = "skip") -> Iterator[tup
     if decoded == 0:
         raise InputError(f"{name}: no video frame could be decoded (corrupt or empty video)")
     if declared and index < declared:
-        _damaged(name, f"only {index} of the {declared} frames it declares could be read (cut short or damaged "
-                 f"after frame {index - 1})", on_error)
+        _damaged(
+            name,
+            f"only {index} of the {declared} frames it declares could be read (cut short or damaged "
+            f"after frame {index - 1})",
+            on_error,
+        )
 
 
 def _damaged(name: str, what: str, on_error: OnError) -> None:
@@ -124,8 +129,9 @@ def _damaged(name: str, what: str, on_error: OnError) -> None:
     warnings.warn(f"{name}: {what}; skipped (--on-error stop makes this an error)", stacklevel=3)
 
 
-def iter_frames(path: str | os.PathLike, *, start: int = 0, stop: int | None = None, prefetch: int = 8,
-                on_error: OnError = "skip") -> Iterator[tuple[int, np.ndarray]]:
+def iter_frames(
+    path: str | os.PathLike, *, start: int = 0, stop: int | None = None, prefetch: int = 8, on_error: OnError = "skip"
+) -> Iterator[tuple[int, np.ndarray]]:
     """Decode frames ``start <= index < stop`` as ``(index, (H, W, 3) uint8 RGB)`` pairs.
 
     Args:
@@ -200,7 +206,7 @@ def read_frame(path: str | os.PathLike, index: int) -> np.ndarray:
     """Frame ``index`` (0-based) as (H, W, 3) uint8 RGB, decoding from the start."""
     if index < 0:
         raise InputError(f"{os.fsdecode(path)}: frame index must be >= 0, got {index}")
-    for found, frame in iter_frames(path, start=index, stop=index + 1, prefetch=0):
+    for _, frame in iter_frames(path, start=index, stop=index + 1, prefetch=0):
         return frame
     raise InputError(f"{os.fsdecode(path)}: has no frame {index} (frames are numbered from 0)")
 
@@ -274,11 +280,12 @@ class VideoWriter:
             self._container = None
         self._commit.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
         if kind is None:
             self.close()
         else:
@@ -291,8 +298,14 @@ def point_colours(count: int) -> list[tuple[int, int, int]]:
     return [(int(255 * r), int(255 * g), int(255 * b)) for r, g, b in rgbs]
 
 
-def draw_points(frame: np.ndarray, points: Sequence[Sequence[float]], confidence: Sequence[float],
-                trails: Sequence[Sequence[Sequence[float]]] = (), *, threshold: float = 0.5) -> np.ndarray:
+def draw_points(
+    frame: np.ndarray,
+    points: Sequence[Sequence[float]],
+    confidence: Sequence[float],
+    trails: Sequence[Sequence[Sequence[float]]] = (),
+    *,
+    threshold: float = 0.5,
+) -> np.ndarray:
     """Draw tracked points on a copy of an (H, W, 3) uint8 frame.
 
     Each point is a disc in its own colour (hollow ring when ``confidence < threshold``), with an

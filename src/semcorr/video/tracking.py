@@ -24,9 +24,10 @@ import io
 import math
 import os
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -38,8 +39,8 @@ from ..features.config import DEFAULT_MODEL
 from ..features.registry import build_extractor
 from ..fileio import check_output_file, write_atomically, write_json
 from ..images import check_points
-from ..matching.points import MatchSettings, locate
 from ..matching.kernels import sample_descriptors, similarity_maps
+from ..matching.points import MatchSettings, locate
 from ..runtime import fast_precision, resolve_device
 from ..settings import ON_ERROR, OnError, check_choice, check_int, check_number, fail
 from .io import VIDEO_FORMATS, VideoWriter, draw_points, iter_frames, read_frame, video_info
@@ -106,10 +107,20 @@ class FrameTracks:
 
     def rows(self) -> list[dict[str, float | int]]:
         """One dict per point with the keys of :data:`TRACK_FIELDS`."""
-        return [{"frame": self.frame, "point": i, "x": round(float(p[0]), 3), "y": round(float(p[1]), 3),
-                 "confidence": round(float(c), 4), "score": round(float(s), 4), "cycle_error": round(float(e), 3)}
-                for i, (p, c, s, e) in enumerate(zip(self.points.tolist(), self.confidence.tolist(),
-                                                     self.score.tolist(), self.cycle_error.tolist()))]
+        return [
+            {
+                "frame": self.frame,
+                "point": i,
+                "x": round(float(p[0]), 3),
+                "y": round(float(p[1]), 3),
+                "confidence": round(float(c), 4),
+                "score": round(float(s), 4),
+                "cycle_error": round(float(e), 3),
+            }
+            for i, (p, c, s, e) in enumerate(
+                zip(self.points.tolist(), self.confidence.tolist(), self.score.tolist(), self.cycle_error.tolist())
+            )
+        ]
 
 
 def frame_tensor(frame: np.ndarray) -> Tensor:
@@ -160,8 +171,12 @@ class PointTracker:
         batch = len(target)
         found, score = self._find(self._descriptors.expand(batch, -1, -1), target)  # grid of target
         back_descriptors = sample_descriptors(target.features, found)  # (B, N, C)
-        source = FeatureMap(self._source.features.expand(batch, -1, -1, -1), self._source.geometries * batch,
-                            self._source.model, self._source.random_weights)
+        source = FeatureMap(
+            self._source.features.expand(batch, -1, -1, -1),
+            self._source.geometries * batch,
+            self._source.model,
+            self._source.random_weights,
+        )
         back, _ = self._find(back_descriptors, source)
         geometry = self._source.geometries[0]
         cycle_error = (geometry.from_grid(back, source.grid_size) - self._points).norm(dim=-1)  # (B, N)
@@ -184,10 +199,18 @@ def _batches(frames: Iterator[tuple[int, np.ndarray]], size: int) -> Iterator[li
         yield batch
 
 
-def track_points(video: str | os.PathLike, points: Sequence[Sequence[float]] | Tensor, *,
-                 model: str | Extractor = DEFAULT_MODEL, settings: TrackSettings = TrackSettings(),
-                 weights: str | None = None, random_weights: bool = False, device: str | None = None,
-                 keep_frames: bool = False, **overrides: Any) -> Iterator[FrameTracks]:
+def track_points(
+    video: str | os.PathLike,
+    points: Sequence[Sequence[float]] | Tensor,
+    *,
+    model: str | Extractor = DEFAULT_MODEL,
+    settings: TrackSettings = TrackSettings(),
+    weights: str | None = None,
+    random_weights: bool = False,
+    device: str | None = None,
+    keep_frames: bool = False,
+    **overrides: Any,
+) -> Iterator[FrameTracks]:
     """Track ``points`` given on frame ``settings.source_frame`` through every frame of ``video``.
 
     The video, frame index and points are checked and the source features computed before this
@@ -204,23 +227,32 @@ def track_points(video: str | os.PathLike, points: Sequence[Sequence[float]] | T
         an iterator of :class:`FrameTracks`, one per frame in order.
     """
     source_image, source_points = _source(video, points, settings)
-    extractor = build_tracking_extractor(model, weights=weights, random_weights=random_weights, device=device,
-                                         **overrides)
+    extractor = build_tracking_extractor(
+        model, weights=weights, random_weights=random_weights, device=device, **overrides
+    )
     tracker = PointTracker(extractor, settings)
     tracker.set_source(frame_tensor(source_image), source_points)
     return _track(tracker, video, settings, keep_frames)
 
 
-def _source(video: str | os.PathLike, points: Sequence[Sequence[float]] | Tensor,
-            settings: TrackSettings) -> tuple[np.ndarray, Tensor]:
+def _source(
+    video: str | os.PathLike, points: Sequence[Sequence[float]] | Tensor, settings: TrackSettings
+) -> tuple[np.ndarray, Tensor]:
     """The decoded source frame and the checked (N, 2) source points."""
     image = read_frame(video, settings.source_frame)
     checked = check_points(points, image.shape[:2], image=f"frame {settings.source_frame} of {os.fsdecode(video)}")
     return image, checked
 
 
-def build_tracking_extractor(model: str | Extractor, *, weights: str | None = None, random_weights: bool = False,
-                             device: str | None = None, compile: bool = False, **overrides: Any) -> Extractor:
+def build_tracking_extractor(
+    model: str | Extractor,
+    *,
+    weights: str | None = None,
+    random_weights: bool = False,
+    device: str | None = None,
+    compile: bool = False,
+    **overrides: Any,
+) -> Extractor:
     """The extractor for tracking: a preset built with the fast precision for the device
     (:func:`semcorr.runtime.fast_precision`: bf16 autocast where the hardware has native bf16) unless
     ``precision`` is given; ``compile`` applies ``torch.compile``. An Extractor is used as it is."""
@@ -234,8 +266,9 @@ def build_tracking_extractor(model: str | Extractor, *, weights: str | None = No
     return extractor
 
 
-def _track(tracker: PointTracker, video: str | os.PathLike, settings: TrackSettings,
-           keep_frames: bool) -> Iterator[FrameTracks]:
+def _track(
+    tracker: PointTracker, video: str | os.PathLike, settings: TrackSettings, keep_frames: bool
+) -> Iterator[FrameTracks]:
     frames = iter_frames(video, stop=settings.max_frames, prefetch=settings.prefetch, on_error=settings.on_error)
     for batch in _batches(frames, settings.batch_size):
         results = tracker.track([frame_tensor(image) for _, image in batch])
@@ -257,11 +290,22 @@ def write_tracks(path: str | os.PathLike, rows: list[dict[str, Any]], header: di
         write_json(path, {**header, "tracks": rows}, indent=1)
 
 
-def run_video(video: str | os.PathLike, points: Sequence[Sequence[float]], *, out: str | os.PathLike | None = None,
-              tracks: str | os.PathLike | None = None, model: str | Extractor = DEFAULT_MODEL,
-              settings: TrackSettings = TrackSettings(), weights: str | None = None, random_weights: bool = False,
-              device: str | None = None, compile: bool = False, progress: bool = True, trail: int = 12,
-              **overrides: Any) -> dict[str, Any]:
+def run_video(
+    video: str | os.PathLike,
+    points: Sequence[Sequence[float]],
+    *,
+    out: str | os.PathLike | None = None,
+    tracks: str | os.PathLike | None = None,
+    model: str | Extractor = DEFAULT_MODEL,
+    settings: TrackSettings = TrackSettings(),
+    weights: str | None = None,
+    random_weights: bool = False,
+    device: str | None = None,
+    compile: bool = False,
+    progress: bool = True,
+    trail: int = 12,
+    **overrides: Any,
+) -> dict[str, Any]:
     """Track points, write the annotated video (``out``) and the tracks file (``tracks``).
 
     Returns:
@@ -275,8 +319,9 @@ def run_video(video: str | os.PathLike, points: Sequence[Sequence[float]], *, ou
     started = time.perf_counter()
     info = video_info(video)
     source_image, source_points = _source(video, points, settings)
-    extractor = build_tracking_extractor(model, weights=weights, random_weights=random_weights, device=device,
-                                         compile=compile, **overrides)
+    extractor = build_tracking_extractor(
+        model, weights=weights, random_weights=random_weights, device=device, compile=compile, **overrides
+    )
     tracker = PointTracker(extractor, settings)
     tracker.set_source(frame_tensor(source_image), source_points)
     steps = _track(tracker, video, settings, keep_frames=out is not None)
@@ -285,8 +330,10 @@ def run_video(video: str | os.PathLike, points: Sequence[Sequence[float]], *, ou
     rows: list[dict[str, Any]] = []
     history: list[list[list[float]]] = [[] for _ in range(len(source_points))]
     started = time.perf_counter()
-    with (VideoWriter(out, info.fps) if out is not None else contextlib.nullcontext()) as writer, \
-            tqdm(total=total or None, unit="frame", disable=not progress, desc="tracking") as bar:
+    with (
+        VideoWriter(out, info.fps) if out is not None else contextlib.nullcontext() as writer,
+        tqdm(total=total or None, unit="frame", disable=not progress, desc="tracking") as bar,
+    ):
         for step in steps:
             rows.extend(step.rows())
             if writer is not None:
@@ -298,20 +345,29 @@ def run_video(video: str | os.PathLike, points: Sequence[Sequence[float]], *, ou
     seconds = time.perf_counter() - started
     frames = len(rows) // len(source_points)
     summary = {
-        "video": os.fsdecode(video), "frames": frames, "seconds": round(seconds, 3),
-        "fps": round(frames / seconds, 3) if seconds > 0 else math.inf, "setup_seconds": round(setup, 3),
-        "model": extractor.name, "random_weights": extractor.random_weights, "device": str(extractor.device),
+        "video": os.fsdecode(video),
+        "frames": frames,
+        "seconds": round(seconds, 3),
+        "fps": round(frames / seconds, 3) if seconds > 0 else math.inf,
+        "setup_seconds": round(setup, 3),
+        "model": extractor.name,
+        "random_weights": extractor.random_weights,
+        "device": str(extractor.device),
         "precision": extractor.config.precision,
     }
     if tracks is not None:
         header = {
-            "video": os.fsdecode(video), "model": extractor.name, "random_weights": extractor.random_weights,
-            "source_frame": settings.source_frame, "points": source_points.tolist(),
-            "frame_size": [info.width, info.height], "fps": float(info.fps), "frames": frames,
+            "video": os.fsdecode(video),
+            "model": extractor.name,
+            "random_weights": extractor.random_weights,
+            "source_frame": settings.source_frame,
+            "points": source_points.tolist(),
+            "frame_size": [info.width, info.height],
+            "fps": float(info.fps),
+            "frames": frames,
             "confidence": "exp(-0.5 (e / tau)^2): e = cycle-consistency error in source pixels, "
-                          f"tau = {settings.cycle_tolerance} x the source frame's longer side",
+            f"tau = {settings.cycle_tolerance} x the source frame's longer side",
             "settings": {"tracking": asdict(settings), "extractor": asdict(extractor.config)},
         }
         write_tracks(tracks, rows, header)
     return summary
-

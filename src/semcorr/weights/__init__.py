@@ -10,12 +10,20 @@ from __future__ import annotations
 from .._lazy import lazy_namespace
 
 _EXPORTS = {
-    "looks_like_path": "hub", "resolve_pretrained": "hub",
-    "Release": "releases", "RELEASES": "releases", "released_file": "releases", "read_release": "releases",
+    "looks_like_path": "hub",
+    "resolve_pretrained": "hub",
+    "Release": "releases",
+    "RELEASES": "releases",
+    "released_file": "releases",
+    "read_release": "releases",
     "check_state": "releases",
-    "read_checkpoint": "safe_pickle", "read_state_dict": "safe_pickle", "UnsafePickleError": "safe_pickle",
-    "InertObject": "safe_pickle", "unreadable": "safe_pickle",
-    "convert_official_state_dict": "dinov2_checkpoint", "load_official_checkpoint": "dinov2_checkpoint",
+    "read_checkpoint": "safe_pickle",
+    "read_state_dict": "safe_pickle",
+    "UnsafePickleError": "safe_pickle",
+    "InertObject": "safe_pickle",
+    "unreadable": "safe_pickle",
+    "convert_official_state_dict": "dinov2_checkpoint",
+    "load_official_checkpoint": "dinov2_checkpoint",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS)

@@ -16,8 +16,12 @@ from .safe_pickle import read_state_dict
 
 # Official name (after "blocks.{i}.") -> transformers name (after "encoder.layer.{i}.").
 _BLOCK_RENAMES = {
-    "norm1": "norm1", "norm2": "norm2", "attn.proj": "attention.o_proj",
-    "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2", "mlp.w3": "mlp.down_proj",
+    "norm1": "norm1",
+    "norm2": "norm2",
+    "attn.proj": "attention.o_proj",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+    "mlp.w3": "mlp.down_proj",
 }
 _TOP_LEVEL = {
     "cls_token": "embeddings.cls_token",
@@ -72,17 +76,23 @@ def load_official_checkpoint(model: nn.Module, path: Path, *, registers: bool) -
     state = read_state_dict(path, what="a DINOv2 state dict")
     if ("register_tokens" in state) != registers:
         has = "has" if "register_tokens" in state else "has no"
-        raise CheckpointError(f"{path}: the checkpoint {has} register tokens; pick the "
-                              f"{'-reg' if not registers else 'non-reg'} variant of the model")
+        raise CheckpointError(
+            f"{path}: the checkpoint {has} register tokens; pick the "
+            f"{'-reg' if not registers else 'non-reg'} variant of the model"
+        )
     converted, unused = convert_official_state_dict(state)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(converted))
     unexpected = sorted(set(converted) - set(expected))
     if unused or missing or unexpected:
-        raise CheckpointError(f"{path}: does not fit {type(model).__name__} "
-                              f"(unknown keys: {unused + unexpected}, missing: {missing})")
-    wrong = [f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}" for k, v in converted.items()
-             if v.shape != expected[k].shape]
+        raise CheckpointError(
+            f"{path}: does not fit {type(model).__name__} (unknown keys: {unused + unexpected}, missing: {missing})"
+        )
+    wrong = [
+        f"{k} {tuple(v.shape)} vs {tuple(expected[k].shape)}"
+        for k, v in converted.items()
+        if v.shape != expected[k].shape
+    ]
     if wrong:
         raise CheckpointError(f"{path}: tensor shapes do not fit the model (checkpoint vs model): {wrong[:4]}")
     model.load_state_dict(converted, strict=True)

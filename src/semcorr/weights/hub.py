@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import InputError, WeightsUnavailableError
 from ..download import unreachable_reason
+from ..errors import InputError, WeightsUnavailableError
 
 _PATH_PREFIXES = ("/", "./", "../", "~", ".\\")
 
@@ -32,8 +32,10 @@ def resolve_pretrained(source: str, *, model: str, allow_patterns: list[str], ho
     """
     path = Path(source).expanduser()
     if path.is_file():
-        raise InputError(f"{model}: weights {source} is a file, not a model folder nor a checkpoint this model reads. "
-                         f"{how_to_supply}")
+        raise InputError(
+            f"{model}: weights {source} is a file, not a model folder nor a checkpoint this model reads. "
+            f"{how_to_supply}"
+        )
     if path.exists():
         return path
     if looks_like_path(source):

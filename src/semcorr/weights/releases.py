@@ -16,8 +16,8 @@ from pathlib import Path
 
 from torch import Tensor
 
-from ..errors import CheckpointError, DownloadError, InputError, WeightsUnavailableError
 from ..download import cache_root, download_file, file_digests, unreachable_reason
+from ..errors import CheckpointError, DownloadError, InputError, WeightsUnavailableError
 from .safe_pickle import read_state_dict
 
 
@@ -42,16 +42,32 @@ class Release:
     ask_first: bool = False
 
 
-RELEASES = {release.preset: release for release in (
-    Release("marco", "https://github.com/visinf/MARCO/releases/download/v1.0/marco_release.pth",
-            "marco_release.pth", "Apache-2.0 (the repository's licence)"),
-    Release("diy-sc", "https://github.com/odunkel/DIY-SC-torchhub/raw/main/ckpts/0300_dino_spair/best.pth",
-            "0300_dino_spair.pth", "CC0-1.0",
-            sha256="42e9c8a4d27041af7bb8dc5240ea3e83d47e013b72541dc8c5829368f247e705"),
-    Release("geco", "https://github.com/reginehartwig/geco/raw/main/pretrained_weights/geco/last_lora_weights.pth",
-            "last_lora_weights.pth", "none stated by the authors",
-            sha256="63389bd38267b3e6ee324d8e8f6357ae982d74e68d530596cfdfae1943be1092", ask_first=True),
-)}
+RELEASES = {
+    release.preset: release
+    for release in (
+        Release(
+            "marco",
+            "https://github.com/visinf/MARCO/releases/download/v1.0/marco_release.pth",
+            "marco_release.pth",
+            "Apache-2.0 (the repository's licence)",
+        ),
+        Release(
+            "diy-sc",
+            "https://github.com/odunkel/DIY-SC-torchhub/raw/main/ckpts/0300_dino_spair/best.pth",
+            "0300_dino_spair.pth",
+            "CC0-1.0",
+            sha256="42e9c8a4d27041af7bb8dc5240ea3e83d47e013b72541dc8c5829368f247e705",
+        ),
+        Release(
+            "geco",
+            "https://github.com/reginehartwig/geco/raw/main/pretrained_weights/geco/last_lora_weights.pth",
+            "last_lora_weights.pth",
+            "none stated by the authors",
+            sha256="63389bd38267b3e6ee324d8e8f6357ae982d74e68d530596cfdfae1943be1092",
+            ask_first=True,
+        ),
+    )
+}
 
 
 def released_file(release: Release, weights: str | None, *, download: bool, progress: bool = True) -> Path:
@@ -73,16 +89,23 @@ def released_file(release: Release, weights: str | None, *, download: bool, prog
     target = cache_root() / release.preset / release.filename
     if target.is_file():
         return target
-    supply = (f"Pass --weights FILE with the authors' file ({release.url}), or use --random-weights for timing "
-              "and tests.")
+    supply = (
+        f"Pass --weights FILE with the authors' file ({release.url}), or use --random-weights for timing and tests."
+    )
     if not download:
-        reason = (f"their licence is {release.licence}, so semcorr downloads them only when asked: pass "
-                  "--download (download=True)" if release.ask_first else "downloads are switched off")
+        reason = (
+            f"their licence is {release.licence}, so semcorr downloads them only when asked: pass "
+            "--download (download=True)"
+            if release.ask_first
+            else "downloads are switched off"
+        )
         raise WeightsUnavailableError(f"{release.preset}: weights are not in the cache ({target}); {reason}. {supply}")
     unreachable = unreachable_reason(release.url)
     if unreachable:
-        raise WeightsUnavailableError(f"{release.preset}: weights are not in the cache ({target}) and cannot be "
-                                      f"downloaded from {release.url} ({unreachable}). {supply}")
+        raise WeightsUnavailableError(
+            f"{release.preset}: weights are not in the cache ({target}) and cannot be "
+            f"downloaded from {release.url} ({unreachable}). {supply}"
+        )
     print(f"{release.preset}: downloading {release.url} (licence: {release.licence}) into {target}", file=sys.stderr)
     try:
         download_file(release.url, target, progress=progress, description=f"{release.preset}: {release.filename}")
@@ -90,8 +113,10 @@ def released_file(release: Release, weights: str | None, *, download: bool, prog
         raise WeightsUnavailableError(f"{release.preset}: {error}. {supply}") from None
     if release.sha256 and file_digests(target)["sha256"] != release.sha256:
         target.unlink()
-        raise CheckpointError(f"{release.preset}: the file downloaded from {release.url} is not the authors' release "
-                              f"(SHA-256 differs from {release.sha256}); it was deleted")
+        raise CheckpointError(
+            f"{release.preset}: the file downloaded from {release.url} is not the authors' release "
+            f"(SHA-256 differs from {release.sha256}); it was deleted"
+        )
     return target
 
 
@@ -116,7 +141,10 @@ def check_state(state: dict[str, Tensor], expected: dict[str, tuple[int, ...]], 
 
     if missing or unknown:
         raise CheckpointError(f"{source}: not {what}; missing keys: {listed(missing)}; unknown keys: {listed(unknown)}")
-    wrong = [f"{key} {tuple(value.shape)}, expected {expected[key]}" for key, value in state.items()
-             if tuple(value.shape) != tuple(expected[key])]
+    wrong = [
+        f"{key} {tuple(value.shape)}, expected {expected[key]}"
+        for key, value in state.items()
+        if tuple(value.shape) != tuple(expected[key])
+    ]
     if wrong:
         raise CheckpointError(f"{source}: tensor shapes do not fit {what}: {'; '.join(wrong[:4])}")

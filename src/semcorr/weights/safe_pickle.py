@@ -42,14 +42,83 @@ from torch import Tensor
 
 from ..errors import CheckpointError
 
-_SAFE_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "bool", "str", "bytes",
-                  "bytearray", "slice", "range", "object", "long", "unicode"}
-_CODE_MODULES = {"os", "posix", "nt", "subprocess", "sys", "importlib", "runpy", "code", "codeop", "pty", "shutil",
-                 "socket", "pickle", "_pickle", "marshal", "ctypes", "types", "webbrowser", "multiprocessing",
-                 "signal", "threading", "_thread", "asyncio", "io", "_io", "operator", "_operator", "functools",
-                 "inspect", "pdb", "bdb", "timeit", "trace", "profile", "cProfile", "platform", "tempfile",
-                 "urllib", "http", "ftplib", "smtplib", "ssl", "select", "mmap", "gc", "weakref", "site", "imp",
-                 "zipimport", "pkgutil", "ensurepip", "venv", "dill", "cloudpickle", "joblib", "numpy.testing"}
+_SAFE_BUILTINS = {
+    "dict",
+    "list",
+    "tuple",
+    "set",
+    "frozenset",
+    "int",
+    "float",
+    "complex",
+    "bool",
+    "str",
+    "bytes",
+    "bytearray",
+    "slice",
+    "range",
+    "object",
+    "long",
+    "unicode",
+}
+_CODE_MODULES = {
+    "os",
+    "posix",
+    "nt",
+    "subprocess",
+    "sys",
+    "importlib",
+    "runpy",
+    "code",
+    "codeop",
+    "pty",
+    "shutil",
+    "socket",
+    "pickle",
+    "_pickle",
+    "marshal",
+    "ctypes",
+    "types",
+    "webbrowser",
+    "multiprocessing",
+    "signal",
+    "threading",
+    "_thread",
+    "asyncio",
+    "io",
+    "_io",
+    "operator",
+    "_operator",
+    "functools",
+    "inspect",
+    "pdb",
+    "bdb",
+    "timeit",
+    "trace",
+    "profile",
+    "cProfile",
+    "platform",
+    "tempfile",
+    "urllib",
+    "http",
+    "ftplib",
+    "smtplib",
+    "ssl",
+    "select",
+    "mmap",
+    "gc",
+    "weakref",
+    "site",
+    "imp",
+    "zipimport",
+    "pkgutil",
+    "ensurepip",
+    "venv",
+    "dill",
+    "cloudpickle",
+    "joblib",
+    "numpy.testing",
+}
 # PyTorch names outside its weights-only allowlist are refused, except classes of these packages
 # (a whole pickled module or optimiser is data here: it becomes inert records).
 _TORCH_DATA_PACKAGES = ("torch.nn.modules.", "torch.nn.parameter", "torch.optim.")
@@ -76,7 +145,7 @@ class InertObject:
     state: Any
     items: list[Any]
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> "InertObject":
+    def __new__(cls, *args: Any, **kwargs: Any) -> InertObject:
         instance = object.__new__(cls)
         instance.args, instance.kwargs, instance.state, instance.items = args, kwargs, None, []
         return instance
@@ -127,8 +196,9 @@ class Unpickler(pickle.Unpickler):
         if _refused(module, name):
             raise UnsafePickleError(qualified)
         if qualified not in self._stand_ins:
-            self._stand_ins[qualified] = type(name, (InertObject,), {"qualified_name": qualified,
-                                                                     "__module__": __name__})
+            self._stand_ins[qualified] = type(
+                name, (InertObject,), {"qualified_name": qualified, "__module__": __name__}
+            )
         return self._stand_ins[qualified]
 
 
@@ -180,8 +250,9 @@ def unreadable(path: str | os.PathLike, error: Exception) -> CheckpointError:
         named = found.group(1)
     if named is not None:
         module, _, name = named.rpartition(".")
-        return CheckpointError(f"{path}: refused: the file names {_OS_MODULES.get(module, module)}.{name}, which "
-                               "semcorr never loads")
+        return CheckpointError(
+            f"{path}: refused: the file names {_OS_MODULES.get(module, module)}.{name}, which semcorr never loads"
+        )
     problem = _not_a_checkpoint(Path(path))
     if problem is not None:
         return CheckpointError(f"{path}: not a checkpoint ({problem})")

@@ -56,8 +56,9 @@ class DenseSiftExtractor(Extractor):
 
     config: BaselineConfig
 
-    def __init__(self, config: BaselineConfig = BaselineConfig(), *, random_weights: bool = False,
-                 name: str | None = None) -> None:
+    def __init__(
+        self, config: BaselineConfig = BaselineConfig(), *, random_weights: bool = False, name: str | None = None
+    ) -> None:
         """``random_weights`` changes nothing (there are no weights); ``name`` defaults to ``baseline``."""
         super().__init__()
         self.name = name or "baseline"
@@ -77,8 +78,10 @@ class DenseSiftExtractor(Extractor):
         magnitude = torch.sqrt(gx * gx + gy * gy)
         position = torch.atan2(gy, gx) * (cfg.orientation_bins / (2 * math.pi))  # in bin units
         centres = torch.arange(cfg.orientation_bins, dtype=pixels.dtype, device=pixels.device)
-        offset = torch.remainder(position - centres.view(1, -1, 1, 1) + cfg.orientation_bins / 2,
-                                 cfg.orientation_bins) - cfg.orientation_bins / 2  # wrapped to [-O/2, O/2)
+        offset = (
+            torch.remainder(position - centres.view(1, -1, 1, 1) + cfg.orientation_bins / 2, cfg.orientation_bins)
+            - cfg.orientation_bins / 2
+        )  # wrapped to [-O/2, O/2)
         return magnitude * (1.0 - offset.abs()).clamp_(min=0.0)
 
     def forward(self, pixels: Tensor) -> Tensor:
@@ -100,8 +103,9 @@ class DenseSiftExtractor(Extractor):
             bin_offsets = (torch.arange(nb, dtype=torch.float32) - (nb - 1) / 2) * cfg.cell_size  # (nb,)
             xs = ((torch.arange(grid_w) + 0.5) * (width / grid_w))[None, :] + bin_offsets[:, None]  # (nb, w)
             ys = ((torch.arange(grid_h) + 0.5) * (height / grid_h))[None, :] + bin_offsets[:, None]  # (nb, h)
-            grid = torch.stack(torch.meshgrid(2 * xs.flatten() / width - 1, 2 * ys.flatten() / height - 1,
-                                              indexing="xy"), dim=-1)  # (nb*h, nb*w, 2), align_corners=False
+            grid = torch.stack(
+                torch.meshgrid(2 * xs.flatten() / width - 1, 2 * ys.flatten() / height - 1, indexing="xy"), dim=-1
+            )  # (nb*h, nb*w, 2), align_corners=False
             grid = grid.to(pixels.device).expand(batch, -1, -1, -1)
             sampled = F.grid_sample(histograms, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
             orientations = cfg.orientation_bins
@@ -109,7 +113,7 @@ class DenseSiftExtractor(Extractor):
             descriptors = sampled.permute(0, 2, 4, 1, 3, 5)  # (B, nb_y, nb_x, O, h, w)
 
             sigma = nb * cfg.cell_size / 2  # SIFT's window: half the descriptor width
-            window = torch.exp(-(bin_offsets[:, None] ** 2 + bin_offsets[None, :] ** 2) / (2 * sigma ** 2))
+            window = torch.exp(-(bin_offsets[:, None] ** 2 + bin_offsets[None, :] ** 2) / (2 * sigma**2))
             descriptors = descriptors * window.to(pixels.device).view(1, nb, nb, 1, 1, 1)
             descriptors = descriptors.reshape(batch, nb * nb * orientations, grid_h, grid_w)
 

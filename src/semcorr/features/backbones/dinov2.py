@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...errors import CheckpointError, InputError
-from ..base import Extractor, require_finite
-from ..config import ARCHITECTURES, PATCH_SIZE, DinoV2Config
 from ...weights.dinov2_checkpoint import load_official_checkpoint
 from ...weights.hub import resolve_pretrained
+from ..base import Extractor, require_finite
+from ..config import ARCHITECTURES, PATCH_SIZE, DinoV2Config
 
 if TYPE_CHECKING:  # transformers is imported when a model is built: it takes seconds to import
     from transformers import Dinov2Config, Dinov2Model, Dinov2WithRegistersConfig, Dinov2WithRegistersModel
@@ -53,8 +53,12 @@ def _interpolate_with_offset(self: Dinov2Embeddings, embeddings: Tensor, height:
     assert isinstance(patch, int)  # DINOv2's patches are square: its config gives one side
     rows, cols = height // patch, width // patch
     table = positions[:, 1:].float().reshape(1, side, side, -1).permute(0, 3, 1, 2)
-    table = F.interpolate(table, scale_factor=((rows + INTERPOLATE_OFFSET) / side, (cols + INTERPOLATE_OFFSET) / side),
-                          mode="bicubic", antialias=False)
+    table = F.interpolate(
+        table,
+        scale_factor=((rows + INTERPOLATE_OFFSET) / side, (cols + INTERPOLATE_OFFSET) / side),
+        mode="bicubic",
+        antialias=False,
+    )
     if tuple(table.shape[-2:]) != (rows, cols):  # cannot happen for offsets in (0, 1); guards a changed torch
         raise RuntimeError(f"position table resized to {tuple(table.shape[-2:])}, expected {(rows, cols)}")
     table = table.permute(0, 2, 3, 1).reshape(1, rows * cols, -1).to(positions.dtype)
@@ -76,9 +80,17 @@ def hf_config(config: DinoV2Config) -> Dinov2Config | Dinov2WithRegistersConfig:
     from transformers import Dinov2Config, Dinov2WithRegistersConfig
 
     hidden, heads, layers, swiglu = ARCHITECTURES[config.size]
-    settings: dict[str, Any] = dict(hidden_size=hidden, num_attention_heads=heads, num_hidden_layers=layers,
-                                    use_swiglu_ffn=swiglu, mlp_ratio=4, patch_size=PATCH_SIZE, image_size=518,
-                                    layerscale_value=1.0, layer_norm_eps=1e-6)
+    settings: dict[str, Any] = dict(
+        hidden_size=hidden,
+        num_attention_heads=heads,
+        num_hidden_layers=layers,
+        use_swiglu_ffn=swiglu,
+        mlp_ratio=4,
+        patch_size=PATCH_SIZE,
+        image_size=518,
+        layerscale_value=1.0,
+        layer_norm_eps=1e-6,
+    )
     if config.registers:
         return Dinov2WithRegistersConfig(num_register_tokens=4, **settings)
     return Dinov2Config(**settings)
@@ -99,8 +111,7 @@ def _untrained_backbone(architecture: Dinov2Config | Dinov2WithRegistersConfig) 
     return Dinov2Model(architecture)
 
 
-def build_backbone(config: DinoV2Config, *, random_weights: bool, name: str,
-                   option: str = "--weights") -> DinoBackbone:
+def build_backbone(config: DinoV2Config, *, random_weights: bool, name: str, option: str = "--weights") -> DinoBackbone:
     """The transformers model with weights loaded (or random), all of its blocks kept; ``option``
     is the command-line option that supplies its weights (for messages)."""
     architecture = hf_config(config)
@@ -118,16 +129,23 @@ def build_backbone(config: DinoV2Config, *, random_weights: bool, name: str,
         require_finite(model.state_dict(), str(path))
         return model
     folder = resolve_pretrained(
-        source, model=name, allow_patterns=["*.json", "*.safetensors"],
-        how_to_supply=f"Supply them with {option} PATH (a folder saved by save_pretrained, or an official DINOv2 .pth file).",
+        source,
+        model=name,
+        allow_patterns=["*.json", "*.safetensors"],
+        how_to_supply=f"Supply them with {option} PATH (a folder saved by save_pretrained, or an official "
+        "DINOv2 .pth file).",
     )
     # output_loading_info=True makes it return (model, info); transformers types only the model
-    model, info = cast("tuple[DinoBackbone, dict[str, list[str]]]",
-                       model_class.from_pretrained(folder, config=architecture, output_loading_info=True))
+    model, info = cast(
+        "tuple[DinoBackbone, dict[str, list[str]]]",
+        model_class.from_pretrained(folder, config=architecture, output_loading_info=True),
+    )
     problems = {kind: keys for kind, keys in info.items() if keys and kind != "error_msgs"}
     if problems:
-        raise CheckpointError(f"{name}: {folder} does not fit DINOv2-{config.size.upper()}"
-                              f"{' with registers' if config.registers else ''}: {problems}")
+        raise CheckpointError(
+            f"{name}: {folder} does not fit DINOv2-{config.size.upper()}"
+            f"{' with registers' if config.registers else ''}: {problems}"
+        )
     require_finite(model.state_dict(), str(folder))
     return model
 
@@ -142,9 +160,15 @@ class DinoV2Extractor(Extractor):
     mean: Tensor  # buffers, registered in __init__
     std: Tensor
 
-    def __init__(self, config: DinoV2Config = DinoV2Config(), *, random_weights: bool = False,
-                 name: str | None = None, backbone: DinoBackbone | None = None,
-                 weights_option: str = "--weights") -> None:
+    def __init__(
+        self,
+        config: DinoV2Config = DinoV2Config(),
+        *,
+        random_weights: bool = False,
+        name: str | None = None,
+        backbone: DinoBackbone | None = None,
+        weights_option: str = "--weights",
+    ) -> None:
         """Build from ``config``; ``backbone`` (a transformers DINOv2 model, e.g. a tiny one in
         tests) replaces the released architecture and its weights. ``weights_option`` names the
         option that supplies the weights in messages (``--backbone`` under another model)."""
@@ -153,8 +177,11 @@ class DinoV2Extractor(Extractor):
         depth = backbone.config.num_hidden_layers if backbone is not None else hf_config(config).num_hidden_layers
         if config.layer is not None and not 1 <= config.layer <= depth:
             raise InputError(f"{self.name} has blocks 1..{depth}, got layer={config.layer}")
-        model = backbone if backbone is not None else build_backbone(config, random_weights=random_weights,
-                                                                     name=self.name, option=weights_option)
+        model = (
+            backbone
+            if backbone is not None
+            else build_backbone(config, random_weights=random_weights, name=self.name, option=weights_option)
+        )
         use_official_interpolation(model)
         self.config = config
         self.random_weights = random_weights
@@ -171,10 +198,11 @@ class DinoV2Extractor(Extractor):
         return self.forward_with_embedding(pixels)[0]
 
     def forward_with_embedding(  # type: ignore[override]  # a Tensor: only the teacher's canvases are a dict
-            self, pixels: Tensor) -> tuple[Tensor, Tensor]:
+        self, pixels: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """(B, 3, S, S) in [0, 1] -> patch tokens (B, C, S/14, S/14) and class tokens (B, C), from
         one pass (neither L2-normalised)."""
         batch, _, height, width = pixels.shape
         tokens = self.model(pixel_values=(pixels - self.mean) / self.std).last_hidden_state
-        patches = tokens[:, self.num_prefix_tokens:]
+        patches = tokens[:, self.num_prefix_tokens :]
         return patches.transpose(1, 2).reshape(batch, -1, height // PATCH_SIZE, width // PATCH_SIZE), tokens[:, 0]

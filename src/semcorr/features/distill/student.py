@@ -29,9 +29,9 @@ from torch import Tensor, nn
 
 from ...errors import CheckpointError, InputError
 from ...fileio import read_versioned_json, write_atomically, write_json
+from ..backbones.dinov2 import DinoV2Extractor
 from ..base import require_finite
 from ..config import StudentConfig
-from ..backbones.dinov2 import DinoV2Extractor
 
 if TYPE_CHECKING:
     from ..backbones.dinov2 import DinoBackbone
@@ -52,8 +52,9 @@ def lora_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     """The LoRA parameters of ``model`` under their saved names (adapter name dropped), e.g.
     ``encoder.layer.0.attention.q_proj.lora_A.weight``."""
     marker = f".{_ADAPTER_NAME}."
-    return {name.replace(marker, "."): p for name, p in model.named_parameters()
-            if ".lora_A." in name or ".lora_B." in name}
+    return {
+        name.replace(marker, "."): p for name, p in model.named_parameters() if ".lora_A." in name or ".lora_B." in name
+    }
 
 
 def add_lora(model: nn.Module, rank: int, alpha: float, dropout: float) -> nn.Module:
@@ -62,8 +63,14 @@ def add_lora(model: nn.Module, rank: int, alpha: float, dropout: float) -> nn.Mo
     from peft import LoraConfig, inject_adapter_in_model
 
     model.requires_grad_(False)
-    config = LoraConfig(r=rank, lora_alpha=alpha,  # type: ignore[arg-type]  # peft types it int; it scales by alpha / r
-                        lora_dropout=dropout, target_modules=list(TARGET_MODULES), bias="none", init_lora_weights=True)
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=alpha,  # type: ignore[arg-type]  # peft types it int; it scales by alpha / r
+        lora_dropout=dropout,
+        target_modules=list(TARGET_MODULES),
+        bias="none",
+        init_lora_weights=True,
+    )
     inject_adapter_in_model(config, model, adapter_name=_ADAPTER_NAME)
     for name, parameter in model.named_parameters():
         parameter.requires_grad_(".lora_A." in name or ".lora_B." in name)
@@ -88,8 +95,10 @@ def _adapter_files(path: str | os.PathLike) -> tuple[Path, Path]:
     folder = path.parent if path.name == WEIGHTS_FILE else path
     weights, config = folder / WEIGHTS_FILE, folder / CONFIG_FILE
     if not weights.is_file() or not config.is_file():
-        raise InputError(f"{path}: not a student adapter (needs {WEIGHTS_FILE} and {CONFIG_FILE}); "
-                         "`semcorr distill` writes one to RUN/adapter")
+        raise InputError(
+            f"{path}: not a student adapter (needs {WEIGHTS_FILE} and {CONFIG_FILE}); "
+            "`semcorr distill` writes one to RUN/adapter"
+        )
     return weights, config
 
 
@@ -99,8 +108,9 @@ def read_adapter_config(path: str | os.PathLike) -> dict[str, Any]:
     _, config_file = _adapter_files(path)
     content = read_versioned_json(config_file, ADAPTER_FORMAT, ADAPTER_VERSION, "config")
     try:
-        lora: dict[str, Any] = dict(lora_rank=content.get("rank"), lora_alpha=content.get("alpha"),
-                                    lora_dropout=content.get("dropout"))  # checked by StudentConfig
+        lora: dict[str, Any] = dict(
+            lora_rank=content.get("rank"), lora_alpha=content.get("alpha"), lora_dropout=content.get("dropout")
+        )  # checked by StudentConfig
         StudentConfig(**lora)
     except InputError as error:
         raise CheckpointError(f"{config_file}: {error}") from None
@@ -117,14 +127,21 @@ class StudentExtractor(DinoV2Extractor):
 
     config: StudentConfig
 
-    def __init__(self, config: StudentConfig = StudentConfig(), *, random_weights: bool = False,
-                 name: str | None = None, backbone: DinoBackbone | None = None) -> None:
+    def __init__(
+        self,
+        config: StudentConfig = StudentConfig(),
+        *,
+        random_weights: bool = False,
+        name: str | None = None,
+        backbone: DinoBackbone | None = None,
+    ) -> None:
         """Build the backbone (as :class:`DinoV2Extractor`; ``backbone`` replaces it, e.g. a tiny
         one in tests), add LoRA, load ``config.adapter`` if given and merge it if ``config.merge``."""
         if config.adapter:  # a loaded adapter brings its own LoRA settings
             adapter = read_adapter_config(config.adapter)
-            config = dataclasses.replace(config, lora_rank=adapter["rank"], lora_alpha=adapter["alpha"],
-                                         lora_dropout=adapter["dropout"])
+            config = dataclasses.replace(
+                config, lora_rank=adapter["rank"], lora_alpha=adapter["alpha"], lora_dropout=adapter["dropout"]
+            )
         super().__init__(config, random_weights=random_weights, name=name or "student", backbone=backbone)
         add_lora(self.model, config.lora_rank, config.lora_alpha, config.lora_dropout)
         self.eval()  # peft's new layers start in training mode (dropout on); training calls .train()
@@ -156,24 +173,34 @@ class StudentExtractor(DinoV2Extractor):
         require_finite(state, source)
         missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         if missing or unexpected:
-            raise CheckpointError(f"{source}: adapter does not fit this student (missing {missing[:3]}, "
-                                  f"unexpected {unexpected[:3]})")
+            raise CheckpointError(
+                f"{source}: adapter does not fit this student (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
         for name, parameter in own.items():
             if tuple(state[name].shape) != tuple(parameter.shape):
-                raise CheckpointError(f"{source}: {name} has shape {tuple(state[name].shape)}, "
-                                      f"the student needs {tuple(parameter.shape)}")
+                raise CheckpointError(
+                    f"{source}: {name} has shape {tuple(state[name].shape)}, the student needs {tuple(parameter.shape)}"
+                )
         with torch.no_grad():
             for name, parameter in own.items():
                 parameter.copy_(state[name].to(parameter.dtype))
 
     def adapter_config(self) -> dict[str, Any]:
         model_config = self.model.config
-        return {"format": ADAPTER_FORMAT, "version": ADAPTER_VERSION, **self.lora,
-                "target_modules": list(TARGET_MODULES),
-                "backbone": {"size": self.config.size, "registers": self.config.registers,
-                             "hidden_size": model_config.hidden_size, "layers": model_config.num_hidden_layers,
-                             "weights": self.config.weights_source},
-                "trainable_parameters": sum(p.numel() for p in lora_parameters(self.model).values())}
+        return {
+            "format": ADAPTER_FORMAT,
+            "version": ADAPTER_VERSION,
+            **self.lora,
+            "target_modules": list(TARGET_MODULES),
+            "backbone": {
+                "size": self.config.size,
+                "registers": self.config.registers,
+                "hidden_size": model_config.hidden_size,
+                "layers": model_config.num_hidden_layers,
+                "weights": self.config.weights_source,
+            },
+            "trainable_parameters": sum(p.numel() for p in lora_parameters(self.model).values()),
+        }
 
     def save_adapter(self, folder: str | os.PathLike) -> Path:
         """Write the adapter (weights as safetensors, config as JSON; each file atomically) into
@@ -190,15 +217,17 @@ class StudentExtractor(DinoV2Extractor):
         weights, _ = _adapter_files(path)
         config = read_adapter_config(path)
         if config["rank"] != self.lora["rank"] or config["alpha"] != self.lora["alpha"]:
-            raise CheckpointError(f"{path}: adapter has rank {config['rank']}, alpha {config['alpha']}; "
-                                  f"this student {self.lora['rank']}, {self.lora['alpha']}")
+            raise CheckpointError(
+                f"{path}: adapter has rank {config['rank']}, alpha {config['alpha']}; "
+                f"this student {self.lora['rank']}, {self.lora['alpha']}"
+            )
         try:
             state = load_file(str(weights))
         except (SafetensorError, OSError) as error:
             raise CheckpointError(f"{weights}: unreadable adapter ({error})") from None
         self.load_lora_state(state, source=str(weights))
 
-    def merge(self) -> "StudentExtractor":
+    def merge(self) -> StudentExtractor:
         """Fold the adapter into the backbone (inference only; irreversible). Returns ``self``."""
         if not self.merged:
             merge_lora(self.model)
@@ -211,7 +240,11 @@ def build_student(config: StudentConfig, *, random_weights: bool = False, name: 
     with ``config.merge`` the LoRA layers are folded away even then, so inference costs what the
     backbone costs."""
     if not config.adapter:
-        warnings.warn("student: no --adapter given; this is the plain DINOv2 backbone (untrained LoRA). "
-                      "Pass --adapter RUN/adapter from `semcorr distill`", NoAdapterWarning, stacklevel=3)
+        warnings.warn(
+            "student: no --adapter given; this is the plain DINOv2 backbone (untrained LoRA). "
+            "Pass --adapter RUN/adapter from `semcorr distill`",
+            NoAdapterWarning,
+            stacklevel=3,
+        )
     student = StudentExtractor(config, random_weights=random_weights, name=name)
     return student.merge() if config.merge else student

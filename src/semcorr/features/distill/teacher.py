@@ -21,10 +21,10 @@ from torch import Tensor
 
 from ...errors import InputError
 from ...geometry import ImageGeometry
-from ..base import Canvas, Extractor
-from ..config import TeacherConfig
 from ..backbones.dinov2 import DinoV2Extractor
 from ..backbones.sdxl.extractor import SdxlTurboExtractor
+from ..base import Canvas, Extractor
+from ..config import TeacherConfig
 
 if TYPE_CHECKING:
     from ..backbones.dinov2 import DinoBackbone
@@ -45,9 +45,15 @@ class EnsembleTeacher(Extractor):
     prompted = True
     config: TeacherConfig
 
-    def __init__(self, config: TeacherConfig = TeacherConfig(), *, random_weights: bool = False,
-                 name: str | None = None, sdxl_components: SdxlComponents | None = None,
-                 dino_backbone: DinoBackbone | None = None) -> None:
+    def __init__(
+        self,
+        config: TeacherConfig = TeacherConfig(),
+        *,
+        random_weights: bool = False,
+        name: str | None = None,
+        sdxl_components: SdxlComponents | None = None,
+        dino_backbone: DinoBackbone | None = None,
+    ) -> None:
         """Build both members; ``sdxl_components`` / ``dino_backbone`` (e.g. tiny ones in tests)
         replace the released architectures and their weights."""
         super().__init__()
@@ -55,24 +61,31 @@ class EnsembleTeacher(Extractor):
         sdxl_config, dino_config = config.member_configs()
         self.config = dataclasses.replace(config, sdxl=sdxl_config, dino=dino_config)
         self.random_weights = random_weights
-        self.sdxl = SdxlTurboExtractor(sdxl_config, random_weights=random_weights, name=f"{self.name}/sdxl-turbo",
-                                       components=sdxl_components)
-        self.dino = DinoV2Extractor(dino_config, random_weights=random_weights, name=f"{self.name}/dinov2",
-                                    backbone=dino_backbone)
+        self.sdxl = SdxlTurboExtractor(
+            sdxl_config, random_weights=random_weights, name=f"{self.name}/sdxl-turbo", components=sdxl_components
+        )
+        self.dino = DinoV2Extractor(
+            dino_config, random_weights=random_weights, name=f"{self.name}/dinov2", backbone=dino_backbone
+        )
         if self.sdxl.grid_size() != self.dino.grid_size():
-            raise InputError(f"{self.name}: SDXL-Turbo's grid {self.sdxl.grid_size()} at {sdxl_config.input_size} "
-                             f"differs from DINOv2's {self.dino.grid_size()} at {dino_config.input_size}; choose "
-                             "canvas sizes with equal grids (e.g. 980 and 434)")
+            raise InputError(
+                f"{self.name}: SDXL-Turbo's grid {self.sdxl.grid_size()} at {sdxl_config.input_size} "
+                f"differs from DINOv2's {self.dino.grid_size()} at {dino_config.input_size}; choose "
+                "canvas sizes with equal grids (e.g. 980 and 434)"
+            )
 
     def grid_size(self, input_size: int | None = None) -> tuple[int, int]:
         """(h, w) of the grid for a DINOv2 canvas side (default: the configured one)."""
         return self.dino.grid_size(input_size)
 
-    def preparer(self) -> "TeacherCanvases":
+    def preparer(self) -> TeacherCanvases:
         """Each image once onto both members' canvases (:class:`TeacherCanvases`)."""
-        return TeacherCanvases(Canvas(self.sdxl.config.input_size, self.sdxl.config.resize_mode),
-                               Canvas(self.dino.config.input_size, self.dino.config.resize_mode),
-                               self.grid_size(), self.name)
+        return TeacherCanvases(
+            Canvas(self.sdxl.config.input_size, self.sdxl.config.resize_mode),
+            Canvas(self.dino.config.input_size, self.dino.config.resize_mode),
+            self.grid_size(),
+            self.name,
+        )
 
     def forward(self, pixels: dict[str, Tensor] | Tensor) -> Tensor:
         """Both members' maps, each L2-normalised over channels and weighted, concatenated.
@@ -84,9 +97,12 @@ class EnsembleTeacher(Extractor):
             (B, C_sdxl + C_dino, h, w).
         """
         if isinstance(pixels, Tensor):
-            pixels = {key: F.interpolate(pixels, size=(member.config.input_size,) * 2, mode="bilinear",
-                                         align_corners=False, antialias=True).clamp(0, 1)
-                      for key, member in (("sdxl", self.sdxl), ("dino", self.dino))}
+            pixels = {
+                key: F.interpolate(
+                    pixels, size=(member.config.input_size,) * 2, mode="bilinear", align_corners=False, antialias=True
+                ).clamp(0, 1)
+                for key, member in (("sdxl", self.sdxl), ("dino", self.dino))
+            }
         sdxl = F.normalize(self.sdxl(pixels["sdxl"], categories=self._categories).float(), dim=1)
         dino = F.normalize(self.dino(pixels["dino"]).float(), dim=1)
         weight_sdxl, weight_dino = self.config.teacher_weights
@@ -119,5 +135,7 @@ def _check_same_cells(first: ImageGeometry, second: ImageGeometry, grid: tuple[i
     cell = torch.tensor([first.original_size[1] / grid[1], first.original_size[0] / grid[0]], dtype=torch.float64)
     worst = float(((a - b).abs() / cell).max())
     if worst > GRID_TOLERANCE:
-        raise InputError(f"{name}: the members' {grid[0]}x{grid[1]} grids disagree by {worst:.2f} cells on an image "
-                         f"of {first.original_size[1]}x{first.original_size[0]} pixels; use resize_mode='square'")
+        raise InputError(
+            f"{name}: the members' {grid[0]}x{grid[1]} grids disagree by {worst:.2f} cells on an image "
+            f"of {first.original_size[1]}x{first.original_size[0]} pixels; use resize_mode='square'"
+        )

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING, ClassVar
 
 from torch import Tensor
 
+from ...weights.releases import RELEASES, read_release
+from ..backbones.dinov2 import DinoV2Extractor
 from ..base import Canvas, Extractor
 from ..config import PATCH_SIZE, AdaptedDinoConfig
-from ..backbones.dinov2 import DinoV2Extractor
-from ...weights.releases import RELEASES, read_release
 
 if TYPE_CHECKING:
     from ..backbones.dinov2 import DinoBackbone
@@ -29,20 +29,26 @@ class AdaptedDinoExtractor(Extractor):
     PAD_VALUE: ClassVar[float] = 0.5
     stride = PATCH_SIZE
 
-    def __init__(self, config: AdaptedDinoConfig, *, random_weights: bool, name: str,
-                 backbone: DinoBackbone | None) -> None:
+    def __init__(
+        self, config: AdaptedDinoConfig, *, random_weights: bool, name: str, backbone: DinoBackbone | None
+    ) -> None:
         """Read the released file first (it names what is missing most precisely), then build the
         backbone from ``config.backbone`` unless ``backbone`` (a transformers DINOv2) is given."""
         super().__init__()
         self.name, self.config, self.random_weights = name, config, random_weights
         self.released: tuple[dict[str, Tensor], str] | None = None
         if not random_weights:
-            self.released = read_release(RELEASES[self.RELEASE], config.weights, download=config.download,
-                                         what=f"the {name} weights file")
-        self.backbone = DinoV2Extractor(config.backbone_config(), random_weights=random_weights,
-                                        name=f"{name}/dinov2", backbone=backbone, weights_option="--backbone")
+            self.released = read_release(
+                RELEASES[self.RELEASE], config.weights, download=config.download, what=f"the {name} weights file"
+            )
+        self.backbone = DinoV2Extractor(
+            config.backbone_config(),
+            random_weights=random_weights,
+            name=f"{name}/dinov2",
+            backbone=backbone,
+            weights_option="--backbone",
+        )
 
     def preparer(self) -> Canvas:
         """Pillow on 8-bit RGB, as the authors' torchvision ``Resize`` / ``Image.resize``."""
-        return Canvas(self.config.input_size, self.config.resize_mode, resample=self.RESAMPLE,
-                      pad_value=self.PAD_VALUE)
+        return Canvas(self.config.input_size, self.config.resize_mode, resample=self.RESAMPLE, pad_value=self.PAD_VALUE)

@@ -34,13 +34,20 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 
+from ...download import cache_root, download_file, unreachable_reason
 from ...errors import CheckpointError, DownloadError, InputError, WeightsUnavailableError
 from ...fileio import check_output_folder, file_lock, make_folder, remove_stale_temporaries, temporary_path
 from ..config import DistillDiftConfig
-from .distilldift_checkpoint import (ADAPTER_DIR, BACKBONE_DIR, MANIFEST, read_distilldift_checkpoint, read_manifest,
-                                     save_converted, student_from)
-from ...download import cache_root, download_file, unreachable_reason
 from ..distill.student import StudentExtractor
+from .distilldift_checkpoint import (
+    ADAPTER_DIR,
+    BACKBONE_DIR,
+    MANIFEST,
+    read_distilldift_checkpoint,
+    read_manifest,
+    save_converted,
+    student_from,
+)
 
 OFFICIAL_URLS = {"distilldift-us": "https://ommer-lab.com/files/distilldift/distilldift_us.ckpt"}
 URL_VARIABLE = "SEMCORR_DISTILLDIFT_URL"
@@ -104,12 +111,14 @@ def _unavailable(name: str, folder: Path, url: str | None, reason: str) -> Weigh
     if not url:
         return WeightsUnavailableError(
             f"{name}: the authors published no download address for these weights. Pass --weights FILE.ckpt "
-            f"(their file) {convert}; or use --random-weights for timing and tests.")
+            f"(their file) {convert}; or use --random-weights for timing and tests."
+        )
     variable = f", set {URL_VARIABLE} to a reachable copy" if name == "distilldift-us" else ""
     return WeightsUnavailableError(
         f"{name}: weights are not in the cache ({folder}) and cannot be downloaded from {url} ({reason}). "
         f"Fetch that file where the internet is reachable and pass --weights FILE.ckpt ({convert}){variable}, "
-        "or use --random-weights for timing and tests.")
+        "or use --random-weights for timing and tests."
+    )
 
 
 def ensure_cached(name: str, url: str | None, *, progress: bool = True) -> Path:
@@ -148,8 +157,9 @@ def ensure_cached(name: str, url: str | None, *, progress: bool = True) -> Path:
     return folder
 
 
-def build_distilldift(config: DistillDiftConfig, *, random_weights: bool = False,
-                      name: str = "distilldift-us") -> StudentExtractor:
+def build_distilldift(
+    config: DistillDiftConfig, *, random_weights: bool = False, name: str = "distilldift-us"
+) -> StudentExtractor:
     """The presets' constructor: a student with the authors' backbone and LoRA (merged by default).
 
     Args:
@@ -169,8 +179,10 @@ def build_distilldift(config: DistillDiftConfig, *, random_weights: bool = False
         student = student_from(read_distilldift_checkpoint(source), config, name=name)
         return student.merge() if config.merge else student
     if source is not None and not source.exists():
-        raise InputError(f"{name}: --weights {config.weights} does not exist (the authors' .ckpt or a folder from "
-                         "`semcorr convert-checkpoint`)")
+        raise InputError(
+            f"{name}: --weights {config.weights} does not exist (the authors' .ckpt or a folder from "
+            "`semcorr convert-checkpoint`)"
+        )
     folder = source if source is not None else ensure_cached(name, download_url(name, config))
     read_manifest(folder)
     settings = replace(config, weights=str(folder / BACKBONE_DIR), adapter=str(folder / ADAPTER_DIR))

@@ -50,11 +50,11 @@ from torch import Tensor
 
 from ...errors import CheckpointError, InputError
 from ...fileio import read_versioned_json, write_atomically, write_json
-from ..base import require_finite
-from ..config import DinoV2Config, StudentConfig
-from ..backbones.dinov2 import hf_config
 from ...weights.dinov2_checkpoint import convert_official_state_dict
 from ...weights.safe_pickle import read_state_dict
+from ..backbones.dinov2 import hf_config
+from ..base import require_finite
+from ..config import DinoV2Config, StudentConfig
 from ..distill.student import StudentExtractor
 
 if TYPE_CHECKING:
@@ -105,20 +105,36 @@ def distilldift_state_shapes(rank: int, config: DinoV2Config = DinoV2Config()) -
     assert isinstance(patch, int) and isinstance(image_size, int)  # hf_config gives square sides
     positions = 1 + (image_size // patch) ** 2
     shapes: dict[str, tuple[int, ...]] = {
-        "cls_token": (1, 1, width), "register_tokens": (1, architecture.num_register_tokens, width),
-        "pos_embed": (1, positions, width), "mask_token": (1, width),
-        "patch_embed.proj.weight": (width, 3, patch, patch), "patch_embed.proj.bias": (width,),
-        "norm.weight": (width,), "norm.bias": (width,),
+        "cls_token": (1, 1, width),
+        "register_tokens": (1, architecture.num_register_tokens, width),
+        "pos_embed": (1, positions, width),
+        "mask_token": (1, width),
+        "patch_embed.proj.weight": (width, 3, patch, patch),
+        "patch_embed.proj.bias": (width,),
+        "norm.weight": (width,),
+        "norm.bias": (width,),
     }
     for i in range(depth):
-        block = {"norm1.weight": (width,), "norm1.bias": (width,), "norm2.weight": (width,), "norm2.bias": (width,),
-                 "attn.qkv.qkv.weight": (3 * width, width), "attn.qkv.qkv.bias": (3 * width,),
-                 "attn.proj.weight": (width, width), "attn.proj.bias": (width,),
-                 "ls1.gamma": (width,), "ls2.gamma": (width,),
-                 "mlp.fc1.weight": (hidden, width), "mlp.fc1.bias": (hidden,),
-                 "mlp.fc2.weight": (width, hidden), "mlp.fc2.bias": (width,),
-                 "attn.qkv.linear_a_q.weight": (rank, width), "attn.qkv.linear_b_q.weight": (width, rank),
-                 "attn.qkv.linear_a_v.weight": (rank, width), "attn.qkv.linear_b_v.weight": (width, rank)}
+        block = {
+            "norm1.weight": (width,),
+            "norm1.bias": (width,),
+            "norm2.weight": (width,),
+            "norm2.bias": (width,),
+            "attn.qkv.qkv.weight": (3 * width, width),
+            "attn.qkv.qkv.bias": (3 * width,),
+            "attn.proj.weight": (width, width),
+            "attn.proj.bias": (width,),
+            "ls1.gamma": (width,),
+            "ls2.gamma": (width,),
+            "mlp.fc1.weight": (hidden, width),
+            "mlp.fc1.bias": (hidden,),
+            "mlp.fc2.weight": (width, hidden),
+            "mlp.fc2.bias": (width,),
+            "attn.qkv.linear_a_q.weight": (rank, width),
+            "attn.qkv.linear_b_q.weight": (width, rank),
+            "attn.qkv.linear_a_v.weight": (rank, width),
+            "attn.qkv.linear_b_v.weight": (width, rank),
+        }
         shapes.update({f"blocks.{i}.{name}": shape for name, shape in block.items()})
     return shapes
 
@@ -127,17 +143,22 @@ def _strip_prefix(state: dict[str, Tensor], source: str) -> tuple[dict[str, Tens
     """Keys without ``model.``; returns the prefix used, for messages."""
     prefixed = [key.startswith(PREFIX) for key in state]
     if all(prefixed):
-        return {key[len(PREFIX):]: value for key, value in state.items()}, PREFIX
+        return {key[len(PREFIX) :]: value for key, value in state.items()}, PREFIX
     if any(prefixed):
         odd = sorted(key for key in state if not key.startswith(PREFIX))
-        raise CheckpointError(f"{source}: keys mix the '{PREFIX}' prefix with unprefixed ones, e.g. {odd[:3]}; "
-                              "not a DistillDIFT student checkpoint")
+        raise CheckpointError(
+            f"{source}: keys mix the '{PREFIX}' prefix with unprefixed ones, e.g. {odd[:3]}; "
+            "not a DistillDIFT student checkpoint"
+        )
     return dict(state), ""
 
 
 def _rank(state: dict[str, Tensor]) -> int:
-    ranks = [value.shape[0] for key, value in state.items() if (m := _LORA_KEY.match(key)) and m.group(2) == "a"
-             and value.dim() == 2]
+    ranks = [
+        value.shape[0]
+        for key, value in state.items()
+        if (m := _LORA_KEY.match(key)) and m.group(2) == "a" and value.dim() == 2
+    ]
     return ranks[0] if ranks else 8
 
 
@@ -154,15 +175,23 @@ def convert_distilldift_state_dict(state: dict[str, Tensor], source: str = "chec
     missing = [prefix + k for k in expected if k not in stripped and k not in _OPTIONAL]
     unknown = [prefix + k for k in stripped if k not in expected]
     if missing or unknown:
+
         def listed(keys: list[str]) -> str:
             return ", ".join(keys[:6]) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "") if keys else "none"
-        raise CheckpointError(f"{source}: not a DistillDIFT ViT-B/14-reg student checkpoint; missing keys: "
-                              f"{listed(missing)}; unknown keys: {listed(unknown)}")
-    wrong = [f"{prefix}{k} {tuple(v.shape)}, expected {expected[k]}" for k, v in stripped.items()
-             if tuple(v.shape) != expected[k]]
+
+        raise CheckpointError(
+            f"{source}: not a DistillDIFT ViT-B/14-reg student checkpoint; missing keys: "
+            f"{listed(missing)}; unknown keys: {listed(unknown)}"
+        )
+    wrong = [
+        f"{prefix}{k} {tuple(v.shape)}, expected {expected[k]}"
+        for k, v in stripped.items()
+        if tuple(v.shape) != expected[k]
+    ]
     if wrong:
-        raise CheckpointError(f"{source}: tensor shapes do not fit a ViT-B/14-reg student with LoRA rank {rank}: "
-                              f"{'; '.join(wrong[:4])}")
+        raise CheckpointError(
+            f"{source}: tensor shapes do not fit a ViT-B/14-reg student with LoRA rank {rank}: {'; '.join(wrong[:4])}"
+        )
     lora: dict[str, Tensor] = {}
     official: dict[str, Tensor] = {}
     for key, value in stripped.items():
@@ -191,8 +220,7 @@ def read_distilldift_checkpoint(path: str | os.PathLike) -> ConvertedStudent:
     return convert_distilldift_state_dict(state, source=str(path))
 
 
-def build_backbone_from(converted: ConvertedStudent,
-                        config: DinoV2Config = DinoV2Config()) -> Dinov2WithRegistersModel:
+def build_backbone_from(converted: ConvertedStudent, config: DinoV2Config = DinoV2Config()) -> Dinov2WithRegistersModel:
     """A ``Dinov2WithRegistersModel`` holding ``converted.backbone`` (built on meta, no random init;
     the model takes the tensors over)."""
     from transformers import Dinov2WithRegistersModel
@@ -205,15 +233,15 @@ def build_backbone_from(converted: ConvertedStudent,
     return model.eval()
 
 
-def student_from(converted: ConvertedStudent, config: StudentConfig = StudentConfig(), *,
-                 name: str = "distilldift") -> StudentExtractor:
+def student_from(
+    converted: ConvertedStudent, config: StudentConfig = StudentConfig(), *, name: str = "distilldift"
+) -> StudentExtractor:
     """Our student holding ``converted`` (LoRA rank r, alpha r; not merged).
 
     ``config`` gives the extractor settings (input size, layer, precision...); its LoRA rank and
     alpha are replaced by the file's.
     """
-    config = replace(config, lora_rank=converted.rank, lora_alpha=float(converted.rank), adapter=None,
-                                 merge=False)
+    config = replace(config, lora_rank=converted.rank, lora_alpha=float(converted.rank), adapter=None, merge=False)
     student = StudentExtractor(config, backbone=build_backbone_from(converted, config), name=name)
     student.load_lora_state(converted.lora, source=name)
     return student
@@ -225,13 +253,21 @@ def save_converted(converted: ConvertedStudent, folder: str | os.PathLike, *, so
     backbone = folder / BACKBONE_DIR
     backbone.mkdir(parents=True, exist_ok=True)
     hf_config(DinoV2Config()).save_pretrained(backbone)
-    write_atomically(backbone / "model.safetensors",
-                     safetensors_bytes({k: v.contiguous() for k, v in converted.backbone.items()},
-                                       metadata={"format": "pt"}))
+    write_atomically(
+        backbone / "model.safetensors",
+        safetensors_bytes({k: v.contiguous() for k, v in converted.backbone.items()}, metadata={"format": "pt"}),
+    )
     student_from(converted).save_adapter(folder / ADAPTER_DIR)
-    manifest = {"format": FORMAT, "version": VERSION, "source": source, "rank": converted.rank,
-                "alpha": converted.rank, "official_keys": converted.official_keys,
-                "backbone": BACKBONE_DIR, "adapter": ADAPTER_DIR}
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "source": source,
+        "rank": converted.rank,
+        "alpha": converted.rank,
+        "official_keys": converted.official_keys,
+        "backbone": BACKBONE_DIR,
+        "adapter": ADAPTER_DIR,
+    }
     write_json(folder / MANIFEST, manifest)
     return folder
 
@@ -240,6 +276,8 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     """The manifest of a converted folder (checked), or an error saying how to make one."""
     path = Path(folder).expanduser() / MANIFEST
     if not path.is_file():
-        raise InputError(f"{folder}: not a converted DistillDIFT folder (no {MANIFEST}); pass the authors' .ckpt "
-                         "file, or convert it with `semcorr convert-checkpoint FILE --out FOLDER`")
+        raise InputError(
+            f"{folder}: not a converted DistillDIFT folder (no {MANIFEST}); pass the authors' .ckpt "
+            "file, or convert it with `semcorr convert-checkpoint FILE --out FOLDER`"
+        )
     return read_versioned_json(path, FORMAT, VERSION, "manifest")

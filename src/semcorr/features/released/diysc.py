@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .adapted import AdaptedDinoExtractor
-from ..config import DiyScConfig
 from ...weights.releases import check_state
+from ..config import DiyScConfig
+from .adapted import AdaptedDinoExtractor
 
 if TYPE_CHECKING:
     from transformers import Dinov2Model
@@ -72,8 +72,9 @@ def diysc_state_shapes(channels: int = 768) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def convert_diysc_state_dict(state: dict[str, Tensor], channels: int = 768,
-                             source: str = "checkpoint") -> dict[str, Tensor]:
+def convert_diysc_state_dict(
+    state: dict[str, Tensor], channels: int = 768, source: str = "checkpoint"
+) -> dict[str, Tensor]:
     """The authors' keys -> :class:`DiyScAdapter`'s (float32, CPU); the training-only temperatures
     are checked and dropped.
 
@@ -95,8 +96,14 @@ class DiyScExtractor(AdaptedDinoExtractor):
 
     RELEASE, RESAMPLE, PAD_VALUE = "diy-sc", "lanczos", 0.0
 
-    def __init__(self, config: DiyScConfig = DiyScConfig(), *, random_weights: bool = False, name: str = "diy-sc",
-                 backbone: Dinov2Model | None = None) -> None:
+    def __init__(
+        self,
+        config: DiyScConfig = DiyScConfig(),
+        *,
+        random_weights: bool = False,
+        name: str = "diy-sc",
+        backbone: Dinov2Model | None = None,
+    ) -> None:
         """Build from ``config``; ``backbone`` (a transformers ``Dinov2Model``, e.g. a tiny one in tests)
         replaces the one ``config.backbone`` names. ``random_weights``: backbone and adapter untrained."""
         super().__init__(config, random_weights=random_weights, name=name, backbone=backbone)

@@ -31,9 +31,9 @@ import torch
 from torch import Tensor
 
 from ...errors import CheckpointError
-from .adapted import AdaptedDinoExtractor
-from ..config import GecoConfig
 from ...weights.releases import check_state
+from ..config import GecoConfig
+from .adapted import AdaptedDinoExtractor
 
 if TYPE_CHECKING:
     from transformers import Dinov2Model
@@ -49,8 +49,9 @@ def geco_state_shapes(rank: int, depth: int = 12, width: int = 768) -> dict[str,
     return shapes
 
 
-def convert_geco_state_dict(state: dict[str, Tensor], depth: int = 12, width: int = 768,
-                            source: str = "checkpoint") -> list[tuple[Tensor, Tensor]]:
+def convert_geco_state_dict(
+    state: dict[str, Tensor], depth: int = 12, width: int = 768, source: str = "checkpoint"
+) -> list[tuple[Tensor, Tensor]]:
     """Per block, the (width, width) updates ``B A`` of its query and value projections (float32).
 
     Raises:
@@ -59,8 +60,12 @@ def convert_geco_state_dict(state: dict[str, Tensor], depth: int = 12, width: in
     if "w_a_000" not in state:
         raise CheckpointError(f"{source}: not a GECO LoRA file; missing keys: w_a_000 (keys: {sorted(state)[:4]}...)")
     rank = state["w_a_000"].shape[0]
-    check_state(state, geco_state_shapes(rank, depth, width), source,
-                f"GECO's LoRA (rank {rank}) for a {depth}-block, {width}-wide DINOv2")
+    check_state(
+        state,
+        geco_state_shapes(rank, depth, width),
+        source,
+        f"GECO's LoRA (rank {rank}) for a {depth}-block, {width}-wide DINOv2",
+    )
 
     def update(index: int) -> Tensor:
         product = state[f"w_b_{index:03d}"].double() @ state[f"w_a_{index:03d}"].double()
@@ -75,8 +80,14 @@ class GecoExtractor(AdaptedDinoExtractor):
 
     RELEASE = "geco"
 
-    def __init__(self, config: GecoConfig = GecoConfig(), *, random_weights: bool = False, name: str = "geco",
-                 backbone: Dinov2Model | None = None) -> None:
+    def __init__(
+        self,
+        config: GecoConfig = GecoConfig(),
+        *,
+        random_weights: bool = False,
+        name: str = "geco",
+        backbone: Dinov2Model | None = None,
+    ) -> None:
         """Build from ``config``; ``backbone`` (a transformers ``Dinov2Model``, e.g. a tiny one in tests)
         replaces the one ``config.backbone`` names. ``random_weights``: untrained backbone, no LoRA."""
         super().__init__(config, random_weights=random_weights, name=name, backbone=backbone)

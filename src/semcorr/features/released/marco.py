@@ -42,9 +42,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import InputError
-from .adapted import AdaptedDinoExtractor
-from ..config import PATCH_SIZE, MarcoConfig
 from ...weights.releases import check_state
+from ..config import PATCH_SIZE, MarcoConfig
+from .adapted import AdaptedDinoExtractor
 
 if TYPE_CHECKING:
     from transformers import Dinov2WithRegistersModel
@@ -103,32 +103,49 @@ def marco_state_shapes(blocks: range, width: int, upsample_blocks: int) -> dict[
     shapes: dict[str, tuple[int, ...]] = {}
     for i in blocks:
         prefix = f"dino.blocks.{i}.adapter."
-        shapes.update({f"{prefix}adapter_layer_norm_before.weight": (width,),
-                       f"{prefix}adapter_layer_norm_before.bias": (width,),
-                       f"{prefix}down_proj.weight": (bottleneck, width), f"{prefix}down_proj.bias": (bottleneck,),
-                       f"{prefix}up_proj.weight": (width, bottleneck), f"{prefix}up_proj.bias": (width,)})
+        shapes.update(
+            {
+                f"{prefix}adapter_layer_norm_before.weight": (width,),
+                f"{prefix}adapter_layer_norm_before.bias": (width,),
+                f"{prefix}down_proj.weight": (bottleneck, width),
+                f"{prefix}down_proj.bias": (bottleneck,),
+                f"{prefix}up_proj.weight": (width, bottleneck),
+                f"{prefix}up_proj.bias": (width,),
+            }
+        )
     for j in range(upsample_blocks):
-        shapes.update({f"upscale.{j}.conv1.weight": (width, width, 2, 2), f"upscale.{j}.conv1.bias": (width,),
-                       f"upscale.{j}.conv2.weight": (width, 1, 3, 3), f"upscale.{j}.norm.weight": (width,),
-                       f"upscale.{j}.norm.bias": (width,)})
+        shapes.update(
+            {
+                f"upscale.{j}.conv1.weight": (width, width, 2, 2),
+                f"upscale.{j}.conv1.bias": (width,),
+                f"upscale.{j}.conv2.weight": (width, 1, 3, 3),
+                f"upscale.{j}.norm.weight": (width,),
+                f"upscale.{j}.norm.bias": (width,),
+            }
+        )
     return shapes
 
 
-def convert_marco_state_dict(state: dict[str, Tensor], blocks: range, width: int, upsample_blocks: int,
-                             source: str = "checkpoint") -> dict[str, Tensor]:
+def convert_marco_state_dict(
+    state: dict[str, Tensor], blocks: range, width: int, upsample_blocks: int, source: str = "checkpoint"
+) -> dict[str, Tensor]:
     """MARCO's keys -> :class:`MarcoExtractor`'s (``backbone.model.encoder.layer.{i}.adapter.*``,
     ``upscale.{j}.*``; float32, CPU).
 
     Raises:
         CheckpointError: a key missing or unknown, or a wrong shape (named as in the file).
     """
-    check_state(state, marco_state_shapes(blocks, width, upsample_blocks), source,
-                f"a MARCO checkpoint (adapters in blocks {blocks.start}..{blocks.stop - 1}, {upsample_blocks} "
-                f"upsampling blocks, width {width})")
+    check_state(
+        state,
+        marco_state_shapes(blocks, width, upsample_blocks),
+        source,
+        f"a MARCO checkpoint (adapters in blocks {blocks.start}..{blocks.stop - 1}, {upsample_blocks} "
+        f"upsampling blocks, width {width})",
+    )
     ours = {}
     for key, value in state.items():
         if key.startswith("dino.blocks."):
-            block, _, part, kind = key[len("dino.blocks."):].split(".")
+            block, _, part, kind = key[len("dino.blocks.") :].split(".")
             key = f"{LAYERS}.{block}.adapter.{ADAPTER_PARTS[part]}.{kind}"
         ours[key] = value.detach().to("cpu", torch.float32)
     return ours
@@ -141,8 +158,14 @@ class MarcoExtractor(AdaptedDinoExtractor):
     RELEASE = "marco"
     config: MarcoConfig
 
-    def __init__(self, config: MarcoConfig = MarcoConfig(), *, random_weights: bool = False, name: str = "marco",
-                 backbone: Dinov2WithRegistersModel | None = None) -> None:
+    def __init__(
+        self,
+        config: MarcoConfig = MarcoConfig(),
+        *,
+        random_weights: bool = False,
+        name: str = "marco",
+        backbone: Dinov2WithRegistersModel | None = None,
+    ) -> None:
         """Build from ``config``; ``backbone`` (a transformers ``Dinov2WithRegistersModel``, e.g. a tiny
         one in tests) replaces the one ``config.backbone`` names. ``random_weights``: all untrained
         (the up-projections start at zero in MARCO's code; here they are random as well)."""
@@ -150,7 +173,9 @@ class MarcoExtractor(AdaptedDinoExtractor):
         layers, width = self.backbone.model.encoder.layer, self.backbone.model.config.hidden_size
         blocks = range(*config.adapted_blocks)
         if blocks.stop > len(layers):
-            raise InputError(f"{name}: adapted_blocks {config.adapted_blocks} beyond the backbone's {len(layers)} blocks")
+            raise InputError(
+                f"{name}: adapted_blocks {config.adapted_blocks} beyond the backbone's {len(layers)} blocks"
+            )
         for i in blocks:
             block = cast("Dinov2WithRegistersLayer", layers[i])  # MARCO's backbone has registers (ModuleList: Module)
             layers[i] = AdaptedLayer(block, Adapter(width, width // 2, config.adapter_scale))
@@ -158,8 +183,11 @@ class MarcoExtractor(AdaptedDinoExtractor):
         if self.released is not None:
             state, source = self.released
             converted = convert_marco_state_dict(state, blocks, width, config.upsample_blocks, source)
-            own = {key: value for key, value in self.state_dict().items()
-                   if key.startswith("upscale.") or (key.startswith(LAYERS) and ".adapter." in key)}
+            own = {
+                key: value
+                for key, value in self.state_dict().items()
+                if key.startswith("upscale.") or (key.startswith(LAYERS) and ".adapter." in key)
+            }
             if set(converted) != set(own):  # cannot happen after the key check; guards a drifting converter
                 raise RuntimeError(f"converted keys differ from the model's: {sorted(set(converted) ^ set(own))[:4]}")
             with torch.no_grad():
@@ -168,7 +196,7 @@ class MarcoExtractor(AdaptedDinoExtractor):
         self.eval().requires_grad_(False)
 
     def grid_size(self, input_size: int | None = None) -> tuple[int, int]:
-        side = (input_size or self.config.input_size) // PATCH_SIZE * 2 ** self.config.upsample_blocks
+        side = (input_size or self.config.input_size) // PATCH_SIZE * 2**self.config.upsample_blocks
         return (side, side)
 
     def forward(self, pixels: Tensor) -> Tensor:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import TYPE_CHECKING, Iterator, Sequence, TypeVar
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import Tensor
@@ -25,8 +26,8 @@ from ....errors import InputError
 from ...base import Extractor
 from ...config import SdxlTurboConfig
 from .parts import SDXL_TURBO_ID, SdxlComponents, load_components, random_components
-from .unet import UnetTrunk, describe_grid, vae_downsamplings
 from .taesd import load_taesdxl
+from .unet import UnetTrunk, describe_grid, vae_downsamplings
 
 if TYPE_CHECKING:
     from diffusers.models import AutoencoderKL, AutoencoderTiny
@@ -43,8 +44,14 @@ def build_components(config: SdxlTurboConfig, *, random_weights: bool, name: str
     else:
         tiny = load_taesdxl(config.tiny_vae_weights, model=name) if config.vae == "tiny" else None
         vae_dtype = torch.float32 if config.precision == "fp16" else dtype
-        components = load_components(config.weights or SDXL_TURBO_ID, vae=config.vae, model_name=name,
-                                     dtype=dtype, vae_dtype=vae_dtype, tiny_vae=tiny)
+        components = load_components(
+            config.weights or SDXL_TURBO_ID,
+            vae=config.vae,
+            model_name=name,
+            dtype=dtype,
+            vae_dtype=vae_dtype,
+            tiny_vae=tiny,
+        )
     return components
 
 
@@ -65,8 +72,14 @@ class SdxlTurboExtractor(Extractor):
     prompted = True  # extract(images, categories=[...]): "a photo of a {category}" per image
     config: SdxlTurboConfig
 
-    def __init__(self, config: SdxlTurboConfig = SdxlTurboConfig(), *, random_weights: bool = False,
-                 name: str | None = None, components: SdxlComponents | None = None) -> None:
+    def __init__(
+        self,
+        config: SdxlTurboConfig = SdxlTurboConfig(),
+        *,
+        random_weights: bool = False,
+        name: str | None = None,
+        components: SdxlComponents | None = None,
+    ) -> None:
         """Build from ``config``; ``components`` (e.g. tiny ones in tests) replace the released
         architecture and its weights."""
         super().__init__()
@@ -98,8 +111,13 @@ class SdxlTurboExtractor(Extractor):
 
     def sizes(self, input_size: int | None = None) -> dict[str, int]:
         """Input, latent and grid sides, e.g. ``{"input": 980, "latent": 122, "grid": 31}``."""
-        return describe_grid(input_size or self.config.input_size, self.vae_kind, self.vae_stages,
-                             self.trunk.downsamplings, self.trunk.downsample_padding)
+        return describe_grid(
+            input_size or self.config.input_size,
+            self.vae_kind,
+            self.vae_stages,
+            self.trunk.downsamplings,
+            self.trunk.downsample_padding,
+        )
 
     # --- conditioning --------------------------------------------------------------------------
 
@@ -122,8 +140,9 @@ class SdxlTurboExtractor(Extractor):
         hidden = []
         for tokenizer, encoder in zip(self.tokenizers, (self.text_encoder, self.text_encoder_2)):
             length = min(tokenizer.model_max_length, encoder.config.max_position_embeddings)
-            ids = tokenizer([prompt], padding="max_length", max_length=length, truncation=True,
-                            return_tensors="pt").input_ids.to(self.device)
+            ids = tokenizer(
+                [prompt], padding="max_length", max_length=length, truncation=True, return_tensors="pt"
+            ).input_ids.to(self.device)
             output = encoder(ids, output_hidden_states=True)
             hidden.append(output.hidden_states[-2])
         return torch.cat(hidden, dim=-1).detach(), output.text_embeds.detach()
@@ -177,4 +196,3 @@ class SdxlTurboExtractor(Extractor):
             total = features if total is None else total + features
         assert total is not None  # SdxlTurboConfig refuses an empty list of timesteps
         return total / len(self.config.timesteps)
-

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import Tensor
 
-from ....extras import require_extra
 from ....errors import CheckpointError
+from ....extras import require_extra
 from ....fileio import read_json
 from ....weights.hub import resolve_pretrained
 
@@ -29,37 +29,80 @@ SDXL_TURBO_ID = "stabilityai/sdxl-turbo"
 
 # The released architectures (stabilityai/sdxl-turbo, identical to SDXL base 1.0 but for sample_size).
 SDXL_UNET_CONFIG: dict[str, Any] = dict(
-    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-    block_out_channels=(320, 640, 1280), transformer_layers_per_block=(1, 2, 10),
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    layers_per_block=2,
+    block_out_channels=(320, 640, 1280),
+    transformer_layers_per_block=(1, 2, 10),
     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
     up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    mid_block_type="UNetMidBlock2DCrossAttn", attention_head_dim=(5, 10, 20), cross_attention_dim=2048,
-    use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
-    projection_class_embeddings_input_dim=2816, flip_sin_to_cos=True, freq_shift=0, norm_num_groups=32,
-    norm_eps=1e-5, act_fn="silu", downsample_padding=1,
+    mid_block_type="UNetMidBlock2DCrossAttn",
+    attention_head_dim=(5, 10, 20),
+    cross_attention_dim=2048,
+    use_linear_projection=True,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=256,
+    projection_class_embeddings_input_dim=2816,
+    flip_sin_to_cos=True,
+    freq_shift=0,
+    norm_num_groups=32,
+    norm_eps=1e-5,
+    act_fn="silu",
+    downsample_padding=1,
 )
 SDXL_VAE_CONFIG: dict[str, Any] = dict(
-    in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, norm_num_groups=32,
-    block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-    up_block_types=("UpDecoderBlock2D",) * 4, act_fn="silu", sample_size=512, scaling_factor=0.13025,
+    in_channels=3,
+    out_channels=3,
+    latent_channels=4,
+    layers_per_block=2,
+    norm_num_groups=32,
+    block_out_channels=(128, 256, 512, 512),
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    act_fn="silu",
+    sample_size=512,
+    scaling_factor=0.13025,
     force_upcast=True,
 )
 TAESDXL_CONFIG: dict[str, Any] = dict(  # madebyollin/taesdxl (diffusers' defaults, written out)
-    encoder_block_out_channels=(64, 64, 64, 64), decoder_block_out_channels=(64, 64, 64, 64),
-    num_encoder_blocks=(1, 3, 3, 3), num_decoder_blocks=(3, 3, 3, 1), latent_channels=4,
-    act_fn="relu", upsample_fn="nearest", upsampling_scaling_factor=2, latent_magnitude=3,
-    latent_shift=0.5, scaling_factor=1.0, force_upcast=False,
+    encoder_block_out_channels=(64, 64, 64, 64),
+    decoder_block_out_channels=(64, 64, 64, 64),
+    num_encoder_blocks=(1, 3, 3, 3),
+    num_decoder_blocks=(3, 3, 3, 1),
+    latent_channels=4,
+    act_fn="relu",
+    upsample_fn="nearest",
+    upsampling_scaling_factor=2,
+    latent_magnitude=3,
+    latent_shift=0.5,
+    scaling_factor=1.0,
+    force_upcast=False,
 )
-_CLIP_COMMON: dict[str, Any] = dict(vocab_size=49408, max_position_embeddings=77, layer_norm_eps=1e-5,
-                                    bos_token_id=0, eos_token_id=2, pad_token_id=1)
-CLIP_L_CONFIG: dict[str, Any] = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                                     num_attention_heads=12, projection_dim=768, hidden_act="quick_gelu",
-                                     **_CLIP_COMMON)
-CLIP_BIGG_CONFIG: dict[str, Any] = dict(hidden_size=1280, intermediate_size=5120, num_hidden_layers=32,
-                                        num_attention_heads=20, projection_dim=1280, hidden_act="gelu",
-                                        **_CLIP_COMMON)
-SDXL_SCHEDULE: dict[str, Any] = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                                     beta_schedule="scaled_linear")
+_CLIP_COMMON: dict[str, Any] = dict(
+    vocab_size=49408, max_position_embeddings=77, layer_norm_eps=1e-5, bos_token_id=0, eos_token_id=2, pad_token_id=1
+)
+CLIP_L_CONFIG: dict[str, Any] = dict(
+    hidden_size=768,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    projection_dim=768,
+    hidden_act="quick_gelu",
+    **_CLIP_COMMON,
+)
+CLIP_BIGG_CONFIG: dict[str, Any] = dict(
+    hidden_size=1280,
+    intermediate_size=5120,
+    num_hidden_layers=32,
+    num_attention_heads=20,
+    projection_dim=1280,
+    hidden_act="gelu",
+    **_CLIP_COMMON,
+)
+SDXL_SCHEDULE: dict[str, Any] = dict(
+    num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"
+)
 
 
 @dataclass
@@ -118,10 +161,12 @@ def random_components(vae: VaeKind = "full") -> SdxlComponents:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     return SdxlComponents(
-        unet=UNet2DConditionModel(**SDXL_UNET_CONFIG), vae=build_vae(vae),
+        unet=UNet2DConditionModel(**SDXL_UNET_CONFIG),
+        vae=build_vae(vae),
         text_encoder=CLIPTextModel(CLIPTextConfig(**CLIP_L_CONFIG)),
         text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**CLIP_BIGG_CONFIG)),
-        tokenizer=byte_level_tokenizer(), tokenizer_2=byte_level_tokenizer(pad_token="!"),
+        tokenizer=byte_level_tokenizer(),
+        tokenizer_2=byte_level_tokenizer(pad_token="!"),
         alphas_cumprod=alphas_cumprod(SDXL_SCHEDULE),
     )
 
@@ -155,23 +200,33 @@ def _check_loading(model_name: str, what: str, info: dict[str, Any]) -> None:
 
 def resolve_sdxl_folder(source: str, *, vae: VaeKind, model_name: str) -> Path:
     """A local diffusers folder holding ``source``'s SDXL parts (hub: fp16 variant files first)."""
-    how = ("Supply them with --weights PATH (--sdxl-weights for the teacher): a diffusers folder with unet/, "
-           "vae/, text_encoder/, text_encoder_2/, tokenizer/, tokenizer_2/, scheduler/.")
-    folder = resolve_pretrained(source, model=model_name, allow_patterns=_weight_patterns(vae, "fp16"),
-                                how_to_supply=how)
+    how = (
+        "Supply them with --weights PATH (--sdxl-weights for the teacher): a diffusers folder with unet/, "
+        "vae/, text_encoder/, text_encoder_2/, tokenizer/, tokenizer_2/, scheduler/."
+    )
+    folder = resolve_pretrained(
+        source, model=model_name, allow_patterns=_weight_patterns(vae, "fp16"), how_to_supply=how
+    )
     try:
         _variant(folder, "unet", "diffusion_pytorch_model")
     except CheckpointError:
         if Path(source).expanduser().exists():
             raise
-        folder = resolve_pretrained(source, model=model_name, allow_patterns=_weight_patterns(vae, None),
-                                    how_to_supply=how)
+        folder = resolve_pretrained(
+            source, model=model_name, allow_patterns=_weight_patterns(vae, None), how_to_supply=how
+        )
     return folder
 
 
-def load_components(source: str, *, vae: VaeKind, model_name: str, dtype: torch.dtype = torch.float32,
-                    vae_dtype: torch.dtype = torch.float32,
-                    tiny_vae: AutoencoderTiny | None = None) -> SdxlComponents:
+def load_components(
+    source: str,
+    *,
+    vae: VaeKind,
+    model_name: str,
+    dtype: torch.dtype = torch.float32,
+    vae_dtype: torch.dtype = torch.float32,
+    tiny_vae: AutoencoderTiny | None = None,
+) -> SdxlComponents:
     """SDXL parts from a diffusers folder or hub id, loaded strictly.
 
     Args:
@@ -187,15 +242,15 @@ def load_components(source: str, *, vae: VaeKind, model_name: str, dtype: torch.
 
     def diffusers_part(cls: Any, component: str, part_dtype: torch.dtype) -> Any:
         variant = _variant(folder, component, "diffusion_pytorch_model")
-        model, info = cls.from_pretrained(folder, subfolder=component, variant=variant, torch_dtype=part_dtype,
-                                          output_loading_info=True)
+        model, info = cls.from_pretrained(
+            folder, subfolder=component, variant=variant, torch_dtype=part_dtype, output_loading_info=True
+        )
         _check_loading(model_name, f"{folder}/{component}", info)
         return model
 
     def text_part(cls: Any, component: str) -> Any:
         variant = _variant(folder, component, "model")
-        model, info = cls.from_pretrained(folder / component, variant=variant, dtype=dtype,
-                                          output_loading_info=True)
+        model, info = cls.from_pretrained(folder / component, variant=variant, dtype=dtype, output_loading_info=True)
         _check_loading(model_name, f"{folder}/{component}", info)
         return model
 

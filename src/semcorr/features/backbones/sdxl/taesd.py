@@ -17,8 +17,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from ....extras import require_extra
 from ....errors import CheckpointError, InputError
+from ....extras import require_extra
 from ....weights.hub import resolve_pretrained
 from .parts import build_vae
 
@@ -65,8 +65,10 @@ def load_official(model: AutoencoderTiny, encoder_file: str | Path, decoder_file
         missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
         mismatched = sorted(k for k in set(state) & expected if state[k].shape != target[k].shape)
         if missing or unexpected or mismatched:
-            raise CheckpointError(f"{path}: does not fit the TAESD {part}: missing {missing[:4]}, "
-                                  f"unexpected {unexpected[:4]}, shape mismatch {mismatched[:4]}")
+            raise CheckpointError(
+                f"{path}: does not fit the TAESD {part}: missing {missing[:4]}, "
+                f"unexpected {unexpected[:4]}, shape mismatch {mismatched[:4]}"
+            )
         with torch.no_grad():
             for key, value in state.items():
                 target[key].copy_(value)
@@ -95,7 +97,9 @@ def load_taesdxl(source: str | None = None, *, model: str = "sdxl-turbo") -> Aut
         load_official(vae, path, sibling if sibling != path and sibling.is_file() else None)
         return vae.eval()
     folder = resolve_pretrained(
-        source, model=f"{model} (tiny VAE)", allow_patterns=["config.json", "diffusion_pytorch_model.safetensors"],
+        source,
+        model=f"{model} (tiny VAE)",
+        allow_patterns=["config.json", "diffusion_pytorch_model.safetensors"],
         how_to_supply=f"Supply them with --tiny-vae-weights PATH (the official {ENCODER_FILE}, or a diffusers folder).",
     )
     vae, info = diffusers.AutoencoderTiny.from_pretrained(folder, output_loading_info=True)

@@ -75,8 +75,9 @@ class UnetTrunk(nn.Module):
         emb = emb + self.add_embedding(torch.cat([text_embeds, time_embeds], dim=-1).to(emb.dtype))
         return self.time_embed_act(emb) if self.time_embed_act is not None else emb
 
-    def forward(self, sample: Tensor, timesteps: Tensor, encoder_hidden_states: Tensor, text_embeds: Tensor,
-                time_ids: Tensor) -> Tensor:
+    def forward(
+        self, sample: Tensor, timesteps: Tensor, encoder_hidden_states: Tensor, text_embeds: Tensor, time_ids: Tensor
+    ) -> Tensor:
         """(B, 4, h, w) noisy latents -> (B, 1280, h', w') output of up_blocks[0]'s first stage.
 
         Args:
@@ -98,8 +99,9 @@ class UnetTrunk(nn.Module):
         # up_blocks[0], first stage: concatenate the last skip connection, resnet, attention.
         first_up = self.up_blocks[0]
         sample = first_up.get_submodule("resnets.0")(torch.cat([sample, residuals[-1]], dim=1), emb)
-        return first_up.get_submodule("attentions.0")(sample, encoder_hidden_states=encoder_hidden_states,
-                                                      return_dict=False)[0]
+        return first_up.get_submodule("attentions.0")(
+            sample, encoder_hidden_states=encoder_hidden_states, return_dict=False
+        )[0]
 
 
 def vae_downsamplings(vae: AutoencoderKL | AutoencoderTiny) -> tuple[str, int]:
@@ -125,8 +127,9 @@ def trunk_side(latent: int, downsamplings: int, padding: int = 1) -> int:
     return latent
 
 
-def describe_grid(side: int, vae_kind: str, vae_stages: int, unet_downsamplings: int,
-                  downsample_padding: int = 1) -> dict[str, Any]:
+def describe_grid(
+    side: int, vae_kind: str, vae_stages: int, unet_downsamplings: int, downsample_padding: int = 1
+) -> dict[str, Any]:
     """The sizes along the way, e.g. ``{"input": 980, "latent": 122, "grid": 31}``."""
     latent = latent_side(side, vae_kind, vae_stages)
     return {"input": side, "latent": latent, "grid": trunk_side(latent, unet_downsamplings, downsample_padding)}
