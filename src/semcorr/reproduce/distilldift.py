@@ -55,7 +55,7 @@ TINY = {
     "input_size": 112,
     "teacher": "dinov2-s-reg",
     "co3d": "rgbd-livingroom",
-    "eval_limit": 16,
+    "eval_limit": 8,
     "benchmarks": {"spair-71k": "spair", "pf-willow": "pf-willow"},
 }
 # Rough costs per unit, for the plan's printout: (seconds on a GPU, seconds on a CPU).
