@@ -113,94 +113,29 @@ def _partners(benchmark: str, category: str, count: int) -> torch.Tensor:
     return partners
 
 
-def evaluate_kshot(
-    benchmark: str,
-    data_root: str | Path,
-    *,
-    shots: int,
-    seed: int = 0,
-    model: str | Extractor = DEFAULT_MODEL,
-    weights: str | None = None,
-    random_weights: bool = False,
-    device: str | None = None,
-    split: str | None = None,
-    settings: MatchSettings = MatchSettings(),
-    pck: PCKSettings = PCKSettings(),
-    limit: int | None = None,
-    batch_size: int = 8,
-    cache: CacheMode = "auto",
-    cache_dir: str | Path | None = None,
-    loader_options: Mapping[str, Any] | None = None,
-    predictions: bool = False,
-    progress: bool = True,
-    pose_align: bool = False,
-    transfer: TransferSettings | None = None,
-    **overrides: Any,
-) -> dict[str, Any]:
-    """k-shot transfer PCK (module docstring); the arguments are :func:`semcorr.eval.evaluate`'s, plus:
+def evaluate_kshot(benchmark: str, data_root: str | Path, *, shots: int, **options: Any) -> dict[str, Any]:
+    """k-shot transfer PCK (module docstring).
 
     Args:
         shots: examples per group.
-        seed: the draw's seed.
-        transfer: the transfer's tolerances and ``min_confidence`` (its matching, batch size and pose
-            alignment are taken from ``settings``, ``batch_size`` and ``pose_align``).
+        **options: the keywords of :func:`evaluate_kshot_counts`: those of :func:`semcorr.eval.evaluate`
+            (``model``, ``weights``, ``settings``, ``pck``, ``limit``, ...), plus ``seed`` (the draw's)
+            and ``transfer`` (the transfer's tolerances and ``min_confidence``).
     Returns:
         :func:`~semcorr.eval.evaluate`'s keys, a "pair" being (the group's examples, one target), plus
         ``"transfer": {"shots", "seed", "examples": {group: [image, ...]}, "skipped_groups", "confident"}``.
     """
-    return _evaluate(
-        [shots],
-        benchmark,
-        data_root,
-        seed=seed,
-        model=model,
-        weights=weights,
-        random_weights=random_weights,
-        device=device,
-        split=split,
-        settings=settings,
-        pck=pck,
-        limit=limit,
-        batch_size=batch_size,
-        cache=cache,
-        cache_dir=cache_dir,
-        loader_options=loader_options,
-        predictions=predictions,
-        progress=progress,
-        pose_align=pose_align,
-        transfer=transfer,
-        **overrides,
-    )[0]
+    return evaluate_kshot_counts([shots], benchmark, data_root, **options)[0]
 
 
 def evaluate_kshot_curve(
-    benchmark: str,
-    data_root: str | Path,
-    *,
-    shots: Sequence[int] = (1, 3, 5),
-    seed: int = 0,
-    model: str | Extractor = DEFAULT_MODEL,
-    weights: str | None = None,
-    random_weights: bool = False,
-    device: str | None = None,
-    split: str | None = None,
-    settings: MatchSettings = MatchSettings(),
-    pck: PCKSettings = PCKSettings(),
-    limit: int | None = None,
-    batch_size: int = 8,
-    cache: CacheMode = "auto",
-    cache_dir: str | Path | None = None,
-    loader_options: Mapping[str, Any] | None = None,
-    predictions: bool = False,
-    progress: bool = True,
-    pose_align: bool = False,
-    transfer: TransferSettings | None = None,
-    **overrides: Any,
+    benchmark: str, data_root: str | Path, *, shots: Sequence[int] = (1, 3, 5), **options: Any
 ) -> dict[str, Any]:
     """PCK against the number of examples, every K scored on the same targets (module docstring).
 
     Args:
-        shots: the numbers of examples, e.g. ``(1, 3, 5)``; the others as :func:`evaluate_kshot`.
+        shots: the numbers of examples, e.g. ``(1, 3, 5)``.
+        **options: as :func:`evaluate_kshot`.
     Returns:
         ``{"format": "semcorr-result-curve", "version", "benchmark", "title", "model", "random_weights",
         "shots", "seed", "n_targets", "curve", "results"}`` (``semcorr compare`` reads it):
@@ -211,29 +146,8 @@ def evaluate_kshot_curve(
     counts = sorted(shots)
     if not counts or len(set(counts)) != len(counts):
         raise InputError(f"--transfer-shots needs distinct numbers of examples, got {counts!r}")
-    results = _evaluate(
-        counts,
-        benchmark,
-        data_root,
-        seed=seed,
-        model=model,
-        weights=weights,
-        random_weights=random_weights,
-        device=device,
-        split=split,
-        settings=settings,
-        pck=pck,
-        limit=limit,
-        batch_size=batch_size,
-        cache=cache,
-        cache_dir=cache_dir,
-        loader_options=loader_options,
-        predictions=predictions,
-        progress=progress,
-        pose_align=pose_align,
-        transfer=transfer,
-        **overrides,
-    )
+    results = evaluate_kshot_counts(counts, benchmark, data_root, **options)
+    seed = results[0]["transfer"]["seed"]
     first = results[0]
     curve: dict[str, Any] = {"pck": {}, "per_category": {}, "kept_percent": {}, "pck_kept": {}}
     for count, result in zip(counts, results):
@@ -268,31 +182,41 @@ def evaluate_kshot_curve(
     }
 
 
-def _evaluate(
-    counts: list[int],
+def evaluate_kshot_counts(
+    counts: Sequence[int],
     benchmark: str,
     data_root: str | Path,
     *,
-    seed: int,
-    model: str | Extractor,
-    weights: str | None,
-    random_weights: bool,
-    device: str | None,
-    split: str | None,
-    settings: MatchSettings,
-    pck: PCKSettings,
-    limit: int | None,
-    batch_size: int,
-    cache: CacheMode,
-    cache_dir: str | Path | None,
-    loader_options: Mapping[str, Any] | None,
-    predictions: bool,
-    progress: bool,
-    pose_align: bool,
-    transfer: TransferSettings | None,
+    seed: int = 0,
+    model: str | Extractor = DEFAULT_MODEL,
+    weights: str | None = None,
+    random_weights: bool = False,
+    device: str | None = None,
+    split: str | None = None,
+    settings: MatchSettings = MatchSettings(),
+    pck: PCKSettings = PCKSettings(),
+    limit: int | None = None,
+    batch_size: int = 8,
+    cache: CacheMode = "auto",
+    cache_dir: str | Path | None = None,
+    loader_options: Mapping[str, Any] | None = None,
+    predictions: bool = False,
+    progress: bool = True,
+    pose_align: bool = False,
+    transfer: TransferSettings | None = None,
     **overrides: Any,
 ) -> list[dict[str, Any]]:
-    """One result per number of examples in ``counts``, all on the targets that are examples of none."""
+    """One k-shot result per number of examples in ``counts``, all on the targets that are examples of
+    none (the largest count's examples are drawn first; a smaller count's are among them).
+
+    The other arguments are those of :func:`semcorr.eval.evaluate`.
+
+    Args:
+        counts: the numbers of examples per group.
+        seed: the draw's seed.
+        transfer: the transfer's tolerances and ``min_confidence`` (its matching, batch size and pose
+            alignment are taken from ``settings``, ``batch_size`` and ``pose_align``).
+    """
     clock = Clock()
     for shots in counts:
         if not isinstance(shots, int) or isinstance(shots, bool) or shots < 1:
