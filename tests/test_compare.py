@@ -57,6 +57,15 @@ def test_same_protocol_side_by_side(cli, files):
     assert any(line.startswith("car ") for line in lines)
 
 
+def test_columns_from_files_of_one_name_get_names_of_their_own(cli, files, tmp_path):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "a.json").write_text((files / "a.json").read_text())
+    result = cli("compare", files / "a.json", tmp_path / "other" / "a.json", files / "a.json")
+    assert result.returncode == 0, result.stderr
+    header = next(line for line in result.stdout.splitlines() if line.startswith("PCK@0.1"))
+    assert header.split()[1:] == [f"{files.name}/a", "other/a", f"{files.name}/a#2"]
+
+
 def one_line(result, *parts):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1, result.stderr

@@ -378,6 +378,11 @@ def test_bad_input_is_one_line(cli, tmp_path, read_only, monkeypatch):
     one_line(cli("data", "download", "spair-71k", "--root", tmp_path, "--categories", "apple"), "co3d")
     one_line(cli("data", "download", "spair-71k", "--root", tmp_path, "--mirror", "ftp://x"), "http(s)")
     one_line(cli("data", "verify", "spair-71k", "--root", tmp_path), "not found", "semcorr data download")
+    (tmp_path / "spair-71k").mkdir()  # --root naming the dataset's own folder instead of the one that holds it
+    one_line(
+        cli("data", "verify", "spair-71k", "--root", tmp_path / "spair-71k"),
+        "not found; --root is the folder that holds spair-71k/: did you mean --root " + str(tmp_path) + "?",
+    )
     monkeypatch.setenv("SEMCORR_OFFLINE", "1")
     one_line(
         cli("data", "download", "spair-71k", "--root", tmp_path / "d"),

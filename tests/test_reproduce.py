@@ -73,6 +73,15 @@ def test_bad_input_is_one_line(cli, tmp_path):
     assert result.returncode == 1 and "needs the stages before it" in result.stderr
 
 
+def test_a_root_that_cannot_hold_the_run_is_refused_before_the_plan(cli, tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    result = cli("reproduce", "distilldift", "--root", a_file, "--plan-only", "--device", "cpu")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"semcorr: error: {a_file}: is a file; give a folder for the run folder"
+    assert result.stdout == ""  # refused before the plan is printed
+
+
 def test_tiny_plan_end_to_end_killed_once_and_resumed(tmp_path):
     root = tmp_path / "run"
     process = subprocess.Popen(

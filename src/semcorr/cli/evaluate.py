@@ -239,15 +239,22 @@ def run_compare(args: argparse.Namespace) -> int:
     from ..eval.compare import compare_results, format_result_columns, read_results
 
     results, labels = [], []
+    stems = [Path(path).stem for path in args.files]
     for path in args.files:
         found = read_results(path)
         results += found
         stem = Path(path).stem
+        if stems.count(stem) > 1:  # files of one name in different folders: name the folder too
+            stem = f"{Path(path).parent.name}/{stem}"
         if len(found) == 1:
             labels.append(stem)
         elif len({r["model"] for r in found}) == len(found):
             labels += [f"{stem}:{r['model']}" for r in found]
         else:  # a k-shot curve: one model, one result per number of examples
             labels += [f"{stem}:{r['protocol'].get('shots', i + 1)}-shot" for i, r in enumerate(found)]
+    labels = [
+        label if not labels[:i].count(label) else f"{label}#{labels[:i].count(label) + 1}"
+        for i, label in enumerate(labels)
+    ]
     print(format_result_columns(compare_results(results, labels, allow_mixed=args.allow_mixed, alpha=args.alpha)))
     return 0

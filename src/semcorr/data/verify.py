@@ -93,6 +93,11 @@ def verify_dataset(name: str, root: str | os.PathLike, *, load: bool = False) ->
     root = Path(root).expanduser().absolute()
     folder = root / dataset.name
     if not folder.is_dir():
+        if root.name == dataset.name:
+            raise InputError(
+                f"{folder}: not found; --root is the folder that holds {dataset.name}/: "
+                f"did you mean --root {root.parent}?"
+            )
         raise InputError(f"{folder}: not found; download it with `semcorr data download {dataset.name} --root {root}`")
     lock = DataLock(root, dataset)
     results: list[CheckResult] = []

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, WeightsUnavailableError
-from ..fileio import make_folder, read_json, write_atomically, write_json
+from ..fileio import check_output_folder, make_folder, read_json, write_atomically, write_json
 from .plan import Context, Plan, Stage
 
 # The paper's table (the authors' project page; PCK@0.1 of the box, per keypoint; see the docs for
@@ -485,6 +485,10 @@ def reproduce(
     if name != "distilldift":
         raise InputError(f"unknown plan {name!r}; plans: distilldift")
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{root}: is a file; give a folder for the run folder")
+    if not plan_only:
+        check_output_folder(root, what="run folder")
     # a plan can be printed for a device this machine lacks (to size a run elsewhere)
     context_device = str(device) if plan_only and device not in (None, "auto") else str(resolve_device(device))
     recorded = root / "reproduce.json"
