@@ -905,3 +905,13 @@ def test_download_file_checks_an_expected_sha256(server, tmp_path):
     with pytest.warns(UserWarning, match="differs from the expected one; deleted, downloading it again"):
         download_file(f"{server.url}/x/file.bin", target, progress=False, sha256=sha256(data))
     assert target.read_bytes() == data
+
+
+def test_offline_asks_no_server_even_for_a_size(server, monkeypatch):
+    from semcorr.download import remote_size
+
+    path = server.serve("x", "file.bin", b"payload")
+    assert remote_size(server.url + path) == 7  # asked with HEAD when online
+    monkeypatch.setenv("SEMCORR_OFFLINE", "1")
+    assert remote_size(server.url + path) is None
+    assert [method for method, _, _ in server.requests] == ["HEAD"]  # the offline call sent nothing

@@ -20,6 +20,7 @@ from semcorr.errors import CheckpointError, DownloadError, WeightsUnavailableErr
 from semcorr.features import DEFAULT_MODEL, build_extractor
 from semcorr.features.released.distilldift import convert_checkpoint
 from semcorr.features.released.distilldift_checkpoint import convert_distilldift_state_dict
+from semcorr.weights.releases import Release, released_file
 from semcorr.weights.safe_pickle import read_state_dict
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -234,6 +235,20 @@ class TestDownload:
             server.httpd.RequestHandlerClass.do_GET = lambda handler: handler.send_error(404)
             with pytest.raises(DownloadError, match="404"):
                 download_file(server.url("x.ckpt"), tmp_path / "x.ckpt", progress=False, retry_wait=0)
+
+    def test_a_release_whose_checksum_differs_is_refused_and_never_in_the_cache(self, tmp_path, monkeypatch):
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setenv("SEMCORR_CACHE", str(tmp_path / "cache"))
+        with _Server(self.PAYLOAD) as server:
+            release = Release("some-preset", server.url("x.ckpt"), "x.ckpt", "MIT", sha256="0" * 64)
+            with pytest.raises(CheckpointError) as error:
+                released_file(release, None, download=True, progress=False)
+        message = str(error.value)
+        assert (
+            message.startswith("some-preset: not the authors' release: ")
+            and "differs from the authors' release" in message
+        )
+        assert "\n" not in message and list((tmp_path / "cache" / "some-preset").iterdir()) == []
 
 
 class TestPreset:

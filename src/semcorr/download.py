@@ -40,7 +40,7 @@ from urllib.parse import urlparse
 
 from tqdm import tqdm
 
-from .errors import DownloadError, InputError
+from .errors import ChecksumError, DownloadError, InputError
 from .fileio import WRITE_ERRORS, cannot_write, file_lock
 
 CHUNK = 1 << 20
@@ -81,7 +81,9 @@ def file_digests(path: Path, algorithms: Iterable[str] = ("sha256",)) -> dict[st
 
 def remote_size(url: str, *, timeout: float = 10.0) -> int | None:
     """The length in bytes the server announces for ``url`` (a ``HEAD`` request), or None when it
-    does not say or cannot be asked."""
+    does not say or cannot be asked (offline: not asked)."""
+    if offline_reason() is not None:
+        return None
     request = urllib.request.Request(
         url, method="HEAD", headers={"User-Agent": "semcorr", "Accept-Encoding": "identity"}
     )
@@ -93,14 +95,22 @@ def remote_size(url: str, *, timeout: float = 10.0) -> int | None:
     return int(length) if length and length.isdigit() else None
 
 
+def offline_reason() -> str | None:
+    """``"SEMCORR_OFFLINE is set"`` (or ``HF_HUB_OFFLINE``) when the network must not be tried, else None."""
+    for variable in ("SEMCORR_OFFLINE", "HF_HUB_OFFLINE"):
+        if os.environ.get(variable, "").lower() in _TRUE:
+            return f"{variable} is set"
+    return None
+
+
 def unreachable_reason(url: str, *, probe_seconds: float = 3.0) -> str | None:
     """Why ``url`` cannot be fetched right now, or None if its host accepts a TCP connection.
 
     Checks ``SEMCORR_OFFLINE`` and ``HF_HUB_OFFLINE`` first (no network then), else a quick probe.
     """
-    for variable in ("SEMCORR_OFFLINE", "HF_HUB_OFFLINE"):
-        if os.environ.get(variable, "").lower() in _TRUE:
-            return f"{variable} is set"
+    offline = offline_reason()
+    if offline is not None:
+        return offline
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         return f"{url!r} is not an http(s) address"
@@ -218,8 +228,8 @@ def download_file(
     Returns:
         ``target``, complete (and with the expected SHA-256, when given).
     Raises:
-        DownloadError: it gave up (the ``.part`` file is kept for a later resume), or the complete
-            file's SHA-256 differs from ``sha256`` (the file is deleted).
+        DownloadError: it gave up (the ``.part`` file is kept for a later resume).
+        ChecksumError: the complete file's SHA-256 differs from ``sha256`` (the file is deleted).
         InputError: the disk refused the bytes (full, read-only, a size limit); what arrived is kept.
     """
     target = Path(target).expanduser()
@@ -275,11 +285,11 @@ def download_file(
 
 
 def _check_sha256(part: Path, expected: str, source: str, url: str) -> None:
-    """Delete ``part`` and raise :class:`DownloadError` unless its SHA-256 is ``expected``."""
+    """Delete ``part`` and raise :class:`ChecksumError` unless its SHA-256 is ``expected``."""
     actual = file_digests(part)["sha256"]
     if actual != expected.lower():
         part.unlink()
-        raise DownloadError(
+        raise ChecksumError(
             f"{url}: the downloaded file's SHA-256 {actual} differs from {source} "
             f"({expected.lower()}); it was deleted (a damaged transfer, or a server or proxy that "
             "changed the file)"

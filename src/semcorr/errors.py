@@ -42,6 +42,10 @@ class DownloadError(SemcorrError):
     """A file could not be downloaded, or what arrived is not the file asked for (its checksum differs)."""
 
 
+class ChecksumError(DownloadError):
+    """A downloaded file's checksum differs from the expected one (the file was deleted)."""
+
+
 class CheckpointError(SemcorrError):
     """A checkpoint file does not fit the model it is loaded into."""
 

@@ -270,3 +270,12 @@ def remove_stale_temporaries(candidates: Iterable[Path]) -> int:
                 temporary.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+def human_size(size: float) -> str:
+    """``size`` bytes in decimal units for people: ``512 B``, ``13.0 GB``."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"

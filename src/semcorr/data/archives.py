@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, TypeVar
 
 from tqdm import tqdm
 
@@ -135,6 +135,9 @@ def _climbs_out(path: PurePosixPath) -> bool:
 def extract_archive(path: Path, folder: Path, *, only: Collection[str] = (), progress: bool = False) -> int:
     """Extract ``path`` into ``folder`` (which must exist) after checking every member.
 
+    The archive is opened once: its members are listed and checked, then extracted from the same
+    handle (a compressed tar is read twice, the least that checking everything first allows).
+
     Args:
         only: extract just these members (paths inside the archive); all when empty. A listed
             member missing from the archive is an error.
@@ -144,34 +147,18 @@ def extract_archive(path: Path, folder: Path, *, only: Collection[str] = (), pro
     Raises:
         InputError: an unsafe member, a damaged archive, too little free space, or a refused write.
     """
-    members = [m for m in list_members(path) if not is_junk(m.name)]
-    for member in members:
-        check_member(path, member)
-    if only:
-        missing = sorted(set(only) - {m.name for m in members})
-        if missing:
-            raise ArchiveError(f"{path}: has no member {missing[0]!r}; is it the right archive?")
-        members = [m for m in members if m.name in set(only)]
-    needed = sum(m.size for m in members)
-    free = shutil.disk_usage(folder).free
-    if needed > free:
-        raise InputError(
-            f"{folder}: cannot extract {path.name} here: it needs {needed / 1e9:.2f} GB, {free / 1e9:.2f} GB are free"
-        )
-    wanted = {m.name for m in members}
     try:
-        with tqdm(
-            total=needed,
-            desc=f"extracting {path.name}",
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            disable=not progress,
-            leave=False,
-        ) as bar:
-            if archive_kind(path) == "zip":
-                return _extract_zip(path, folder, wanted, bar)
-            return _extract_tar(path, folder, wanted, bar)
+        if archive_kind(path) == "zip":
+            with zipfile.ZipFile(path) as zip_archive:
+                zipped = [(info, _zip_member(zip_archive, info)) for info in zip_archive.infolist()]
+                chosen = _chosen(path, folder, zipped, only)
+                with _progress_bar(path, chosen, progress) as bar:
+                    return _extract_zip(zip_archive, folder, chosen, bar)
+        with tarfile.open(path) as tar_archive:
+            tarred = [(info, _tar_member(info)) for info in tar_archive.getmembers()]
+            chosen_tar = _chosen(path, folder, tarred, only)
+            with _progress_bar(path, chosen_tar, progress) as bar:
+                return _extract_tar(tar_archive, folder, chosen_tar, bar)
     except InputError:
         raise
     except OSError as error:
@@ -182,38 +169,73 @@ def extract_archive(path: Path, folder: Path, *, only: Collection[str] = (), pro
         raise _damaged(path, error) from None
 
 
-def _extract_zip(path: Path, folder: Path, wanted: set[str], bar: tqdm) -> int:
+_Info = TypeVar("_Info", zipfile.ZipInfo, tarfile.TarInfo)
+
+
+def _chosen(
+    path: Path, folder: Path, entries: list[tuple[_Info, Member]], only: Collection[str]
+) -> list[tuple[_Info, Member]]:
+    """The entries to extract (junk left out, ``only`` applied), after every one of them is checked
+    and the free space in ``folder`` is found enough."""
+    entries = [(info, member) for info, member in entries if not is_junk(member.name)]
+    for _, member in entries:
+        check_member(path, member)
+    if only:
+        missing = sorted(set(only) - {member.name for _, member in entries})
+        if missing:
+            raise ArchiveError(f"{path}: has no member {missing[0]!r}; is it the right archive?")
+        entries = [(info, member) for info, member in entries if member.name in set(only)]
+    needed = sum(member.size for _, member in entries)
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise InputError(
+            f"{folder}: cannot extract {path.name} here: it needs {needed / 1e9:.2f} GB, {free / 1e9:.2f} GB are free"
+        )
+    return entries
+
+
+def _progress_bar(path: Path, entries: list[tuple[Any, Member]], progress: bool) -> tqdm:
+    return tqdm(
+        total=sum(member.size for _, member in entries),
+        desc=f"extracting {path.name}",
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        disable=not progress,
+        leave=False,
+    )
+
+
+def _extract_zip(
+    archive: zipfile.ZipFile, folder: Path, entries: list[tuple[zipfile.ZipInfo, Member]], bar: tqdm
+) -> int:
     written = 0
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            if info.filename not in wanted:
-                continue
-            member = _zip_member(archive, info)
-            target = folder / member.name
-            if member.kind == "folder":
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if member.kind == "symlink":
-                os.symlink(member.link, target)
-                continue
-            with archive.open(info) as source, _open_for_writing(target) as sink:
-                shutil.copyfileobj(source, sink, 1 << 20)
-            written += 1
-            bar.update(info.file_size)
+    for info, member in entries:
+        target = folder / member.name
+        if member.kind == "folder":
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if member.kind == "symlink":
+            os.symlink(member.link, target)
+            continue
+        with archive.open(info) as source, _open_for_writing(target) as sink:
+            shutil.copyfileobj(source, sink, 1 << 20)
+        written += 1
+        bar.update(info.file_size)
     return written
 
 
-def _extract_tar(path: Path, folder: Path, wanted: set[str], bar: tqdm) -> int:
-    with tarfile.open(path) as archive:
-        members = [info for info in archive.getmembers() if info.name in wanted]
-        for info in members:
-            if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12: tarfile's own checks, on top of ours
-                archive.extract(info, folder, filter="data")
-            else:  # pragma: no cover - older Pythons
-                archive.extract(info, folder)
-            bar.update(info.size if info.isfile() else 0)
-    return sum(1 for info in members if info.isfile())
+def _extract_tar(
+    archive: tarfile.TarFile, folder: Path, entries: list[tuple[tarfile.TarInfo, Member]], bar: tqdm
+) -> int:
+    for info, _ in entries:
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12: tarfile's own checks, on top of ours
+            archive.extract(info, folder, filter="data")
+        else:  # pragma: no cover - older Pythons
+            archive.extract(info, folder)
+        bar.update(info.size if info.isfile() else 0)
+    return sum(1 for info, _ in entries if info.isfile())
 
 
 def _open_for_writing(target: Path) -> BinaryIO:

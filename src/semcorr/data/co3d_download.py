@@ -12,13 +12,13 @@ can be added by later runs.
 
 from __future__ import annotations
 
-import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from ..errors import InputError
-from ..fileio import make_folder, read_json, remove_stale_temporaries, temporary_path
+from ..fileio import atomic_file, make_folder, read_json, remove_stale_temporaries
 from .catalog import DataFile
 from .checks import co3d_counts
 from .fetch import Fetcher, Part, build_part, place, say
@@ -73,7 +73,7 @@ def download_categories(fetcher: Fetcher, categories: list[str], *, keep_archive
         )
     todo = [c for c in chosen if c not in fetcher.lock.categories or not (folder / c).is_dir()]
     metadata = [_zip_file(url, sums) for url in links.get("METADATA", [])]
-    metadata = [DataFile(f.name, f.url, archive=False) for f in metadata if not (folder / f.name).is_file()]
+    metadata = [replace(f, archive=False) for f in metadata if not (folder / f.name).is_file()]
     zips = {category: tuple(_zip_file(url, sums) for url in links[category]) for category in todo}
     files = [*metadata, *(f for category in todo for f in zips[category])]
     already = f"; {len(chosen) - len(todo)} already there" if len(todo) < len(chosen) else ""
@@ -85,9 +85,8 @@ def download_categories(fetcher: Fetcher, categories: list[str], *, keep_archive
         if path is None:
             continue
         target = folder / file.name
-        temporary = temporary_path(target)
-        place(path, temporary)
-        os.replace(temporary, target)
+        with atomic_file(target) as temporary:
+            place(path, temporary)
         fetcher.fetched[file.name]["path"] = str(target.relative_to(fetcher.root))
         fetcher.lock.files[file.name] = fetcher.fetched[file.name]
         fetcher.lock.save()

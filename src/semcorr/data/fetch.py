@@ -18,7 +18,7 @@ from urllib.parse import quote, urlparse
 
 from ..download import download_file, file_digests, remote_size, unreachable_reason
 from ..errors import DownloadError, InputError
-from ..fileio import make_folder, read_json, temporary_path, write_json
+from ..fileio import human_size, make_folder, read_json, temporary_path, write_json
 from .archives import ArchiveError, extract_archive, is_web_page
 from .catalog import Count, DataFile, Dataset, get_dataset
 from .checks import check_counts
@@ -190,7 +190,7 @@ class Fetcher:
                 "that public loaders use; its SHA-256 is recorded in the lock file",
                 stacklevel=3,
             )
-        return digests[kind] if kind == "sha256" else digests["sha256"]
+        return digests["sha256"]
 
     def show_plan(self, files: Sequence[DataFile], destination: Path, extra: str = "") -> None:
         """What is about to be downloaded: title, source, licence, terms, size and destination."""
@@ -205,7 +205,7 @@ class Fetcher:
             sizes.append(size)
         known = sum(s for s in sizes if s is not None)
         unknown = [f.name for f, s in zip(files, sizes, strict=True) if s is None]
-        total = (f"{_human(known)} in {len(files) - len(unknown)} file(s)" if known else "") + (
+        total = (f"{human_size(known)} in {len(files) - len(unknown)} file(s)" if known else "") + (
             f"{' + ' if known else ''}{len(unknown)} file(s) of unknown size" if unknown else ""
         )
         dataset = self.dataset
@@ -216,14 +216,6 @@ class Fetcher:
             f"  by downloading you accept: {dataset.terms}\n  size:        {total}\n"
             f"  destination: {destination}{extra}\n  from:        {self.mirror or 'the publishers'}"
         )
-
-
-def _human(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"  # pragma: no cover
 
 
 def place(source: Path, target: Path) -> None:

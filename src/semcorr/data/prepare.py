@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from ..errors import InputError
 from ..fileio import read_json
-from .ap10k import Instance, prepared_instance
+from .ap10k import Instance, parse_instance
 from .ap10k_pairs import read_crowd_file, sample_pairs
 from .catalog import COCO_IMAGES, COCO_SUBSET_SIZE, DataFile
 from .fetch import Fetcher, place, say
@@ -78,7 +78,6 @@ def prepare_ap10k(stage: Path, fetcher: Fetcher) -> None:
     say("ap-10k: writing GeoAware-SC's layout (ImageAnnotation/, JPEGImages/) and drawing the pair sets")
     images, categories, firsts = first_annotations(paths)
     instances: list[Instance] = []
-    cache: dict[Path, Instance] = {}
     for image_id, annotation in firsts.items():
         image, category = images.get(image_id), categories.get(int(annotation.get("category_id", -1)))
         if image is None or category is None:
@@ -94,7 +93,7 @@ def prepare_ap10k(stage: Path, fetcher: Fetcher) -> None:
         target = folder / "JPEGImages" / relative.with_suffix(".jpg")
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source, target)
-        instances.append(prepared_instance(json_path, folder, cache))
+        instances.append(parse_instance(record, record, category, json_path, target))  # as the loader reads it
     shutil.rmtree(folder / "data")  # what is left: images without an annotation
     crowd = read_crowd_file(folder / "ap-10k_is_crowd.txt")
     groups = [[instance] for instance in sorted(instances, key=lambda a: a.id)]

@@ -288,8 +288,7 @@ def _models(context: Context) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def _protocols(benchmark: str) -> dict[str, str]:
-    return {"authors'": "distilldift-paper", "semcorr": "semcorr"}
+RULES = {"authors'": "distilldift-paper", "semcorr": "semcorr"}  # each benchmark under both rules
 
 
 def run_evaluate(context: Context) -> dict[str, Any]:
@@ -303,13 +302,13 @@ def run_evaluate(context: Context) -> dict[str, Any]:
     index: dict[str, Any] = read_json(index_path, expect=dict) if index_path.is_file() else {}
     skipped: list[str] = []
     for row, arguments in _models(context).items():
-        for benchmark, loader in context.settings["benchmarks"].items():
-            for rule, protocol in _protocols(benchmark).items():
-                out = _result_path(context, row, benchmark, rule)
-                if out.name in index and out.is_file():
-                    continue
-                root = data[benchmark] if data is not None else _benchmark_root(context, benchmark)
-                try:
+        try:
+            for benchmark, loader in context.settings["benchmarks"].items():
+                for rule, protocol in RULES.items():
+                    out = _result_path(context, row, benchmark, rule)
+                    if out.name in index and out.is_file():
+                        continue
+                    root = data[benchmark] if data is not None else _benchmark_root(context, benchmark)
                     result = evaluate(
                         loader,
                         root,
@@ -320,14 +319,13 @@ def run_evaluate(context: Context) -> dict[str, Any]:
                         cache_dir=_folder(context, "eval-cache"),
                         **arguments,
                     )
-                except WeightsUnavailableError as error:
-                    context.log(f"[evaluate] {row}: left out ({error})")
-                    skipped.append(row)
-                    break
-                write_json(out, result)
-                index[out.name] = {"row": row, "rule": rule, "benchmark": benchmark, "protocol": protocol}
-                write_json(index_path, index)
-    return {"results": len(index), "skipped": sorted(set(skipped))}
+                    write_json(out, result)
+                    index[out.name] = {"row": row, "rule": rule, "benchmark": benchmark, "protocol": protocol}
+                    write_json(index_path, index)
+        except WeightsUnavailableError as error:  # the row's weights: no benchmark can use them
+            context.log(f"[evaluate] {row}: left out ({error})")
+            skipped.append(row)
+    return {"results": len(index), "skipped": skipped}
 
 
 def _benchmark_root(context: Context, benchmark: str) -> Path:
@@ -500,7 +498,8 @@ def reproduce(
             raise InputError(f"{root}: holds a {'--tiny' if before.get('tiny') else 'full'} run; use another folder")
     context = Context(root, tiny, context_device, settings, log)
     plan = distilldift_plan()
-    text = plan.describe(context)
+    states = plan.states(context)
+    text = plan.describe(context, states)
     log(text)
     if plan_only:
         return {"plan": text, "stages": {}}
@@ -508,4 +507,4 @@ def reproduce(
     write_json(
         recorded, {"plan": name, "tiny": tiny, "settings": {k: v for k, v in settings.items() if k != "progress"}}
     )
-    return {"plan": text, "stages": plan.run(context, only=stage)}
+    return {"plan": text, "stages": plan.run(context, only=stage, states=states)}

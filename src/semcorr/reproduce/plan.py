@@ -15,13 +15,13 @@ run again too.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..fileio import make_folder, read_json, write_json
+from ..fileio import human_size, make_folder, read_json, write_json
 
 MARKERS = ".stages"
 
@@ -43,7 +43,6 @@ class Context:
     device: str
     settings: dict[str, Any]
     log: Callable[[str], None] = print
-    values: dict[str, Any] = field(default_factory=dict)  # what stages hand to later ones within one run
 
 
 @dataclass(frozen=True)
@@ -88,12 +87,21 @@ class Plan:
         marker = context.root / MARKERS / f"{stage.name}.json"
         return marker.is_file() and stage.whole(context)
 
-    def describe(self, context: Context) -> str:
-        """The plan as a table: stage, state, outputs, disk and rough time; then the totals."""
+    def states(self, context: Context) -> dict[str, bool]:
+        """Whether each stage is done (its marker written and its outputs whole), by name."""
+        return {stage.name: self.is_done(stage, context) for stage in self.stages}
+
+    def describe(self, context: Context, states: Mapping[str, bool] | None = None) -> str:
+        """The plan as a table: stage, state, outputs, disk and rough time; then the totals.
+
+        Args:
+            states: :meth:`states`, when the caller has them already.
+        """
+        states = self.states(context) if states is None else states
         rows = [("stage", "state", "disk", "time", "what")]
         disk = seconds = 0.0
         for stage in self.stages:
-            done = self.is_done(stage, context)
+            done = states[stage.name]
             size, duration = stage.disk(context), stage.seconds(context)
             if not done:
                 disk += size
@@ -102,7 +110,7 @@ class Plan:
                 (
                     stage.name,
                     "done" if done else "to run",
-                    _bytes(size),
+                    human_size(size),
                     _duration(duration),
                     f"{stage.description} -> {', '.join(stage.outputs)}",
                 )
@@ -113,18 +121,31 @@ class Plan:
         ]
         lines += ["  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + row[4] for row in rows]
         lines.append(
-            f"still to run: about {_bytes(disk)} of disk and {_duration(seconds)} on {context.device} "
+            f"still to run: about {human_size(disk)} of disk and {_duration(seconds)} on {context.device} "
             "(rough figures: a GPU means one A100-class card, a CPU a few cores; each stage resumes where "
             "it stopped)"
         )
         return "\n".join(lines)
 
-    def run(self, context: Context, *, only: str | None = None) -> dict[str, Any]:
-        """Run every stage not done yet (or only ``only``); returns each stage's summary."""
+    def run(
+        self, context: Context, *, only: str | None = None, states: Mapping[str, bool] | None = None
+    ) -> dict[str, Any]:
+        """Run every stage not done yet (or only ``only``); returns each stage's summary.
+
+        Args:
+            states: :meth:`states` taken just before (a stage's ``whole`` check can read every
+                file it wrote): trusted until a stage runs, since a stage that runs may change what
+                the later ones find.
+        """
+        known = dict(states or {})
+
+        def done(stage: Stage) -> bool:
+            return known[stage.name] if stage.name in known else self.is_done(stage, context)
+
         chosen = [self.stage(only)] if only is not None else list(self.stages)
         if only is not None:
             position = self.stages.index(chosen[0])
-            missing = [s.name for s in self.stages[:position] if not self.is_done(s, context)]
+            missing = [s.name for s in self.stages[:position] if not done(s)]
             if missing:
                 raise InputError(
                     f"--stage {only} needs the stages before it: run {', '.join(missing)} first (or the whole plan)"
@@ -132,10 +153,11 @@ class Plan:
         summaries: dict[str, Any] = {}
         for stage in chosen:
             marker = context.root / MARKERS / f"{stage.name}.json"
-            if self.is_done(stage, context):
+            if done(stage):
                 context.log(f"[{stage.name}] done before: skipped ({marker})")
                 summaries[stage.name] = read_json(marker, expect=dict).get("summary")
                 continue
+            known.clear()
             context.log(f"[{stage.name}] {stage.description}")
             start = time.perf_counter()
             summary = stage.run(context) or {}
@@ -150,14 +172,6 @@ class Plan:
             context.log(f"[{stage.name}] done in {_duration(seconds)}")
             summaries[stage.name] = summary
         return summaries
-
-
-def _bytes(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size:.1f} TB"
 
 
 def _duration(seconds: float) -> str:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from torch import Tensor
 
-from ..download import cache_root, download_file, file_digests, unreachable_reason
-from ..errors import CheckpointError, DownloadError, InputError, WeightsUnavailableError
+from ..download import cache_root, download_file, unreachable_reason
+from ..errors import CheckpointError, ChecksumError, DownloadError, InputError, WeightsUnavailableError
 from .safe_pickle import read_state_dict
 
 
@@ -108,15 +108,18 @@ def released_file(release: Release, weights: str | None, *, download: bool, prog
         )
     print(f"{release.preset}: downloading {release.url} (licence: {release.licence}) into {target}", file=sys.stderr)
     try:
-        download_file(release.url, target, progress=progress, description=f"{release.preset}: {release.filename}")
+        download_file(
+            release.url,
+            target,
+            progress=progress,
+            description=f"{release.preset}: {release.filename}",
+            sha256=release.sha256,
+            sha256_source="the authors' release",
+        )
+    except ChecksumError as error:
+        raise CheckpointError(f"{release.preset}: not the authors' release: {error}") from None
     except DownloadError as error:
         raise WeightsUnavailableError(f"{release.preset}: {error}. {supply}") from None
-    if release.sha256 and file_digests(target)["sha256"] != release.sha256:
-        target.unlink()
-        raise CheckpointError(
-            f"{release.preset}: the file downloaded from {release.url} is not the authors' release "
-            f"(SHA-256 differs from {release.sha256}); it was deleted"
-        )
     return target
 
 
