@@ -19,6 +19,7 @@ from typing import Any
 from .. import __version__
 from ..errors import InputError
 from ..fileio import read_json
+from .pck import alpha_key
 from .result import RESULT_CURVE_FORMAT, RESULT_FORMAT, RESULT_SET_FORMAT, RESULT_VERSION
 
 # protocol keys that describe the rules in words (or say where they come from) rather than fix one
@@ -44,15 +45,19 @@ def _checked(value: Any, path: str) -> dict[str, Any]:
         raise InputError(f"{path}: not a semcorr results file (no 'format' field; write one with semcorr eval --out)")
     if value["format"] != RESULT_FORMAT:
         raise InputError(f"{path}: not a semcorr results file (format {value['format']!r})")
+    _check_version(value, path)
+    missing = [key for key in REQUIRED if key not in value]
+    if missing:
+        raise InputError(f"{path}: a damaged semcorr results file (no {', '.join(repr(k) for k in missing)})")
+    return value
+
+
+def _check_version(value: dict[str, Any], path: str | Path) -> None:
     if value.get("version") != RESULT_VERSION:
         raise InputError(
             f"{path}: semcorr results file version {value.get('version')!r}; this semcorr ({__version__}) "
             f"reads version {RESULT_VERSION}"
         )
-    missing = [key for key in REQUIRED if key not in value]
-    if missing:
-        raise InputError(f"{path}: a damaged semcorr results file (no {', '.join(repr(k) for k in missing)})")
-    return value
 
 
 def read_results(path: str | Path) -> list[dict[str, Any]]:
@@ -64,11 +69,7 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
     """
     content = read_json(path)
     if isinstance(content, dict) and content.get("format") in (RESULT_SET_FORMAT, RESULT_CURVE_FORMAT):
-        if content.get("version") != RESULT_VERSION:
-            raise InputError(
-                f"{path}: semcorr results file version {content.get('version')!r}; this semcorr "
-                f"({__version__}) reads version {RESULT_VERSION}"
-            )
+        _check_version(content, path)
         results = content.get("results")
         if isinstance(results, dict):  # a k-shot curve: one result per number of examples
             results = list(results.values())
@@ -131,7 +132,7 @@ def compare_results(
                 )
     keys = [set(r["pck_per_keypoint"]) for r in results]
     shown = (
-        _alpha_key(alpha)
+        alpha_key(alpha)
         if alpha is not None
         else ("0.1" if all("0.1" in k for k in keys) else next(iter(first["pck_per_keypoint"])))
     )
@@ -159,10 +160,6 @@ def compare_results(
     ]
     title = f"{first.get('title', first['benchmark'])} {first['split']}"
     return {"title": title, "alpha": shown, "columns": columns, "rows": rows, "mixed": mixed}
-
-
-def _alpha_key(alpha: float) -> str:
-    return format(float(alpha), "g")
 
 
 def _headline(entry: dict[str, Any] | None, key: str) -> float | None:

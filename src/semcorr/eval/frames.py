@@ -45,7 +45,6 @@ class Frame:
         side: the frame's canvas side in pixels (``None``: original pixels).
         length_rule: how ``L`` is taken (:data:`LENGTH_RULES`).
         precision: the authors' arithmetic (:data:`PRECISIONS`).
-        image_size: (H, W) of the image in original pixels.
     """
 
     scale: tuple[float, float]
@@ -54,7 +53,6 @@ class Frame:
     side: int | None = None
     length_rule: LengthRule = "own axis"
     precision: Precision = "float64"
-    image_size: tuple[int, int] | None = None
 
     @classmethod
     def of(
@@ -69,21 +67,20 @@ class Frame:
     ) -> Frame:
         """The frame of an (H, W) image on a ``canvas``-wide square (``original``: the image itself)."""
         height, width = image_size
-        size = (int(height), int(width))
         if kind == "original":
-            return cls((1.0, 1.0), (0.0, 0.0), None, None, length_rule, precision, size)
+            return cls((1.0, 1.0), (0.0, 0.0), None, None, length_rule, precision)
         if canvas is None:
             raise ValueError(f"a {kind} frame needs a canvas side")
         bounds = (1e-4, canvas - 1 - 1e-4) if clamp else None  # MARCO's regularise_coordinates(eps=1e-4)
         if kind == "stretched":
-            return cls((canvas / width, canvas / height), (0.0, 0.0), bounds, canvas, length_rule, precision, size)
+            return cls((canvas / width, canvas / height), (0.0, 0.0), bounds, canvas, length_rule, precision)
         scale = canvas / max(width, height)  # padded: GeoAware-SC's preprocess_kps_pad
         offset = (0.0, 0.0)
         if height < width:
             offset = (0.0, float(int((canvas - int(np.around(canvas * height / width))) / 2)))
         elif width < height:
             offset = (float(int((canvas - int(np.around(canvas * width / height))) / 2)), 0.0)
-        return cls((scale, scale), offset, bounds, canvas, length_rule, precision, size)
+        return cls((scale, scale), offset, bounds, canvas, length_rule, precision)
 
     def to_frame(self, points: np.ndarray, *, annotated: bool = False) -> np.ndarray:
         """(N, 2) original pixels -> (N, 2) frame pixels. Annotated keypoints (``annotated``) as the

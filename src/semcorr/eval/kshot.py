@@ -46,7 +46,8 @@ from ..features.registry import resolve_extractor
 from ..matching.points import MatchSettings
 from ..transfer.labeller import KeypointLabeller, TransferSettings
 from .cache import CacheMode, FeatureCache
-from .pck import PCKSettings, alpha_key, correct_keypoints, threshold_length
+from .frames import Frame
+from .pck import PCKSettings, alpha_key
 from .protocols import SEMCORR
 from .result import (
     RESULT_CURVE_FORMAT,
@@ -56,6 +57,7 @@ from .result import (
     open_benchmark,
     pck_settings,
     pck_text,
+    run_digests,
     score_predictions,
 )
 from .runner import protocol_rules
@@ -237,6 +239,7 @@ def evaluate_kshot_counts(
     everything = [image.path for group in pools for image in groups[group]]
     examples = [groups[group][i].path for group, rows in pools.items() for i in rows]
     results = []
+    digests = run_digests(run, extractor)
     with FeatureCache(extractor, mode=cache, cache_dir=cache_dir, batch_size=batch_size, progress=progress) as store:
         store.compute(everything, flipped=examples if pose_align else ())
         clock.lap("features")
@@ -274,6 +277,7 @@ def evaluate_kshot_counts(
                     clock=lap,
                     images_computed=store.computed,
                     records=records if predictions else None,
+                    digests=digests,
                     settings={
                         "matching": dataclasses.asdict(settings),
                         "transfer": {k: v for k, v in dataclasses.asdict(transfer).items() if k != "match"},
@@ -377,8 +381,9 @@ def _confident(
     total = sum(len(c) for c in confidences)
     for pair, points, confidence in zip(pairs, found, confidences):
         keep = confidence >= min_confidence
-        length = threshold_length(threshold, pair.target_box, pair.target_size)
-        hits = correct_keypoints(points[keep], pair.counted_points()[1][keep], length, alphas, inclusive=pck.inclusive)
+        frame = Frame.of("original", pair.target_size, None)  # as score_predictions measures
+        length = frame.length(threshold, pair.target_box, pair.target_size)
+        hits = frame.correct(points[keep], pair.counted_points()[1][keep], length, alphas, inclusive=pck.inclusive)
         kept += int(keep.sum())
         correct += hits.sum(axis=1)
     return {

@@ -78,7 +78,6 @@ def open_benchmark(
     limit: int | None,
     pck: PCKSettings,
     loader_options: Mapping[str, Any] | None = None,
-    threshold: ThresholdKind | None = None,
     outside: str = "leave out",
 ) -> BenchmarkRun:
     """Load a benchmark's pairs (the first ``limit``) and its PCK thresholds.
@@ -104,7 +103,7 @@ def open_benchmark(
         pairs,
         total,
         alphas,
-        threshold or pck.threshold or spec.threshold,
+        pck.threshold or spec.threshold,
         limit,
         dict(loader_options or {}),
         loaded,
@@ -274,6 +273,11 @@ def pck_settings(run: BenchmarkRun, pck: PCKSettings) -> dict[str, Any]:
     }
 
 
+def run_digests(run: BenchmarkRun, extractor: Extractor) -> tuple[str, str | None]:
+    """The pair list's and the weights' digests (:mod:`.digest`) of a run."""
+    return pairs_digest(run.loaded), weights_digest(extractor)
+
+
 def make_result(
     run: BenchmarkRun,
     extractor: Extractor,
@@ -286,6 +290,7 @@ def make_result(
     clock: Clock,
     images_computed: int,
     records: list[dict[str, Any]] | None = None,
+    digests: tuple[str, str | None] | None = None,
     **sections: Any,
 ) -> dict[str, Any]:
     """The result dict of :func:`semcorr.eval.evaluate` and :func:`semcorr.eval.kshot.evaluate_kshot`:
@@ -298,8 +303,11 @@ def make_result(
         scores: :func:`score_predictions`'s first value.
         settings: run-specific settings; the extractor's config and device are added.
         records: per-pair predictions, when asked for.
+        digests: :func:`run_digests` of ``run`` and ``extractor``, when the caller makes several
+            results of one run (hashing the weights reads every one of them).
         **sections: further top-level keys (``pose_align``, ``transfer``, ...), in order.
     """
+    pairs, weights = digests if digests is not None else run_digests(run, extractor)
     result: dict[str, Any] = {
         "format": RESULT_FORMAT,
         "version": RESULT_VERSION,
@@ -308,9 +316,9 @@ def make_result(
         "title": title,
         "split": run.split,
         "data_root": run.data_root,
-        "pairs_digest": pairs_digest(run.loaded),
+        "pairs_digest": pairs,
         "model": extractor.name,
-        "weights_digest": weights_digest(extractor),
+        "weights_digest": weights,
         "random_weights": bool(extractor.random_weights),
         "protocol": protocol,
         **scores,
