@@ -398,6 +398,38 @@ def test_round_trip_predictions_follow_the_examples(label_studio, backend):
     assert backend.healthy()
 
 
+def test_a_changed_config_rereads_the_examples_and_nothing_is_extracted_twice(label_studio, backend):
+    """The labels reordered in the project's config, with no webhook to say so: the config Label Studio
+    sends with the next request makes the examples be read again under the new order (each point
+    keeps its label); unchanged examples are not extracted again for a second target."""
+    ls = label_studio
+    project, tasks = new_project(ls, example_images())
+    for i, offset in enumerate(EXAMPLES):
+        annotate(ls, tasks[f"example{i}.png"], [keypoint(label, offset, f"e{i}{k}") for k, label in enumerate(LABELS)])
+    connect(ls, project, backend)
+    targets = [tasks[f"target{i}.png"] for i in range(len(TARGETS))]
+    predict(ls, project, targets[:1])
+    extracted = backend.server.backend.extractions  # the two examples and the first target, at most
+    predict(ls, project, targets[1:])
+    assert backend.server.backend.extractions == extracted + 1  # only the new target
+    reordered = CONFIG.replace(
+        '<Label value="left eye" background="red"/><Label value="right eye" background="blue"/>\n    '
+        '<Label value="nose" background="green"/>',
+        '<Label value="nose" background="green"/><Label value="right eye" background="blue"/>'
+        '<Label value="left eye" background="red"/>',
+    )
+    assert reordered != CONFIG
+    for hook in ls.api("GET", f"/api/webhooks?project={project}"):  # no webhook: the config sent with
+        ls.api("DELETE", f"/api/webhooks/{hook['id']}")  # the next request must be enough
+    ls.api("PATCH", f"/api/projects/{project}", {"label_config": reordered})
+    predict(ls, project, targets)
+    for task, offset in zip(targets, TARGETS, strict=True):
+        found = predictions(ls, task)
+        assert len(found) == 2 and len({p["model_version"] for p in found}) == 2  # a new version for the new order
+        for prediction in found:
+            check_points(prediction, offset)
+
+
 def test_min_confidence_leaves_out_a_keypoint_outside_the_image(label_studio, backend):
     """The nose lies below a shorter crop: predicted with a low confidence, it is left out."""
     ls = label_studio

@@ -215,13 +215,7 @@ class Engine:
             labeller = KeypointLabeller(
                 source_map, checked[None], torch.ones(1, len(checked), dtype=torch.bool), settings, flipped=flipped
             )
-            target = FeatureMap(
-                torch.cat([m.features for m in maps]),
-                tuple(m.geometries[0] for m in maps),
-                source_map.model,
-                source_map.random_weights,
-            )
-            votes = labeller.label(target).votes
+            votes = labeller.label(FeatureMap.join(maps)).votes
         done = time.perf_counter()
         category = KeypointCategory(1, "object", tuple(str(k + 1) for k in range(len(checked))))
         records = [

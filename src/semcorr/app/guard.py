@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from ..errors import SemcorrError
 from .settings import ANY_HOST, ServerSettings
-from .web import ClientDisconnect, Request
+from .web import ClientDisconnect, JSONResponse, Request, Response, Route, run_in_threadpool
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -246,3 +246,26 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise HttpError(400, "the request body must be a JSON object")
     return value
+
+
+def json_endpoint(
+    function: Callable[[dict[str, Any]], dict[str, Any]], limit: int, *, threaded: bool = True
+) -> Callable[[Request], Awaitable[Response]]:
+    """A POST endpoint: the request's JSON object (:func:`read_json`, within ``limit`` bytes) to
+    ``function``, its answer as JSON; ``function`` runs in a worker thread unless ``threaded`` is False."""
+
+    async def endpoint(request: Request) -> Response:
+        body = await read_json(request, limit)
+        return JSONResponse(await run_in_threadpool(function, body) if threaded else function(body))
+
+    return endpoint
+
+
+def not_found_route(message: Callable[[Request], str]) -> Route:
+    """The last route: any other path, with any method, is a 404 saying ``message(request)`` (a
+    route rather than the router's default, which would answer a wrong method with 405)."""
+
+    async def not_found(request: Request) -> Response:
+        raise HttpError(404, message(request))
+
+    return Route("/{path:path}", not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])

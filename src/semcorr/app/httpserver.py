@@ -48,14 +48,13 @@ class HttpServer:
             lifespan="off",
             access_log=False,
             log_config=None,
-            log_level="error",
+            log_level=logging.CRITICAL,  # our Guard logs what matters
             limit_concurrency=4 * settings.max_requests,
             timeout_keep_alive=5,
             timeout_graceful_shutdown=5,
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
-        logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)  # our Guard logs what matters
 
     @property
     def server_port(self) -> int:
@@ -72,6 +71,17 @@ class HttpServer:
         """Serve in this thread until :meth:`shutdown` (from another thread) or Ctrl-C (in the main
         thread: uvicorn stops, then the interrupt goes on as a ``KeyboardInterrupt``)."""
         self._server.run(sockets=[self._socket])
+
+    def serve_until_interrupted(self, name: str, lines: list[str]) -> None:
+        """Log ``lines`` (each after ``name:``), serve in this thread until Ctrl-C, then close."""
+        try:
+            for line in lines:
+                self.log(f"{name}: {line}")
+            self.serve_forever()
+        except KeyboardInterrupt:
+            self.log(f"{name}: stopped")
+        finally:
+            self.close()
 
     def start(self) -> HttpServer:
         """Serve from a background thread; returns once the server accepts connections."""

@@ -24,7 +24,7 @@ from ..features.config import DEFAULT_MODEL
 from ..matching.points import MatchSettings
 from . import api
 from .engine import Engine, load_matchers
-from .guard import HttpError, read_body, read_json
+from .guard import HttpError, json_endpoint, not_found_route, read_body
 from .httpserver import HttpServer
 from .settings import AppSettings
 from .uploads import Uploads, clean_name, too_large_message
@@ -114,19 +114,11 @@ def create_server(
 def serve(model: str | Extractor = DEFAULT_MODEL, *, log: Callable[[str], None] = print, **options: Any) -> None:
     """``semcorr app``: serve the page until interrupted (Ctrl-C). Takes :func:`create_server`'s arguments."""
     server = create_server(model, log=log, **options)
-    try:
-        offered = ", ".join(item["label"] for item in server.engine.models())
-        log(f"semcorr app: open {server.url} in a browser (models: {offered}; Ctrl-C stops it)")
-        if server.settings.host in ("0.0.0.0", "::"):
-            log(
-                "semcorr app: it answers only to the host names 127.0.0.1, localhost and those given with "
-                "--allowed-host"
-            )
-        server.serve_forever()
-    except KeyboardInterrupt:
-        log("semcorr app: stopped")
-    finally:
-        server.close()
+    offered = ", ".join(item["label"] for item in server.engine.models())
+    lines = [f"open {server.url} in a browser (models: {offered}; Ctrl-C stops it)"]
+    if server.settings.host in ("0.0.0.0", "::"):
+        lines.append("it answers only to the host names 127.0.0.1, localhost and those given with --allowed-host")
+    server.serve_until_interrupted("semcorr app", lines)
 
 
 def _routes(server: AppServer) -> list[Route]:
@@ -162,16 +154,6 @@ def _routes(server: AppServer) -> list[Route]:
         data = await read_body(request, limit, lambda size: too_large_message(name, size, limit))
         return JSONResponse(await run_in_threadpool(api.upload, server.engine, data, name))
 
-    def json_route(function: Callable[[Engine, dict[str, Any]], dict[str, Any]]) -> Callable[..., Any]:
-        async def endpoint(request: Request) -> Response:
-            body = await read_json(request, MAX_JSON_BYTES)
-            return JSONResponse(await run_in_threadpool(function, server.engine, body))
-
-        return endpoint
-
-    async def not_found(request: Request) -> Response:
-        raise HttpError(404, f"{request.url.path[:100]}: no such {'page' if request.method == 'GET' else 'request'}")
-
     return [
         Route("/", page, methods=["GET"]),
         Route("/index.html", page, methods=["GET"]),
@@ -179,6 +161,18 @@ def _routes(server: AppServer) -> list[Route]:
         Route("/api/config", config, methods=["GET"]),
         Route("/api/images/{id:str}.png", image, methods=["GET"]),
         Route("/api/images", upload, methods=["POST"]),
-        *(Route(path, json_route(function), methods=["POST"]) for path, function in api.JSON_ROUTES.items()),
-        Route("/{path:path}", not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
+        *(
+            Route(path, json_endpoint(_on_engine(server, function), MAX_JSON_BYTES), methods=["POST"])
+            for path, function in api.JSON_ROUTES.items()
+        ),
+        not_found_route(
+            lambda request: f"{request.url.path[:100]}: no such {'page' if request.method == 'GET' else 'request'}"
+        ),
     ]
+
+
+def _on_engine(
+    server: AppServer, function: Callable[[Engine, dict[str, Any]], dict[str, Any]]
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """``function`` of the server's engine (looked up per request: the routes are made before it)."""
+    return lambda body: function(server.engine, body)

@@ -102,7 +102,7 @@ class Uploads:
         path = self.folder / image_id
         write_atomically(path, data)
         try:
-            check_pixels(path, name, self.settings.max_pixels, "this page's", PIXELS_HINT)
+            _check_pixels(path, name, self.settings.max_pixels)
             pixels = load_image(path, max_pixels=self.settings.max_pixels)
             upload = Upload(
                 image_id, name, path, pixels.shape[2], pixels.shape[1], self._write_display(image_id, pixels)
@@ -152,13 +152,13 @@ class Uploads:
         return path
 
 
-def check_pixels(path: Path, name: str, limit: int, whose: str = "the", hint: str = "") -> None:
+def _check_pixels(path: Path, name: str, limit: int) -> None:
     """Refuse an image file over ``limit`` pixels from its header, before decoding it.
 
     Raises:
-        InputError: ``{name}: WxH pixels (N Mpx) is over {whose} limit of L Mpx{hint}``.
+        InputError: ``{name}: WxH pixels (N Mpx) is over this page's limit of L Mpx; use a smaller ...``.
     """
-    over = f"is over {whose} limit of {limit / 1e6:g} Mpx{hint}"
+    over = f"is over this page's limit of {limit / 1e6:g} Mpx{PIXELS_HINT}"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -8,14 +8,14 @@ import argparse
 from ..app.settings import AppSettings, ServerSettings
 from .options import add_match_options, add_model_options, add_threads_option, given, match_settings, model_arguments
 
-APP_OPTIONS = ("host", "port", "allowed_hosts", "max_upload_mb", "max_megapixels")
+SERVER_OPTIONS = ("host", "port", "allowed_hosts", "max_upload_mb", "max_megapixels")  # add_server_options
 
 
 def run_app(args: argparse.Namespace) -> int:
     from ..app.server import serve  # without the app extra: one line naming it, before any model loads
     from ..runtime import set_threads
 
-    settings = AppSettings(**given(args, APP_OPTIONS))
+    settings = AppSettings(**given(args, SERVER_OPTIONS))
     set_threads(args.threads)
     serve(models=args.models, settings=settings, match_settings=match_settings(args), **model_arguments(args))
     return 0

@@ -7,10 +7,10 @@ import argparse
 import os
 
 from ..labelstudio.settings import LabelStudioSettings
-from .app import add_server_options
+from .app import SERVER_OPTIONS, add_server_options
 from .options import add_match_options, add_model_options, add_threads_option, given, match_settings, model_arguments
 
-BACKEND_OPTIONS = ("host", "port", "allowed_hosts", "max_upload_mb", "max_megapixels", "url", "min_confidence")
+BACKEND_OPTIONS = (*SERVER_OPTIONS, "url", "min_confidence")
 KEY_VARIABLE = "LABEL_STUDIO_API_KEY"
 
 

@@ -244,16 +244,7 @@ class FeatureCache:
         Upsampled maps of recently used images are kept (up to :attr:`upsampled_limit` bytes), so an
         image that appears in many pairs is upsampled once.
         """
-        maps = [self._one((Path(image), bool(flipped)), grid) for image in images]
-        stored_norms = [m.norms for m in maps if m.norms is not None]
-        norms = torch.cat(stored_norms) if len(stored_norms) == len(maps) else None
-        return FeatureMap(
-            torch.cat([m.features for m in maps]),
-            tuple(m.geometries[0] for m in maps),
-            self.extractor.name,
-            self.extractor.random_weights,
-            norms=norms,
-        )
+        return FeatureMap.join([self._one((Path(image), bool(flipped)), grid) for image in images])
 
     def close(self) -> None:
         """Drop memory features; remove a temporary disk cache."""

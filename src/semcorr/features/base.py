@@ -112,6 +112,21 @@ class FeatureMap:
     def __len__(self) -> int:
         return self.features.shape[0]
 
+    @classmethod
+    def join(cls, maps: Sequence[FeatureMap]) -> FeatureMap:
+        """One batch of the images of ``maps`` (one model's, on one grid), in order; norms and
+        embeddings kept where every map has them."""
+        norms = [m.norms for m in maps if m.norms is not None]
+        embeddings = [m.embeddings for m in maps if m.embeddings is not None]
+        return cls(
+            torch.cat([m.features for m in maps]),
+            tuple(g for m in maps for g in m.geometries),
+            maps[0].model,
+            maps[0].random_weights,
+            norms=torch.cat(norms) if len(norms) == len(maps) else None,
+            embeddings=torch.cat(embeddings) if len(embeddings) == len(maps) else None,
+        )
+
     def __getitem__(self, index: int | slice) -> FeatureMap:
         """The feature map of one image (kept as a batch of 1) or of a slice of the batch."""
         index = slice(index, index + 1 if index != -1 else None) if isinstance(index, int) else index

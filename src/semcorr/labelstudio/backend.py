@@ -28,7 +28,14 @@ from ..lru import LRU
 from ..matching.matcher import Matcher
 from ..transfer.labeller import KeypointLabeller, TransferSettings
 from .client import LabelStudioClient, LabelStudioError
-from .project import KeypointConfig, TaskExample, examples_digest, project_examples, read_label_config
+from .project import (
+    DEFAULT_POINT_SIZE,
+    KeypointConfig,
+    TaskExample,
+    examples_digest,
+    project_examples,
+    read_label_config,
+)
 from .settings import LabelStudioSettings
 
 # Webhook actions after which a project's examples are read again (Label Studio 1.23 sends
@@ -98,8 +105,7 @@ class LabelStudioBackend:
         ``{"project": "ID.TIMESTAMP", "schema": config, "hostname", "access_token"}`` -> ``{"model_version"}``."""
         project = self._project(body.get("project"))
         with project.lock:
-            if isinstance(body.get("schema"), str):
-                project.schema = body["schema"]
+            _set_schema(project, body.get("schema"))
             project.client = self._client(project, body.get("hostname"), body.get("access_token"))
         self._refresh(project)
         return {"model_version": self.version(project)}
@@ -113,8 +119,8 @@ class LabelStudioBackend:
         project = self._projects.get(project_id) if isinstance(project_id, int) else None
         if project is not None:
             project.stale = True
-            if isinstance(found.get("label_config"), str):
-                project.schema = found["label_config"]
+            with project.lock:
+                _set_schema(project, found.get("label_config"))
         return {"status": "ok"}
 
     def versions(self) -> dict[str, Any]:
@@ -130,8 +136,8 @@ class LabelStudioBackend:
         if not isinstance(tasks, list) or not all(isinstance(task, dict) for task in tasks):
             raise InputError("request field 'tasks' must be a list of tasks")
         project = self._project(body.get("project"))
-        if isinstance(body.get("label_config"), str):
-            project.schema = body["label_config"]
+        with project.lock:
+            _set_schema(project, body.get("label_config"))
         if project.client is None:
             project.client = self._client(project, None, None)
         self._refresh(project)
@@ -225,13 +231,7 @@ class LabelStudioBackend:
         results = empty
         for start in range(0, len(maps), self.settings.batch_size):
             chunk = maps[start : start + self.settings.batch_size]
-            batch = FeatureMap(
-                torch.cat([m.features for _, m in chunk]),
-                tuple(m.geometries[0] for _, m in chunk),
-                chunk[0][1].model,
-                chunk[0][1].random_weights,
-            )
-            votes = transfer.label(batch).votes
+            votes = transfer.label(FeatureMap.join([fmap for _, fmap in chunk])).votes
             for (index, fmap), points, confidence in zip(chunk, votes.points, votes.confidence, strict=True):
                 height, width = fmap.geometries[0].original_size
                 results[index] = self._regions(config, points.tolist(), confidence.tolist(), (width, height), sizes)
@@ -274,12 +274,13 @@ class LabelStudioBackend:
     def _labeller(
         self, project: ProjectState, config: KeypointConfig
     ) -> tuple[str, KeypointLabeller, tuple[float, ...]] | None:
-        """The labeller of the project's examples (kept until they or the labels change)."""
-        key = f"{project.digest}:{','.join(config.labels)}"
-        if project.labeller is not None and project.labeller[0] == key:
+        """The labeller of the project's examples (kept until they or the labels change: the digest
+        covers both)."""
+        key = project.digest
+        if key is not None and project.labeller is not None and project.labeller[0] == key:
             return project.labeller
-        examples = [e for e in project.examples if len(e.labelled) == len(config.labels)]
-        if not examples:
+        examples = project.examples
+        if key is None or not examples:
             self.log(f"project {project.id}: no annotated tasks with keypoints yet; every prediction is empty")
             return None
         maps, points, labelled = [], [], []
@@ -297,14 +298,10 @@ class LabelStudioBackend:
             labelled.append(list(example.labelled))
         if not maps:
             return None
-        sizes = tuple(next((e.sizes[k] for e in examples if e.labelled[k]), 0.75) for k in range(len(config.labels)))
-        features = FeatureMap(
-            torch.cat([m.features for m in maps]),
-            tuple(m.geometries[0] for m in maps),
-            maps[0].model,
-            maps[0].random_weights,
+        sizes = tuple(
+            next((e.sizes[k] for e in examples if e.labelled[k]), DEFAULT_POINT_SIZE) for k in range(len(config.labels))
         )
-        labeller = KeypointLabeller(features, torch.tensor(points), torch.tensor(labelled), self.transfer)
+        labeller = KeypointLabeller(FeatureMap.join(maps), torch.tensor(points), torch.tensor(labelled), self.transfer)
         project.labeller = (key, labeller, sizes)
         return project.labeller
 
@@ -327,3 +324,12 @@ class LabelStudioBackend:
         features = self.matcher.extractor.extract(pixels)
         self.extractions += 1
         return self._features.put(url, features)
+
+
+def _set_schema(project: ProjectState, schema: Any) -> None:
+    """Take the labelling config Label Studio sent (if it sent one); when it differs from the one
+    the examples were read under, they are dropped and read again at the next request (their
+    points follow the old config's labels). The caller holds ``project.lock``."""
+    if isinstance(schema, str) and schema != project.schema:
+        project.schema = schema
+        project.examples, project.digest, project.labeller, project.stale = (), None, None, True

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..app.guard import HttpError, read_json
+from ..app.guard import json_endpoint, not_found_route
 from ..app.httpserver import HttpServer
-from ..app.web import JSONResponse, Request, Response, Route, Router, run_in_threadpool
+from ..app.web import JSONResponse, Request, Response, Route, Router
 from ..features.base import Extractor
 from ..features.config import DEFAULT_MODEL
 from ..matching.matcher import Matcher
@@ -78,16 +78,13 @@ def serve_backend(
 ) -> None:
     """``semcorr label-studio``: serve until interrupted (Ctrl-C). Takes :func:`create_backend_server`'s arguments."""
     server = create_backend_server(model, log=log, **options)
-    try:
-        log(
-            f"semcorr label-studio: connect {server.url} in Label Studio (project Settings -> Model -> Connect "
-            f"Model; model {server.backend.model}; Ctrl-C stops it)"
-        )
-        server.serve_forever()
-    except KeyboardInterrupt:
-        log("semcorr label-studio: stopped")
-    finally:
-        server.close()
+    server.serve_until_interrupted(
+        "semcorr label-studio",
+        [
+            f"connect {server.url} in Label Studio (project Settings -> Model -> Connect Model; model "
+            f"{server.backend.model}; Ctrl-C stops it)"
+        ],
+    )
 
 
 def _routes(backend: LabelStudioBackend) -> list[Route]:
@@ -99,26 +96,17 @@ def _routes(backend: LabelStudioBackend) -> list[Route]:
     async def versions(request: Request) -> Response:
         return JSONResponse(backend.versions())
 
-    def post(method: Callable[[dict[str, Any]], dict[str, Any]], *, threaded: bool = True) -> Callable[[Request], Any]:
-        async def endpoint(request: Request) -> Response:
-            body = await read_json(request, limit)
-            return JSONResponse(await run_in_threadpool(method, body) if threaded else method(body))
-
-        return endpoint
-
-    async def not_found(request: Request) -> Response:
-        raise HttpError(
-            404,
-            f"{request.url.path[:100]}: no such request (Label Studio's ML backend protocol: "
-            "/health, /setup, /predict, /webhook, /versions)",
-        )
-
     return [
         Route("/", health, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/versions", versions, methods=["GET"]),
-        Route("/setup", post(backend.setup), methods=["POST"]),
-        Route("/predict", post(backend.predict), methods=["POST"]),
-        Route("/webhook", post(backend.webhook, threaded=False), methods=["POST"]),  # within LS's 1 s
-        Route("/{path:path}", not_found, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
+        Route("/setup", json_endpoint(backend.setup, limit), methods=["POST"]),
+        Route("/predict", json_endpoint(backend.predict, limit), methods=["POST"]),
+        Route("/webhook", json_endpoint(backend.webhook, limit, threaded=False), methods=["POST"]),  # within LS's 1 s
+        not_found_route(
+            lambda request: (
+                f"{request.url.path[:100]}: no such request (Label Studio's ML backend protocol: "
+                "/health, /setup, /predict, /webhook, /versions)"
+            )
+        ),
     ]

@@ -74,13 +74,7 @@ def example_labeller(
 
 
 def _extract(extractor: Extractor, pixels: list[torch.Tensor], batch_size: int) -> FeatureMap:
-    maps = [extractor.extract(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)]
-    return FeatureMap(
-        torch.cat([m.features for m in maps]),
-        tuple(g for m in maps for g in m.geometries),
-        extractor.name,
-        extractor.random_weights,
-    )
+    return FeatureMap.join([extractor.extract(pixels[i : i + batch_size]) for i in range(0, len(pixels), batch_size)])
 
 
 def _rows(fmap: FeatureMap, rows: list[int]) -> FeatureMap:

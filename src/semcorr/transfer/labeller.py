@@ -201,7 +201,10 @@ class KeypointLabeller:
         pixels = torch.stack([g.from_grid(p, up.grid_size) for g, p in zip(up.geometries, found)])
         target_sides = torch.tensor([float(max(g.original_size)) for g in target.geometries], device=found.device)
         point = vote_point(pixels, cycle, voted, target_sides, settings.agreement_tolerance)
-        on_grid = torch.stack([g.to_grid(p, up.grid_size) for g, p in zip(up.geometries, point)])
-        point_cycle = self._cycle(up, on_grid[:, None].expand(batch, count, keypoints, 2), flipped)
+        if count == 1:  # the point is the one vote: its cycle is the vote's
+            point_cycle = cycle
+        else:
+            on_grid = torch.stack([g.to_grid(p, up.grid_size) for g, p in zip(up.geometries, point)])
+            point_cycle = self._cycle(up, on_grid[:, None].expand(batch, count, keypoints, 2), flipped)
         votes = combine_votes(pixels, cycle, voted, point, point_cycle, target_sides, settings.agreement_tolerance)
         return Labels(votes, flipped)
