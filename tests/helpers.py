@@ -37,11 +37,11 @@ TRAIN_WORKER = TESTS / "distill_worker.py"
 # --- DINOv2 ----------------------------------------------------------------------------------
 
 
-def tiny_backbone(registers=True, layers=2, swiglu=False, seed=0):
-    """A tiny transformers DINOv2 (width 32, patch 14), with or without registers."""
+def tiny_backbone(registers=True, layers=2, swiglu=False, seed=0, width=32):
+    """A tiny transformers DINOv2 (``width`` 32, patch 14), with or without registers."""
     torch.manual_seed(seed)
     settings = dict(
-        hidden_size=32,
+        hidden_size=width,
         num_hidden_layers=layers,
         num_attention_heads=2,
         patch_size=14,
@@ -166,20 +166,8 @@ def tiny_components(folder: Path, vae: str = "full", seed: int = 0) -> SdxlCompo
 
 
 def tiny_dino(seed: int = 0):
-    """A tiny DINOv2-with-registers backbone (patch 14)."""
-    torch.manual_seed(seed)
-    return Dinov2WithRegistersModel(
-        Dinov2WithRegistersConfig(
-            hidden_size=24,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            patch_size=14,
-            image_size=518,
-            num_register_tokens=4,
-            layerscale_value=1.0,
-            layer_norm_eps=1e-6,
-        )
-    ).eval()
+    """A tiny DINOv2-with-registers backbone (width 24, patch 14)."""
+    return tiny_backbone(seed=seed, width=24)
 
 
 def tiny_teacher(folder: Path, vae: str = "full", seed: int = 0, **overrides):

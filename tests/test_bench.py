@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from helpers import tiny_backbone
 
 from semcorr.errors import InputError
 from semcorr.features import PRESETS, DinoV2Config, DinoV2Extractor, build_extractor
@@ -138,21 +139,7 @@ class TestFastPath:
         assert len(calls) == 2 and calls[0] == (1, 6, 1 + 4, 64)  # batch, heads, class + 2x2 patch tokens, head dim
 
     def test_bf16_autocast_features_agree_with_fp32(self):
-        torch.manual_seed(0)
-        from transformers import Dinov2WithRegistersConfig, Dinov2WithRegistersModel
-
-        backbone = Dinov2WithRegistersModel(
-            Dinov2WithRegistersConfig(
-                hidden_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=4,
-                patch_size=14,
-                image_size=518,
-                num_register_tokens=4,
-                layerscale_value=1.0,
-                layer_norm_eps=1e-6,
-            )
-        ).eval()
+        backbone = tiny_backbone()
         images = [torch.rand(3, 70, 70) for _ in range(2)]
         fp32 = DinoV2Extractor(DinoV2Config(input_size=70), backbone=backbone).extract(images).features
         bf16 = (

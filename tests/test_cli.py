@@ -249,6 +249,13 @@ class TestArguments:
         assert (args.video, args.points) == ("clip.mp4", ["1,2"])
         assert not hasattr(args, "images_after_points")
 
+    def test_every_image_and_video_suffix_ends_the_points(self):
+        from semcorr.cli.parser import FILE_SUFFIXES  # the parser's copy, kept free of torch and PyAV
+        from semcorr.images import IMAGE_SUFFIXES
+        from semcorr.video.io import VIDEO_FORMATS
+
+        assert IMAGE_SUFFIXES | set(VIDEO_FORMATS) <= FILE_SUFFIXES
+
     @pytest.mark.parametrize(
         "argv, message",
         [

@@ -177,6 +177,6 @@ def test_renamed_options_warn_once_and_are_documented(cli, tmp_path):
 
     page = (Path(__file__).resolve().parents[1] / "docs" / "reliability.md").read_text()
     for entry in RENAMED_OPTIONS:
-        assert f"| `{entry.command}` | `{entry.old}` | `{entry.new}`" in page, entry
+        assert f"| `{entry.command}` | `{entry.old}` | `{entry.new}` | {entry.note} |" in page, entry
     for old in sorted(MOVED_MODULES) + sorted(RENAMED):
         assert f"`{old}`" in page, old

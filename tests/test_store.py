@@ -17,7 +17,7 @@ from semcorr.features.registry import build_extractor
 from semcorr.fileio import HOST
 from semcorr.geometry import ImageGeometry
 from semcorr.images import ImageItem, list_images
-from semcorr.store import BackgroundWriter, Entry, FeatureFolder, rank_of
+from semcorr.store import BackgroundWriter, Entry, FeatureFolder, MemoryFeatures, rank_of
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 # Teacher caches written by semcorr before the feature store (commit c998fa4, `semcorr.cache.cache_teacher`):
@@ -50,6 +50,24 @@ class TestEntries:
             reopened.get("dogs/2.jpg")
         with pytest.raises(ValueError, match="need an embedding"):
             store.put("x", features, geometry())
+
+    def test_the_memory_backend_answers_as_the_folder_does(self, tmp_path):
+        folder = FeatureFolder.create(tmp_path / "s", {"model": "m"}, embedding="class token")
+        memory = MemoryFeatures()
+        features, embedding, norms = torch.randn(8, 3, 4), torch.randn(16), torch.rand(1, 3, 4)
+        for backend in (folder, memory):
+            backend.put("cats/1.jpg", features, geometry(), embedding=embedding, norms=norms)
+            backend.put("dogs/2.jpg", features * 2, geometry(20, 50), embedding=-embedding)
+        assert memory.keys() == list(memory) == sorted(folder.keys()) and len(memory) == len(folder) == 2
+        for key in folder.keys():
+            assert torch.equal(memory.get(key), folder.get(key)) and memory.get(key).dtype == torch.float16
+            assert torch.equal(memory.embedding(key), folder.embedding(key))
+            assert memory.geometry(key) == folder.geometry(key)
+            found = (memory.norms(key), folder.norms(key))
+            assert found[0] is found[1] is None or torch.equal(*found)
+        assert memory.nbytes() == 2 * (8 * 3 * 4 * 2 + 16 * 2) + 3 * 4 * 4  # float16 features, embedding; float32 norms
+        memory.clear()
+        assert len(memory) == 0 and "cats/1.jpg" not in memory
 
     def test_a_whole_entry_is_verified_by_size_and_header(self, tmp_path):
         store = FeatureFolder.create(tmp_path, {"model": "m"})

@@ -14,6 +14,7 @@ from threed_helpers import plane_scene
 from semcorr.cli import main
 from semcorr.errors import InputError
 from semcorr.threed import PairSettings, PairWriter, make_3d_pairs, make_header, open_3d_pairs, read_pair_file_header
+from semcorr.threed.pairfile import count_pairs
 
 SEQUENCES = 100
 
@@ -106,6 +107,9 @@ class TestPairFile:
             group = file["pairs/seq001"]
             assert list(group.attrs["frames"]) == ["00000", "00001", "00002", "00003"]
             assert file["counts"].shape == file["index"].shape == (3 * SEQUENCES,)
+            counts = file["counts"][()]
+        assert count_pairs(reference) == 3 * SEQUENCES  # from the index, no pair read
+        assert count_pairs(reference, min_points=int(counts.max())) == int((counts == counts.max()).sum())
 
     def test_other_settings_refused_unless_overwrite(self, many, tmp_path):
         out = tmp_path / "p.h5"

@@ -155,7 +155,7 @@ RENAMED: dict[str, str] = {
     "semcorr.segment.mask_paths": "semcorr.segment.masks.mask_paths",
     "semcorr.segment.squared_distances": "semcorr.segment.masks.squared_distances",
     "semcorr.segment.upsample_to_image": "semcorr.segment.masks.upsample_to_image",
-    "semcorr.threed.rgbd.IMAGE_SUFFIXES": "semcorr.images.IMAGE_SUFFIXES",
+    "semcorr.threed.rgbd.IMAGE_SUFFIXES": "semcorr.threed.rgbd.FRAME_SUFFIXES",
     "semcorr.train.distill.DistillConfig": "semcorr.train.config.DistillConfig",
     "semcorr.train.distill.OPERATIONAL": "semcorr.train.config.OPERATIONAL",
     "semcorr.train.distill.RUN_FORMAT": "semcorr.train.config.DistillConfig.RUN_FORMAT",

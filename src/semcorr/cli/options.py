@@ -39,7 +39,7 @@ class RenamedOption:
         new: the option that took its place.
         fields: for an old option whose meaning depended on its value: the value -> ``{dest: value}``
             of the options it means now (``None``: the value goes to ``new`` as it is).
-        note: what the old option took, for the documentation.
+        note: what the old option took, for the documentation (Markdown; docs/reliability.md shows it).
     """
 
     command: str
@@ -56,14 +56,14 @@ RENAMED_OPTIONS: tuple[RenamedOption, ...] = (
         "--pairs",
         "--pair-list",
         lambda value: DistillConfig.upgrade({"pairs": value}),
-        "a pair list, or a SPair-71k folder (now --benchmark spair --data-root DIR)",
+        "a pair list, or a SPair-71k folder (now `--benchmark spair --data-root DIR`)",
     ),
     RenamedOption(
         "finetune-3d",
         "--pairs",
         "--pair-file",
         lambda value: FinetuneConfig.upgrade({"pairs": value}),
-        "a pair file, or a benchmark name (now --benchmark NAME)",
+        "a pair file, or a benchmark name (now `--benchmark NAME`)",
     ),
 )
 

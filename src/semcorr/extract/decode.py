@@ -209,7 +209,7 @@ def explain_worker_failure(error: RuntimeError) -> DecodingError | None:
         hint = f": {_SIGNAL_HINTS[name]}" if name in _SIGNAL_HINTS else ""
         return DecodingError(
             f"a decoding worker (pid {pid}) was killed by signal {name} ({description}){hint}; "
-            f"rerun with fewer --workers, or --workers 0 (decoding in this process)"
+            "rerun with fewer --workers, or --workers 0 (decoding in this process)"
         )
     exited = re.search(r"DataLoader worker \(pid (\d+)\) exited unexpectedly with exit code (-?\d+)", text)
     if exited:
@@ -266,11 +266,9 @@ def workers_that_fit(workers: int, batch_bytes: int, *, room: int | None = None)
     ``batch_bytes`` there (half the free room is left to the rest of the machine)."""
     if workers == 0 or batch_bytes == 0:
         return workers
+    room = _shared_memory_free() if room is None else room
     if room is None:
-        try:
-            room = shutil.disk_usage(SHARED_MEMORY).free
-        except OSError:
-            return workers  # no /dev/shm here (not Linux): torch shares memory its own way
+        return workers  # no /dev/shm here (not Linux): torch shares memory its own way
     fitting = max(0, min(workers, room // 2 // (2 * batch_bytes)))
     if fitting < workers:
         warnings.warn(

@@ -245,13 +245,13 @@ def run_pairs_3d(context: Context) -> dict[str, Any]:
 
 
 def pairs_whole(context: Context) -> bool:
-    from ..threed.pairloader import open_3d_pairs
+    from ..threed.pairfile import count_pairs
 
     path = _folder(context, "pairs-3d.h5")
     if not path.is_file() or path.with_name(path.name + ".parts").exists():
         return False  # a run that stopped half-way leaves its finished sequences in the parts folder
     try:
-        return len(open_3d_pairs(path)) > 0
+        return count_pairs(path) > 0  # each pair is checked when refinement opens the file
     except InputError:
         return False
 

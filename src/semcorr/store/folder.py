@@ -157,7 +157,7 @@ class FeatureFolder:
         known = ((FORMAT, VERSION), (LEGACY_FORMAT, LEGACY_VERSION))
         if (self.config.get("format"), self.config.get("version")) not in known:
             raise CheckpointError(
-                f"{config_file}: not a {FORMAT} version {VERSION} (nor a {LEGACY_FORMAT} version 1) "
+                f"{config_file}: not a {FORMAT} version {VERSION} (nor a {LEGACY_FORMAT} version {LEGACY_VERSION}) "
                 "config; written by another program or a newer semcorr"
             )
         self.identity: dict[str, Any] = self.config["identity"]

@@ -246,6 +246,17 @@ def read_pair_file_header(path: str | Path) -> dict[str, Any]:
 # --- helpers ---------------------------------------------------------------------------------
 
 
+def count_pairs(path: str | Path, *, min_points: int = 1) -> int:
+    """How many pairs of a pair file have at least ``min_points`` correspondences, from its index
+    alone (no pair is read); InputError when it is not a pair file."""
+    read_pair_file_header(path)
+    h5py = require_extra("h5py", "3D pair files")
+    with h5py.File(path, "r") as file:
+        if "counts" not in file:
+            raise InputError(f"{path}: a damaged pair file (no /counts)")
+        return int((file["counts"][()] >= min_points).sum())
+
+
 def _check_same(existing: dict[str, Any], wanted: dict[str, Any], where: Path) -> None:
     for key in ("root", "dataset", "settings"):
         if existing.get(key) != wanted.get(key):

@@ -37,10 +37,11 @@ import numpy as np
 from .._moved import renamed_names
 from ..errors import InputError
 from ..fileio import read_json
+from ..images import IMAGE_SUFFIXES as _IMAGE_SUFFIXES  # not as IMAGE_SUFFIXES: the old name of FRAME_SUFFIXES
 from .views import PosedFrame, PosedSequence, check_intrinsics, check_rigid, invert_rigid, k_from_integer_centres
 
 CAMERAS_FILE = "cameras.json"
-FRAME_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+FRAME_SUFFIXES = _IMAGE_SUFFIXES - {".gif"}  # colour frames of a sequence: any image but an animation
 PIXEL_CENTERS = ("integer", "half")
 
 
